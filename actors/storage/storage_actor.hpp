@@ -1,0 +1,51 @@
+// The actor owning one storage: {id, data, version, created_at, updated_at}.
+//
+// Activation: spawned by the storage directory on the first message for its id; loads its
+// state from RocksDB at start (an id with no record is "absent": reads answer not_found, create
+// makes it). Every change is written to RocksDB before it is acknowledged, so memory never runs
+// ahead of disk. Messages are handled one at a time, in arrival order: writes to one storage are
+// serialized, so concurrent PATCHes of distinct keys all land and exactly one of two writers
+// holding the same If-Match wins.
+//
+// Protocol (all replies are storage_record unless said; errors are tessera errc):
+//   (read_atom, id)                                  -> record | not_found
+//   (create_atom, id, data)                          -> record (version 1) | conflict
+//   (replace_atom, id, data, version_list if_match)  -> record | not_found | precondition_failed
+//   (merge_atom, id, patch, version_list if_match)   -> record | not_found | precondition_failed
+//       shallow merge of top-level keys; a key set to null is removed
+//   (erase_atom, id, version_list if_match)          -> the erased record | not_found |
+//                                                       precondition_failed
+//   (retire_atom)                                    -> quits (from the directory only)
+// Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or
+// invalid_argument (data is not a JSON object). Reads are safe to repeat; writes are not
+// idempotent except replace and erase with If-Match.
+// Idle: after `idle_passivate` without messages it sends (passivate_atom, id, handled) to the
+// directory, repeating every idle period until retired.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "actors/storage/messages.hpp"
+#include "adapters/kv/rocks_store.hpp"
+
+namespace prometheus {
+class Counter;
+}
+
+namespace tessera::storage {
+
+struct storage_env {
+  std::shared_ptr<adapters::rocks_store> store;
+  std::chrono::milliseconds idle_passivate{30000};
+  prometheus::Counter* commits = nullptr;  // optional
+};
+
+caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,
+                            std::string id);
+
+}  // namespace tessera::storage

@@ -1,0 +1,38 @@
+#include "actors/storage/storage_codec.hpp"
+
+#include <charconv>
+
+namespace tessera::storage {
+
+std::string storage_key(std::string_view id) {
+  std::string key{key_prefix};
+  key += id;
+  return key;
+}
+
+std::string encode(const storage_record& r) {
+  std::string out = "v1 " + std::to_string(r.version) + ' ' + std::to_string(r.created_at) + ' ' +
+                    std::to_string(r.updated_at) + '\n';
+  out += r.data;
+  return out;
+}
+
+std::optional<storage_record> decode(std::string_view id, std::string_view value) {
+  auto newline = value.find('\n');
+  if (newline == std::string_view::npos || !value.starts_with("v1 ")) return std::nullopt;
+  storage_record r;
+  r.id = std::string{id};
+  const char* p = value.data() + 3;
+  const char* end = value.data() + newline;
+  for (int64_t* field : {&r.version, &r.created_at, &r.updated_at}) {
+    auto [next, ec] = std::from_chars(p, end, *field);
+    if (ec != std::errc{}) return std::nullopt;
+    p = next;
+    if (p < end && *p == ' ') ++p;
+  }
+  if (p != end) return std::nullopt;
+  r.data = std::string{value.substr(newline + 1)};
+  return r;
+}
+
+}  // namespace tessera::storage

@@ -1,0 +1,25 @@
+// How a storage is laid out in RocksDB.
+//
+// Key:   "storage/" + id
+// Value: "v1 <version> <created_at_ms> <updated_at_ms>\n" + JSON object text
+// The header line lets listings read version and timestamps without parsing the data.
+// `decode` returns nullopt for a value it cannot read (never throws).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "actors/storage/messages.hpp"
+
+namespace tessera::storage {
+
+inline constexpr std::string_view key_prefix = "storage/";
+
+std::string storage_key(std::string_view id);
+
+std::string encode(const storage_record& r);
+
+std::optional<storage_record> decode(std::string_view id, std::string_view value);
+
+}  // namespace tessera::storage

@@ -1,0 +1,152 @@
+#include "actors/storage/storage_directory.hpp"
+
+#include <caf/all.hpp>
+
+#include <unordered_map>
+
+#include "actors/storage/storage_codec.hpp"
+#include "adapters/error.hpp"
+
+namespace tessera::storage {
+namespace {
+
+caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::rocks_store> store) {
+  return {
+      [=](list_atom, const std::string& after, uint32_t limit) -> caf::result<storage_page> {
+        auto rows = store->scan(key_prefix, after, limit + 1);
+        if (!rows) return rows.error();
+        storage_page page;
+        for (auto& [key, value] : *rows) {
+          if (page.items.size() == limit) {
+            page.next_after = page.items.back().id;
+            break;
+          }
+          auto id = key.substr(key_prefix.size());
+          auto record = decode(id, value);
+          if (!record) return make_error(errc::storage_failure, "unreadable record for " + id);
+          page.items.push_back({record->id, record->version, record->updated_at});
+        }
+        return page;
+      },
+  };
+}
+
+struct live_entry {
+  caf::actor handle;
+  uint64_t delegated = 0;
+};
+
+class directory {
+ public:
+  directory(caf::event_based_actor* self, storage_env env, runtime::actor_kind_metrics metrics)
+      : self_(self), env_(std::move(env)), metrics_(metrics) {}
+
+  // The live actor for `id`, activated when needed; counts the message about to be delegated.
+  caf::actor route(const std::string& id) {
+    auto it = live_.find(id);
+    if (it == live_.end()) {
+      auto handle = self_->spawn<caf::linked>(storage_actor, env_, caf::actor{self_}, id);
+      by_address_.emplace(handle.address(), id);
+      it = live_.emplace(id, live_entry{handle, 0}).first;
+      metrics_.activations->Increment();
+      metrics_.live->Increment();
+    }
+    ++it->second.delegated;
+    return it->second.handle;
+  }
+
+  void passivate(const std::string& id, uint64_t handled, const caf::strong_actor_ptr& sender) {
+    auto it = live_.find(id);
+    if (it == live_.end() || it->second.handle != caf::actor_cast<caf::actor>(sender) ||
+        it->second.delegated != handled)
+      return;
+    self_->send(it->second.handle, retire_atom::value);
+    forget(it);
+    metrics_.passivations->Increment();
+  }
+
+  // Returns true when `source` was one of ours (then it is forgotten).
+  bool child_exited(const caf::actor_addr& source) {
+    auto by = by_address_.find(source);
+    if (by == by_address_.end()) return false;
+    auto it = live_.find(by->second);
+    if (it != live_.end() && it->second.handle.address() == source) forget(it);
+    else by_address_.erase(by);
+    return true;
+  }
+
+  void forget_all() {
+    metrics_.live->Decrement(static_cast<double>(live_.size()));
+    live_.clear();
+    by_address_.clear();
+  }
+
+ private:
+  void forget(std::unordered_map<std::string, live_entry>::iterator it) {
+    by_address_.erase(it->second.handle.address());
+    live_.erase(it);
+    metrics_.live->Decrement();
+  }
+
+  caf::event_based_actor* self_;
+  storage_env env_;
+  runtime::actor_kind_metrics metrics_;
+  std::unordered_map<std::string, live_entry> live_;
+  std::unordered_map<caf::actor_addr, std::string> by_address_;
+};
+
+caf::error bad_id(const std::string& id) {
+  return make_error(errc::invalid_argument,
+                    "storage id must be 1-128 characters of A-Z a-z 0-9 _ . - (got '" +
+                        id.substr(0, 140) + "')");
+}
+
+}  // namespace
+
+caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
+                                runtime::actor_kind_metrics metrics) {
+  auto dir = std::make_shared<directory>(self, env, metrics);
+  auto catalog = self->spawn<caf::detached + caf::linked>(catalog_actor, env.store);
+  auto store = env.store;
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (dir->child_exited(msg.source)) return;
+    dir->forget_all();
+    self->quit(msg.reason);
+  });
+  using caf::delegated;
+  return {
+      [=](read_atom a, const std::string& id) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id);
+      },
+      [=](create_atom a, const std::string& id, std::string& data) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id, std::move(data));
+      },
+      [=](replace_atom a, const std::string& id, std::string& data,
+          version_list& m) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id, std::move(data), std::move(m));
+      },
+      [=](merge_atom a, const std::string& id, std::string& patch,
+          version_list& m) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id, std::move(patch), std::move(m));
+      },
+      [=](erase_atom a, const std::string& id, version_list& m) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id, std::move(m));
+      },
+      [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<caf::message> {
+        if (limit < 1 || limit > 1000)
+          return make_error(errc::invalid_argument, "limit must be between 1 and 1000");
+        return self->delegate(catalog, a, after, limit);
+      },
+      [=](ready_atom) { return store->healthy(); },
+      [=](passivate_atom, const std::string& id, uint64_t handled) {
+        dir->passivate(id, handled, self->current_sender());
+      },
+  };
+}
+
+}  // namespace tessera::storage

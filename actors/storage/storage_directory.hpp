@@ -1,0 +1,29 @@
+// The storage directory: the one address for all storages. It activates the actor owning an id
+// on first use, forwards (delegates) each request to it, and passivates it when it is idle, so
+// memory holds only storages in use while any number live in RocksDB.
+//
+// Protocol (replies come from the owning actor; see storage_actor.hpp):
+//   (read_atom|create_atom|replace_atom|merge_atom|erase_atom, id, ...) -> as storage_actor;
+//       an id that is not 1-128 of [A-Za-z0-9_.-] -> invalid_argument, nothing activated
+//   (list_atom, std::string after, uint32_t limit) -> storage_page, ids in byte order after
+//       `after` (exclusive), at most `limit` (1..1000); served by a detached catalog actor
+//       reading RocksDB directly, which is exact because every acknowledged write is on disk
+//   (ready_atom) -> bool: RocksDB answers a read
+//   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
+//       `handled` equals the number of messages delegated to it, so no request is ever lost or
+//       served by a stale instance (the retire message is the last one it gets)
+// Shutdown: send it an exit with user_shutdown; its storage actors are linked and quit with it.
+// Ordering: requests for one id are delivered in the order the directory received them.
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include "actors/storage/storage_actor.hpp"
+#include "runtime/actor_metrics.hpp"
+
+namespace tessera::storage {
+
+caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
+                                runtime::actor_kind_metrics metrics);
+
+}  // namespace tessera::storage

@@ -1,0 +1,48 @@
+// tessera's error codes, travelling between actors as `caf::error` (category "tessera").
+//
+// They live in the lowest CAF-aware layer because adapters are where foreign errors (RocksDB
+// statuses, JSON parse exceptions, later Python exceptions) become ours. The web layer maps each
+// code to one HTTP status and stable string in web/problem.cpp; nothing else invents codes.
+#pragma once
+
+#include <caf/error.hpp>
+#include <caf/atom.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace tessera {
+
+enum class errc : uint8_t {
+  ok = 0,
+  invalid_argument,     // a value the caller sent is malformed (message says which)
+  malformed_json,       // body is not JSON
+  invalid_utf8,         // body is not valid UTF-8
+  json_too_deep,        // nesting over server.max_json_depth
+  payload_too_large,    // body over server.max_body_bytes
+  not_found,            // no such resource
+  conflict,             // already exists, or a concurrent change won
+  precondition_failed,  // If-Match did not match
+  unauthorized,         // missing or wrong bearer token
+  method_not_allowed,   // route exists, method does not
+  timeout,              // an actor or worker did not answer in time
+  unavailable,          // shutting down, or a dependency is down
+  storage_failure,      // RocksDB refused a read or write
+  internal,             // a bug: never shown in detail to clients
+};
+
+constexpr caf::atom_value error_category = caf::atom("tessera");
+
+std::string_view to_string(errc code);
+
+caf::error make_error(errc code, std::string detail = {});
+
+// The tessera code of `err`; CAF's own request timeouts and dead receivers map to timeout and
+// unavailable, anything else foreign to internal. A default-constructed error maps to ok.
+errc code_of(const caf::error& err);
+
+// The detail string given to make_error, or empty.
+std::string detail_of(const caf::error& err);
+
+}  // namespace tessera

@@ -1,0 +1,218 @@
+#include "config/settings.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+
+extern char** environ;
+
+namespace tessera::config {
+namespace {
+
+using apply_result = std::optional<std::string>;
+
+template <class Int>
+apply_result parse_int(const std::string& v, Int& out, Int min, Int max) {
+  Int x{};
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc{} || end != v.data() + v.size())
+    return "expected a whole number, got '" + v + "'";
+  if (x < min || x > max)
+    return "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + v;
+  out = x;
+  return std::nullopt;
+}
+
+apply_result parse_bool(const std::string& v, bool& out) {
+  if (v == "true" || v == "1" || v == "yes" || v == "on") {
+    out = true;
+    return std::nullopt;
+  }
+  if (v == "false" || v == "0" || v == "no" || v == "off") {
+    out = false;
+    return std::nullopt;
+  }
+  return "expected true or false, got '" + v + "'";
+}
+
+apply_result parse_millis(const std::string& v, std::chrono::milliseconds& out, int64_t min,
+                          int64_t max) {
+  int64_t ms = 0;
+  if (auto err = parse_int<int64_t>(v, ms, min, max)) return err;
+  out = std::chrono::milliseconds{ms};
+  return std::nullopt;
+}
+
+const std::vector<setting_key> keys = {
+    {"server.listen", "address to listen on, HOST:PORT (port 0 picks a free one)",
+     [](settings& s, const std::string& v) -> apply_result {
+       auto a = parse_listen_address(v);
+       if (!a) return "expected HOST:PORT, got '" + v + "'";
+       s.listen = *a;
+       return std::nullopt;
+     }},
+    {"server.api_token", "bearer token required on /api and /ws (empty: none)",
+     [](settings& s, const std::string& v) -> apply_result {
+       s.api_token = v;
+       return std::nullopt;
+     }},
+    {"server.insecure", "allow a non-loopback listen address without an api_token",
+     [](settings& s, const std::string& v) { return parse_bool(v, s.insecure); }},
+    {"server.io_threads", "HTTP I/O threads (0: one per core)",
+     [](settings& s, const std::string& v) { return parse_int<uint32_t>(v, s.io_threads, 0, 256); }},
+    {"server.max_body_bytes", "largest accepted request body in bytes (larger: 413)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.max_body_bytes, 1, uint64_t{1} << 30);
+     }},
+    {"server.max_json_depth", "deepest accepted JSON nesting in a request body",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.max_json_depth, 1, 512);
+     }},
+    {"server.request_timeout_ms", "how long a request may wait for the actors",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.request_timeout, 1, 600'000);
+     }},
+    {"server.shutdown_grace_ms", "on SIGINT/SIGTERM, how long in-flight requests may finish",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.shutdown_grace, 0, 600'000);
+     }},
+    {"storage.data_dir", "RocksDB data directory",
+     [](settings& s, const std::string& v) -> apply_result {
+       if (v.empty()) return "must not be empty";
+       s.data_dir = v;
+       return std::nullopt;
+     }},
+    {"storage.sync", "fsync every commit (power-loss durability)",
+     [](settings& s, const std::string& v) { return parse_bool(v, s.sync); }},
+    {"storage.idle_passivate_ms", "an idle storage actor is passivated after this long",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.idle_passivate, 10, 86'400'000);
+     }},
+    {"runtime.scheduler_threads", "CAF scheduler threads (0: one per core)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.scheduler_threads, 0, 256);
+     }},
+};
+
+const setting_key* find_key(const std::string& name) {
+  auto it = std::find_if(keys.begin(), keys.end(), [&](auto& k) { return k.name == name; });
+  return it == keys.end() ? nullptr : &*it;
+}
+
+std::optional<std::string> toml_value_text(const toml::node& node) {
+  if (auto s = node.as_string()) return s->get();
+  if (auto i = node.as_integer()) return std::to_string(i->get());
+  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  return std::nullopt;
+}
+
+std::optional<load_error> apply(settings& s, const std::string& key, const std::string& value,
+                                const std::string& source) {
+  auto k = find_key(key);
+  if (!k) return load_error{"unknown setting '" + key + "' (" + source + ")"};
+  if (auto err = k->apply(s, value)) return load_error{key + " (" + source + "): " + *err};
+  return std::nullopt;
+}
+
+std::optional<load_error> apply_toml(settings& s, const toml::table& table,
+                                     const std::string& prefix, const std::string& file) {
+  for (auto& [name, node] : table) {
+    std::string key = prefix.empty() ? std::string{name.str()} : prefix + "." + std::string{name.str()};
+    if (auto sub = node.as_table()) {
+      if (auto err = apply_toml(s, *sub, key, file)) return err;
+      continue;
+    }
+    auto text = toml_value_text(node);
+    if (!find_key(key)) return load_error{"unknown setting '" + key + "' in " + file};
+    if (!text) return load_error{key + " in " + file + ": expected a string, integer or boolean"};
+    if (auto err = apply(s, key, *text, file)) return err;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+const std::vector<setting_key>& setting_keys() { return keys; }
+
+std::string environment_name(const std::string& key) {
+  std::string out = "TESSERA_";
+  for (char c : key) out += c == '.' ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+std::optional<listen_address> parse_listen_address(const std::string& text) {
+  std::string host;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string::npos) return std::nullopt;
+  }
+  listen_address out;
+  if (host.empty()) return std::nullopt;
+  out.host = host;
+  if (parse_int<uint16_t>(port, out.port, 0, 65535)) return std::nullopt;
+  return out;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::variant<settings, load_error> load_settings(const sources& from) {
+  settings s;
+  if (from.config_file) {
+    toml::table table;
+    try {
+      table = toml::parse_file(*from.config_file);
+    } catch (const toml::parse_error& e) {
+      std::ostringstream msg;
+      msg << "cannot read config file " << *from.config_file << ": " << e.description();
+      if (e.source().begin.line > 0) msg << " (line " << e.source().begin.line << ")";
+      return load_error{msg.str()};
+    }
+    if (auto err = apply_toml(s, table, "", *from.config_file)) return *err;
+  }
+  std::map<std::string, std::string> env_keys;  // environment name -> key
+  for (auto& k : keys) env_keys[environment_name(k.name)] = k.name;
+  for (auto& [name, value] : from.environment) {
+    if (name.rfind("TESSERA_", 0) != 0 || name == "TESSERA_CONFIG") continue;
+    auto it = env_keys.find(name);
+    if (it == env_keys.end()) return load_error{"unknown environment variable " + name};
+    if (auto err = apply(s, it->second, value, "environment " + name)) return *err;
+  }
+  for (auto& [key, value] : from.overrides)
+    if (auto err = apply(s, key, value, "command line")) return *err;
+  if (auto err = validate(s)) return load_error{*err};
+  return s;
+}
+
+std::optional<std::string> validate(const settings& s) {
+  if (!is_loopback(s.listen.host) && s.api_token.empty() && !s.insecure)
+    return "refusing to listen on non-loopback address " + s.listen.host +
+           " without server.api_token (--api-token); pass --insecure to do it anyway";
+  return std::nullopt;
+}
+
+std::map<std::string, std::string> tessera_environment() {
+  std::map<std::string, std::string> out;
+  for (char** e = environ; e && *e; ++e) {
+    std::string entry{*e};
+    auto eq = entry.find('=');
+    if (eq == std::string::npos || entry.rfind("TESSERA_", 0) != 0) continue;
+    out[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace tessera::config

@@ -1,0 +1,81 @@
+// tessera's runtime settings and where they come from.
+//
+// Contract: `load_settings` builds a `settings` from, lowest precedence first, the embedded
+// defaults, a TOML file, `TESSERA_*` environment variables and command-line overrides. Every
+// source is checked against one key table (`setting_keys()`), so an unknown key or a value of
+// the wrong shape fails with a message that names the key and the source. On success nothing
+// has been started; on failure nothing has been changed. No CAF here: this layer is plain C++.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace tessera::config {
+
+struct listen_address {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+};
+
+struct settings {
+  // [server]
+  listen_address listen;
+  std::string api_token;  // empty: no authentication (allowed on loopback only)
+  bool insecure = false;  // allow a non-loopback bind without a token
+  uint32_t io_threads = 0;  // 0: one per core
+  uint64_t max_body_bytes = 1 << 20;
+  uint32_t max_json_depth = 64;
+  std::chrono::milliseconds request_timeout{5000};
+  std::chrono::milliseconds shutdown_grace{5000};
+  // [storage]
+  std::string data_dir = "./data";
+  bool sync = false;  // fsync every commit
+  std::chrono::milliseconds idle_passivate{30000};
+  // [runtime]
+  uint32_t scheduler_threads = 0;  // 0: CAF's default (one per core)
+};
+
+// One configurable key: its dotted name, a one-line description, and how to apply a textual
+// value (flags, environment) to `settings`. TOML values are converted to text first.
+struct setting_key {
+  std::string name;         // "server.listen"
+  std::string description;  // for --help and the commented default file
+  // Applies `value`; returns an error message (without the key name) when it is malformed.
+  std::optional<std::string> (*apply)(settings&, const std::string& value);
+};
+
+const std::vector<setting_key>& setting_keys();
+
+// "server.listen" -> "TESSERA_SERVER_LISTEN".
+std::string environment_name(const std::string& key);
+
+// Parses "host:port" ("[::1]:8080" for IPv6). Port 0 asks the OS for a free port.
+std::optional<listen_address> parse_listen_address(const std::string& text);
+
+bool is_loopback(const std::string& host);
+
+// Where the values come from, lowest precedence first after the defaults.
+struct sources {
+  std::optional<std::string> config_file;  // path of a TOML file
+  std::map<std::string, std::string> environment;  // e.g. from environ; non-TESSERA_ ignored
+  std::vector<std::pair<std::string, std::string>> overrides;  // (key, value) from flags
+};
+
+struct load_error {
+  std::string message;  // names the key and the source, e.g. "server.listen (flag): ..."
+};
+
+std::variant<settings, load_error> load_settings(const sources& from);
+
+// Checks combinations that single keys cannot: a non-loopback bind needs a token or insecure.
+std::optional<std::string> validate(const settings& s);
+
+// The environment of this process as a map (only TESSERA_* entries).
+std::map<std::string, std::string> tessera_environment();
+
+}  // namespace tessera::config

@@ -1,0 +1,263 @@
+#include "web/http_server.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "runtime/log.hpp"
+#include "web/problem.hpp"
+
+namespace tessera::web {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto idle_timeout = std::chrono::seconds(60);
+constexpr auto drain_timeout = std::chrono::seconds(2);
+constexpr uint32_t header_limit = 16 * 1024;
+
+}  // namespace
+
+struct http_server::impl {
+  options opts;
+  handler on_request;
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  net::signal_set signals{ioc, SIGINT, SIGTERM};
+  std::atomic<bool> draining{false};
+  std::atomic<int64_t> in_flight{0};
+
+  impl(options o, handler h) : opts(std::move(o)), on_request(std::move(h)) {}
+
+  void accept();
+  void begin_shutdown();
+  void wait_for_drain(std::shared_ptr<net::steady_timer> timer,
+                      std::chrono::steady_clock::time_point deadline);
+};
+
+namespace {
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket socket, http_server::impl& server)
+      : stream_(std::move(socket)), server_(server) {}
+
+  void start() { read_header(); }
+
+ private:
+  void read_header() {
+    parser_.emplace();
+    parser_->body_limit(server_.opts.body_limit);
+    parser_->header_limit(header_limit);
+    stream_.expires_after(idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, size_t) {
+    if (ec) return on_read_error(ec);
+    auto& req = parser_->get();
+    auto length = parser_->content_length();
+    if (length && *length > server_.opts.body_limit)
+      return fail_and_close(errc::payload_too_large,
+                            "body of " + std::to_string(*length) + " bytes exceeds the limit of " +
+                                std::to_string(server_.opts.body_limit));
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                      req.version());
+      return http::async_write(stream_, *cont,
+                               [self = shared_from_this(), cont](beast::error_code e, size_t) {
+                                 if (e) return self->close();
+                                 self->read_body();
+                               });
+    }
+    read_body();
+  }
+
+  void read_body() {
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&session::on_read, shared_from_this()));
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::body_limit)
+      return fail_and_close(errc::payload_too_large,
+                            "body exceeds the limit of " + std::to_string(server_.opts.body_limit) +
+                                " bytes");
+    if (ec == http::error::header_limit) {
+      auto r = problem(errc::invalid_argument, "request headers exceed 16 KiB");
+      r.status = 431;
+      return write(std::move(r), false);
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return fail_and_close(errc::invalid_argument, "malformed HTTP request: " + ec.message());
+    close();
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec) return on_read_error(ec);
+    auto& req = parser_->get();
+    request r;
+    r.method = std::string{req.method_string()};
+    auto target = std::string_view{req.target().data(), req.target().size()};
+    auto q = target.find('?');
+    r.path = std::string{target.substr(0, q)};
+    if (q != std::string_view::npos) r.query = std::string{target.substr(q + 1)};
+    r.body = std::move(req.body());
+    r.authorization = std::string{req[http::field::authorization]};
+    r.if_match = std::string{req[http::field::if_match]};
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    ++server_.in_flight;
+    stream_.expires_never();
+    auto self = shared_from_this();
+    server_.on_request(std::move(r), [self](response res) {
+      net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->write(std::move(res), self->keep_alive_, /*counted=*/true);
+      });
+    });
+  }
+
+  void fail_and_close(errc code, const std::string& detail) { write(problem(code, detail), false); }
+
+  void write(response r, bool keep_alive, bool counted = false) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version_ ? version_ : 11);
+    res->set(http::field::server, "tessera");
+    res->set(http::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) res->set(name, value);
+    res->body() = std::move(r.body);
+    keep_alive = keep_alive && !server_.draining;
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    stream_.expires_after(idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive, counted](beast::error_code ec,
+                                                                            size_t) {
+                        if (counted) --self->server_.in_flight;
+                        if (ec) return self->close();
+                        if (!keep_alive) return self->linger_close();
+                        self->read_header();
+                      });
+  }
+
+  // Half-close and discard what the client still sends, so it reads our response instead of
+  // a connection reset.
+  void linger_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(drain_timeout);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](
+                                                       beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->drain();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  http_server::impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::array<char, 4096> scratch_{};
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+};
+
+}  // namespace
+
+void http_server::impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (!acceptor.is_open()) return;
+      runtime::log_warning("accept failed: " + ec.message());
+    } else {
+      socket.set_option(tcp::no_delay{true}, ec);
+      std::make_shared<session>(std::move(socket), *this)->start();
+    }
+    accept();
+  });
+}
+
+void http_server::impl::begin_shutdown() {
+  if (draining.exchange(true)) return;
+  runtime::log_info("shutting down: no new connections, draining in-flight requests");
+  beast::error_code ec;
+  acceptor.close(ec);
+  signals.cancel(ec);
+  auto timer = std::make_shared<net::steady_timer>(ioc);
+  wait_for_drain(timer, std::chrono::steady_clock::now() + opts.shutdown_grace);
+}
+
+void http_server::impl::wait_for_drain(std::shared_ptr<net::steady_timer> timer,
+                                       std::chrono::steady_clock::time_point deadline) {
+  if (in_flight == 0 || std::chrono::steady_clock::now() >= deadline) {
+    if (in_flight > 0)
+      runtime::log_warning("shutdown grace over with " + std::to_string(in_flight.load()) +
+                           " requests still in flight");
+    ioc.stop();
+    return;
+  }
+  timer->expires_after(std::chrono::milliseconds(5));
+  timer->async_wait([this, timer, deadline](beast::error_code) { wait_for_drain(timer, deadline); });
+}
+
+http_server::http_server(options opts, handler h)
+    : impl_(std::make_unique<impl>(std::move(opts), std::move(h))) {}
+
+http_server::~http_server() = default;
+
+std::variant<uint16_t, std::string> http_server::start() {
+  auto& i = *impl_;
+  beast::error_code ec;
+  tcp::resolver resolver{i.ioc};
+  auto results = resolver.resolve(i.opts.host, std::to_string(i.opts.port), ec);
+  if (ec || results.empty()) return "cannot resolve " + i.opts.host + ": " + ec.message();
+  tcp::endpoint endpoint = *results.begin();
+  i.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) i.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) i.acceptor.bind(endpoint, ec);
+  if (!ec) i.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return "cannot listen on " + i.opts.host + ":" + std::to_string(i.opts.port) + ": " +
+                 ec.message();
+  i.signals.async_wait([&i](beast::error_code e, int) {
+    if (!e) i.begin_shutdown();
+  });
+  i.accept();
+  return i.acceptor.local_endpoint().port();
+}
+
+void http_server::run() {
+  auto& i = *impl_;
+  std::vector<std::thread> threads;
+  for (unsigned n = 1; n < i.opts.threads; ++n) threads.emplace_back([&i] { i.ioc.run(); });
+  i.ioc.run();
+  for (auto& t : threads) t.join();
+}
+
+void http_server::shutdown() {
+  net::post(impl_->ioc, [i = impl_.get()] { i->begin_shutdown(); });
+}
+
+void http_server::clear_handler() { impl_->on_request = nullptr; }
+
+}  // namespace tessera::web

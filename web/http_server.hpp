@@ -1,0 +1,57 @@
+// The HTTP/1.1 listener (Boost.Beast): accepts connections, parses requests with limits, hands
+// each one to a handler, writes the response, keeps connections alive.
+//
+// Contract:
+// - `start` binds and listens; it returns the bound port (useful with port 0) or a message.
+// - `run` runs the I/O threads and blocks until `shutdown` (or SIGINT/SIGTERM) has drained.
+// - The handler is called on an I/O thread and must not block; it completes through the
+//   responder, from any thread (the response is posted back to the connection's strand).
+// - A body over `body_limit` is answered 413 (before reading it, when Content-Length says so);
+//   an unparsable request 400; headers over 16 KiB 431. Such connections are closed.
+// - Shutdown: stop accepting, finish in-flight requests for at most `grace`, close the rest.
+// Beast stays inside http_server.cpp; nothing here includes it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "web/http_types.hpp"
+
+namespace tessera::web {
+
+class http_server {
+ public:
+  struct options {
+    std::string host;
+    uint16_t port = 0;
+    uint64_t body_limit = 1 << 20;
+    unsigned threads = 1;
+    std::chrono::milliseconds shutdown_grace{5000};
+  };
+  using handler = std::function<void(request, responder)>;
+
+  http_server(options opts, handler h);
+  ~http_server();
+
+  std::variant<uint16_t, std::string> start();
+
+  // Blocks until stopped; handles SIGINT and SIGTERM by shutting down gracefully.
+  void run();
+
+  // Thread-safe; returns at once, `run` returns once drained.
+  void shutdown();
+
+  // Drops the handler (and what it captured); only after `run` returned.
+  void clear_handler();
+
+  struct impl;  // Beast state, defined in http_server.cpp
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tessera::web

@@ -1,0 +1,146 @@
+// build/tessera: the server binary. `tessera serve [...]`, `--help`, `--version`.
+#include <CLI/CLI.hpp>
+#include <caf/all.hpp>
+
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "actors/storage/storage_directory.hpp"
+#include "adapters/error.hpp"
+#include "config/settings.hpp"
+#include "runtime/actor_metrics.hpp"
+#include "runtime/log.hpp"
+#include "runtime/system.hpp"
+#include "web/http_server.hpp"
+#include "web/routes.hpp"
+
+namespace {
+
+using namespace tessera;
+
+unsigned cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+// Runs the server until SIGINT/SIGTERM; returns the process exit code.
+int serve(const config::settings& s) {
+  std::error_code ec;
+  std::filesystem::create_directories(s.data_dir, ec);
+  if (ec) {
+    runtime::log_error("cannot create data dir " + s.data_dir + ": " + ec.message());
+    return 1;
+  }
+  auto registry = adapters::make_metrics_registry();
+  auto& write_latency = prometheus::BuildHistogram()
+                            .Name("tessera_rocksdb_write_duration_seconds")
+                            .Help("RocksDB batch write latency, WAL append (and fsync with sync)")
+                            .Register(*registry)
+                            .Add({}, adapters::latency_buckets());
+  auto& commits = prometheus::BuildCounter()
+                      .Name("tessera_storage_commits_total")
+                      .Help("Storage changes committed to RocksDB")
+                      .Register(*registry)
+                      .Add({});
+  auto store = adapters::rocks_store::open(
+      {s.data_dir, s.sync, [&write_latency](std::chrono::nanoseconds d) {
+         write_latency.Observe(std::chrono::duration<double>(d).count());
+       }});
+  if (!store) {
+    runtime::log_error("cannot open RocksDB in " + s.data_dir + ": " +
+                       tessera::detail_of(store.error()));
+    return 1;
+  }
+  runtime::actor_metrics actor_metrics{*registry};
+
+  // Declared before the actor system so that the I/O context outlives every actor callback.
+  std::unique_ptr<web::http_server> server;
+  // With sync, each commit waits for an fsync on a scheduler thread; more threads keep the
+  // scheduler responsive and let RocksDB group concurrent commits into one fsync.
+  uint32_t threads = s.scheduler_threads ? s.scheduler_threads : (s.sync ? 4 * cores() : 0);
+  runtime::system_config cfg{threads, {storage::add_storage_messages}};
+  caf::actor_system system{cfg};
+  auto directory = system.spawn(storage::storage_directory,
+                                storage::storage_env{*store, s.idle_passivate, &commits},
+                                actor_metrics.for_kind("storage"));
+
+  auto routes = std::make_shared<web::router>(s.api_token, *registry);
+  web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
+  web::add_ops_routes(*routes, ctx, directory, registry);
+  web::add_storage_routes(*routes, ctx, directory);
+
+  server = std::make_unique<web::http_server>(
+      web::http_server::options{s.listen.host, s.listen.port, s.max_body_bytes,
+                                s.io_threads ? s.io_threads : cores(), s.shutdown_grace},
+      [routes](web::request req, web::responder done) {
+        routes->handle(std::move(req), std::move(done));
+      });
+  auto bound = server->start();
+  if (auto* err = std::get_if<std::string>(&bound)) {
+    runtime::log_error(*err);
+    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  auto port = std::get<uint16_t>(bound);
+  runtime::log_info("data dir " + s.data_dir + (s.sync ? " (fsync per commit)" : ""));
+  std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
+
+  server->run();
+  server->clear_handler();
+  routes.reset();
+  caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+  directory = nullptr;
+  system.await_all_actors_done();
+  if (auto err = (*store)->flush()) {
+    runtime::log_error("flush at shutdown failed: " + tessera::detail_of(err));
+    return 1;
+  }
+  runtime::log_info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera: an actor runtime for live dashboards and background jobs"};
+  app.set_version_flag("--version", std::string{"tessera "} + TESSERA_VERSION);
+  app.require_subcommand(1);
+  auto* serve_cmd = app.add_subcommand("serve", "run the server");
+  std::string config_file;
+  std::string data_dir, listen, api_token;
+  bool insecure = false, sync = false;
+  std::vector<std::string> sets;
+  serve_cmd->add_option("--config", config_file, "TOML config file (see config/tessera.toml)");
+  serve_cmd->add_option("--data-dir", data_dir, "RocksDB data directory (default ./data)");
+  serve_cmd->add_option("--listen", listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
+  serve_cmd->add_option("--api-token", api_token,
+                        "require 'Authorization: Bearer TOKEN' on /api and /ws "
+                        "(prefer TESSERA_SERVER_API_TOKEN: flags show in ps)");
+  serve_cmd->add_flag("--insecure", insecure, "allow a non-loopback listen without a token");
+  serve_cmd->add_flag("--sync", sync, "fsync every commit");
+  serve_cmd->add_option("--set", sets, "KEY=VALUE for any config key, e.g. storage.sync=true");
+  CLI11_PARSE(app, argc, argv);
+
+  config::sources from;
+  from.environment = config::tessera_environment();
+  if (!config_file.empty()) from.config_file = config_file;
+  else if (auto it = from.environment.find("TESSERA_CONFIG"); it != from.environment.end())
+    from.config_file = it->second;
+  for (auto& kv : sets) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::cerr << "tessera: --set expects KEY=VALUE, got '" << kv << "'\n";
+      return 2;
+    }
+    from.overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (!data_dir.empty()) from.overrides.emplace_back("storage.data_dir", data_dir);
+  if (!listen.empty()) from.overrides.emplace_back("server.listen", listen);
+  if (!api_token.empty()) from.overrides.emplace_back("server.api_token", api_token);
+  if (insecure) from.overrides.emplace_back("server.insecure", "true");
+  if (sync) from.overrides.emplace_back("storage.sync", "true");
+  auto loaded = config::load_settings(from);
+  if (auto* err = std::get_if<config::load_error>(&loaded)) {
+    std::cerr << "tessera: " << err->message << "\n";
+    return 2;
+  }
+  return serve(std::get<config::settings>(loaded));
+}

@@ -1,0 +1,70 @@
+#include "web/problem.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/log.hpp"
+
+namespace tessera::web {
+namespace {
+
+struct problem_entry {
+  unsigned status;
+  const char* title;
+};
+
+problem_entry entry(errc code) {
+  switch (code) {
+    case errc::ok: return {200, "OK"};
+    case errc::invalid_argument: return {400, "Invalid argument"};
+    case errc::malformed_json: return {400, "Malformed JSON"};
+    case errc::invalid_utf8: return {400, "Invalid UTF-8"};
+    case errc::json_too_deep: return {400, "JSON nested too deeply"};
+    case errc::payload_too_large: return {413, "Payload too large"};
+    case errc::not_found: return {404, "Not found"};
+    case errc::conflict: return {409, "Conflict"};
+    case errc::precondition_failed: return {412, "Precondition failed"};
+    case errc::unauthorized: return {401, "Unauthorized"};
+    case errc::method_not_allowed: return {405, "Method not allowed"};
+    case errc::timeout: return {503, "Timed out"};
+    case errc::unavailable: return {503, "Service unavailable"};
+    case errc::storage_failure: return {500, "Storage failure"};
+    case errc::internal: return {500, "Internal error"};
+  }
+  return {500, "Internal error"};
+}
+
+}  // namespace
+
+unsigned http_status(errc code) { return entry(code).status; }
+
+response problem(errc code, const std::string& detail) {
+  auto e = entry(code);
+  std::string shown = detail;
+  if (e.status >= 500 && code != errc::timeout && code != errc::unavailable)
+    shown = "the server could not complete the request; see the server log";
+  nlohmann::json body = {{"type", "urn:tessera:problem:" + std::string{to_string(code)}},
+                         {"title", e.title},
+                         {"status", e.status},
+                         {"detail", shown},
+                         {"code", to_string(code)}};
+  response r;
+  r.status = e.status;
+  r.content_type = "application/problem+json";
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (code == errc::unauthorized) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+response problem(const caf::error& err) {
+  auto code = code_of(err);
+  auto detail = detail_of(err);
+  if (http_status(code) >= 500) {
+    runtime::log_error("request failed: " + std::string{to_string(code)} +
+                       (detail.empty() ? "" : ": " + detail));
+    if (code == errc::timeout && detail.empty()) detail = "the request timed out";
+    if (code == errc::unavailable && detail.empty()) detail = "the server is unavailable";
+  }
+  return problem(code, detail);
+}
+
+}  // namespace tessera::web

@@ -1,0 +1,22 @@
+// The one table from tessera error codes to HTTP: status, stable `code` string and title, and
+// the application/problem+json body (RFC 9457: type, title, status, detail, code).
+//
+// Contract: 5xx responses never carry internal details (the detail is replaced by a generic
+// sentence; callers log the original). Every error response of the server is built here.
+#pragma once
+
+#include <string>
+
+#include "adapters/error.hpp"
+#include "web/http_types.hpp"
+
+namespace tessera::web {
+
+unsigned http_status(errc code);
+
+response problem(errc code, const std::string& detail);
+
+// For errors coming back from actors; logs 5xx details before hiding them.
+response problem(const caf::error& err);
+
+}  // namespace tessera::web

@@ -1,0 +1,108 @@
+#include "web/router.hpp"
+
+
+#include "web/problem.hpp"
+
+namespace tessera::web {
+namespace {
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    out.emplace_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool is_param(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+// Compares in time independent of where the strings differ.
+bool same_secret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+router::router(std::string api_token, prometheus::Registry& registry)
+    : api_token_(std::move(api_token)),
+      requests_(prometheus::BuildCounter()
+                    .Name("tessera_http_requests_total")
+                    .Help("HTTP requests by route template, method and status")
+                    .Register(registry)),
+      durations_(prometheus::BuildHistogram()
+                     .Name("tessera_http_request_duration_seconds")
+                     .Help("HTTP request duration from parsed request to response handed off")
+                     .Register(registry)) {}
+
+void router::add(std::string method, std::string pattern, bool protect, route_handler handler) {
+  auto segments = split_path(pattern);
+  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), protect,
+                     std::move(handler)});
+}
+
+bool router::authorized(const request& req) const {
+  if (api_token_.empty()) return true;
+  static constexpr std::string_view scheme = "Bearer ";
+  if (req.authorization.size() <= scheme.size() ||
+      req.authorization.compare(0, scheme.size(), scheme) != 0)
+    return false;
+  return same_secret(req.authorization.substr(scheme.size()), api_token_);
+}
+
+responder router::instrument(const std::string& pattern, const std::string& method,
+                             responder done) const {
+  auto start = std::chrono::steady_clock::now();
+  return [this, pattern, method, start, done = std::move(done)](response r) {
+    std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    requests_.Add({{"route", pattern}, {"method", method}, {"status", std::to_string(r.status)}})
+        .Increment();
+    durations_.Add({{"route", pattern}, {"method", method}}, adapters::latency_buckets())
+        .Observe(elapsed.count());
+    done(std::move(r));
+  };
+}
+
+void router::handle(request req, responder done) const {
+  auto segments = split_path(req.path);
+  std::string allowed;
+  for (auto& r : routes_) {
+    if (r.segments.size() != segments.size()) continue;
+    path_params params;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      if (is_param(r.segments[i])) params.push_back(segments[i]);
+      else match = r.segments[i] == segments[i];
+    }
+    if (!match) continue;
+    if (r.method != req.method) {
+      allowed += allowed.empty() ? r.method : ", " + r.method;
+      continue;
+    }
+    auto reply = instrument(r.pattern, req.method, std::move(done));
+    if (r.protect && !authorized(req))
+      return reply(problem(errc::unauthorized, "missing or wrong bearer token"));
+    for (auto& p : params) {
+      auto decoded = percent_decode(p);
+      if (!decoded) return reply(problem(errc::invalid_argument, "bad percent-escape in path"));
+      p = std::move(*decoded);
+    }
+    return r.handler(req, params, std::move(reply));
+  }
+  auto reply = instrument(allowed.empty() ? "unmatched" : "method_not_allowed", req.method,
+                          std::move(done));
+  if (allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
+  auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
+  r.headers.emplace_back("Allow", allowed);
+  reply(std::move(r));
+}
+
+}  // namespace tessera::web

@@ -1,0 +1,29 @@
+// The route tables of the server, one function per area. Each adds its routes to a router and
+// captures what it needs by value (actor handles, settings), never pointers into actor state.
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <memory>
+
+#include "adapters/kv/rocks_store.hpp"
+#include "adapters/metrics/registry.hpp"
+#include "web/router.hpp"
+
+namespace tessera::web {
+
+struct route_context {
+  caf::actor_system* system = nullptr;
+  std::chrono::milliseconds request_timeout{5000};
+  uint32_t max_json_depth = 64;
+};
+
+// /api/storages and /api/storages/{id}; `directory` speaks storage_directory.hpp's protocol.
+void add_storage_routes(router& r, const route_context& ctx, const caf::actor& directory);
+
+// /healthz, /readyz, /metrics.
+void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,
+                    adapters::metrics_registry registry);
+
+}  // namespace tessera::web
