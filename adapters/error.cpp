@@ -13,6 +13,7 @@ std::string_view to_string(errc code) {
     case errc::invalid_utf8: return "invalid_utf8";
     case errc::json_too_deep: return "json_too_deep";
     case errc::payload_too_large: return "payload_too_large";
+    case errc::headers_too_large: return "headers_too_large";
     case errc::not_found: return "not_found";
     case errc::conflict: return "conflict";
     case errc::precondition_failed: return "precondition_failed";

@@ -31,7 +31,7 @@ struct http_server::impl {
   options opts;
   handler on_request;
   net::io_context ioc;
-  tcp::acceptor acceptor{ioc};
+  tcp::acceptor acceptor{net::make_strand(ioc)};  // all acceptor work runs on this strand
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> draining{false};
   std::atomic<int64_t> in_flight{0};
@@ -93,11 +93,8 @@ class session : public std::enable_shared_from_this<session> {
       return fail_and_close(errc::payload_too_large,
                             "body exceeds the limit of " + std::to_string(server_.opts.body_limit) +
                                 " bytes");
-    if (ec == http::error::header_limit) {
-      auto r = problem(errc::invalid_argument, "request headers exceed 16 KiB");
-      r.status = 431;
-      return write(std::move(r), false);
-    }
+    if (ec == http::error::header_limit)
+      return fail_and_close(errc::headers_too_large, "request headers exceed 16 KiB");
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message)
       return fail_and_close(errc::invalid_argument, "malformed HTTP request: " + ec.message());
@@ -188,7 +185,7 @@ class session : public std::enable_shared_from_this<session> {
 void http_server::impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
-      if (!acceptor.is_open()) return;
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
       runtime::log_warning("accept failed: " + ec.message());
     } else {
       socket.set_option(tcp::no_delay{true}, ec);
@@ -202,8 +199,11 @@ void http_server::impl::begin_shutdown() {
   if (draining.exchange(true)) return;
   runtime::log_info("shutting down: no new connections, draining in-flight requests");
   beast::error_code ec;
-  acceptor.close(ec);
-  signals.cancel(ec);
+  acceptor.close(ec);  // on the acceptor's strand, so no accept is being started meanwhile
+  net::post(ioc, [this] {
+    beast::error_code ignored;
+    signals.cancel(ignored);
+  });
   auto timer = std::make_shared<net::steady_timer>(ioc);
   wait_for_drain(timer, std::chrono::steady_clock::now() + opts.shutdown_grace);
 }
@@ -240,7 +240,7 @@ std::variant<uint16_t, std::string> http_server::start() {
   if (ec) return "cannot listen on " + i.opts.host + ":" + std::to_string(i.opts.port) + ": " +
                  ec.message();
   i.signals.async_wait([&i](beast::error_code e, int) {
-    if (!e) i.begin_shutdown();
+    if (!e) net::post(i.acceptor.get_executor(), [&i] { i.begin_shutdown(); });
   });
   i.accept();
   return i.acceptor.local_endpoint().port();
@@ -255,7 +255,7 @@ void http_server::run() {
 }
 
 void http_server::shutdown() {
-  net::post(impl_->ioc, [i = impl_.get()] { i->begin_shutdown(); });
+  net::post(impl_->acceptor.get_executor(), [i = impl_.get()] { i->begin_shutdown(); });
 }
 
 void http_server::clear_handler() { impl_->on_request = nullptr; }

@@ -33,6 +33,8 @@ std::optional<std::string> percent_decode(std::string_view text, bool plus_is_sp
   return out;
 }
 
+bool query_decodable(std::string_view query) { return percent_decode(query, true).has_value(); }
+
 std::optional<std::string> query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     auto amp = query.find('&');

@@ -33,6 +33,9 @@ using responder = std::function<void(response)>;
 // The value of `name` in a query string, percent-decoded; nullopt when absent or undecodable.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 
+// True when every name and value of the query string percent-decodes.
+bool query_decodable(std::string_view query);
+
 // Decodes %XX escapes (and '+' as space when `plus_is_space`); nullopt on a bad escape.
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space = false);
 

@@ -20,6 +20,7 @@ problem_entry entry(errc code) {
     case errc::invalid_utf8: return {400, "Invalid UTF-8"};
     case errc::json_too_deep: return {400, "JSON nested too deeply"};
     case errc::payload_too_large: return {413, "Payload too large"};
+    case errc::headers_too_large: return {431, "Request header fields too large"};
     case errc::not_found: return {404, "Not found"};
     case errc::conflict: return {409, "Conflict"};
     case errc::precondition_failed: return {412, "Precondition failed"};

@@ -52,9 +52,11 @@ void router::add(std::string method, std::string pattern, bool protect, route_ha
 bool router::authorized(const request& req) const {
   if (api_token_.empty()) return true;
   static constexpr std::string_view scheme = "Bearer ";
-  if (req.authorization.size() <= scheme.size() ||
-      req.authorization.compare(0, scheme.size(), scheme) != 0)
-    return false;
+  if (req.authorization.size() <= scheme.size()) return false;
+  for (size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(req.authorization[i])) !=
+        std::tolower(static_cast<unsigned char>(scheme[i])))
+      return false;
   return same_secret(req.authorization.substr(scheme.size()), api_token_);
 }
 
@@ -90,6 +92,8 @@ void router::handle(request req, responder done) const {
     auto reply = instrument(r.pattern, req.method, std::move(done));
     if (r.protect && !authorized(req))
       return reply(problem(errc::unauthorized, "missing or wrong bearer token"));
+    if (!query_decodable(req.query))
+      return reply(problem(errc::invalid_argument, "bad percent-escape in the query string"));
     for (auto& p : params) {
       auto decoded = percent_decode(p);
       if (!decoded) return reply(problem(errc::invalid_argument, "bad percent-escape in path"));

@@ -160,9 +160,9 @@ void add_storage_routes(router& r, const route_context& ctx, const caf::actor& d
           auto if_match = parse_if_match(req.if_match);
           if (!if_match) return done(problem(if_match.error()));
           ask<storage_record>(*ctx.system, dir, ctx.request_timeout,
-                              [done](caf::expected<storage_record> r) {
-                                done(r ? json_response(200, R"({"success":true})")
-                                       : problem(r.error()));
+                              [done](caf::expected<storage_record> erased) {
+                                done(erased ? json_response(200, R"({"success":true})")
+                                       : problem(erased.error()));
                               },
                               erase_atom::value, p[0], std::move(*if_match));
         });

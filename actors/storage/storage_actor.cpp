@@ -16,6 +16,7 @@ namespace {
 
 struct storage_state {
   std::optional<storage_record> record;  // nullopt: absent
+  nlohmann::json document;               // record->data parsed, kept to merge without re-parsing
   caf::error load_error;                 // set when RocksDB could not be read at activation
   uint64_t handled = 0;                  // messages from the directory handled so far
 };
@@ -39,7 +40,8 @@ class storage_owner {
       state_.load_error = std::move(value.error());
     } else if (*value) {
       state_.record = decode(id_, **value);
-      if (!state_.record)
+      if (state_.record) state_.document = nlohmann::json::parse(state_.record->data, nullptr, false);
+      if (!state_.record || !state_.document.is_object())
         state_.load_error = make_error(errc::storage_failure, "unreadable record for " + id_);
     }
   }
@@ -59,26 +61,29 @@ class storage_owner {
     auto value = parse_object(data);
     if (!value) return value.error();
     auto now = runtime::now_ms();
-    return commit(storage_record{id_, value->dump(), 1, now, now});
+    auto text = value->dump();
+    return commit(storage_record{id_, std::move(text), 1, now, now}, std::move(*value));
   }
 
   caf::result<storage_record> replace(const std::string& data, const version_list& if_match) {
     if (auto err = precheck_write(if_match)) return err;
     auto value = parse_object(data);
     if (!value) return value.error();
-    return commit(next_version(value->dump()));
+    auto text = value->dump();
+    return commit(next_version(std::move(text)), std::move(*value));
   }
 
   caf::result<storage_record> merge(const std::string& patch, const version_list& if_match) {
     if (auto err = precheck_write(if_match)) return err;
     auto changes = parse_object(patch);
     if (!changes) return changes.error();
-    auto merged = nlohmann::json::parse(state_.record->data);
+    auto merged = state_.document;
     for (auto& [key, value] : changes->items()) {
       if (value.is_null()) merged.erase(key);
-      else merged[key] = value;
+      else merged[key] = std::move(value);
     }
-    return commit(next_version(merged.dump()));
+    auto text = merged.dump();
+    return commit(next_version(std::move(text)), std::move(merged));
   }
 
   caf::result<storage_record> erase(const version_list& if_match) {
@@ -87,6 +92,7 @@ class storage_owner {
     if (env_.commits) env_.commits->Increment();
     auto erased = std::move(*state_.record);
     state_.record.reset();
+    state_.document = nullptr;
     return erased;
   }
 
@@ -117,10 +123,12 @@ class storage_owner {
     return next;
   }
 
-  caf::result<storage_record> commit(storage_record next) {
+  // Persists `next` (whose data is `document` serialized), then makes it the current state.
+  caf::result<storage_record> commit(storage_record next, nlohmann::json document) {
     if (auto err = env_.store->write({{storage_key(id_), encode(next)}})) return err;
     if (env_.commits) env_.commits->Increment();
     state_.record = std::move(next);
+    state_.document = std::move(document);
     return *state_.record;
   }
 

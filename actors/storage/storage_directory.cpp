@@ -61,7 +61,9 @@ class directory {
         it->second.delegated != handled)
       return;
     self_->send(it->second.handle, retire_atom::value);
-    forget(it);
+    // by_address_ keeps the retiring actor until its exit message arrives (child_exited).
+    live_.erase(it);
+    metrics_.live->Decrement();
     metrics_.passivations->Increment();
   }
 
@@ -70,8 +72,11 @@ class directory {
     auto by = by_address_.find(source);
     if (by == by_address_.end()) return false;
     auto it = live_.find(by->second);
-    if (it != live_.end() && it->second.handle.address() == source) forget(it);
-    else by_address_.erase(by);
+    if (it != live_.end() && it->second.handle.address() == source) {  // died while live
+      live_.erase(it);
+      metrics_.live->Decrement();
+    }
+    by_address_.erase(by);
     return true;
   }
 
@@ -82,12 +87,6 @@ class directory {
   }
 
  private:
-  void forget(std::unordered_map<std::string, live_entry>::iterator it) {
-    by_address_.erase(it->second.handle.address());
-    live_.erase(it);
-    metrics_.live->Decrement();
-  }
-
   caf::event_based_actor* self_;
   storage_env env_;
   runtime::actor_kind_metrics metrics_;
@@ -111,7 +110,8 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
   self->set_exit_handler([=](caf::exit_msg& msg) {
     if (dir->child_exited(msg.source)) return;
     dir->forget_all();
-    self->quit(msg.reason);
+    // Always a non-normal reason, so that every linked storage actor quits with us.
+    self->quit(caf::exit_reason::user_shutdown);
   });
   using caf::delegated;
   return {

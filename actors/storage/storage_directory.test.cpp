@@ -1,0 +1,166 @@
+#include "actors/storage/storage_directory.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "actors/storage/storage_codec.hpp"
+#include "adapters/error.hpp"
+#include "runtime/system.hpp"
+
+using namespace tessera;
+using namespace tessera::storage;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct fixture {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("tessera-dir-test-" + std::to_string(::getpid()) + "-" +
+                               std::to_string(std::rand()));
+  std::shared_ptr<adapters::rocks_store> store = *adapters::rocks_store::open({dir.string()});
+  std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
+  runtime::actor_metrics metrics{*registry};
+  runtime::actor_kind_metrics kind = metrics.for_kind("storage");
+  runtime::system_config cfg{2, {add_storage_messages}};
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+
+  caf::actor start(std::chrono::milliseconds idle = 30s) {
+    return sys.spawn(storage_directory, storage_env{store, idle, nullptr}, kind);
+  }
+
+  template <class T = storage_record, class... Ts>
+  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+    caf::expected<T> out = make_error(errc::internal, "no reply");
+    self->request(dst, 5s, std::forward<Ts>(xs)...)
+        .receive([&](T& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  ~fixture() {
+    self->send_exit(caf::actor_cast<caf::actor>(self), caf::exit_reason::normal);
+    std::filesystem::remove_all(dir);
+  }
+};
+
+nlohmann::json data_of(const caf::expected<storage_record>& r) {
+  REQUIRE(r);
+  return nlohmann::json::parse(r->data);
+}
+
+template <class Pred>
+bool eventually(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+}  // namespace
+
+TEST_SUITE("actors.storage") {
+  TEST_CASE_FIXTURE(fixture, "a created storage reads back at version 1") {
+    auto dir = start();
+    auto created = ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"});
+    REQUIRE(created);
+    CHECK(created->version == 1);
+    CHECK(created->created_at == created->updated_at);
+    CHECK(data_of(ask(dir, read_atom::value, std::string{"s"})) == nlohmann::json{{"a", 1}});
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "creating an existing storage is a conflict and changes nothing") {
+    auto dir = start();
+    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"}));
+    auto again = ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":2})"});
+    CHECK(code_of(again.error()) == errc::conflict);
+    CHECK(data_of(ask(dir, read_atom::value, std::string{"s"}))["a"] == 1);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "a merge sets top-level keys and removes keys set to null") {
+    auto dir = start();
+    REQUIRE(ask(dir, create_atom::value, std::string{"s"},
+                std::string{R"({"a":1,"b":{"x":1},"c":3})"}));
+    auto merged = ask(dir, merge_atom::value, std::string{"s"},
+                      std::string{R"({"b":{"y":2},"c":null,"d":4})"}, version_list{});
+    CHECK(merged->version == 2);
+    CHECK(data_of(merged) == nlohmann::json::parse(R"({"a":1,"b":{"y":2},"d":4})"));
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "a stale If-Match is rejected with precondition_failed") {
+    auto dir = start();
+    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{"{}"}));
+    REQUIRE(ask(dir, replace_atom::value, std::string{"s"}, std::string{R"({"v":2})"},
+                version_list{1}));
+    SUBCASE("replace") {
+      auto r = ask(dir, replace_atom::value, std::string{"s"}, std::string{R"({"v":3})"},
+                   version_list{1});
+      CHECK(code_of(r.error()) == errc::precondition_failed);
+    }
+    SUBCASE("erase") {
+      CHECK(code_of(ask(dir, erase_atom::value, std::string{"s"}, version_list{1}).error()) ==
+            errc::precondition_failed);
+    }
+    auto now = ask(dir, read_atom::value, std::string{"s"});
+    CHECK(now->version == 2);
+    CHECK(data_of(now)["v"] == 2);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "a write is on disk when it is acknowledged") {
+    auto dir = start();
+    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"k":"v"})"}));
+    auto raw = store->get(storage_key("s"));
+    REQUIRE(raw);
+    REQUIRE(*raw);
+    CHECK(decode("s", **raw)->data == R"({"k":"v"})");
+    REQUIRE(ask(dir, erase_atom::value, std::string{"s"}, version_list{}));
+    CHECK_FALSE(*store->get(storage_key("s")));
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "an invalid id is refused before any actor is activated") {
+    auto dir = start();
+    CHECK(code_of(ask(dir, read_atom::value, std::string{"a/b"}).error()) ==
+          errc::invalid_argument);
+    CHECK(kind.activations->Value() == 0);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "idle storages are passivated and reactivated from RocksDB") {
+    auto dir = start(20ms);
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(ask(dir, create_atom::value, "s" + std::to_string(i), std::string{R"({"i":1})"}));
+    CHECK(eventually([&] { return kind.live->Value() == 0; }));
+    CHECK(kind.passivations->Value() == 20);
+    auto back = ask(dir, merge_atom::value, std::string{"s7"}, std::string{R"({"j":2})"},
+                    version_list{1});
+    CHECK(back->version == 2);
+    CHECK(data_of(back) == nlohmann::json{{"i", 1}, {"j", 2}});
+    CHECK(kind.activations->Value() == 21);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "listing pages through ids in order") {
+    auto dir = start();
+    for (auto id : {"c", "a", "b", "e", "d"})
+      REQUIRE(ask(dir, create_atom::value, std::string{id}, std::string{"{}"}));
+    std::vector<std::string> seen;
+    std::string after;
+    do {
+      auto page = ask<storage_page>(dir, list_atom::value, after, uint32_t{2});
+      REQUIRE(page);
+      for (auto& s : page->items) seen.push_back(s.id);
+      after = page->next_after;
+    } while (!after.empty());
+    CHECK(seen == std::vector<std::string>{"a", "b", "c", "d", "e"});
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  }
+}

@@ -1,0 +1,125 @@
+#include "config/settings.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace tessera::config;
+
+namespace {
+
+std::string write_temp_toml(const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("tessera-settings-" + std::to_string(std::rand()) + ".toml");
+  std::ofstream{path} << text;
+  return path.string();
+}
+
+settings loaded(const sources& from) {
+  auto result = load_settings(from);
+  if (auto* err = std::get_if<load_error>(&result)) FAIL(err->message);
+  return std::get<settings>(result);
+}
+
+std::string failure(const sources& from) {
+  auto result = load_settings(from);
+  REQUIRE(std::holds_alternative<load_error>(result));
+  return std::get<load_error>(result).message;
+}
+
+}  // namespace
+
+TEST_SUITE("config.settings") {
+  TEST_CASE("the embedded defaults listen on loopback port 8080 with data in ./data") {
+    auto s = loaded({});
+    CHECK(s.listen.host == "127.0.0.1");
+    CHECK(s.listen.port == 8080);
+    CHECK(s.data_dir == "./data");
+    CHECK_FALSE(s.sync);
+    CHECK(s.max_body_bytes == 1048576);
+  }
+
+  TEST_CASE("flags override the environment, which overrides the file") {
+    auto file = write_temp_toml("[server]\nlisten = \"127.0.0.1:1001\"\nmax_json_depth = 7\n"
+                                "[storage]\nsync = true\n");
+    sources from;
+    from.config_file = file;
+    from.environment = {{"TESSERA_SERVER_LISTEN", "127.0.0.1:1002"},
+                        {"TESSERA_STORAGE_SYNC", "false"}};
+    from.overrides = {{"server.listen", "127.0.0.1:1003"}};
+    auto s = loaded(from);
+    CHECK(s.listen.port == 1003);
+    CHECK_FALSE(s.sync);
+    CHECK(s.max_json_depth == 7);
+    std::filesystem::remove(file);
+  }
+
+  TEST_CASE("an unknown key stops loading with a message naming it") {
+    SUBCASE("in the file") {
+      auto file = write_temp_toml("[server]\nlisten_port = 3\n");
+      CHECK(failure({file, {}, {}}).find("server.listen_port") != std::string::npos);
+      std::filesystem::remove(file);
+    }
+    SUBCASE("in the environment") {
+      CHECK(failure({std::nullopt, {{"TESSERA_SERVER_NOPE", "1"}}, {}}).find("TESSERA_SERVER_NOPE") !=
+            std::string::npos);
+    }
+    SUBCASE("on the command line") {
+      CHECK(failure({std::nullopt, {}, {{"storage.nope", "1"}}}).find("storage.nope") !=
+            std::string::npos);
+    }
+  }
+
+  TEST_CASE("a bad value stops loading with a message naming the key and the value") {
+    auto message = failure({std::nullopt, {}, {{"server.max_body_bytes", "lots"}}});
+    CHECK(message.find("server.max_body_bytes") != std::string::npos);
+    CHECK(message.find("lots") != std::string::npos);
+    auto file = write_temp_toml("[storage]\nsync = \"maybe\"\n");
+    CHECK(failure({file, {}, {}}).find("storage.sync") != std::string::npos);
+    std::filesystem::remove(file);
+  }
+
+  TEST_CASE("a TOML syntax error names the file and line") {
+    auto file = write_temp_toml("[server]\nlisten = \n");
+    auto message = failure({file, {}, {}});
+    CHECK(message.find(file) != std::string::npos);
+    CHECK(message.find("line 2") != std::string::npos);
+    std::filesystem::remove(file);
+  }
+
+  TEST_CASE("a non-loopback address needs a token or insecure") {
+    CHECK(failure({std::nullopt, {}, {{"server.listen", "0.0.0.0:80"}}}).find("api_token") !=
+          std::string::npos);
+    CHECK(loaded({std::nullopt, {}, {{"server.listen", "0.0.0.0:80"}, {"server.insecure", "true"}}})
+              .insecure);
+    CHECK(loaded({std::nullopt, {}, {{"server.listen", "0.0.0.0:80"}, {"server.api_token", "t"}}})
+              .api_token == "t");
+  }
+
+  TEST_CASE("listen addresses parse host and port, IPv6 in brackets") {
+    CHECK(parse_listen_address("localhost:0")->port == 0);
+    CHECK(parse_listen_address("[::1]:8080")->host == "::1");
+    CHECK_FALSE(parse_listen_address("8080"));
+    CHECK_FALSE(parse_listen_address("host:70000"));
+    CHECK_FALSE(parse_listen_address(":80"));
+    CHECK_FALSE(parse_listen_address("::1:80"));
+  }
+
+  TEST_CASE("the shipped config file holds exactly the defaults") {
+    sources from;
+    from.config_file = std::string{TESSERA_SOURCE_DIR} + "/config/tessera.toml";
+    auto s = loaded(from);
+    auto d = loaded({});
+    CHECK(s.listen.port == d.listen.port);
+    CHECK(s.data_dir == d.data_dir);
+    CHECK(s.idle_passivate == d.idle_passivate);
+    CHECK(s.request_timeout == d.request_timeout);
+  }
+
+  TEST_CASE("every key has an environment name") {
+    CHECK(environment_name("server.api_token") == "TESSERA_SERVER_API_TOKEN");
+    for (auto& key : setting_keys()) CHECK(!key.description.empty());
+  }
+}

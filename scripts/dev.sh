@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# tessera's one entry point for set-up, build, run and tests on Debian 12 (run as root).
+#
+#   bash scripts/dev.sh serve   install what is missing, build, run the server on its defaults
+#   bash scripts/dev.sh test    install what is missing, build, run every test (CI runs this)
+#   bash scripts/dev.sh build   install what is missing and build only
+#   bash scripts/dev.sh bench   build and run the benchmarks in bench/
+#
+# Idempotent: packages already installed are not fetched again, and ccache + Ninja make a
+# rebuild with nothing changed take seconds.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
+  libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
+  libtomlplusplus-dev libcli11-dev doctest-dev)
+TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl)
+BENCH_PACKAGES=(wrk python3)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install_missing() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+jobs() { nproc 2>/dev/null || echo 2; }
+
+# build DIR [extra cmake args...]
+build() {
+  local dir=$1
+  shift
+  if [[ ! -f $dir/build.ninja ]]; then
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  fi
+  log "building $dir"
+  cmake --build "$dir" -j "$(jobs)"
+}
+
+run_tests() {
+  local dir=$1
+  log "unit tests ($dir)"
+  (cd "$dir" && ctest --output-on-failure)
+  log "end-to-end tests ($dir)"
+  TESSERA_BIN="$PWD/$dir/tessera" /usr/bin/python3 -m pytest tests/e2e -q -p no:cacheprovider
+}
+
+case "${1:-}" in
+  serve)
+    install_missing "${BUILD_PACKAGES[@]}"
+    build build
+    shift
+    exec build/tessera serve "$@"
+    ;;
+  build)
+    install_missing "${BUILD_PACKAGES[@]}"
+    build build
+    ;;
+  test)
+    install_missing "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    build build
+    run_tests build
+    # The same suites again under AddressSanitizer and UBSan.
+    build build-asan -DTESSERA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      run_tests build-asan
+    log "all tests passed"
+    ;;
+  bench)
+    install_missing "${BUILD_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"
+    build build
+    shift
+    bash bench/storage_bench.sh "$@"
+    ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
