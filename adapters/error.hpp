@@ -5,9 +5,8 @@
 // code to one HTTP status and stable string in web/problem.cpp; nothing else invents codes.
 #pragma once
 
-#include <caf/error.hpp>
 #include <caf/atom.hpp>
-
+#include <caf/error.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>

@@ -61,7 +61,9 @@ const std::vector<setting_key> keys = {
     {"server.insecure", "allow a non-loopback listen address without an api_token",
      [](settings& s, const std::string& v) { return parse_bool(v, s.insecure); }},
     {"server.io_threads", "HTTP I/O threads (0: one per core)",
-     [](settings& s, const std::string& v) { return parse_int<uint32_t>(v, s.io_threads, 0, 256); }},
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.io_threads, 0, 256);
+     }},
     {"server.max_body_bytes", "largest accepted request body in bytes (larger: 413)",
      [](settings& s, const std::string& v) {
        return parse_int<uint64_t>(v, s.max_body_bytes, 1, uint64_t{1} << 30);
@@ -119,7 +121,8 @@ std::optional<load_error> apply(settings& s, const std::string& key, const std::
 std::optional<load_error> apply_toml(settings& s, const toml::table& table,
                                      const std::string& prefix, const std::string& file) {
   for (auto& [name, node] : table) {
-    std::string key = prefix.empty() ? std::string{name.str()} : prefix + "." + std::string{name.str()};
+    std::string key =
+        prefix.empty() ? std::string{name.str()} : prefix + "." + std::string{name.str()};
     if (auto sub = node.as_table()) {
       if (auto err = apply_toml(s, *sub, key, file)) return err;
       continue;

@@ -25,8 +25,8 @@ struct listen_address {
 struct settings {
   // [server]
   listen_address listen;
-  std::string api_token;  // empty: no authentication (allowed on loopback only)
-  bool insecure = false;  // allow a non-loopback bind without a token
+  std::string api_token;    // empty: no authentication (allowed on loopback only)
+  bool insecure = false;    // allow a non-loopback bind without a token
   uint32_t io_threads = 0;  // 0: one per core
   uint64_t max_body_bytes = 1 << 20;
   uint32_t max_json_depth = 64;
@@ -61,7 +61,7 @@ bool is_loopback(const std::string& host);
 
 // Where the values come from, lowest precedence first after the defaults.
 struct sources {
-  std::optional<std::string> config_file;  // path of a TOML file
+  std::optional<std::string> config_file;          // path of a TOML file
   std::map<std::string, std::string> environment;  // e.g. from environ; non-TESSERA_ ignored
   std::vector<std::pair<std::string, std::string>> overrides;  // (key, value) from flags
 };

@@ -42,8 +42,9 @@ TEST_SUITE("config.settings") {
   }
 
   TEST_CASE("flags override the environment, which overrides the file") {
-    auto file = write_temp_toml("[server]\nlisten = \"127.0.0.1:1001\"\nmax_json_depth = 7\n"
-                                "[storage]\nsync = true\n");
+    auto file = write_temp_toml(
+        "[server]\nlisten = \"127.0.0.1:1001\"\nmax_json_depth = 7\n"
+        "[storage]\nsync = true\n");
     sources from;
     from.config_file = file;
     from.environment = {{"TESSERA_SERVER_LISTEN", "127.0.0.1:1002"},
@@ -63,8 +64,9 @@ TEST_SUITE("config.settings") {
       std::filesystem::remove(file);
     }
     SUBCASE("in the environment") {
-      CHECK(failure({std::nullopt, {{"TESSERA_SERVER_NOPE", "1"}}, {}}).find("TESSERA_SERVER_NOPE") !=
-            std::string::npos);
+      CHECK(
+          failure({std::nullopt, {{"TESSERA_SERVER_NOPE", "1"}}, {}}).find("TESSERA_SERVER_NOPE") !=
+          std::string::npos);
     }
     SUBCASE("on the command line") {
       CHECK(failure({std::nullopt, {}, {{"storage.nope", "1"}}}).find("storage.nope") !=

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <caf/actor_system_config.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -16,9 +15,9 @@ namespace tessera::runtime {
 class system_config : public caf::actor_system_config {
  public:
   // `scheduler_threads` 0 keeps CAF's default of one per core.
-  explicit system_config(uint32_t scheduler_threads,
-                         const std::vector<std::function<void(caf::actor_system_config&)>>&
-                             message_registrations);
+  explicit system_config(
+      uint32_t scheduler_threads,
+      const std::vector<std::function<void(caf::actor_system_config&)>>& message_registrations);
 };
 
 }  // namespace tessera::runtime

@@ -14,8 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev doctest-dev)
-TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl)
-BENCH_PACKAGES=(wrk python3)
+TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format)
+BENCH_PACKAGES=(wrk curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -66,6 +66,8 @@ case "${1:-}" in
     ;;
   test)
     install_missing "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    log "clang-format check"
+    git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
     build build
     run_tests build
     # The same suites again under AddressSanitizer and UBSan.
@@ -79,6 +81,7 @@ case "${1:-}" in
     build build
     shift
     bash bench/storage_bench.sh "$@"
+    bash bench/memory_bench.sh
     ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

@@ -9,7 +9,6 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
-
 #include <chrono>
 #include <functional>
 
@@ -18,12 +17,16 @@ namespace tessera::web {
 template <class Result, class... Ts>
 void ask(caf::actor_system& sys, const caf::actor& dst, std::chrono::milliseconds timeout,
          std::function<void(caf::expected<Result>)> done, Ts... xs) {
-  sys.spawn([dst, timeout, done = std::move(done), ... xs = std::move(xs)](
-                caf::event_based_actor* self) mutable {
-    self->request(dst, timeout, std::move(xs)...)
-        .then([done](Result& r) { done(std::move(r)); },
-              [done](caf::error& e) { done(std::move(e)); });
-  });
+  // `dst` travels as a spawn argument: CAF 0.17 dereferences a null argument tuple when a
+  // function actor is spawned with none (UBSan reports it).
+  sys.spawn(
+      [timeout, done = std::move(done), ... xs = std::move(xs)](caf::event_based_actor* self,
+                                                                caf::actor to) mutable {
+        self->request(to, timeout, std::move(xs)...)
+            .then([done](Result& r) { done(std::move(r)); },
+                  [done](caf::error& e) { done(std::move(e)); });
+      },
+      dst);
 }
 
 }  // namespace tessera::web

@@ -1,10 +1,9 @@
 #include "web/http_server.hpp"
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <atomic>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -68,12 +67,12 @@ class session : public std::enable_shared_from_this<session> {
     auto& req = parser_->get();
     auto length = parser_->content_length();
     if (length && *length > server_.opts.body_limit)
-      return fail_and_close(errc::payload_too_large,
-                            "body of " + std::to_string(*length) + " bytes exceeds the limit of " +
-                                std::to_string(server_.opts.body_limit));
+      return fail_and_close(errc::payload_too_large, "body of " + std::to_string(*length) +
+                                                         " bytes exceeds the limit of " +
+                                                         std::to_string(server_.opts.body_limit));
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                      req.version());
+                                                                     req.version());
       return http::async_write(stream_, *cont,
                                [self = shared_from_this(), cont](beast::error_code e, size_t) {
                                  if (e) return self->close();
@@ -90,9 +89,9 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit)
-      return fail_and_close(errc::payload_too_large,
-                            "body exceeds the limit of " + std::to_string(server_.opts.body_limit) +
-                                " bytes");
+      return fail_and_close(
+          errc::payload_too_large,
+          "body exceeds the limit of " + std::to_string(server_.opts.body_limit) + " bytes");
     if (ec == http::error::header_limit)
       return fail_and_close(errc::headers_too_large, "request headers exceed 16 KiB");
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -138,14 +137,14 @@ class session : public std::enable_shared_from_this<session> {
     res->keep_alive(keep_alive);
     res->prepare_payload();
     stream_.expires_after(idle_timeout);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, keep_alive, counted](beast::error_code ec,
-                                                                            size_t) {
-                        if (counted) --self->server_.in_flight;
-                        if (ec) return self->close();
-                        if (!keep_alive) return self->linger_close();
-                        self->read_header();
-                      });
+    http::async_write(
+        stream_, *res,
+        [self = shared_from_this(), res, keep_alive, counted](beast::error_code ec, size_t) {
+          if (counted) --self->server_.in_flight;
+          if (ec) return self->close();
+          if (!keep_alive) return self->linger_close();
+          self->read_header();
+        });
   }
 
   // Half-close and discard what the client still sends, so it reads our response instead of
@@ -158,11 +157,11 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void drain() {
-    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](
-                                                       beast::error_code ec, size_t) {
-      if (ec) return self->close();
-      self->drain();
-    });
+    stream_.async_read_some(net::buffer(scratch_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();
+                              self->drain();
+                            });
   }
 
   void close() {
@@ -218,7 +217,8 @@ void http_server::impl::wait_for_drain(std::shared_ptr<net::steady_timer> timer,
     return;
   }
   timer->expires_after(std::chrono::milliseconds(5));
-  timer->async_wait([this, timer, deadline](beast::error_code) { wait_for_drain(timer, deadline); });
+  timer->async_wait(
+      [this, timer, deadline](beast::error_code) { wait_for_drain(timer, deadline); });
 }
 
 http_server::http_server(options opts, handler h)
@@ -237,8 +237,9 @@ std::variant<uint16_t, std::string> http_server::start() {
   if (!ec) i.acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) i.acceptor.bind(endpoint, ec);
   if (!ec) i.acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return "cannot listen on " + i.opts.host + ":" + std::to_string(i.opts.port) + ": " +
-                 ec.message();
+  if (ec)
+    return "cannot listen on " + i.opts.host + ":" + std::to_string(i.opts.port) + ": " +
+           ec.message();
   i.signals.async_wait([&i](beast::error_code e, int) {
     if (!e) net::post(i.acceptor.get_executor(), [&i] { i.begin_shutdown(); });
   });

@@ -42,7 +42,8 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     auto eq = pair.find('=');
     auto key = percent_decode(pair.substr(0, eq), true);
     if (key && *key == name)
-      return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1), true);
+      return eq == std::string_view::npos ? std::string{}
+                                          : percent_decode(pair.substr(eq + 1), true);
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }

@@ -1,7 +1,6 @@
 // build/tessera: the server binary. `tessera serve [...]`, `--help`, `--version`.
 #include <CLI/CLI.hpp>
 #include <caf/all.hpp>
-
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -121,7 +120,8 @@ int main(int argc, char** argv) {
 
   config::sources from;
   from.environment = config::tessera_environment();
-  if (!config_file.empty()) from.config_file = config_file;
+  if (!config_file.empty())
+    from.config_file = config_file;
   else if (auto it = from.environment.find("TESSERA_CONFIG"); it != from.environment.end())
     from.config_file = it->second;
   for (auto& kv : sets) {

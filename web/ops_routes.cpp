@@ -14,13 +14,14 @@ void add_ops_routes(router& r, const route_context& ctx, const caf::actor& direc
   });
   r.add("GET", "/readyz", false,
         [ctx, directory](const request&, const path_params&, responder done) {
-          ask<bool>(*ctx.system, directory, std::chrono::milliseconds(1000),
-                    [done](caf::expected<bool> ok) {
-                      if (ok && *ok) return done(json_response(200, R"({"status":"ready"})"));
-                      done(problem(errc::unavailable, ok ? "RocksDB does not answer"
-                                                         : "the storage directory does not answer"));
-                    },
-                    storage::ready_atom::value);
+          ask<bool>(
+              *ctx.system, directory, std::chrono::milliseconds(1000),
+              [done](caf::expected<bool> ok) {
+                if (ok && *ok) return done(json_response(200, R"({"status":"ready"})"));
+                done(problem(errc::unavailable, ok ? "RocksDB does not answer"
+                                                   : "the storage directory does not answer"));
+              },
+              storage::ready_atom::value);
         });
   r.add("GET", "/metrics", false, [registry](const request&, const path_params&, responder done) {
     response res;

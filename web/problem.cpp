@@ -14,22 +14,38 @@ struct problem_entry {
 
 problem_entry entry(errc code) {
   switch (code) {
-    case errc::ok: return {200, "OK"};
-    case errc::invalid_argument: return {400, "Invalid argument"};
-    case errc::malformed_json: return {400, "Malformed JSON"};
-    case errc::invalid_utf8: return {400, "Invalid UTF-8"};
-    case errc::json_too_deep: return {400, "JSON nested too deeply"};
-    case errc::payload_too_large: return {413, "Payload too large"};
-    case errc::headers_too_large: return {431, "Request header fields too large"};
-    case errc::not_found: return {404, "Not found"};
-    case errc::conflict: return {409, "Conflict"};
-    case errc::precondition_failed: return {412, "Precondition failed"};
-    case errc::unauthorized: return {401, "Unauthorized"};
-    case errc::method_not_allowed: return {405, "Method not allowed"};
-    case errc::timeout: return {503, "Timed out"};
-    case errc::unavailable: return {503, "Service unavailable"};
-    case errc::storage_failure: return {500, "Storage failure"};
-    case errc::internal: return {500, "Internal error"};
+    case errc::ok:
+      return {200, "OK"};
+    case errc::invalid_argument:
+      return {400, "Invalid argument"};
+    case errc::malformed_json:
+      return {400, "Malformed JSON"};
+    case errc::invalid_utf8:
+      return {400, "Invalid UTF-8"};
+    case errc::json_too_deep:
+      return {400, "JSON nested too deeply"};
+    case errc::payload_too_large:
+      return {413, "Payload too large"};
+    case errc::headers_too_large:
+      return {431, "Request header fields too large"};
+    case errc::not_found:
+      return {404, "Not found"};
+    case errc::conflict:
+      return {409, "Conflict"};
+    case errc::precondition_failed:
+      return {412, "Precondition failed"};
+    case errc::unauthorized:
+      return {401, "Unauthorized"};
+    case errc::method_not_allowed:
+      return {405, "Method not allowed"};
+    case errc::timeout:
+      return {503, "Timed out"};
+    case errc::unavailable:
+      return {503, "Service unavailable"};
+    case errc::storage_failure:
+      return {500, "Storage failure"};
+    case errc::internal:
+      return {500, "Internal error"};
   }
   return {500, "Internal error"};
 }

@@ -1,6 +1,5 @@
 #include "web/router.hpp"
 
-
 #include "web/problem.hpp"
 
 namespace tessera::web {
@@ -45,8 +44,8 @@ router::router(std::string api_token, prometheus::Registry& registry)
 
 void router::add(std::string method, std::string pattern, bool protect, route_handler handler) {
   auto segments = split_path(pattern);
-  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), protect,
-                     std::move(handler)});
+  routes_.push_back(
+      {std::move(method), std::move(pattern), std::move(segments), protect, std::move(handler)});
 }
 
 bool router::authorized(const request& req) const {
@@ -81,8 +80,10 @@ void router::handle(request req, responder done) const {
     path_params params;
     bool match = true;
     for (size_t i = 0; i < segments.size() && match; ++i) {
-      if (is_param(r.segments[i])) params.push_back(segments[i]);
-      else match = r.segments[i] == segments[i];
+      if (is_param(r.segments[i]))
+        params.push_back(segments[i]);
+      else
+        match = r.segments[i] == segments[i];
     }
     if (!match) continue;
     if (r.method != req.method) {
@@ -101,8 +102,8 @@ void router::handle(request req, responder done) const {
     }
     return r.handler(req, params, std::move(reply));
   }
-  auto reply = instrument(allowed.empty() ? "unmatched" : "method_not_allowed", req.method,
-                          std::move(done));
+  auto reply =
+      instrument(allowed.empty() ? "unmatched" : "method_not_allowed", req.method, std::move(done));
   if (allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
   auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
   r.headers.emplace_back("Allow", allowed);

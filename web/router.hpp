@@ -41,8 +41,7 @@ class router {
   };
 
   bool authorized(const request& req) const;
-  responder instrument(const std::string& pattern, const std::string& method,
-                       responder done) const;
+  responder instrument(const std::string& pattern, const std::string& method, responder done) const;
 
   std::string api_token_;
   std::vector<route> routes_;

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <caf/fwd.hpp>
-
 #include <chrono>
 #include <memory>
 

@@ -1,7 +1,6 @@
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
-
 #include <charconv>
+#include <nlohmann/json.hpp>
 
 #include "actors/storage/messages.hpp"
 #include "adapters/json/parse.hpp"
@@ -52,7 +51,8 @@ caf::expected<version_list> parse_if_match(const std::string& header) {
     tag = first == std::string::npos ? "" : tag.substr(first, last - first + 1);
     bool weak = tag.starts_with("W/");
     if (weak) tag.erase(0, 2);
-    if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+    if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"')
+      tag = tag.substr(1, tag.size() - 2);
     int64_t v = 0;
     auto [end, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), v);
     if (tag.empty() || ec != std::errc{} || end != tag.data() + tag.size())
@@ -100,21 +100,21 @@ void list_storages(const route_context& ctx, const caf::actor& dir, const reques
   auto after = query_param(req.query, "after").value_or("");
   if (!after.empty() && !valid_storage_id(after))
     return done(problem(errc::invalid_argument, "after must be a storage id"));
-  ask<storage_page>(*ctx.system, dir, ctx.request_timeout,
-                    [done](caf::expected<storage_page> page) {
-                      if (!page) return done(problem(page.error()));
-                      nlohmann::json items = nlohmann::json::array();
-                      for (auto& s : page->items)
-                        items.push_back({{"id", s.id},
-                                         {"version", s.version},
-                                         {"updated_at", runtime::iso8601(s.updated_at)}});
-                      nlohmann::json body = {{"storages", std::move(items)}};
-                      body["next_after"] = page->next_after.empty()
-                                               ? nlohmann::json(nullptr)
-                                               : nlohmann::json(page->next_after);
-                      done(json_response(200, body.dump()));
-                    },
-                    list_atom::value, after, limit);
+  ask<storage_page>(
+      *ctx.system, dir, ctx.request_timeout,
+      [done](caf::expected<storage_page> page) {
+        if (!page) return done(problem(page.error()));
+        nlohmann::json items = nlohmann::json::array();
+        for (auto& s : page->items)
+          items.push_back({{"id", s.id},
+                           {"version", s.version},
+                           {"updated_at", runtime::iso8601(s.updated_at)}});
+        nlohmann::json body = {{"storages", std::move(items)}};
+        body["next_after"] =
+            page->next_after.empty() ? nlohmann::json(nullptr) : nlohmann::json(page->next_after);
+        done(json_response(200, body.dump()));
+      },
+      list_atom::value, after, limit);
 }
 
 void create_storage(const route_context& ctx, const caf::actor& dir, const request& req,
@@ -131,12 +131,14 @@ void create_storage(const route_context& ctx, const caf::actor& dir, const reque
 }  // namespace
 
 void add_storage_routes(router& r, const route_context& ctx, const caf::actor& dir) {
-  r.add("GET", "/api/storages", true, [ctx, dir](const request& req, const path_params&, responder done) {
-    list_storages(ctx, dir, req, std::move(done));
-  });
-  r.add("POST", "/api/storages", true, [ctx, dir](const request& req, const path_params&, responder done) {
-    create_storage(ctx, dir, req, std::move(done));
-  });
+  r.add("GET", "/api/storages", true,
+        [ctx, dir](const request& req, const path_params&, responder done) {
+          list_storages(ctx, dir, req, std::move(done));
+        });
+  r.add("POST", "/api/storages", true,
+        [ctx, dir](const request& req, const path_params&, responder done) {
+          create_storage(ctx, dir, req, std::move(done));
+        });
   r.add("GET", "/api/storages/{id}", true,
         [ctx, dir](const request&, const path_params& p, responder done) {
           ask<storage_record>(*ctx.system, dir, ctx.request_timeout, reply_record(std::move(done)),
@@ -159,12 +161,12 @@ void add_storage_routes(router& r, const route_context& ctx, const caf::actor& d
         [ctx, dir](const request& req, const path_params& p, responder done) {
           auto if_match = parse_if_match(req.if_match);
           if (!if_match) return done(problem(if_match.error()));
-          ask<storage_record>(*ctx.system, dir, ctx.request_timeout,
-                              [done](caf::expected<storage_record> erased) {
-                                done(erased ? json_response(200, R"({"success":true})")
-                                       : problem(erased.error()));
-                              },
-                              erase_atom::value, p[0], std::move(*if_match));
+          ask<storage_record>(
+              *ctx.system, dir, ctx.request_timeout,
+              [done](caf::expected<storage_record> erased) {
+                done(erased ? json_response(200, R"({"success":true})") : problem(erased.error()));
+              },
+              erase_atom::value, p[0], std::move(*if_match));
         });
 }
 

@@ -8,7 +8,6 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
-
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,8 +31,8 @@ using retire_atom = caf::atom_constant<caf::atom("retire")>;
 // One storage as it is after a read or a write.
 struct storage_record {
   std::string id;
-  std::string data;  // JSON object, serialized
-  int64_t version = 0;  // 1 on creation, +1 per change
+  std::string data;        // JSON object, serialized
+  int64_t version = 0;     // 1 on creation, +1 per change
   int64_t created_at = 0;  // ms since epoch
   int64_t updated_at = 0;
 };

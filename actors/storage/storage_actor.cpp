@@ -1,10 +1,10 @@
 #include "actors/storage/storage_actor.hpp"
 
-#include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 #include <prometheus/counter.h>
 
 #include <algorithm>
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "actors/storage/storage_codec.hpp"
@@ -40,7 +40,8 @@ class storage_owner {
       state_.load_error = std::move(value.error());
     } else if (*value) {
       state_.record = decode(id_, **value);
-      if (state_.record) state_.document = nlohmann::json::parse(state_.record->data, nullptr, false);
+      if (state_.record)
+        state_.document = nlohmann::json::parse(state_.record->data, nullptr, false);
       if (!state_.record || !state_.document.is_object())
         state_.load_error = make_error(errc::storage_failure, "unreadable record for " + id_);
     }
@@ -79,8 +80,10 @@ class storage_owner {
     if (!changes) return changes.error();
     auto merged = state_.document;
     for (auto& [key, value] : changes->items()) {
-      if (value.is_null()) merged.erase(key);
-      else merged[key] = std::move(value);
+      if (value.is_null())
+        merged.erase(key);
+      else
+        merged[key] = std::move(value);
     }
     auto text = merged.dump();
     return commit(next_version(std::move(text)), std::move(merged));
@@ -105,9 +108,8 @@ class storage_owner {
     if (auto err = precheck()) return err;
     if (!state_.record) return not_found();
     if (!matches(if_match, state_.record->version))
-      return make_error(errc::precondition_failed,
-                        "storage '" + id_ + "' is at version " +
-                            std::to_string(state_.record->version));
+      return make_error(errc::precondition_failed, "storage '" + id_ + "' is at version " +
+                                                       std::to_string(state_.record->version));
     return {};
   }
 

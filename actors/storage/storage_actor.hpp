@@ -25,7 +25,6 @@
 
 #include <caf/fwd.hpp>
 #include <caf/stateful_actor.hpp>
-
 #include <chrono>
 #include <memory>
 #include <string>

@@ -1,7 +1,6 @@
 #include "actors/storage/storage_directory.hpp"
 
 #include <caf/all.hpp>
-
 #include <unordered_map>
 
 #include "actors/storage/storage_codec.hpp"
@@ -95,9 +94,9 @@ class directory {
 };
 
 caf::error bad_id(const std::string& id) {
-  return make_error(errc::invalid_argument,
-                    "storage id must be 1-128 characters of A-Z a-z 0-9 _ . - (got '" +
-                        id.substr(0, 140) + "')");
+  return make_error(
+      errc::invalid_argument,
+      "storage id must be 1-128 characters of A-Z a-z 0-9 _ . - (got '" + id.substr(0, 140) + "')");
 }
 
 }  // namespace

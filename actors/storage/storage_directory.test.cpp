@@ -1,10 +1,10 @@
 #include "actors/storage/storage_directory.hpp"
 
-#include <caf/all.hpp>
 #include <doctest/doctest.h>
-#include <nlohmann/json.hpp>
 
+#include <caf/all.hpp>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
@@ -17,9 +17,9 @@ using namespace std::chrono_literals;
 namespace {
 
 struct fixture {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("tessera-dir-test-" + std::to_string(::getpid()) + "-" +
-                               std::to_string(std::rand()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("tessera-dir-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
   std::shared_ptr<adapters::rocks_store> store = *adapters::rocks_store::open({dir.string()});
   std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
   runtime::actor_metrics metrics{*registry};
@@ -140,8 +140,8 @@ TEST_SUITE("actors.storage") {
       REQUIRE(ask(dir, create_atom::value, "s" + std::to_string(i), std::string{R"({"i":1})"}));
     CHECK(eventually([&] { return kind.live->Value() == 0; }));
     CHECK(kind.passivations->Value() == 20);
-    auto back = ask(dir, merge_atom::value, std::string{"s7"}, std::string{R"({"j":2})"},
-                    version_list{1});
+    auto back =
+        ask(dir, merge_atom::value, std::string{"s7"}, std::string{R"({"j":2})"}, version_list{1});
     CHECK(back->version == 2);
     CHECK(data_of(back) == nlohmann::json{{"i", 1}, {"j", 2}});
     CHECK(kind.activations->Value() == 21);

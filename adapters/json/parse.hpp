@@ -7,9 +7,8 @@
 #pragma once
 
 #include <caf/expected.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 namespace tessera::adapters {

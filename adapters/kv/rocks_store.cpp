@@ -9,7 +9,9 @@
 namespace tessera::adapters {
 namespace {
 
-caf::error failure(const rocksdb::Status& s) { return make_error(errc::storage_failure, s.ToString()); }
+caf::error failure(const rocksdb::Status& s) {
+  return make_error(errc::storage_failure, s.ToString());
+}
 
 }  // namespace
 
@@ -28,7 +30,8 @@ caf::expected<std::shared_ptr<rocks_store>> rocks_store::open(options opts) {
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) return failure(s);
-  return std::shared_ptr<rocks_store>{new rocks_store(std::move(opts), std::unique_ptr<rocksdb::DB>{raw})};
+  return std::shared_ptr<rocks_store>{
+      new rocks_store(std::move(opts), std::unique_ptr<rocksdb::DB>{raw})};
 }
 
 caf::expected<std::optional<std::string>> rocks_store::get(std::string_view key) const {

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <caf/expected.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
