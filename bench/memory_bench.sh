@@ -32,21 +32,24 @@ start=$(date +%s%N)
 # Runs until every storage is created (then it only hits /healthz) for at most 10 minutes.
 PREFIX=many COUNT=$count wrk -t1 -c32 -d600s -s bench/create.lua "$base" >"$work/wrk" 2>&1 &
 wrk_pid=$!
+# wrk builds its first request during set-up and never sends it, so many-0 is never created:
+# the run is complete at count - 1 storages (many-1 .. many-<count-1>).
+target=$((count - 1))
 peak=0
 while :; do
   created=$(metric 'tessera_storage_commits_total')
   r=$(rss_mib)
   ((r > peak)) && peak=$r
-  [[ ${created%.*} -ge $count ]] && break
+  [[ ${created%.*} -ge $target ]] && break
   sleep 0.5
 done
 kill $wrk_pid 2>/dev/null || true
 wait $wrk_pid 2>/dev/null || true
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
-echo "created $count storages in ${elapsed} ms; live actors $(metric 'tessera_actors_live{kind="storage"}'); peak RSS ${peak} MiB"
+echo "created $target storages in ${elapsed} ms; live actors $(metric 'tessera_actors_live{kind="storage"}'); peak RSS ${peak} MiB"
 until [[ $(metric 'tessera_actors_live{kind="storage"}') == 0 ]]; do sleep 0.5; done
 echo "after passivation: live actors 0, passivations $(metric 'tessera_actor_passivations_total{kind="storage"}'), RSS $(rss_mib) MiB"
-for i in 0 $((count / 2)) $((count - 1)); do
-  curl -sf "$base/api/storages/many-$i" | grep -q "\"n\":$((i + 1))," || { echo "many-$i did not read back" >&2; exit 1; }
+for i in 1 $((count / 2)) $((count - 1)); do
+  curl -sf "$base/api/storages/many-$i" | grep -q "\"n\":$((i + 1))}" || { echo "many-$i did not read back" >&2; exit 1; }
 done
-echo "read back many-0, many-$((count / 2)), many-$((count - 1)): ok; RocksDB on disk $(du -sm "$work/data" | cut -f1) MiB"
+echo "read back many-1, many-$((count / 2)), many-$((count - 1)): ok; RocksDB on disk $(du -sm "$work/data" | cut -f1) MiB"

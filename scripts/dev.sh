@@ -17,6 +17,9 @@ BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format)
 BENCH_PACKAGES=(wrk curl)
 
+# ccache hits across fresh clones (CI clones into a new directory every run).
+export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
+
 log() { printf '==> %s\n' "$*" >&2; }
 
 install_missing() {

@@ -44,7 +44,10 @@ class directory {
   caf::actor route(const std::string& id) {
     auto it = live_.find(id);
     if (it == live_.end()) {
-      auto handle = self_->spawn<caf::linked>(storage_actor, env_, caf::actor{self_}, id);
+      // Monitored, not linked: CAF 0.17 keeps links in a list that each unlink scans, which
+      // grows costly with hundreds of thousands of activations.
+      auto handle = self_->spawn(storage_actor, env_, caf::actor{self_}, id);
+      self_->monitor(handle);
       by_address_.emplace(handle.address(), id);
       it = live_.emplace(id, live_entry{handle, 0}).first;
       metrics_.activations->Increment();
@@ -66,20 +69,22 @@ class directory {
     metrics_.passivations->Increment();
   }
 
-  // Returns true when `source` was one of ours (then it is forgotten).
-  bool child_exited(const caf::actor_addr& source) {
+  // Forgets a storage actor that has exited (retired, or failed while live).
+  void child_exited(const caf::actor_addr& source) {
     auto by = by_address_.find(source);
-    if (by == by_address_.end()) return false;
+    if (by == by_address_.end()) return;
     auto it = live_.find(by->second);
     if (it != live_.end() && it->second.handle.address() == source) {  // died while live
       live_.erase(it);
       metrics_.live->Decrement();
     }
     by_address_.erase(by);
-    return true;
   }
 
-  void forget_all() {
+  // Stops every storage actor, live or retiring.
+  void stop_all() {
+    for (auto& [address, id] : by_address_)
+      self_->send_exit(address, caf::exit_reason::user_shutdown);
     metrics_.live->Decrement(static_cast<double>(live_.size()));
     live_.clear();
     by_address_.clear();
@@ -106,11 +111,10 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
   auto dir = std::make_shared<directory>(self, env, metrics);
   auto catalog = self->spawn<caf::detached + caf::linked>(catalog_actor, env.store);
   auto store = env.store;
-  self->set_exit_handler([=](caf::exit_msg& msg) {
-    if (dir->child_exited(msg.source)) return;
-    dir->forget_all();
-    // Always a non-normal reason, so that every linked storage actor quits with us.
-    self->quit(caf::exit_reason::user_shutdown);
+  self->set_down_handler([=](caf::down_msg& msg) { dir->child_exited(msg.source); });
+  self->set_exit_handler([=](caf::exit_msg&) {
+    dir->stop_all();
+    self->quit(caf::exit_reason::user_shutdown);  // the linked catalog quits with us
   });
   using caf::delegated;
   return {

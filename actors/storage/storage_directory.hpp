@@ -12,7 +12,8 @@
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
 //       `handled` equals the number of messages delegated to it, so no request is ever lost or
 //       served by a stale instance (the retire message is the last one it gets)
-// Shutdown: send it an exit with user_shutdown; its storage actors are linked and quit with it.
+// Shutdown: send it an exit (user_shutdown); it stops every storage actor (they are monitored,
+// not linked) and its catalog, then quits.
 // Ordering: requests for one id are delivered in the order the directory received them.
 #pragma once
 
