@@ -80,9 +80,10 @@ measure() {
     start_server "$@"
     read -r r a b < <(wrk_run "$script")
     rps+=("$r") p50+=("$a") p99+=("$b")
-    # Half the peak: each connection waits so that connections * 1000 / delay ~= rps / 2.
-    local delay=$((connections * 1000 * 2 / (r > 0 ? r : 1)))
-    ((delay < 1)) && delay=1
+    # Half the peak: each connection's cycle (latency + delay) should last 2 * connections / rps.
+    local delay
+    delay=$(awk -v c="$connections" -v r="$r" -v p50="$a" \
+      'BEGIN { d = 2000 * c / (r > 0 ? r : 1) - p50; printf "%d", (d < 1 ? 1 : d + 0.5) }')
     read -r r a b < <(wrk_run "$script" "$delay")
     pacedrps+=("$r") paced50+=("$a") paced99+=("$b")
     stop_server
@@ -96,7 +97,7 @@ measure() {
 
 echo "tessera storage benchmark: $runs runs of $duration, $connections connections, $storages storages, wrk -t1"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-measure "GET" get.lua
-measure "PATCH" patch.lua
+[[ ${ONLY_SYNC:-} ]] || measure "GET" get.lua
+[[ ${ONLY_SYNC:-} ]] || measure "PATCH" patch.lua
 measure "GET --sync" get.lua --sync
 measure "PATCH --sync" patch.lua --sync

@@ -9,6 +9,7 @@
 #include "adapters/error.hpp"
 #include "config/settings.hpp"
 #include "runtime/actor_metrics.hpp"
+#include "runtime/committer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
 #include "web/http_server.hpp"
@@ -52,14 +53,16 @@ int serve(const config::settings& s) {
 
   // Declared before the actor system so that the I/O context outlives every actor callback.
   std::unique_ptr<web::http_server> server;
-  // With sync, each commit waits for an fsync on a scheduler thread; more threads keep the
-  // scheduler responsive and let RocksDB group concurrent commits into one fsync.
-  uint32_t threads = s.scheduler_threads ? s.scheduler_threads : (s.sync ? 4 * cores() : 0);
-  runtime::system_config cfg{threads, {storage::add_storage_messages}};
+  runtime::system_config cfg{s.scheduler_threads,
+                             {storage::add_storage_messages, runtime::add_committer_messages}};
   caf::actor_system system{cfg};
-  auto directory = system.spawn(storage::storage_directory,
-                                storage::storage_env{*store, s.idle_passivate, &commits},
-                                actor_metrics.for_kind("storage"));
+  // With sync, fsyncs happen on the group committer's own thread, one per batch of commits.
+  caf::actor committer;
+  if (s.sync) committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
+  auto directory = system.spawn(
+      storage::storage_directory,
+      storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6},
+      actor_metrics.for_kind("storage"));
 
   auto routes = std::make_shared<web::router>(s.api_token, *registry);
   web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
@@ -76,6 +79,7 @@ int serve(const config::settings& s) {
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    if (committer) caf::anon_send(committer, runtime::stop_atom::value);
     return 1;
   }
   auto port = std::get<uint16_t>(bound);
@@ -87,6 +91,8 @@ int serve(const config::settings& s) {
   routes.reset();
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
   directory = nullptr;
+  if (committer) caf::anon_send(committer, runtime::stop_atom::value);  // after pending commits
+  committer = nullptr;
   system.await_all_actors_done();
   if (auto err = (*store)->flush()) {
     runtime::log_error("flush at shutdown failed: " + tessera::detail_of(err));

@@ -10,16 +10,10 @@
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/committer.hpp"
 
 namespace tessera::storage {
 namespace {
-
-struct storage_state {
-  std::optional<storage_record> record;  // nullopt: absent
-  nlohmann::json document;               // record->data parsed, kept to merge without re-parsing
-  caf::error load_error;                 // set when RocksDB could not be read at activation
-  uint64_t handled = 0;                  // messages from the directory handled so far
-};
 
 caf::expected<nlohmann::json> parse_object(const std::string& text) {
   auto value = nlohmann::json::parse(text, nullptr, false);
@@ -32,84 +26,85 @@ bool matches(const version_list& if_match, int64_t version) {
   return if_match.empty() || std::find(if_match.begin(), if_match.end(), version) != if_match.end();
 }
 
+// A change computed from the current state, not yet durable.
+struct change {
+  std::optional<storage_record> next;  // nullopt: the storage is erased
+  nlohmann::json document;             // next->data parsed
+  storage_record reply;                // what the requester gets once it is durable
+  adapters::write_op op;
+};
+
+// The state of one storage and the rules for changing it. Runs on the storage actor.
 class storage_owner {
  public:
-  storage_owner(storage_env env, std::string id) : env_(std::move(env)), id_(std::move(id)) {
-    auto value = env_.store->get(storage_key(id_));
+  storage_owner(const storage_env& env, std::string id) : id_(std::move(id)) {
+    auto value = env.store->get(storage_key(id_));
     if (!value) {
-      state_.load_error = std::move(value.error());
+      load_error_ = std::move(value.error());
     } else if (*value) {
-      state_.record = decode(id_, **value);
-      if (state_.record)
-        state_.document = nlohmann::json::parse(state_.record->data, nullptr, false);
-      if (!state_.record || !state_.document.is_object())
-        state_.load_error = make_error(errc::storage_failure, "unreadable record for " + id_);
+      record_ = decode(id_, **value);
+      if (record_) document_ = nlohmann::json::parse(record_->data, nullptr, false);
+      if (!record_ || !document_.is_object())
+        load_error_ = make_error(errc::storage_failure, "unreadable record for " + id_);
     }
   }
 
-  uint64_t handled() const { return state_.handled; }
   const std::string& id() const { return id_; }
 
-  caf::result<storage_record> read() {
-    if (auto err = precheck()) return err;
-    if (!state_.record) return not_found();
-    return *state_.record;
+  caf::expected<storage_record> read() const {
+    if (load_error_) return load_error_;
+    if (!record_) return not_found();
+    return *record_;
   }
 
-  caf::result<storage_record> create(const std::string& data) {
-    if (auto err = precheck()) return err;
-    if (state_.record) return make_error(errc::conflict, "storage '" + id_ + "' already exists");
+  caf::expected<change> create(const std::string& data) const {
+    if (load_error_) return load_error_;
+    if (record_) return make_error(errc::conflict, "storage '" + id_ + "' already exists");
     auto value = parse_object(data);
     if (!value) return value.error();
     auto now = runtime::now_ms();
-    auto text = value->dump();
-    return commit(storage_record{id_, std::move(text), 1, now, now}, std::move(*value));
+    return with_data(storage_record{id_, {}, 1, now, now}, std::move(*value));
   }
 
-  caf::result<storage_record> replace(const std::string& data, const version_list& if_match) {
-    if (auto err = precheck_write(if_match)) return err;
+  caf::expected<change> replace(const std::string& data, const version_list& if_match) const {
+    if (auto err = check_write(if_match)) return err;
     auto value = parse_object(data);
     if (!value) return value.error();
-    auto text = value->dump();
-    return commit(next_version(std::move(text)), std::move(*value));
+    return with_data(next_version(), std::move(*value));
   }
 
-  caf::result<storage_record> merge(const std::string& patch, const version_list& if_match) {
-    if (auto err = precheck_write(if_match)) return err;
+  caf::expected<change> merge(const std::string& patch, const version_list& if_match) const {
+    if (auto err = check_write(if_match)) return err;
     auto changes = parse_object(patch);
     if (!changes) return changes.error();
-    auto merged = state_.document;
+    auto merged = document_;
     for (auto& [key, value] : changes->items()) {
       if (value.is_null())
         merged.erase(key);
       else
         merged[key] = std::move(value);
     }
-    auto text = merged.dump();
-    return commit(next_version(std::move(text)), std::move(merged));
+    return with_data(next_version(), std::move(merged));
   }
 
-  caf::result<storage_record> erase(const version_list& if_match) {
-    if (auto err = precheck_write(if_match)) return err;
-    if (auto err = env_.store->write({{storage_key(id_), std::nullopt}})) return err;
-    if (env_.commits) env_.commits->Increment();
-    auto erased = std::move(*state_.record);
-    state_.record.reset();
-    state_.document = nullptr;
-    return erased;
+  caf::expected<change> erase(const version_list& if_match) const {
+    if (auto err = check_write(if_match)) return err;
+    return change{std::nullopt, nullptr, *record_, {storage_key(id_), {}, true}};
   }
 
-  void count_message() { ++state_.handled; }
+  // Makes a durable change the current state.
+  void apply(change c) {
+    record_ = std::move(c.next);
+    document_ = std::move(c.document);
+  }
 
  private:
-  caf::error precheck() const { return state_.load_error; }
-
-  caf::error precheck_write(const version_list& if_match) const {
-    if (auto err = precheck()) return err;
-    if (!state_.record) return not_found();
-    if (!matches(if_match, state_.record->version))
-      return make_error(errc::precondition_failed, "storage '" + id_ + "' is at version " +
-                                                       std::to_string(state_.record->version));
+  caf::error check_write(const version_list& if_match) const {
+    if (load_error_) return load_error_;
+    if (!record_) return not_found();
+    if (!matches(if_match, record_->version))
+      return make_error(errc::precondition_failed,
+                        "storage '" + id_ + "' is at version " + std::to_string(record_->version));
     return {};
   }
 
@@ -117,58 +112,87 @@ class storage_owner {
     return make_error(errc::not_found, "storage '" + id_ + "' does not exist");
   }
 
-  storage_record next_version(std::string data) const {
-    auto next = *state_.record;
-    next.data = std::move(data);
+  storage_record next_version() const {
+    auto next = *record_;
     next.version += 1;
     next.updated_at = std::max(runtime::now_ms(), next.updated_at);
     return next;
   }
 
-  // Persists `next` (whose data is `document` serialized), then makes it the current state.
-  caf::result<storage_record> commit(storage_record next, nlohmann::json document) {
-    if (auto err = env_.store->write({{storage_key(id_), encode(next)}})) return err;
-    if (env_.commits) env_.commits->Increment();
-    state_.record = std::move(next);
-    state_.document = std::move(document);
-    return *state_.record;
+  change with_data(storage_record next, nlohmann::json document) const {
+    next.data = document.dump();
+    adapters::write_op op{storage_key(id_), encode(next), false};
+    auto reply = next;
+    return change{std::move(next), std::move(document), std::move(reply), std::move(op)};
   }
 
-  storage_env env_;
   std::string id_;
-  storage_state state_;
+  std::optional<storage_record> record_;  // nullopt: absent
+  nlohmann::json document_;               // record_->data parsed, to merge without re-parsing
+  caf::error load_error_;                 // RocksDB could not be read at activation
 };
 
 }  // namespace
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,
                             std::string id) {
-  auto idle = env.idle_passivate;
-  auto owner = std::make_shared<storage_owner>(std::move(env), std::move(id));
+  auto owner = std::make_shared<storage_owner>(env, std::move(id));
+  auto handled = std::make_shared<uint64_t>(0);  // messages from the directory handled so far
+  // Makes `c` durable, then applies it and replies. With a committer the actor awaits it, so
+  // no other message is handled until the change is durable: memory never runs ahead of disk.
+  auto commit = [self, env, owner](caf::expected<change> c) -> caf::result<storage_record> {
+    if (!c) return c.error();
+    if (!env.committer) {
+      if (auto err = env.store->write({c->op})) return err;
+      if (env.commits) env.commits->Increment();
+      auto reply = c->reply;
+      owner->apply(std::move(*c));
+      return reply;
+    }
+    auto rp = self->make_response_promise<storage_record>();
+    auto pending = std::make_shared<change>(std::move(*c));
+    std::vector<adapters::write_op> ops{pending->op};
+    self->request(env.committer, env.commit_timeout, runtime::commit_atom::value, std::move(ops))
+        .await(
+            [=](caf::ok_atom) mutable {
+              if (env.commits) env.commits->Increment();
+              auto reply = pending->reply;
+              owner->apply(std::move(*pending));
+              rp.deliver(std::move(reply));
+            },
+            [=](caf::error& err) mutable {
+              rp.deliver(err);
+              // A timed-out commit may still land: let the next activation read the truth.
+              if (code_of(err) != errc::storage_failure) self->quit(err);
+            });
+    return rp;
+  };
   return {
-      [=](read_atom, const std::string&) {
-        owner->count_message();
-        return owner->read();
+      [=](read_atom, const std::string&) -> caf::result<storage_record> {
+        ++*handled;
+        auto r = owner->read();
+        if (!r) return r.error();
+        return std::move(*r);
       },
       [=](create_atom, const std::string&, const std::string& data) {
-        owner->count_message();
-        return owner->create(data);
+        ++*handled;
+        return commit(owner->create(data));
       },
       [=](replace_atom, const std::string&, const std::string& data, const version_list& m) {
-        owner->count_message();
-        return owner->replace(data, m);
+        ++*handled;
+        return commit(owner->replace(data, m));
       },
       [=](merge_atom, const std::string&, const std::string& patch, const version_list& m) {
-        owner->count_message();
-        return owner->merge(patch, m);
+        ++*handled;
+        return commit(owner->merge(patch, m));
       },
       [=](erase_atom, const std::string&, const version_list& m) {
-        owner->count_message();
-        return owner->erase(m);
+        ++*handled;
+        return commit(owner->erase(m));
       },
       [=](retire_atom) { self->quit(); },
-      caf::after(idle) >>
-          [=] { self->send(directory, passivate_atom::value, owner->id(), owner->handled()); },
+      caf::after(env.idle_passivate) >>
+          [=] { self->send(directory, passivate_atom::value, owner->id(), *handled); },
   };
 }
 

@@ -17,14 +17,16 @@
 //                                                       precondition_failed
 //   (retire_atom)                                    -> quits (from the directory only)
 // Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or
-// invalid_argument (data is not a JSON object). Reads are safe to repeat; writes are not
-// idempotent except replace and erase with If-Match.
-// Idle: after `idle_passivate` without messages it sends (passivate_atom, id, handled) to the
-// directory, repeating every idle period until retired.
+// invalid_argument (data is not a JSON object). With a committer, the actor handles nothing else
+// while a commit is pending; a commit that times out (env.commit_timeout) fails the request and
+// the actor quits, so the next activation reads what RocksDB really holds. Reads are safe to
+// repeat; writes are not idempotent except replace and erase with If-Match. Idle: after
+// `idle_passivate` without messages it sends (passivate_atom, id, handled) to the directory,
+// repeating every idle period until retired.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
-#include <caf/stateful_actor.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -42,6 +44,10 @@ struct storage_env {
   std::shared_ptr<adapters::rocks_store> store;
   std::chrono::milliseconds idle_passivate{30000};
   prometheus::Counter* commits = nullptr;  // optional
+  // runtime/committer.hpp's group committer, or null to write inline on the actor's thread (a
+  // WAL append without fsync takes microseconds; with fsync use the committer).
+  caf::actor committer;
+  std::chrono::milliseconds commit_timeout{30000};
 };
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,

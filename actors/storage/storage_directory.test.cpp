@@ -8,6 +8,7 @@
 
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
+#include "runtime/committer.hpp"
 #include "runtime/system.hpp"
 
 using namespace tessera;
@@ -17,19 +18,27 @@ using namespace std::chrono_literals;
 namespace {
 
 struct fixture {
-  std::filesystem::path dir =
+  std::filesystem::path data_dir =
       std::filesystem::temp_directory_path() /
       ("tessera-dir-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-  std::shared_ptr<adapters::rocks_store> store = *adapters::rocks_store::open({dir.string()});
+  std::shared_ptr<adapters::rocks_store> store =
+      *adapters::rocks_store::open({data_dir.string(), /*sync=*/true, nullptr});
   std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
   runtime::actor_metrics metrics{*registry};
   runtime::actor_kind_metrics kind = metrics.for_kind("storage");
-  runtime::system_config cfg{2, {add_storage_messages}};
+  runtime::system_config cfg{2, {add_storage_messages, runtime::add_committer_messages}};
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
 
+  caf::actor committer;  // set by start_with_committer
+
   caf::actor start(std::chrono::milliseconds idle = 30s) {
-    return sys.spawn(storage_directory, storage_env{store, idle, nullptr}, kind);
+    return sys.spawn(storage_directory, storage_env{store, idle, nullptr, committer, 5s}, kind);
+  }
+
+  caf::actor start_with_committer() {
+    committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
+    return start();
   }
 
   template <class T = storage_record, class... Ts>
@@ -41,8 +50,9 @@ struct fixture {
   }
 
   ~fixture() {
+    if (committer) caf::anon_send(committer, runtime::stop_atom::value);
     self->send_exit(caf::actor_cast<caf::actor>(self), caf::exit_reason::normal);
-    std::filesystem::remove_all(dir);
+    std::filesystem::remove_all(data_dir);
   }
 };
 
@@ -65,102 +75,142 @@ bool eventually(Pred pred) {
 
 TEST_SUITE("actors.storage") {
   TEST_CASE_FIXTURE(fixture, "a created storage reads back at version 1") {
-    auto dir = start();
-    auto created = ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"});
+    auto storages = start();
+    auto created = ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"});
     REQUIRE(created);
     CHECK(created->version == 1);
     CHECK(created->created_at == created->updated_at);
-    CHECK(data_of(ask(dir, read_atom::value, std::string{"s"})) == nlohmann::json{{"a", 1}});
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    CHECK(data_of(ask(storages, read_atom::value, std::string{"s"})) == nlohmann::json{{"a", 1}});
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "creating an existing storage is a conflict and changes nothing") {
-    auto dir = start();
-    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"}));
-    auto again = ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"a":2})"});
+    auto storages = start();
+    REQUIRE(ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"}));
+    auto again = ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"a":2})"});
     CHECK(code_of(again.error()) == errc::conflict);
-    CHECK(data_of(ask(dir, read_atom::value, std::string{"s"}))["a"] == 1);
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    CHECK(data_of(ask(storages, read_atom::value, std::string{"s"}))["a"] == 1);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "a merge sets top-level keys and removes keys set to null") {
-    auto dir = start();
-    REQUIRE(ask(dir, create_atom::value, std::string{"s"},
+    auto storages = start();
+    REQUIRE(ask(storages, create_atom::value, std::string{"s"},
                 std::string{R"({"a":1,"b":{"x":1},"c":3})"}));
-    auto merged = ask(dir, merge_atom::value, std::string{"s"},
+    auto merged = ask(storages, merge_atom::value, std::string{"s"},
                       std::string{R"({"b":{"y":2},"c":null,"d":4})"}, version_list{});
     CHECK(merged->version == 2);
     CHECK(data_of(merged) == nlohmann::json::parse(R"({"a":1,"b":{"y":2},"d":4})"));
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "a stale If-Match is rejected with precondition_failed") {
-    auto dir = start();
-    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{"{}"}));
-    REQUIRE(ask(dir, replace_atom::value, std::string{"s"}, std::string{R"({"v":2})"},
+    auto storages = start();
+    REQUIRE(ask(storages, create_atom::value, std::string{"s"}, std::string{"{}"}));
+    REQUIRE(ask(storages, replace_atom::value, std::string{"s"}, std::string{R"({"v":2})"},
                 version_list{1}));
     SUBCASE("replace") {
-      auto r = ask(dir, replace_atom::value, std::string{"s"}, std::string{R"({"v":3})"},
+      auto r = ask(storages, replace_atom::value, std::string{"s"}, std::string{R"({"v":3})"},
                    version_list{1});
       CHECK(code_of(r.error()) == errc::precondition_failed);
     }
     SUBCASE("erase") {
-      CHECK(code_of(ask(dir, erase_atom::value, std::string{"s"}, version_list{1}).error()) ==
+      CHECK(code_of(ask(storages, erase_atom::value, std::string{"s"}, version_list{1}).error()) ==
             errc::precondition_failed);
     }
-    auto now = ask(dir, read_atom::value, std::string{"s"});
+    auto now = ask(storages, read_atom::value, std::string{"s"});
     CHECK(now->version == 2);
     CHECK(data_of(now)["v"] == 2);
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "a write is on disk when it is acknowledged") {
-    auto dir = start();
-    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"k":"v"})"}));
+    auto storages = start();
+    REQUIRE(ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"k":"v"})"}));
     auto raw = store->get(storage_key("s"));
     REQUIRE(raw);
     REQUIRE(*raw);
     CHECK(decode("s", **raw)->data == R"({"k":"v"})");
-    REQUIRE(ask(dir, erase_atom::value, std::string{"s"}, version_list{}));
+    REQUIRE(ask(storages, erase_atom::value, std::string{"s"}, version_list{}));
     CHECK_FALSE(*store->get(storage_key("s")));
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "an invalid id is refused before any actor is activated") {
-    auto dir = start();
-    CHECK(code_of(ask(dir, read_atom::value, std::string{"a/b"}).error()) ==
+    auto storages = start();
+    CHECK(code_of(ask(storages, read_atom::value, std::string{"a/b"}).error()) ==
           errc::invalid_argument);
     CHECK(kind.activations->Value() == 0);
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "idle storages are passivated and reactivated from RocksDB") {
-    auto dir = start(20ms);
+    auto storages = start(20ms);
     for (int i = 0; i < 20; ++i)
-      REQUIRE(ask(dir, create_atom::value, "s" + std::to_string(i), std::string{R"({"i":1})"}));
+      REQUIRE(
+          ask(storages, create_atom::value, "s" + std::to_string(i), std::string{R"({"i":1})"}));
     CHECK(eventually([&] { return kind.live->Value() == 0; }));
     CHECK(kind.passivations->Value() == 20);
-    auto back =
-        ask(dir, merge_atom::value, std::string{"s7"}, std::string{R"({"j":2})"}, version_list{1});
+    auto back = ask(storages, merge_atom::value, std::string{"s7"}, std::string{R"({"j":2})"},
+                    version_list{1});
     CHECK(back->version == 2);
     CHECK(data_of(back) == nlohmann::json{{"i", 1}, {"j", 2}});
     CHECK(kind.activations->Value() == 21);
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
   TEST_CASE_FIXTURE(fixture, "listing pages through ids in order") {
-    auto dir = start();
+    auto storages = start();
     for (auto id : {"c", "a", "b", "e", "d"})
-      REQUIRE(ask(dir, create_atom::value, std::string{id}, std::string{"{}"}));
+      REQUIRE(ask(storages, create_atom::value, std::string{id}, std::string{"{}"}));
     std::vector<std::string> seen;
     std::string after;
     do {
-      auto page = ask<storage_page>(dir, list_atom::value, after, uint32_t{2});
+      auto page = ask<storage_page>(storages, list_atom::value, after, uint32_t{2});
       REQUIRE(page);
       for (auto& s : page->items) seen.push_back(s.id);
       after = page->next_after;
     } while (!after.empty());
     CHECK(seen == std::vector<std::string>{"a", "b", "c", "d", "e"});
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "through the group committer a write is durable when acknowledged") {
+    auto storages = start_with_committer();
+    REQUIRE(ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"k":1})"}));
+    auto merged = ask(storages, merge_atom::value, std::string{"s"}, std::string{R"({"k":2})"},
+                      version_list{1});
+    CHECK(merged->version == 2);
+    CHECK(decode("s", **store->get(storage_key("s")))->data == R"({"k":2})");
+    CHECK(code_of(ask(storages, create_atom::value, std::string{"s"}, std::string{"{}"}).error()) ==
+          errc::conflict);
+    REQUIRE(ask(storages, erase_atom::value, std::string{"s"}, version_list{2}));
+    CHECK_FALSE(*store->get(storage_key("s")));
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "concurrent writes through the committer all land in order") {
+    auto storages = start_with_committer();
+    for (int i = 0; i < 8; ++i)
+      REQUIRE(ask(storages, create_atom::value, "c" + std::to_string(i), std::string{"{}"}));
+    // Send 8 x 25 merges before waiting for any reply, so that commits queue up and batch.
+    auto merge = [&](int i, int n) {
+      return self->request(storages, 5s, merge_atom::value, "c" + std::to_string(i),
+                           nlohmann::json{{"k" + std::to_string(n), n}}.dump(), version_list{});
+    };
+    std::vector<decltype(merge(0, 0))> pending;
+    for (int n = 0; n < 25; ++n)
+      for (int i = 0; i < 8; ++i) pending.push_back(merge(i, n));
+    int replies = 0;
+    for (auto& reply : pending)
+      reply.receive([&](storage_record&) { ++replies; },
+                    [](caf::error& e) { FAIL(caf::to_string(e)); });
+    CHECK(replies == 200);
+    for (int i = 0; i < 8; ++i) {
+      auto r = ask(storages, read_atom::value, "c" + std::to_string(i));
+      CHECK(r->version == 26);
+      CHECK(data_of(r).size() == 25);
+    }
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 }

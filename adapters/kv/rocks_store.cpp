@@ -45,7 +45,7 @@ caf::expected<std::optional<std::string>> rocks_store::get(std::string_view key)
 caf::error rocks_store::write(const std::vector<write_op>& ops) {
   rocksdb::WriteBatch batch;
   for (auto& op : ops) {
-    auto s = op.value ? batch.Put(op.key, *op.value) : batch.Delete(op.key);
+    auto s = op.erase ? batch.Delete(op.key) : batch.Put(op.key, op.value);
     if (!s.ok()) return failure(s);
   }
   rocksdb::WriteOptions wo;

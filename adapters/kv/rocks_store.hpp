@@ -9,6 +9,7 @@
 #pragma once
 
 #include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -26,8 +27,14 @@ namespace tessera::adapters {
 
 struct write_op {
   std::string key;
-  std::optional<std::string> value;  // nullopt: delete the key
+  std::string value;
+  bool erase = false;  // delete `key` instead of writing `value`
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_op& x) {
+  return f(caf::meta::type_name("write_op"), x.key, x.value, x.erase);
+}
 
 class rocks_store {
  public:

@@ -82,8 +82,9 @@ def run_together(count, work):
     return results
 
 
-def test_100_concurrent_patches_of_distinct_keys_all_land(server):
-    srv = server()
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_100_concurrent_patches_of_distinct_keys_all_land(server, mode):
+    srv = server(*mode)
     assert srv.request("POST", "/api/storages", {"id": "hot", "data": {}}).status == 201
 
     def patch(i, barrier):
@@ -102,8 +103,9 @@ def test_100_concurrent_patches_of_distinct_keys_all_land(server):
     assert final["data"] == {f"k{i}": i for i in range(100)}
 
 
-def test_of_two_writers_with_the_same_if_match_exactly_one_wins_every_time(server):
-    srv = server()
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_of_two_writers_with_the_same_if_match_exactly_one_wins_every_time(server, mode):
+    srv = server(*mode)
     assert srv.request("POST", "/api/storages", {"id": "race", "data": {}}).status == 201
     clients = [srv.client(), srv.client()]
     for round in range(1, 21):
@@ -124,8 +126,9 @@ def test_of_two_writers_with_the_same_if_match_exactly_one_wins_every_time(serve
         c.close()
 
 
-def test_of_ten_concurrent_creates_of_one_id_exactly_one_succeeds(server):
-    srv = server()
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_of_ten_concurrent_creates_of_one_id_exactly_one_succeeds(server, mode):
+    srv = server(*mode)
 
     def create(i, barrier):
         client = srv.client(timeout=30)

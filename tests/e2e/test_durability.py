@@ -4,6 +4,8 @@ import socket
 import threading
 from collections import defaultdict
 
+import pytest
+
 from harness import assert_problem, wait_until
 
 
@@ -129,8 +131,9 @@ class WriteLoad:
             self.errors.append(e)
 
 
-def test_every_acknowledged_write_survives_kill_9(server):
-    srv = server()
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_every_acknowledged_write_survives_kill_9(server, mode):
+    srv = server(*mode)
     for id in WriteLoad.SHARED:
         assert srv.request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
     load = WriteLoad(srv)

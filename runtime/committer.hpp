@@ -1,0 +1,33 @@
+// The group committer: one detached actor that turns many concurrent commits into one RocksDB
+// write batch and one fsync.
+//
+// Used when every commit must be fsynced (storage.sync): an fsync takes milliseconds and must not
+// block the shared scheduler, and grouping lets throughput scale with concurrency instead of
+// being one fsync per write.
+//
+// Protocol:
+//   (commit_atom, std::vector<write_op>) -> ok_atom once the ops are durable | storage_failure
+//       All ops of one message are atomic. Commits that arrive while a batch is being written
+//       form the next batch (at most `max_batch` messages); a failed batch fails every commit in
+//       it and writes none of them. Replies come in arrival order.
+//   (stop_atom) -> finishes the batch at hand, then quits; later commits get
+//       request_receiver_down.
+// Not safe to repeat blindly: a commit that timed out at the requester may still have landed.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <memory>
+
+#include "adapters/kv/rocks_store.hpp"
+
+namespace tessera::runtime {
+
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store> store,
+               size_t max_batch = 1024);
+
+void add_committer_messages(caf::actor_system_config& cfg);
+
+}  // namespace tessera::runtime
