@@ -69,13 +69,22 @@ wrk_run() {
     END { printf "%d %.2f %.2f\n", rps, p50, p99 }' "$work/wrk"
 }
 
+# CPU time stolen by the hypervisor, in percent, since the given snapshot of /proc/stat.
+cpu_snapshot() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+steal_since() {
+  local t0=$1 s0=$2 t1 s1
+  read -r t1 s1 < <(cpu_snapshot)
+  awk -v dt=$((t1 - t0)) -v ds=$((s1 - s0)) 'BEGIN { printf "%.0f", dt > 0 ? 100 * ds / dt : 0 }'
+}
+
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # measure LABEL SCRIPT [server args...]: peak rate, then PATCH paced at half of it
 measure() {
   local label=$1 script=$2
   shift 2
-  local rps=() p50=() p99=() paced50=() paced99=() pacedrps=()
+  local rps=() p50=() p99=() paced50=() paced99=() pacedrps=() t0 s0
+  read -r t0 s0 < <(cpu_snapshot)
   for _ in $(seq "$runs"); do
     start_server "$@"
     read -r r a b < <(wrk_run "$script")
@@ -88,11 +97,12 @@ measure() {
     pacedrps+=("$r") paced50+=("$a") paced99+=("$b")
     stop_server
   done
-  printf '%-22s %9s req/s  p50 %6s ms  p99 %6s ms | paced %7s req/s  p50 %6s ms  p99 %6s ms\n' \
+  printf '%-14s %7s req/s  p50 %5s ms  p99 %6s ms | paced %6s req/s  p50 %5s ms  p99 %6s ms | steal %s%%\n' \
     "$label" \
     "$(printf '%s\n' "${rps[@]}" | median)" "$(printf '%s\n' "${p50[@]}" | median)" \
     "$(printf '%s\n' "${p99[@]}" | median)" "$(printf '%s\n' "${pacedrps[@]}" | median)" \
-    "$(printf '%s\n' "${paced50[@]}" | median)" "$(printf '%s\n' "${paced99[@]}" | median)"
+    "$(printf '%s\n' "${paced50[@]}" | median)" "$(printf '%s\n' "${paced99[@]}" | median)" \
+    "$(steal_since "$t0" "$s0")"
 }
 
 echo "tessera storage benchmark: $runs runs of $duration, $connections connections, $storages storages, wrk -t1"
