@@ -51,10 +51,10 @@ stop_server() {
   server_pid=
 }
 
-# wrk_run SCRIPT [DELAY_MS] -> "rps p50_ms p99_ms"
+# wrk_run SCRIPT [DELAY_MS [CONNECTIONS]] -> "rps p50_ms p99_ms"
 wrk_run() {
-  local script=$1 delay=${2:-0}
-  STORAGES=$storages DELAY_MS=$delay wrk -t1 -c"$connections" -d"$duration" --latency \
+  local script=$1 delay=${2:-0} conns=${3:-$connections}
+  STORAGES=$storages DELAY_MS=$delay wrk -t1 -c"$conns" -d"$duration" --latency \
     -s "bench/$script" "$base" >"$work/wrk" 2>&1
   if grep -q "unexpected status\|Non-2xx" "$work/wrk"; then
     cat "$work/wrk" >&2
@@ -74,7 +74,7 @@ cpu_snapshot() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print 
 steal_since() {
   local t0=$1 s0=$2 t1 s1
   read -r t1 s1 < <(cpu_snapshot)
-  awk -v dt=$((t1 - t0)) -v ds=$((s1 - s0)) 'BEGIN { printf "%.0f", dt > 0 ? 100 * ds / dt : 0 }'
+  awk -v dt=$((t1 - t0)) -v ds=$((s1 - s0)) 'BEGIN { printf "%.0f", (dt > 0 ? 100 * ds / dt : 0) }'
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -89,11 +89,12 @@ measure() {
     start_server "$@"
     read -r r a b < <(wrk_run "$script")
     rps+=("$r") p50+=("$a") p99+=("$b")
-    # Half the peak: each connection's cycle (latency + delay) should last 2 * connections / rps.
-    local delay
-    delay=$(awk -v c="$connections" -v r="$r" -v p50="$a" \
+    # Half the peak: with twice the connections (finer steps, delay() counts whole ms), each
+    # connection's cycle (latency + delay) should last 2 * paced_connections / rps.
+    local delay paced_connections=$((2 * connections))
+    delay=$(awk -v c="$paced_connections" -v r="$r" -v p50="$a" \
       'BEGIN { d = 2000 * c / (r > 0 ? r : 1) - p50; printf "%d", (d < 1 ? 1 : d + 0.5) }')
-    read -r r a b < <(wrk_run "$script" "$delay")
+    read -r r a b < <(wrk_run "$script" "$delay" "$paced_connections")
     pacedrps+=("$r") paced50+=("$a") paced99+=("$b")
     stop_server
   done
@@ -107,7 +108,7 @@ measure() {
 
 echo "tessera storage benchmark: $runs runs of $duration, $connections connections, $storages storages, wrk -t1"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-[[ ${ONLY_SYNC:-} ]] || measure "GET" get.lua
+[[ ${ONLY_SYNC:-}${ONLY_PATCH:-} ]] || measure "GET" get.lua
 [[ ${ONLY_SYNC:-} ]] || measure "PATCH" patch.lua
-measure "GET --sync" get.lua --sync
+[[ ${ONLY_PATCH:-} ]] || measure "GET --sync" get.lua --sync
 measure "PATCH --sync" patch.lua --sync

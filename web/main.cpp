@@ -56,9 +56,9 @@ int serve(const config::settings& s) {
   runtime::system_config cfg{s.scheduler_threads,
                              {storage::add_storage_messages, runtime::add_committer_messages}};
   caf::actor_system system{cfg};
-  // With sync, fsyncs happen on the group committer's own thread, one per batch of commits.
-  caf::actor committer;
-  if (s.sync) committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
+  // All RocksDB writes go through the group committer's own thread, one batch (and with sync
+  // one fsync) per group of concurrent commits.
+  auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
   auto directory = system.spawn(
       storage::storage_directory,
       storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6},

@@ -44,8 +44,8 @@ struct storage_env {
   std::shared_ptr<adapters::rocks_store> store;
   std::chrono::milliseconds idle_passivate{30000};
   prometheus::Counter* commits = nullptr;  // optional
-  // runtime/committer.hpp's group committer, or null to write inline on the actor's thread (a
-  // WAL append without fsync takes microseconds; with fsync use the committer).
+  // runtime/committer.hpp's group committer (what the server uses), or null to write inline on
+  // the actor's thread (tests; inline writes from many threads contend inside RocksDB).
   caf::actor committer;
   std::chrono::milliseconds commit_timeout{30000};
 };
