@@ -1,5 +1,8 @@
 #include "web/router.hpp"
 
+#include <algorithm>
+#include <array>
+
 #include "web/problem.hpp"
 
 namespace tessera::web {
@@ -62,7 +65,11 @@ bool router::authorized(const request& req) const {
 responder router::instrument(const std::string& pattern, const std::string& method,
                              responder done) const {
   auto start = std::chrono::steady_clock::now();
-  return [this, pattern, method, start, done = std::move(done)](response r) {
+  // Clients choose the method string: unknown ones share one label so metrics stay bounded.
+  static const std::array<std::string_view, 7> known = {"GET",   "HEAD",   "POST",   "PUT",
+                                                        "PATCH", "DELETE", "OPTIONS"};
+  auto label = std::find(known.begin(), known.end(), method) != known.end() ? method : "other";
+  return [this, pattern, method = std::move(label), start, done = std::move(done)](response r) {
     std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
     requests_.Add({{"route", pattern}, {"method", method}, {"status", std::to_string(r.status)}})
         .Increment();
@@ -75,6 +82,7 @@ responder router::instrument(const std::string& pattern, const std::string& meth
 void router::handle(request req, responder done) const {
   auto segments = split_path(req.path);
   std::string allowed;
+  const std::string* matched_pattern = nullptr;  // of a route whose method differs
   for (auto& r : routes_) {
     if (r.segments.size() != segments.size()) continue;
     path_params params;
@@ -88,6 +96,7 @@ void router::handle(request req, responder done) const {
     if (!match) continue;
     if (r.method != req.method) {
       allowed += allowed.empty() ? r.method : ", " + r.method;
+      matched_pattern = &r.pattern;
       continue;
     }
     auto reply = instrument(r.pattern, req.method, std::move(done));
@@ -103,7 +112,7 @@ void router::handle(request req, responder done) const {
     return r.handler(req, params, std::move(reply));
   }
   auto reply =
-      instrument(allowed.empty() ? "unmatched" : "method_not_allowed", req.method, std::move(done));
+      instrument(matched_pattern ? *matched_pattern : "unmatched", req.method, std::move(done));
   if (allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
   auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
   r.headers.emplace_back("Allow", allowed);

@@ -157,18 +157,24 @@ def assert_every_ack_survived(srv, load):
     assert set(versions) <= set(listed)
 
 
-@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
-def test_every_acknowledged_write_survives_kill_9(server, mode):
-    srv = server(*mode)
+def interrupt_a_write_load(srv, acks, interrupt):
+    """Runs a WriteLoad against `srv`, calls `interrupt()` after `acks` acknowledged writes."""
     for id in WriteLoad.SHARED:
         assert srv.request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
     load = WriteLoad(srv)
     load.start()
     try:
-        wait_until(lambda: load.acks >= 600, timeout=20, message="600 acknowledged writes")
-        srv.kill9()
+        wait_until(lambda: load.acks >= acks, timeout=20, message=f"{acks} acknowledged writes")
+        interrupt()
     finally:
         load.join()
+    return load
+
+
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_every_acknowledged_write_survives_kill_9(server, mode):
+    srv = server(*mode)
+    load = interrupt_a_write_load(srv, 600, srv.kill9)
     assert srv.proc.returncode == -9
     assert not load.errors, load.errors[:3]
     assert_every_ack_survived(srv, load)
@@ -177,15 +183,7 @@ def test_every_acknowledged_write_survives_kill_9(server, mode):
 @pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
 def test_sigterm_during_a_write_load_answers_every_request_in_flight_and_keeps_it(server, mode):
     srv = server(*mode)
-    for id in WriteLoad.SHARED:
-        assert srv.request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
-    load = WriteLoad(srv)
-    load.start()
-    try:
-        wait_until(lambda: load.acks >= 300, timeout=20, message="300 acknowledged writes")
-        srv.stop()  # SIGTERM; requires exit code 0
-    finally:
-        load.join()
+    load = interrupt_a_write_load(srv, 300, srv.stop)  # stop() requires exit code 0
     # A request the server had read got its full answer (a 503 or a torn response would be an
     # error); after that the connection was closed and new ones were refused.
     assert not load.errors, load.errors[:3]

@@ -125,3 +125,14 @@ def test_passivating_one_idle_storage_leaves_the_others_served(server):
     assert res.status == 200 and res.body["data"] == {"a": 1}, res
     assert srv.request("POST", "/api/storages", {"id": "next"}).status == 201
     assert srv.request("GET", "/readyz").status == 200
+
+
+def test_methods_clients_invent_share_one_metrics_label(server):
+    srv = server()
+    for n in range(5):
+        res = srv.raw(f"INVENTED{n} /api/storages HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert res.status == 405, res
+    text = srv.request("GET", "/metrics").raw.decode()
+    assert "INVENTED" not in text
+    assert srv.metric("tessera_http_requests_total", method="other", route="/api/storages",
+                      status="405") == 5
