@@ -138,17 +138,11 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
                             std::string id) {
   auto owner = std::make_shared<storage_owner>(env, std::move(id));
   auto handled = std::make_shared<uint64_t>(0);  // messages from the directory handled so far
-  // Makes `c` durable, then applies it and replies. With a committer the actor awaits it, so
-  // no other message is handled until the change is durable: memory never runs ahead of disk.
+  // Makes `c` durable through the committer, then applies it and replies. The actor awaits the
+  // commit, so no other message is handled until the change is durable: memory never runs
+  // ahead of disk.
   auto commit = [self, env, owner](caf::expected<change> c) -> caf::result<storage_record> {
     if (!c) return c.error();
-    if (!env.committer) {
-      if (auto err = env.store->write({c->op})) return err;
-      if (env.commits) env.commits->Increment();
-      auto reply = c->reply;
-      owner->apply(std::move(*c));
-      return reply;
-    }
     auto rp = self->make_response_promise<storage_record>();
     auto pending = std::make_shared<change>(std::move(*c));
     std::vector<adapters::write_op> ops{pending->op};

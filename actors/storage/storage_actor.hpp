@@ -17,9 +17,10 @@
 //                                                       precondition_failed
 //   (retire_atom)                                    -> quits (from the directory only)
 // Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or
-// invalid_argument (data is not a JSON object). With a committer, the actor handles nothing else
-// while a commit is pending; a commit that times out (env.commit_timeout) fails the request and
-// the actor quits, so the next activation reads what RocksDB really holds. Reads are safe to
+// invalid_argument (data is not a JSON object). Writes go through the group committer; the actor
+// handles nothing else while a commit is pending; a commit that times out (env.commit_timeout)
+// fails the request and the actor quits, so the next activation reads what RocksDB really
+// holds. Reads are safe to
 // repeat; writes are not idempotent except replace and erase with If-Match. Idle: after
 // `idle_passivate` without messages it sends (passivate_atom, id, handled) to the directory,
 // repeating every idle period until retired.
@@ -44,8 +45,8 @@ struct storage_env {
   std::shared_ptr<adapters::rocks_store> store;
   std::chrono::milliseconds idle_passivate{30000};
   prometheus::Counter* commits = nullptr;  // optional
-  // runtime/committer.hpp's group committer (what the server uses), or null to write inline on
-  // the actor's thread (tests; inline writes from many threads contend inside RocksDB).
+  // runtime/committer.hpp's group committer: every write goes through it (writing inline from
+  // many scheduler threads contends inside RocksDB, and an fsync would block the scheduler).
   caf::actor committer;
   std::chrono::milliseconds commit_timeout{30000};
 };

@@ -30,15 +30,10 @@ struct fixture {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
 
-  caf::actor committer;  // set by start_with_committer
+  caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
 
   caf::actor start(std::chrono::milliseconds idle = 30s) {
     return sys.spawn(storage_directory, storage_env{store, idle, nullptr, committer, 5s}, kind);
-  }
-
-  caf::actor start_with_committer() {
-    committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
-    return start();
   }
 
   template <class T = storage_record, class... Ts>
@@ -50,7 +45,7 @@ struct fixture {
   }
 
   ~fixture() {
-    if (committer) caf::anon_send(committer, runtime::stop_atom::value);
+    caf::anon_send(committer, runtime::stop_atom::value);
     self->send_exit(caf::actor_cast<caf::actor>(self), caf::exit_reason::normal);
     std::filesystem::remove_all(data_dir);
   }
@@ -175,8 +170,8 @@ TEST_SUITE("actors.storage") {
     caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 
-  TEST_CASE_FIXTURE(fixture, "through the group committer a write is durable when acknowledged") {
-    auto storages = start_with_committer();
+  TEST_CASE_FIXTURE(fixture, "a write through the group committer is durable when acknowledged") {
+    auto storages = start();
     REQUIRE(ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"k":1})"}));
     auto merged = ask(storages, merge_atom::value, std::string{"s"}, std::string{R"({"k":2})"},
                       version_list{1});
@@ -190,7 +185,7 @@ TEST_SUITE("actors.storage") {
   }
 
   TEST_CASE_FIXTURE(fixture, "concurrent writes through the committer all land in order") {
-    auto storages = start_with_committer();
+    auto storages = start();
     for (int i = 0; i < 8; ++i)
       REQUIRE(ask(storages, create_atom::value, "c" + std::to_string(i), std::string{"{}"}));
     // Send 8 x 25 merges before waiting for any reply, so that commits queue up and batch.
