@@ -1,5 +1,6 @@
 #include "config/settings.hpp"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -124,6 +125,11 @@ std::optional<load_error> apply_toml(settings& s, const toml::table& table,
     std::string key =
         prefix.empty() ? std::string{name.str()} : prefix + "." + std::string{name.str()};
     if (auto sub = node.as_table()) {
+      // A non-empty unknown section is reported by its first key; an empty one here.
+      auto section = key + ".";
+      if (sub->empty() && std::none_of(keys.begin(), keys.end(),
+                                       [&](auto& k) { return k.name.rfind(section, 0) == 0; }))
+        return load_error{"unknown section [" + key + "] in " + file};
       if (auto err = apply_toml(s, *sub, key, file)) return err;
       continue;
     }
@@ -169,7 +175,9 @@ std::optional<listen_address> parse_listen_address(const std::string& text) {
 }
 
 bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
 std::variant<settings, load_error> load_settings(const sources& from) {

@@ -1,9 +1,9 @@
 // The group committer: one detached actor that turns many concurrent commits into one RocksDB
 // write batch and one fsync.
 //
-// Used when every commit must be fsynced (storage.sync): an fsync takes milliseconds and must not
-// block the shared scheduler, and grouping lets throughput scale with concurrency instead of
-// being one fsync per write.
+// Every storage write goes through it: an fsync (storage.sync) takes milliseconds and must not
+// block the shared scheduler, grouping lets throughput scale with concurrency instead of being
+// one fsync per write, and one writer thread avoids contention inside RocksDB.
 //
 // Protocol:
 //   (commit_atom, std::vector<write_op>) -> ok_atom once the ops are durable | storage_failure

@@ -31,6 +31,8 @@ struct http_server::impl {
   handler on_request;
   net::io_context ioc;
   tcp::acceptor acceptor{net::make_strand(ioc)};  // all acceptor work runs on this strand
+  net::steady_timer accept_pause{acceptor.get_executor()};
+  bool accept_failing = false;  // logged once per run of failures
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> draining{false};
   std::atomic<int64_t> in_flight{0};
@@ -114,6 +116,7 @@ class session : public std::enable_shared_from_this<session> {
     r.if_match = std::string{req[http::field::if_match]};
     keep_alive_ = req.keep_alive();
     version_ = req.version();
+    head_ = req.method() == http::verb::head;
     ++server_.in_flight;
     stream_.expires_never();
     auto self = shared_from_this();
@@ -136,6 +139,7 @@ class session : public std::enable_shared_from_this<session> {
     keep_alive = keep_alive && !server_.draining;
     res->keep_alive(keep_alive);
     res->prepare_payload();
+    if (head_) res->body().clear();  // HEAD: the headers a GET would get, never a body
     stream_.expires_after(idle_timeout);
     http::async_write(
         stream_, *res,
@@ -176,6 +180,7 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 4096> scratch_{};
   bool keep_alive_ = true;
+  bool head_ = false;
   unsigned version_ = 11;
 };
 
@@ -185,8 +190,16 @@ void http_server::impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-      runtime::log_warning("accept failed: " + ec.message());
+      // Out of file descriptors (or similar): retrying at once would spin and flood the log.
+      if (!accept_failing) runtime::log_warning("accept failed, pausing 100 ms: " + ec.message());
+      accept_failing = true;
+      accept_pause.expires_after(std::chrono::milliseconds(100));
+      accept_pause.async_wait([this](beast::error_code e) {
+        if (!e && acceptor.is_open()) accept();
+      });
+      return;
     } else {
+      accept_failing = false;
       socket.set_option(tcp::no_delay{true}, ec);
       std::make_shared<session>(std::move(socket), *this)->start();
     }
@@ -199,6 +212,7 @@ void http_server::impl::begin_shutdown() {
   runtime::log_info("shutting down: no new connections, draining in-flight requests");
   beast::error_code ec;
   acceptor.close(ec);  // on the acceptor's strand, so no accept is being started meanwhile
+  accept_pause.cancel();
   net::post(ioc, [this] {
     beast::error_code ignored;
     signals.cancel(ignored);

@@ -88,7 +88,7 @@ int serve(const config::settings& s) {
 
   server->run();
   server->clear_handler();
-  routes.reset();
+  // `routes` stays alive until the actors are done: late replies still go through it.
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
   directory = nullptr;
   if (committer) caf::anon_send(committer, runtime::stop_atom::value);  // after pending commits

@@ -45,10 +45,10 @@ router::router(std::string api_token, prometheus::Registry& registry)
                      .Help("HTTP request duration from parsed request to response handed off")
                      .Register(registry)) {}
 
-void router::add(std::string method, std::string pattern, bool protect, route_handler handler) {
+void router::add(std::string method, std::string pattern, route_handler handler) {
   auto segments = split_path(pattern);
   routes_.push_back(
-      {std::move(method), std::move(pattern), std::move(segments), protect, std::move(handler)});
+      {std::move(method), std::move(pattern), std::move(segments), std::move(handler)});
 }
 
 bool router::authorized(const request& req) const {
@@ -79,44 +79,60 @@ responder router::instrument(const std::string& pattern, const std::string& meth
   };
 }
 
+// True for /api and /ws and everything below them.
+bool protected_path(std::string_view path) {
+  for (std::string_view prefix : {"/api", "/ws"})
+    if (path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/'))
+      return true;
+  return false;
+}
+
 void router::handle(request req, responder done) const {
+  // HEAD is answered by the GET route; the connection drops the body.
+  std::string method = req.method == "HEAD" ? "GET" : req.method;
   auto segments = split_path(req.path);
+  const route* found = nullptr;
+  path_params params;
   std::string allowed;
   const std::string* matched_pattern = nullptr;  // of a route whose method differs
   for (auto& r : routes_) {
     if (r.segments.size() != segments.size()) continue;
-    path_params params;
+    path_params candidate;
     bool match = true;
     for (size_t i = 0; i < segments.size() && match; ++i) {
       if (is_param(r.segments[i]))
-        params.push_back(segments[i]);
+        candidate.push_back(segments[i]);
       else
         match = r.segments[i] == segments[i];
     }
     if (!match) continue;
-    if (r.method != req.method) {
-      allowed += allowed.empty() ? r.method : ", " + r.method;
-      matched_pattern = &r.pattern;
-      continue;
+    if (r.method == method) {
+      found = &r;
+      params = std::move(candidate);
+      break;
     }
-    auto reply = instrument(r.pattern, req.method, std::move(done));
-    if (r.protect && !authorized(req))
-      return reply(problem(errc::unauthorized, "missing or wrong bearer token"));
-    if (!query_decodable(req.query))
-      return reply(problem(errc::invalid_argument, "bad percent-escape in the query string"));
-    for (auto& p : params) {
-      auto decoded = percent_decode(p);
-      if (!decoded) return reply(problem(errc::invalid_argument, "bad percent-escape in path"));
-      p = std::move(*decoded);
-    }
-    return r.handler(req, params, std::move(reply));
+    allowed += allowed.empty() ? r.method : ", " + r.method;
+    matched_pattern = &r.pattern;
   }
-  auto reply =
-      instrument(matched_pattern ? *matched_pattern : "unmatched", req.method, std::move(done));
-  if (allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
-  auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
-  r.headers.emplace_back("Allow", allowed);
-  reply(std::move(r));
+  auto label = found ? found->pattern : matched_pattern ? *matched_pattern : "unmatched";
+  auto reply = instrument(label, req.method, std::move(done));
+  // Before anything that tells which paths exist.
+  if (protected_path(req.path) && !authorized(req))
+    return reply(problem(errc::unauthorized, "missing or wrong bearer token"));
+  if (!found && allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
+  if (!found) {
+    auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
+    r.headers.emplace_back("Allow", allowed);
+    return reply(std::move(r));
+  }
+  if (!query_decodable(req.query))
+    return reply(problem(errc::invalid_argument, "bad percent-escape in the query string"));
+  for (auto& p : params) {
+    auto decoded = percent_decode(p);
+    if (!decoded) return reply(problem(errc::invalid_argument, "bad percent-escape in path"));
+    p = std::move(*decoded);
+  }
+  found->handler(req, params, std::move(reply));
 }
 
 }  // namespace tessera::web

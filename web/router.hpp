@@ -1,9 +1,10 @@
 // Matches requests to routes by method and path template ("/api/storages/{id}"), checks the
-// bearer token on protected prefixes, and records per-route HTTP metrics.
+// bearer token on /api and /ws (and everything below them), and records per-route HTTP metrics.
 //
 // Contract: `handle` completes every request exactly once through `done`: the route's response,
-// or problem+json 401 (token missing or wrong), 404 (no route), 405 with Allow (route exists,
-// method does not). Path parameters are percent-decoded; an undecodable one is 400. Routes are
+// or problem+json 401 (token missing or wrong on a protected path, checked before anything
+// that would tell which paths exist), 404 (no route), 405 with Allow (route exists, method
+// does not). Path parameters are percent-decoded; an undecodable one is 400. Routes are
 // added before the server starts; `handle` is then safe from any thread.
 #pragma once
 
@@ -26,8 +27,7 @@ class router {
   // `api_token` empty: no authentication.
   router(std::string api_token, prometheus::Registry& registry);
 
-  // `protect`: requires the bearer token when one is configured.
-  void add(std::string method, std::string pattern, bool protect, route_handler handler);
+  void add(std::string method, std::string pattern, route_handler handler);
 
   void handle(request req, responder done) const;
 
@@ -36,7 +36,6 @@ class router {
     std::string method;
     std::string pattern;
     std::vector<std::string> segments;
-    bool protect;
     route_handler handler;
   };
 

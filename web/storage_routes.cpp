@@ -131,15 +131,14 @@ void create_storage(const route_context& ctx, const caf::actor& dir, const reque
 }  // namespace
 
 void add_storage_routes(router& r, const route_context& ctx, const caf::actor& dir) {
-  r.add("GET", "/api/storages", true,
-        [ctx, dir](const request& req, const path_params&, responder done) {
-          list_storages(ctx, dir, req, std::move(done));
-        });
-  r.add("POST", "/api/storages", true,
+  r.add("GET", "/api/storages", [ctx, dir](const request& req, const path_params&, responder done) {
+    list_storages(ctx, dir, req, std::move(done));
+  });
+  r.add("POST", "/api/storages",
         [ctx, dir](const request& req, const path_params&, responder done) {
           create_storage(ctx, dir, req, std::move(done));
         });
-  r.add("GET", "/api/storages/{id}", true,
+  r.add("GET", "/api/storages/{id}",
         [ctx, dir](const request&, const path_params& p, responder done) {
           ask<storage_record>(*ctx.system, dir, ctx.request_timeout, reply_record(std::move(done)),
                               read_atom::value, p[0]);
@@ -155,9 +154,9 @@ void add_storage_routes(router& r, const route_context& ctx, const caf::actor& d
                           atom, p[0], data_text(*body), std::move(*if_match));
     };
   };
-  r.add("PUT", "/api/storages/{id}", true, write_route(replace_atom::value));
-  r.add("PATCH", "/api/storages/{id}", true, write_route(merge_atom::value));
-  r.add("DELETE", "/api/storages/{id}", true,
+  r.add("PUT", "/api/storages/{id}", write_route(replace_atom::value));
+  r.add("PATCH", "/api/storages/{id}", write_route(merge_atom::value));
+  r.add("DELETE", "/api/storages/{id}",
         [ctx, dir](const request& req, const path_params& p, responder done) {
           auto if_match = parse_if_match(req.if_match);
           if (!if_match) return done(problem(if_match.error()));

@@ -138,11 +138,15 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
                             std::string id) {
   auto owner = std::make_shared<storage_owner>(env, std::move(id));
   auto handled = std::make_shared<uint64_t>(0);  // messages from the directory handled so far
-  // Makes `c` durable through the committer, then applies it and replies. The actor awaits the
-  // commit, so no other message is handled until the change is durable: memory never runs
-  // ahead of disk.
-  auto commit = [self, env, owner](caf::expected<change> c) -> caf::result<storage_record> {
-    if (!c) return c.error();
+  // An absent storage holds nothing worth keeping: after a not_found it offers to retire at
+  // once, so requests for missing ids cannot pile up live actors for a whole idle period.
+  auto fail = [self, directory, owner, handled](caf::error err) {
+    if (code_of(err) == errc::not_found)
+      self->send(directory, passivate_atom::value, owner->id(), *handled);
+    return err;
+  };
+  auto commit = [self, env, owner, fail](caf::expected<change> c) -> caf::result<storage_record> {
+    if (!c) return fail(std::move(c.error()));
     auto rp = self->make_response_promise<storage_record>();
     auto pending = std::make_shared<change>(std::move(*c));
     std::vector<adapters::write_op> ops{pending->op};
@@ -165,7 +169,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
       [=](read_atom, const std::string&) -> caf::result<storage_record> {
         ++*handled;
         auto r = owner->read();
-        if (!r) return r.error();
+        if (!r) return fail(std::move(r.error()));
         return std::move(*r);
       },
       [=](create_atom, const std::string&, const std::string& data) {

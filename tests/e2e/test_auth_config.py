@@ -195,3 +195,28 @@ def test_version_prints_the_version_and_help_exits_0():
     assert run.returncode == 0, run
     for flag in ("--config", "--listen", "--data-dir", "--api-token", "--insecure", "--set"):
         assert flag in run.stdout, flag
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/api/nope"), ("GET", "/api"),
+                                         ("GET", "/api/storages/a/b"), ("PUT", "/api/storages"),
+                                         ("GET", "/ws"), ("GET", "/ws/x")])
+def test_without_the_token_unknown_protected_paths_get_401_not_404_or_405(secured, method, path):
+    res = secured.request(method, path)
+    assert_problem(res, 401, "unauthorized")
+    assert res.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_an_unknown_empty_section_in_the_config_file_stops_start_up(tmp_path):
+    config = tmp_path / "tessera.toml"
+    config.write_text("[srever]\n")
+    result = run_tessera("serve", "--config", str(config), "--listen", "127.0.0.1:0",
+                         "--data-dir", str(tmp_path / "data"))
+    assert result.returncode != 0
+    assert "srever" in result.stderr
+
+
+def test_a_host_name_that_merely_starts_with_127_is_not_loopback(tmp_path):
+    result = run_tessera("serve", "--listen", "127.evil.example:0",
+                         "--data-dir", str(tmp_path / "data"))
+    assert result.returncode != 0
+    assert "api_token" in result.stderr

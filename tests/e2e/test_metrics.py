@@ -136,3 +136,13 @@ def test_methods_clients_invent_share_one_metrics_label(server):
     assert "INVENTED" not in text
     assert srv.metric("tessera_http_requests_total", method="other", route="/api/storages",
                       status="405") == 5
+
+
+def test_reads_and_writes_of_missing_ids_do_not_keep_actors_alive(server):
+    srv = server()  # default idle passivation: 30 s
+    for n in range(100):
+        assert srv.request("GET", f"/api/storages/missing-{n}").status == 404
+        assert srv.request("PATCH", f"/api/storages/gone-{n}", {"data": {}}).status == 404
+    wait_until(lambda: srv.metric("tessera_actors_live", kind="storage") == 0, timeout=5,
+               message="no live storage actors well before the 30 s idle period")
+    assert srv.metric("tessera_actor_passivations_total", kind="storage") == 200

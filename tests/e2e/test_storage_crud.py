@@ -175,3 +175,17 @@ def test_a_bad_limit_or_after_is_rejected_with_400(server, query):
     srv = server()
     create(srv, "a", {})
     assert_problem(srv.request("GET", "/api/storages?" + query), 400, "invalid_argument")
+
+
+def test_head_answers_like_get_without_a_body_and_the_connection_stays_usable(server):
+    srv = server()
+    assert srv.request("POST", "/api/storages", {"id": "h", "data": {"a": 1}}).status == 201
+    client = srv.client()
+    head = client.request("HEAD", "/api/storages/h")
+    assert head.status == 200
+    assert head.headers["ETag"] == '"1"'
+    assert head.raw == b""
+    get = client.request("GET", "/api/storages/h")  # same keep-alive connection
+    assert get.status == 200 and get.body["data"] == {"a": 1}
+    assert int(head.headers["Content-Length"]) == len(get.raw)
+    client.close()
