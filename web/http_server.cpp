@@ -36,13 +36,15 @@ struct http_server::impl {
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> draining{false};
   std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> open_sessions{0};
 
   impl(options o, handler h) : opts(std::move(o)), on_request(std::move(h)) {}
 
   void accept();
   void begin_shutdown();
   void wait_for_drain(std::shared_ptr<net::steady_timer> timer,
-                      std::chrono::steady_clock::time_point deadline);
+                      std::chrono::steady_clock::time_point deadline,
+                      std::chrono::steady_clock::time_point quiet_since);
 };
 
 namespace {
@@ -50,7 +52,10 @@ namespace {
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket socket, http_server::impl& server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), server_(server) {
+    ++server_.open_sessions;
+  }
+  ~session() { --server_.open_sessions; }
 
   void start() { read_header(); }
 
@@ -218,12 +223,20 @@ void http_server::impl::begin_shutdown() {
     signals.cancel(ignored);
   });
   auto timer = std::make_shared<net::steady_timer>(ioc);
-  wait_for_drain(timer, std::chrono::steady_clock::now() + opts.shutdown_grace);
+  auto now = std::chrono::steady_clock::now();
+  wait_for_drain(timer, now + opts.shutdown_grace, now);
 }
 
+// Stops the I/O threads once no connection is open, or once nothing has been in flight for a
+// quiet period (a request a client sent just before the signal may still be on its way on a
+// keep-alive connection; each such connection serves it and closes), or at the deadline.
 void http_server::impl::wait_for_drain(std::shared_ptr<net::steady_timer> timer,
-                                       std::chrono::steady_clock::time_point deadline) {
-  if (in_flight == 0 || std::chrono::steady_clock::now() >= deadline) {
+                                       std::chrono::steady_clock::time_point deadline,
+                                       std::chrono::steady_clock::time_point quiet_since) {
+  constexpr auto quiet_period = std::chrono::milliseconds(50);
+  auto now = std::chrono::steady_clock::now();
+  if (in_flight > 0) quiet_since = now;
+  if (open_sessions == 0 || now - quiet_since >= quiet_period || now >= deadline) {
     if (in_flight > 0)
       runtime::log_warning("shutdown grace over with " + std::to_string(in_flight.load()) +
                            " requests still in flight");
@@ -231,8 +244,9 @@ void http_server::impl::wait_for_drain(std::shared_ptr<net::steady_timer> timer,
     return;
   }
   timer->expires_after(std::chrono::milliseconds(5));
-  timer->async_wait(
-      [this, timer, deadline](beast::error_code) { wait_for_drain(timer, deadline); });
+  timer->async_wait([this, timer, deadline, quiet_since](beast::error_code) {
+    wait_for_drain(timer, deadline, quiet_since);
+  });
 }
 
 http_server::http_server(options opts, handler h)
