@@ -3,6 +3,7 @@
 # requests/s and p50/p99 latency for GET and PATCH, with and without --sync.
 #
 #   bash bench/storage_bench.sh [--duration 10s] [--runs 3] [--storages 64] [--connections 32]
+#   ONLY_PATCH=1 (PATCH rows only) or ONLY_SYNC=1 (--sync rows only) narrow the run.
 #
 # Each configuration runs `runs` times against a fresh server and data dir; the median of the
 # runs is reported. The "paced" rows run PATCH at about half the measured peak rate (wrk's
