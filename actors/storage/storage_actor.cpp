@@ -149,7 +149,8 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
     if (!c) return fail(std::move(c.error()));
     auto rp = self->make_response_promise<storage_record>();
     auto pending = std::make_shared<change>(std::move(*c));
-    std::vector<adapters::write_op> ops{pending->op};
+    std::vector<adapters::write_op> ops;
+    ops.push_back(std::move(pending->op));  // moved, not copied: the record can be large
     self->request(env.committer, env.commit_timeout, runtime::commit_atom::value, std::move(ops))
         .await(
             [=](caf::ok_atom) mutable {
