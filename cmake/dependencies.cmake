@@ -22,3 +22,11 @@ find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(doctest CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
+
+# The sandbox embeds Debian's CPython 3.11. The pyenv Python first on PATH would be picked
+# otherwise (configure fails, or pyenv's libpython gets embedded): pin it before pybind11.
+set(Python3_EXECUTABLE /usr/bin/python3.11)
+find_package(Python3 3.11 EXACT REQUIRED COMPONENTS Interpreter Development.Embed)
+find_package(pybind11 CONFIG REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(seccomp REQUIRED IMPORTED_TARGET libseccomp)

@@ -97,6 +97,59 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.scheduler_threads, 0, 256);
      }},
+    {"sandbox.workers", "Python worker processes (0: one per core)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_workers, 0, 256);
+     }},
+    {"sandbox.isolation", "bwrap (namespaces + unprivileged uid) or process (rlimits + seccomp)",
+     [](settings& s, const std::string& v) -> apply_result {
+       if (v != "bwrap" && v != "process") return "expected bwrap or process, got '" + v + "'";
+       s.sandbox_isolation = v;
+       return std::nullopt;
+     }},
+    {"sandbox.executable", "path of tessera-sandbox (empty: beside the tessera binary)",
+     [](settings& s, const std::string& v) -> apply_result {
+       s.sandbox_executable = v;
+       return std::nullopt;
+     }},
+    {"sandbox.network", "let handlers open network connections",
+     [](settings& s, const std::string& v) { return parse_bool(v, s.sandbox_network); }},
+    {"sandbox.timeout_ms", "default wall-clock limit of one handler call",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.sandbox_timeout, 10, 3'600'000);
+     }},
+    {"sandbox.max_timeout_ms", "largest timeout a panel or task may ask for",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.sandbox_max_timeout, 10, 3'600'000);
+     }},
+    {"sandbox.memory_mb", "default memory limit of one handler call, MiB",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_memory_mb, 16, 65536);
+     }},
+    {"sandbox.max_memory_mb", "largest memory limit a panel or task may ask for, MiB",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_max_memory_mb, 16, 65536);
+     }},
+    {"sandbox.max_output_bytes", "largest changed-storage JSON, and largest HTML, of one call",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.sandbox_max_output_bytes, 1024, 1ull << 30);
+     }},
+    {"sandbox.max_log_bytes", "captured print/logging output kept per call",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.sandbox_max_log_bytes, 0, 64ull << 20);
+     }},
+    {"sandbox.scratch_bytes", "size of a worker's private scratch dir (tmpfs)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.sandbox_scratch_bytes, 1 << 16, 1ull << 32);
+     }},
+    {"sandbox.queue_limit", "calls that may wait for a worker before new ones are refused",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_queue_limit, 1, 1 << 24);
+     }},
+    {"sandbox.queue_timeout_ms", "longest a call waits for a free worker",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.sandbox_queue_timeout, 1, 3'600'000);
+     }},
 };
 
 const setting_key* find_key(const std::string& name) {
@@ -212,6 +265,10 @@ std::optional<std::string> validate(const settings& s) {
   if (!is_loopback(s.listen.host) && s.api_token.empty() && !s.insecure)
     return "refusing to listen on non-loopback address " + s.listen.host +
            " without server.api_token (--api-token); pass --insecure to do it anyway";
+  if (s.sandbox_timeout > s.sandbox_max_timeout)
+    return "sandbox.timeout_ms must not exceed sandbox.max_timeout_ms";
+  if (s.sandbox_memory_mb > s.sandbox_max_memory_mb)
+    return "sandbox.memory_mb must not exceed sandbox.max_memory_mb";
   return std::nullopt;
 }
 

@@ -38,6 +38,20 @@ struct settings {
   std::chrono::milliseconds idle_passivate{30000};
   // [runtime]
   uint32_t scheduler_threads = 0;  // 0: CAF's default (one per core)
+  // [sandbox]
+  uint32_t sandbox_workers = 0;             // 0: one per core
+  std::string sandbox_isolation = "bwrap";  // "bwrap" | "process"
+  std::string sandbox_executable;           // empty: tessera-sandbox beside the tessera binary
+  bool sandbox_network = false;
+  std::chrono::milliseconds sandbox_timeout{2000};
+  std::chrono::milliseconds sandbox_max_timeout{30000};
+  uint32_t sandbox_memory_mb = 256;
+  uint32_t sandbox_max_memory_mb = 1024;
+  uint64_t sandbox_max_output_bytes = 1 << 20;
+  uint64_t sandbox_max_log_bytes = 64 << 10;
+  uint64_t sandbox_scratch_bytes = 16 << 20;
+  uint32_t sandbox_queue_limit = 1024;
+  std::chrono::milliseconds sandbox_queue_timeout{5000};
 };
 
 // One configurable key: its dotted name, a one-line description, and how to apply a textual

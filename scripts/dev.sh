@@ -13,7 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
-  libtomlplusplus-dev libcli11-dev doctest-dev)
+  libtomlplusplus-dev libcli11-dev doctest-dev
+  pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap)
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format)
 BENCH_PACKAGES=(wrk curl)
 

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "actors/sandbox/supervisor.hpp"
 #include "actors/storage/storage_directory.hpp"
 #include "adapters/error.hpp"
 #include "config/settings.hpp"
@@ -20,6 +21,34 @@ namespace {
 using namespace tessera;
 
 unsigned cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+std::string sandbox_executable(const config::settings& s) {
+  if (!s.sandbox_executable.empty()) return s.sandbox_executable;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path{"."} : self.parent_path()) / "tessera-sandbox";
+}
+
+sandbox::supervisor_config sandbox_config(const config::settings& s,
+                                          sandbox::sandbox_metrics& metrics) {
+  sandbox::supervisor_config c;
+  c.workers = s.sandbox_workers ? s.sandbox_workers : cores();
+  c.executor.spawn.executable = sandbox_executable(s);
+  c.executor.spawn.level =
+      s.sandbox_isolation == "process" ? adapters::isolation::process : adapters::isolation::bwrap;
+  c.executor.spawn.network = s.sandbox_network;
+  c.executor.spawn.scratch_bytes = s.sandbox_scratch_bytes;
+  c.executor.max_output_bytes = s.sandbox_max_output_bytes;
+  c.executor.max_log_bytes = s.sandbox_max_log_bytes;
+  c.executor.metrics = &metrics;
+  c.default_timeout = s.sandbox_timeout;
+  c.max_timeout = s.sandbox_max_timeout;
+  c.default_memory_mb = s.sandbox_memory_mb;
+  c.max_memory_mb = s.sandbox_max_memory_mb;
+  c.queue_limit = s.sandbox_queue_limit;
+  c.queue_timeout = s.sandbox_queue_timeout;
+  return c;
+}
 
 // Runs the server until SIGINT/SIGTERM; returns the process exit code.
 int serve(const config::settings& s) {
@@ -50,11 +79,13 @@ int serve(const config::settings& s) {
     return 1;
   }
   runtime::actor_metrics actor_metrics{*registry};
+  sandbox::sandbox_metrics sandbox_metrics{*registry};
 
   // Declared before the actor system so that the I/O context outlives every actor callback.
   std::unique_ptr<web::http_server> server;
   runtime::system_config cfg{s.scheduler_threads,
-                             {storage::add_storage_messages, runtime::add_committer_messages}};
+                             {storage::add_storage_messages, runtime::add_committer_messages,
+                              sandbox::add_sandbox_messages}};
   caf::actor_system system{cfg};
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
@@ -63,11 +94,20 @@ int serve(const config::settings& s) {
       storage::storage_directory,
       storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6},
       actor_metrics.for_kind("storage"));
+  if (s.sandbox_isolation == "process")
+    runtime::log_info(
+        "sandbox.isolation=process: handlers run without namespaces (rlimits and "
+        "seccomp only); use bwrap where user namespaces are available");
+  auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
 
   auto routes = std::make_shared<web::router>(s.api_token, *registry);
   web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
   web::add_ops_routes(*routes, ctx, directory, registry);
   web::add_storage_routes(*routes, ctx, directory);
+  web::add_sandbox_routes(*routes, ctx,
+                          {s.sandbox_timeout, s.sandbox_max_timeout, s.sandbox_queue_timeout,
+                           s.sandbox_max_memory_mb, s.sandbox_isolation},
+                          sandbox);
 
   server = std::make_unique<web::http_server>(
       web::http_server::options{s.listen.host, s.listen.port, s.max_body_bytes,
@@ -79,6 +119,7 @@ int serve(const config::settings& s) {
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
     if (committer) caf::anon_send(committer, runtime::stop_atom::value);
     return 1;
   }
@@ -89,6 +130,8 @@ int serve(const config::settings& s) {
   server->run();
   server->clear_handler();
   // `routes` stays alive until the actors are done: late replies still go through it.
+  caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
+  sandbox = nullptr;
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
   directory = nullptr;
   if (committer) caf::anon_send(committer, runtime::stop_atom::value);  // after pending commits

@@ -72,6 +72,24 @@ response problem(errc code, const std::string& detail) {
   return r;
 }
 
+response problem(unsigned status, std::string_view code, std::string_view title,
+                 const std::string& detail, const std::string& extra) {
+  nlohmann::json body = {{"type", "urn:tessera:problem:" + std::string{code}},
+                         {"title", title},
+                         {"status", status},
+                         {"detail", detail},
+                         {"code", code}};
+  auto members = nlohmann::json::parse(extra, nullptr, false);
+  if (members.is_object())
+    for (auto& [key, value] : members.items())
+      if (!body.contains(key)) body[key] = value;
+  response r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
 response problem(const caf::error& err) {
   auto code = code_of(err);
   auto detail = detail_of(err);

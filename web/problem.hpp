@@ -16,6 +16,11 @@ unsigned http_status(errc code);
 
 response problem(errc code, const std::string& detail);
 
+// A problem outside the errc table (sandbox results): `code` and `title` as given, and the
+// members of the JSON object `extra` (e.g. {"error":{...},"logs":[...]}) added to the body.
+response problem(unsigned status, std::string_view code, std::string_view title,
+                 const std::string& detail, const std::string& extra);
+
 // For errors coming back from actors; logs 5xx details before hiding them.
 response problem(const caf::error& err);
 

@@ -5,6 +5,7 @@
 #include <caf/fwd.hpp>
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "adapters/kv/rocks_store.hpp"
 #include "adapters/metrics/registry.hpp"
@@ -20,6 +21,20 @@ struct route_context {
 
 // /api/storages and /api/storages/{id}; `directory` speaks storage_directory.hpp's protocol.
 void add_storage_routes(router& r, const route_context& ctx, const caf::actor& directory);
+
+struct sandbox_route_config {
+  std::chrono::milliseconds default_timeout{2000};
+  std::chrono::milliseconds max_timeout{30000};
+  std::chrono::milliseconds queue_timeout{5000};
+  uint32_t max_memory_mb = 1024;
+  std::string isolation;  // shown by GET /api/sandbox
+};
+
+// POST /api/sandbox/run (a dry run: storages in the body, nothing committed),
+// POST /api/sandbox/check (syntax-check a handler and/or template), GET /api/sandbox (workers).
+// `supervisor` speaks actors/sandbox/supervisor.hpp's protocol.
+void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route_config& cfg,
+                        const caf::actor& supervisor);
 
 // /healthz, /readyz, /metrics.
 void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,

@@ -1,0 +1,48 @@
+// The sandbox executor: a detached (own-thread) actor that owns one tessera-sandbox worker
+// process and runs calls on it one at a time. Blocking on the worker's pipe is its job, so it
+// never runs on the shared scheduler.
+//
+// Protocol (spoken by the supervisor only):
+//   (run_atom, call) -> call_result, always; never an error. The call's limits are already
+//       clamped. Waits for the answer at most timeout + `answer_grace` (the worker enforces the
+//       timeout itself; the grace covers a hung worker). A worker that dies, hangs or breaks the
+//       protocol is killed, the call gets `crashed` or `timeout`, and a new worker starts.
+//   (stop_atom) -> kills the worker and quits.
+// Events it sends to `supervisor` (no reply expected), in order:
+//   (worker_atom, slot, state, pid, reason): state is starting | idle | backoff | crash_loop;
+//       pid the host pid of the worker's outermost process (0 when none); reason why it is not
+//       serving (empty when idle).
+// Restarts: the first restart after a worker served calls is immediate; consecutive failures
+// (start failures, or deaths before a call succeeds) back off 100 ms, 200 ms, ... up to 10 s,
+// and from the fifth in a row the slot reports crash_loop and logs it once. While not serving,
+// calls get `unavailable` at once.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <chrono>
+
+#include "actors/sandbox/messages.hpp"
+#include "actors/sandbox/sandbox_metrics.hpp"
+#include "adapters/sandbox/worker_process.hpp"
+
+namespace tessera::sandbox {
+
+using worker_atom = caf::atom_constant<caf::atom("worker")>;
+
+struct executor_config {
+  adapters::worker_spawn_options spawn;
+  std::chrono::milliseconds answer_grace{1000};
+  uint64_t max_output_bytes = 1 << 20;
+  uint64_t max_log_bytes = 64 << 10;
+  sandbox_metrics* metrics = nullptr;  // outlives the actor system
+};
+
+void executor(caf::blocking_actor* self, executor_config cfg, size_t slot, caf::actor supervisor);
+
+// The request frame payload for `c`: header line, newline, body.
+std::string frame_payload(const call& c, const executor_config& cfg);
+
+// The result for a worker's answer; nullopt if the answer is not a valid response object.
+std::optional<call_result> read_answer(std::string answer);
+
+}  // namespace tessera::sandbox

@@ -1,0 +1,34 @@
+#include "actors/sandbox/messages.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <nlohmann/json.hpp>
+
+namespace tessera::sandbox {
+namespace {
+constexpr std::string_view kind_names[] = {"action", "schedule", "render", "init", "check"};
+}
+
+std::string_view to_string(call_kind k) { return kind_names[static_cast<size_t>(k)]; }
+
+std::optional<call_kind> parse_call_kind(std::string_view text) {
+  for (size_t i = 0; i < std::size(kind_names); ++i)
+    if (kind_names[i] == text) return static_cast<call_kind>(i);
+  return std::nullopt;
+}
+
+bool is_ok(const call_result& r) { return r.outcome == "ok"; }
+
+call_result failed_result(std::string_view kind, std::string_view type,
+                          const std::string& message) {
+  nlohmann::json j = {{"ok", false},
+                      {"error", {{"kind", kind}, {"type", type}, {"message", message}}},
+                      {"logs", nlohmann::json::array()}};
+  return {std::string{kind}, j.dump(), 0, 0};
+}
+
+void add_sandbox_messages(caf::actor_system_config& cfg) {
+  cfg.add_message_type<call>("sandbox_call");
+  cfg.add_message_type<call_result>("sandbox_result");
+}
+
+}  // namespace tessera::sandbox

@@ -1,0 +1,65 @@
+// Messages of the sandbox area: a call for a Python worker and its result.
+//
+// A call's body is the JSON object runner.py expects for its kind (see docs/architecture.md,
+// "Sandbox"): handler source, action, payload, storage (id -> data), panel, template. It stays
+// JSON text end to end: the web layer or a panel actor writes it once and the executor frames
+// it for the worker without re-encoding.
+#pragma once
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tessera::sandbox {
+
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+enum class call_kind : uint8_t { action, schedule, render, init, check };
+
+std::string_view to_string(call_kind k);
+std::optional<call_kind> parse_call_kind(std::string_view text);
+
+struct call {
+  call_kind kind = call_kind::check;
+  std::string body = "{}";  // JSON object for runner.py
+  uint32_t timeout_ms = 0;  // 0: sandbox.timeout_ms; clamped to sandbox.max_timeout_ms
+  uint32_t memory_mb = 0;   // 0: sandbox.memory_mb; clamped to sandbox.max_memory_mb
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, call& x) {
+  return f(caf::meta::type_name("sandbox_call"), x.kind, x.body, x.timeout_ms, x.memory_mb);
+}
+
+// Every call gets exactly one result. `outcome` is "ok" or the error kind: handler_error,
+// template_error, syntax_error, invalid_handler, invalid_result, output_limit, memory_limit,
+// timeout, crashed, bad_request, overloaded (queue full), unavailable (no worker can start, or
+// shutting down). `body` is the worker's JSON answer ({"ok", ..., "error", "logs"}), or one the
+// server wrote in the same shape when the worker could not answer.
+struct call_result {
+  std::string outcome;
+  std::string body;
+  int64_t queue_wait_us = 0;
+  int64_t run_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, call_result& x) {
+  return f(caf::meta::type_name("sandbox_result"), x.outcome, x.body, x.queue_wait_us, x.run_us);
+}
+
+bool is_ok(const call_result& r);
+
+// A result the server writes itself: {"ok":false,"error":{kind,type,message},"logs":[]}.
+call_result failed_result(std::string_view kind, std::string_view type, const std::string& message);
+
+void add_sandbox_messages(caf::actor_system_config& cfg);
+
+}  // namespace tessera::sandbox

@@ -1,0 +1,234 @@
+#include "actors/sandbox/supervisor.hpp"
+
+#include <caf/all.hpp>
+#include <deque>
+#include <nlohmann/json.hpp>
+
+namespace tessera::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+struct slot {
+  caf::actor executor;
+  std::string state = "starting";
+  int64_t pid = 0;
+  std::string reason;
+  bool busy = false;
+  uint64_t calls = 0;
+  uint64_t restarts = 0;
+};
+
+struct pending {
+  call c;
+  caf::response_promise promise;
+  clock::time_point arrived;
+};
+
+struct supervisor_state {
+  supervisor_config cfg;
+  std::vector<slot> slots;
+  std::deque<pending> queue;
+  bool ticking = false;
+  bool stopping = false;
+};
+
+int64_t micros(clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+class supervisor_logic {
+ public:
+  supervisor_logic(caf::event_based_actor* self, std::shared_ptr<supervisor_state> st)
+      : self_(self), st_(std::move(st)) {}
+
+  void spawn_executor(size_t i) {
+    auto& s = st_->slots[i];
+    s.executor = self_->spawn<caf::detached>(executor, st_->cfg.executor, i,
+                                             caf::actor_cast<caf::actor>(self_));
+    s.state = "starting";
+    s.busy = false;
+    self_->monitor(s.executor);
+  }
+
+  void clamp(call& c) const {
+    auto& cfg = st_->cfg;
+    auto timeout = c.timeout_ms ? std::chrono::milliseconds(c.timeout_ms) : cfg.default_timeout;
+    c.timeout_ms = static_cast<uint32_t>(std::min(timeout, cfg.max_timeout).count());
+    c.memory_mb = std::min(c.memory_mb ? c.memory_mb : cfg.default_memory_mb, cfg.max_memory_mb);
+  }
+
+  void finish(pending& p, call_result r) {
+    if (r.queue_wait_us == 0) r.queue_wait_us = micros(clock::now() - p.arrived);
+    if (auto* m = st_->cfg.executor.metrics) m->count_call(p.c.kind, r);
+    p.promise.deliver(std::move(r));
+  }
+
+  bool all_crash_looping() const {
+    for (auto& s : st_->slots)
+      if (s.state != "crash_loop") return false;
+    return !st_->slots.empty();
+  }
+
+  void enqueue(call c, caf::response_promise rp) {
+    pending p{std::move(c), std::move(rp), clock::now()};
+    clamp(p.c);
+    if (st_->stopping)
+      return finish(p, failed_result("unavailable", "SandboxUnavailable", "shutting down"));
+    if (all_crash_looping())
+      return finish(
+          p, failed_result("unavailable", "SandboxUnavailable",
+                           "every sandbox worker is crash-looping: " + st_->slots.front().reason));
+    if (st_->queue.size() >= st_->cfg.queue_limit)
+      return finish(p, failed_result("overloaded", "SandboxOverloaded",
+                                     std::to_string(st_->queue.size()) +
+                                         " calls are already waiting for a sandbox worker"));
+    st_->queue.push_back(std::move(p));
+    dispatch();
+  }
+
+  void dispatch() {
+    expire();
+    for (size_t i = 0; i < st_->slots.size() && !st_->queue.empty(); ++i) {
+      auto& s = st_->slots[i];
+      if (s.busy || s.state != "idle") continue;
+      auto p = std::move(st_->queue.front());
+      st_->queue.pop_front();
+      s.busy = true;
+      ++s.calls;
+      auto wait = micros(clock::now() - p.arrived);
+      auto timeout = std::chrono::milliseconds(p.c.timeout_ms) + st_->cfg.executor.answer_grace +
+                     std::chrono::seconds(10);
+      auto shared = std::make_shared<pending>(std::move(p));
+      self_->request(s.executor, timeout, run_atom::value, shared->c)
+          .then(
+              [this, i, shared, wait](call_result& r) {
+                r.queue_wait_us = wait;
+                done(i, *shared, std::move(r));
+              },
+              [this, i, shared, wait](caf::error&) {
+                auto r =
+                    failed_result("crashed", "SandboxError", "the sandbox executor did not answer");
+                r.queue_wait_us = wait;
+                done(i, *shared, std::move(r));
+              });
+    }
+    publish();
+    if (!st_->queue.empty() && !st_->ticking) {
+      st_->ticking = true;
+      self_->delayed_send(self_, 50ms, tick_atom::value);
+    }
+  }
+
+  void done(size_t i, pending& p, call_result r) {
+    if (i < st_->slots.size()) st_->slots[i].busy = false;
+    finish(p, std::move(r));
+    dispatch();
+  }
+
+  // Answers calls that waited too long (the queue is in arrival order, so they are in front).
+  void expire() {
+    auto now = clock::now();
+    bool hopeless = all_crash_looping();
+    while (!st_->queue.empty() &&
+           (hopeless || now - st_->queue.front().arrived > st_->cfg.queue_timeout)) {
+      auto p = std::move(st_->queue.front());
+      st_->queue.pop_front();
+      finish(p, hopeless
+                    ? failed_result("unavailable", "SandboxUnavailable",
+                                    "every sandbox worker is crash-looping")
+                    : failed_result("timeout", "TimeoutError",
+                                    "no sandbox worker was free within " +
+                                        std::to_string(st_->cfg.queue_timeout.count()) + " ms"));
+    }
+  }
+
+  void on_tick() {
+    st_->ticking = false;
+    dispatch();
+  }
+
+  void on_event(size_t i, std::string state, int64_t pid, std::string reason) {
+    if (i >= st_->slots.size()) return;
+    auto& s = st_->slots[i];
+    if (state == "starting" && s.state != "starting" && s.pid != 0) ++s.restarts;
+    s.state = std::move(state);
+    s.pid = pid;
+    if (!reason.empty() || s.state == "idle") s.reason = std::move(reason);
+    dispatch();
+  }
+
+  void publish() {
+    auto* m = st_->cfg.executor.metrics;
+    if (!m) return;
+    std::map<std::string, int> by_state;
+    for (auto& s : st_->slots) ++by_state[s.busy ? "busy" : s.state];
+    m->set_workers(by_state);
+    m->set_queue_depth(st_->queue.size());
+  }
+
+  std::string status() const {
+    nlohmann::json workers = nlohmann::json::array();
+    for (size_t i = 0; i < st_->slots.size(); ++i) {
+      auto& s = st_->slots[i];
+      workers.push_back({{"slot", i},
+                         {"state", s.busy ? "busy" : s.state},
+                         {"pid", s.pid},
+                         {"calls", s.calls},
+                         {"restarts", s.restarts},
+                         {"last_error", s.reason}});
+    }
+    return nlohmann::json{{"workers", workers}, {"queued", st_->queue.size()}}.dump();
+  }
+
+  void on_down(const caf::down_msg& msg) {
+    for (size_t i = 0; i < st_->slots.size(); ++i)
+      if (st_->slots[i].executor.address() == msg.source && !st_->stopping) {
+        spawn_executor(i);
+        return;
+      }
+  }
+
+  void stop() {
+    st_->stopping = true;
+    for (auto& s : st_->slots) self_->send(s.executor, stop_atom::value);
+    while (!st_->queue.empty()) {
+      auto p = std::move(st_->queue.front());
+      st_->queue.pop_front();
+      finish(p, failed_result("unavailable", "SandboxUnavailable", "shutting down"));
+    }
+  }
+
+ private:
+  caf::event_based_actor* self_;
+  std::shared_ptr<supervisor_state> st_;
+};
+
+}  // namespace
+
+caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config cfg) {
+  auto st = std::make_shared<supervisor_state>();
+  st->cfg = std::move(cfg);
+  st->slots.resize(std::max<size_t>(1, st->cfg.workers));
+  auto logic = std::make_shared<supervisor_logic>(self, st);
+  for (size_t i = 0; i < st->slots.size(); ++i) logic->spawn_executor(i);
+  self->set_down_handler([logic](caf::down_msg& msg) { logic->on_down(msg); });
+  self->set_exit_handler([self, logic](caf::exit_msg& msg) {
+    logic->stop();
+    self->quit(msg.reason);
+  });
+  return {
+      [self, logic](run_atom, call& c) {
+        logic->enqueue(std::move(c), self->make_response_promise());
+      },
+      [logic](status_atom) { return logic->status(); },
+      [logic](worker_atom, size_t slot, std::string& state, int64_t pid, std::string& reason) {
+        logic->on_event(slot, std::move(state), pid, std::move(reason));
+      },
+      [logic](tick_atom) { logic->on_tick(); },
+  };
+}
+
+}  // namespace tessera::sandbox

@@ -1,0 +1,40 @@
+// The sandbox supervisor: keeps `workers` executor actors (one worker process each), queues
+// calls with deadlines, and answers every call exactly once.
+//
+// Protocol:
+//   (run_atom, call) -> call_result, always (never an error). Limits are clamped: timeout_ms
+//       and memory_mb 0 mean the defaults, larger than the maxima become the maxima. A call
+//       waits in a FIFO queue until an idle worker takes it; one that waits longer than
+//       `queue_timeout` gets `timeout`; one that arrives when `queue_limit` calls wait gets
+//       `overloaded`; when every worker is crash-looping, calls get `unavailable` at once.
+//       Requesters should allow the call's timeout + queue_timeout + a few seconds.
+//   (status_atom) -> std::string, a JSON object:
+//       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n}.
+//   exit (user_shutdown): stops every executor (killing its worker), answers queued calls with
+//       `unavailable`, quits.
+// Executors report (worker_atom, slot, state, pid, reason) events (executor.hpp); the
+// supervisor keeps tessera_sandbox_workers{state} from them. An executor actor that dies is
+// respawned.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <chrono>
+
+#include "actors/sandbox/executor.hpp"
+
+namespace tessera::sandbox {
+
+struct supervisor_config {
+  size_t workers = 2;
+  executor_config executor;
+  std::chrono::milliseconds default_timeout{2000};
+  std::chrono::milliseconds max_timeout{30000};
+  uint32_t default_memory_mb = 256;
+  uint32_t max_memory_mb = 1024;
+  size_t queue_limit = 1024;
+  std::chrono::milliseconds queue_timeout{5000};
+};
+
+caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config cfg);
+
+}  // namespace tessera::sandbox

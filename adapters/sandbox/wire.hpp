@@ -1,0 +1,43 @@
+// The sandbox wire: length-prefixed frames over a pipe, spoken between the server and
+// build/tessera-sandbox (and inside the worker, between its zygote and a call's process).
+//
+// A frame is a 4-byte big-endian length followed by that many bytes. A request frame is one
+// line of header JSON ({"id","kind","timeout_ms","memory_mb",...}), a newline, then the call's
+// body JSON; a response frame is one JSON object (see docs/architecture.md, "Sandbox").
+//
+// Contract: functions never throw and work on blocking or non-blocking descriptors alike; they
+// retry EINTR and EAGAIN. `read_frame` waits at most until `deadline`; a frame longer than
+// `max_bytes` is refused without reading its body (the stream is then unusable: close it). No
+// CAF here, so the worker executable stays small. Safe from any thread on distinct descriptors.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace tessera::sandbox_wire {
+
+enum class status : uint8_t { ok, closed, timed_out, too_large, io_error };
+
+std::string_view to_string(status s);
+
+using clock = std::chrono::steady_clock;
+
+status write_all(int fd, std::string_view bytes);
+status write_frame(int fd, std::string_view payload);
+
+// Reads one frame into `out`. `closed` means a clean EOF before any byte of the frame.
+status read_frame(int fd, std::string& out, size_t max_bytes, clock::time_point deadline);
+
+// Reads until EOF or `max_bytes` (then too_large), waiting at most until `deadline`.
+status read_to_end(int fd, std::string& out, size_t max_bytes, clock::time_point deadline);
+
+// A request frame split into its header line and body.
+struct request_parts {
+  std::string_view header;
+  std::string_view body;
+};
+request_parts split_request(std::string_view payload);
+
+}  // namespace tessera::sandbox_wire

@@ -1,0 +1,39 @@
+// The embedded CPython of build/tessera-sandbox and the runner module (runner.py) inside it.
+//
+// Contract: `start` initialises an isolated interpreter (no environment variables, no user site,
+// no program directory on sys.path; sys.executable is Debian's /usr/bin/python3.11), loads
+// runner.py from the string compiled into the binary and runs its preload(); it returns an error
+// message on failure. `run` calls runner.run() and returns the response JSON; it never throws.
+// Single-threaded: the zygote holds the GIL for its whole life, and a forked call process calls
+// `after_fork_child` before touching Python. pybind11 stays inside python_host.cpp.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace tessera::sandbox_worker {
+
+struct call_limits {
+  int memory_mb = 256;
+  size_t max_output_bytes = 1 << 20;
+  size_t max_log_bytes = 64 << 10;
+  size_t max_log_lines = 1000;
+};
+
+class python_host {
+ public:
+  // Empty on success, else what went wrong.
+  std::string start();
+
+  // Describes the interpreter for the ready frame: {"python": "...", "jinja2": "..."}.
+  std::string versions_json() const;
+
+  // Python's fork hooks; call around fork() in the zygote.
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
+
+  std::string run(std::string_view kind, std::string_view body, const call_limits& limits);
+};
+
+}  // namespace tessera::sandbox_worker

@@ -1,0 +1,593 @@
+"""tessera's handler runner: the Python half of build/tessera-sandbox.
+
+The zygote (zygote.cpp) imports this module once, calls preload(), then forks one process per
+call; that process calls run(kind, body, limits) exactly once and exits. Nothing here is a
+security boundary: the process, its kernel limits, seccomp and the bubblewrap namespaces are.
+What this module adds is the handler protocol of the origin app (on_action / on_schedule /
+on_init on a dict of storages), captured output, and errors a user can act on.
+
+run() never raises: it returns one JSON object (bytes) with "ok" and either the result or an
+"error" object {kind, type, message, line?, traceback?}. Kinds: handler_error, template_error,
+syntax_error, invalid_handler, invalid_result, output_limit, memory_limit, bad_request.
+"""
+
+import ast
+import builtins as _real_builtins
+import datetime as _datetime
+import json
+import keyword
+import logging
+import sys
+import time
+
+import jinja2
+import jinja2.sandbox
+
+HANDLER_FILE = "<handler>"
+TEMPLATE_FILE = "<template>"
+
+# Standard modules a handler may import. Anything else fails with a clear ImportError.
+ALLOWED_MODULES = frozenset(
+    """array base64 binascii bisect calendar cmath collections collections.abc copy csv
+    dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac html
+    html.parser io itertools json logging math numbers operator pprint random re secrets
+    statistics string struct textwrap time typing unicodedata urllib urllib.parse uuid
+    zlib zoneinfo""".split()
+)
+
+REQUIRED_ARGS = {"on_action": 3, "on_schedule": 1, "on_init": 1}
+
+_env = None
+
+
+def preload():
+    """Imports every allowed module and builds the template environment, in the zygote."""
+    global _env
+    for name in sorted(ALLOWED_MODULES):
+        __import__(name)
+    _env = jinja2.sandbox.SandboxedEnvironment(autoescape=True)
+    # Touch the code paths every call uses, so children inherit them warm.
+    _env.from_string("{{ x }}").render(x=1)
+    json.dumps(json.loads('{"a": [1, 2.5, "x", null, true]}'))
+
+
+class _Failure(Exception):
+    def __init__(self, error):
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+
+# ---------------------------------------------------------------------------------------------
+# Captured output
+
+
+class _Capture:
+    """Bounded log lines from print, sys.stderr and logging."""
+
+    def __init__(self, max_bytes, max_lines):
+        self.lines = []
+        self.bytes = 0
+        self.dropped = 0
+        self.max_bytes = max_bytes
+        self.max_lines = max_lines
+
+    def add(self, level, message, source):
+        size = len(message)
+        if self.bytes + size > self.max_bytes or len(self.lines) >= self.max_lines:
+            self.dropped += size
+            return
+        self.bytes += size
+        self.lines.append(
+            {"level": level, "time": _now_iso(), "message": message, "source": source}
+        )
+
+    def finish(self):
+        if self.dropped:
+            self.lines.append(
+                {
+                    "level": "WARNING",
+                    "time": _now_iso(),
+                    "message": "log output truncated: %d more bytes dropped (limit %d bytes, %d lines)"
+                    % (self.dropped, self.max_bytes, self.max_lines),
+                    "source": "sandbox",
+                }
+            )
+        return self.lines
+
+
+def _now_iso():
+    now = _datetime.datetime.now(_datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+
+
+class _Stream:
+    """A text stream that turns writes into log lines, one per line of text."""
+
+    def __init__(self, capture, level, source):
+        self._capture, self._level, self._source = capture, level, source
+        self._pending = ""
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        if self._capture.dropped and not self._pending:
+            self._capture.dropped += len(text)  # already over the limit: count, do not keep
+            return len(text)
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            self._capture.add(self._level, line, self._source)
+        if len(self._pending) > self._capture.max_bytes:
+            self._capture.add(self._level, self._pending, self._source)
+            self._pending = ""
+        return len(text)
+
+    def flush(self):
+        if self._pending:
+            self._capture.add(self._level, self._pending, self._source)
+            self._pending = ""
+
+    def isatty(self):
+        return False
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, capture):
+        super().__init__(logging.DEBUG)
+        self._capture = capture
+
+    def emit(self, record):
+        try:
+            message = record.getMessage()
+        except Exception as e:  # a bad format string must not fail the call
+            message = "%r (formatting failed: %s)" % (record.msg, e)
+        if record.exc_info:
+            message += "\n" + "".join(_handler_traceback_text(record.exc_info[1]))
+        self._capture.add(record.levelname, message, "logging")
+
+
+def _install_capture(limits):
+    capture = _Capture(limits.get("max_log_bytes", 65536), limits.get("max_log_lines", 1000))
+    sys.stdout = _Stream(capture, "INFO", "print")
+    sys.stderr = _Stream(capture, "ERROR", "stderr")
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_LogHandler(capture))
+    root.setLevel(logging.DEBUG)
+    return capture
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+    if level:
+        raise ImportError("relative imports are not available in a handler")
+    if not _module_allowed(name):
+        raise ImportError(
+            "import of '%s' is not allowed in a handler; allowed modules: %s"
+            % (name, ", ".join(sorted(ALLOWED_MODULES)))
+        )
+    module = _real_builtins.__import__(name, globals, locals, fromlist, level)
+    for item in fromlist or ():
+        full = name + "." + item
+        value = getattr(module, item, None)
+        if type(value) is type(sys) and not _module_allowed(full):
+            raise ImportError("import of '%s' is not allowed in a handler" % full)
+    return module
+
+
+def _module_allowed(name):
+    return name in ALLOWED_MODULES or any(m.startswith(name + ".") for m in ALLOWED_MODULES)
+
+
+def _handler_globals():
+    builtins = dict(vars(_real_builtins))
+    builtins["__import__"] = _guarded_import
+    for name in ("breakpoint", "input", "help", "exit", "quit", "copyright", "credits", "license"):
+        builtins.pop(name, None)
+    return {
+        "__builtins__": builtins,
+        "__name__": "handler",
+        "time": time,
+        "json": json,
+        "datetime": _datetime.datetime,
+        "date": _datetime.date,
+        "timedelta": _datetime.timedelta,
+    }
+
+
+def _compile_handler(source):
+    if not isinstance(source, str):
+        raise _Failure(_bad_request("field 'handler' must be a string"))
+    try:
+        return compile(source, HANDLER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:  # ValueError: source contains NUL bytes
+        raise _Failure(_syntax_error(e, "handler"))
+    except (RecursionError, MemoryError) as e:
+        raise _Failure(
+            {"kind": "syntax_error", "type": type(e).__name__, "source": "handler",
+             "message": "handler is too deeply nested to compile"}
+        )
+
+
+def _load_handler(source, function, required):
+    code = _compile_handler(source)
+    namespace = _handler_globals()
+    _call_handler(exec, code, namespace)
+    fn = namespace.get(function)
+    if fn is None:
+        if required:
+            raise _Failure(
+                {"kind": "invalid_handler", "type": "NameError",
+                 "message": "handler does not define %s(%s)" % (function, _signature(function))}
+            )
+        return None
+    if not callable(fn):
+        raise _Failure(
+            {"kind": "invalid_handler", "type": "TypeError",
+             "message": "%s is not a function" % function}
+        )
+    return fn
+
+
+def _signature(function):
+    return {"on_action": "action, payload, storage"}.get(function, "storage")
+
+
+def _call_handler(fn, *args):
+    try:
+        return fn(*args)
+    except _Failure:
+        raise
+    except MemoryError:
+        raise
+    except BaseException as e:  # SystemExit, KeyboardInterrupt and friends are handler errors too
+        raise _Failure(_handler_error(e))
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except BaseException:
+        return "<unprintable %s>" % type(value).__name__
+
+
+def _type_name(exc):
+    t = type(exc)
+    module = getattr(t, "__module__", "")
+    return t.__qualname__ if module in ("builtins", "handler", None) else module + "." + t.__qualname__
+
+
+def _handler_frames(exc, filename=HANDLER_FILE, source_lines=None):
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == filename:
+            frames.append({"line": tb.tb_lineno, "function": code.co_name})
+        tb = tb.tb_next
+    return frames
+
+
+def _handler_traceback_text(exc):
+    lines = []
+    for f in _handler_frames(exc) if exc is not None else []:
+        lines.append('  File "%s", line %d, in %s\n' % (HANDLER_FILE, f["line"], f["function"]))
+    return lines
+
+
+def _handler_error(exc):
+    frames = _handler_frames(exc)
+    for f in frames:
+        f["code"] = _line_of(_current_source, f["line"])
+    error = {"kind": "handler_error", "type": _type_name(exc), "message": _safe_str(exc),
+             "traceback": frames}
+    if frames:
+        error["line"] = frames[-1]["line"]
+    return error
+
+
+_current_source = ""
+
+
+def _line_of(source, line):
+    lines = source.splitlines()
+    return lines[line - 1].strip()[:200] if 0 < line <= len(lines) else ""
+
+
+def _syntax_error(e, source_name):
+    error = {"kind": "syntax_error", "type": type(e).__name__, "source": source_name,
+             "message": getattr(e, "msg", None) or _safe_str(e)}
+    if getattr(e, "lineno", None):
+        error["line"] = e.lineno
+    if getattr(e, "offset", None):
+        error["column"] = e.offset
+    return error
+
+
+def _bad_request(message):
+    return {"kind": "bad_request", "type": "ValueError", "message": message}
+
+
+# ---------------------------------------------------------------------------------------------
+# Storages in and out
+
+
+def _bound_storage(req):
+    storage = req.get("storage", {})
+    if not isinstance(storage, dict) or not all(isinstance(v, dict) for v in storage.values()):
+        raise _Failure(_bad_request("field 'storage' must map storage ids to JSON objects"))
+    return storage
+
+
+def _fingerprints(storage):
+    return {k: json.dumps(v, ensure_ascii=False) for k, v in storage.items()}
+
+
+def _changed(storage, before, limits):
+    for sid in storage:
+        if sid not in before:
+            raise _Failure(
+                {"kind": "invalid_result", "type": "KeyError",
+                 "message": "storage '%s' is not bound here (bound: %s)"
+                 % (sid, ", ".join(sorted(before)) or "none")}
+            )
+    changed, total = {}, 0
+    for sid, old in before.items():
+        if sid not in storage:
+            raise _Failure(
+                {"kind": "invalid_result", "type": "KeyError",
+                 "message": "storage '%s' was removed from the storage dict; a handler may "
+                 "change a storage's data but not unbind it" % sid}
+            )
+        data = storage[sid]
+        if not isinstance(data, dict):
+            raise _Failure(
+                {"kind": "invalid_result", "type": "TypeError",
+                 "message": "storage '%s' must stay a JSON object, not %s"
+                 % (sid, type(data).__name__)}
+            )
+        text = _to_json(data, "storage['%s']" % sid)
+        if text != old:
+            total += len(text)
+            changed[sid] = text
+    limit = limits.get("max_output_bytes", 1 << 20)
+    if total > limit:
+        raise _Failure(
+            {"kind": "output_limit", "type": "ValueError",
+             "message": "changed storages are %d bytes of JSON, over the limit of %d" % (total, limit)}
+        )
+    return changed
+
+
+def _to_json(value, where):
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        path = _bad_path(value, where, 0) or where
+        raise _Failure(
+            {"kind": "invalid_result", "type": type(e).__name__,
+             "message": "%s cannot be stored as JSON: %s" % (path, _safe_str(e))}
+        )
+
+
+def _bad_path(value, where, depth):
+    """The path of the first value JSON cannot hold, for the error message."""
+    if depth > 64:
+        return where + " (nested too deeply)"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                return "%s key %r" % (where, k)
+            found = _bad_path(v, "%s[%r]" % (where, k), depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _bad_path(v, "%s[%d]" % (where, i), depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return where
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    return "%s (a %s)" % (where, type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+
+
+def _compile_template(source):
+    if not isinstance(source, str):
+        raise _Failure(_bad_request("field 'template' must be a string"))
+    try:
+        return _env.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise _Failure(
+            {"kind": "syntax_error", "type": "TemplateSyntaxError", "source": "template",
+             "message": e.message or _safe_str(e), "line": e.lineno}
+        )
+    except (RecursionError, MemoryError) as e:
+        raise _Failure(
+            {"kind": "syntax_error", "type": type(e).__name__, "source": "template",
+             "message": "template is too deeply nested to compile"}
+        )
+
+
+def _render(req, storage, limits):
+    template = _compile_template(req.get("template", ""))
+    panel = req.get("panel", {})
+    context = {}
+    for sid, data in storage.items():
+        if sid.isidentifier() and not keyword.iskeyword(sid) and sid not in ("panel", "storage"):
+            context[sid] = data
+    context["panel"] = panel
+    context["storage"] = storage
+    try:
+        html = template.render(context)
+    except MemoryError:
+        raise
+    except BaseException as e:
+        error = {"kind": "template_error", "type": _type_name(e), "message": _safe_str(e)}
+        line = _template_line(e)
+        if line:
+            error["line"] = line
+        raise _Failure(error)
+    limit = limits.get("max_output_bytes", 1 << 20)
+    if len(html) > limit:
+        raise _Failure(
+            {"kind": "output_limit", "type": "ValueError",
+             "message": "rendered HTML is %d characters, over the limit of %d" % (len(html), limit)}
+        )
+    return html
+
+
+def _template_line(exc):
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == TEMPLATE_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Call kinds
+
+
+def _run_handler(req, limits, function, args_before_storage, required):
+    global _current_source
+    _current_source = req.get("handler", "")
+    storage = _bound_storage(req)
+    before = _fingerprints(storage)
+    fn = _load_handler(_current_source, function, required)
+    if fn is not None:
+        _call_handler(fn, *args_before_storage, storage)
+    return storage, _changed(storage, before, limits)
+
+
+def _kind_action(req, limits):
+    action = req.get("action")
+    if not isinstance(action, str):
+        raise _Failure(_bad_request("field 'action' must be a string"))
+    payload = req.get("payload", {})
+    storage, changed = _run_handler(req, limits, "on_action", (action, payload), True)
+    result = {"changed": changed}
+    if "template" in req:
+        try:
+            result["html"] = _render(req, storage, limits)
+        except _Failure as f:  # the action itself succeeded; the caller decides what to commit
+            result["render_error"] = f.error
+    return result
+
+
+def _kind_schedule(req, limits):
+    _, changed = _run_handler(req, limits, "on_schedule", (), True)
+    return {"changed": changed}
+
+
+def _kind_init(req, limits):
+    _, changed = _run_handler(req, limits, "on_init", (), False)
+    return {"changed": changed}
+
+
+def _kind_render(req, limits):
+    return {"html": _render(req, _bound_storage(req), limits)}
+
+
+def _kind_check(req, limits):
+    checked = []
+    if "handler" in req:
+        code = _compile_handler(req["handler"])
+        del code
+        required = req.get("require")
+        if required is not None:
+            _check_defines(req["handler"], required)
+        checked.append("handler")
+    if "template" in req:
+        _compile_template(req["template"])
+        checked.append("template")
+    if not checked:
+        raise _Failure(_bad_request("check needs 'handler' or 'template'"))
+    return {"checked": checked}
+
+
+def _check_defines(source, function):
+    if function not in REQUIRED_ARGS:
+        raise _Failure(_bad_request("require must be one of " + ", ".join(sorted(REQUIRED_ARGS))))
+    for node in ast.parse(source, HANDLER_FILE).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            args = node.args
+            positional = len(args.posonlyargs) + len(args.args)
+            if args.vararg is None and positional < REQUIRED_ARGS[function]:
+                raise _Failure(
+                    {"kind": "invalid_handler", "type": "TypeError", "line": node.lineno,
+                     "message": "%s must take (%s)" % (function, _signature(function))}
+                )
+            return
+    raise _Failure(
+        {"kind": "invalid_handler", "type": "NameError",
+         "message": "handler does not define %s(%s)" % (function, _signature(function))}
+    )
+
+
+_KINDS = {
+    "action": _kind_action,
+    "schedule": _kind_schedule,
+    "init": _kind_init,
+    "render": _kind_render,
+    "check": _kind_check,
+}
+
+
+def run(kind, body, limits):
+    """Runs one call; returns the response as UTF-8 JSON bytes. Never raises."""
+    started = time.perf_counter()
+    capture = _install_capture(limits)
+    try:
+        try:
+            req = json.loads(body)
+            if not isinstance(req, dict):
+                raise _Failure(_bad_request("the call body must be a JSON object"))
+            handler = _KINDS.get(kind)
+            if handler is None:
+                raise _Failure(_bad_request("unknown call kind '%s'" % kind))
+            response = {"ok": True}
+            response.update(handler(req, limits))
+        except _Failure as f:
+            response = {"ok": False, "error": f.error}
+        except MemoryError:
+            response = None
+            response = {"ok": False, "error": {
+                "kind": "memory_limit", "type": "MemoryError",
+                "message": "the call used more than its memory limit of %d MiB"
+                % limits.get("memory_mb", 0)}}
+        except RecursionError as e:
+            response = {"ok": False, "error": {"kind": "handler_error", "type": "RecursionError",
+                                               "message": _safe_str(e)}}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        response["logs"] = capture.finish()
+        response["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return _encode(response)
+    except BaseException as e:  # the runner itself failed: still answer
+        return _encode({"ok": False, "error": {
+            "kind": "handler_error", "type": _type_name(e),
+            "message": "the sandbox could not finish the call: " + _safe_str(e)}})
+
+
+def _encode(response):
+    # Changed storages are already JSON text; splice them in rather than parse and re-encode.
+    changed = response.pop("changed", None)
+    text = json.dumps(response, ensure_ascii=False, allow_nan=False)
+    if changed is not None:
+        parts = ",".join(json.dumps(k) + ":" + v for k, v in changed.items())
+        text = text[:-1] + ',"changed":{' + parts + "}}"
+    return text.encode("utf-8", "surrogatepass")

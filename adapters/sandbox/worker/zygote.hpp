@@ -1,0 +1,36 @@
+// The zygote: the warm, single-threaded main loop of build/tessera-sandbox.
+//
+// It reads request frames from fd 0 and answers each with exactly one response frame on fd 1,
+// in order. For every call it forks a fresh process from its warm interpreter, so nothing a
+// handler does (to builtins, modules, globals, the heap) outlives the call. The call process:
+// stdin/stdout/stderr become /dev/null (the protocol pipes are out of reach), rlimits and the
+// seccomp filter go on, then runner.run() executes the call and writes its answer on a private
+// pipe. The zygote waits at most the call's timeout, kills the process on timeout or when its
+// answer exceeds the output limit, reaps it, empties the scratch dir, and answers with the
+// runner's JSON or with an error it writes itself: timeout, memory_limit, crashed (signal or
+// exit status) or output_limit.
+//
+// The zygote never runs Python between calls (only fork hooks), so the pages it shares with a
+// call process stay shared and fork stays cheap.
+#pragma once
+
+#include <string>
+
+#include "adapters/sandbox/worker/confinement.hpp"
+#include "adapters/sandbox/worker/python_host.hpp"
+
+namespace tessera::sandbox_worker {
+
+struct zygote_options {
+  std::string scratch_dir;  // emptied after every call
+  size_t max_request_bytes = 64 << 20;
+  size_t scratch_bytes = 16 << 20;
+};
+
+// Serves until fd 0 closes; returns the process exit code.
+int run_zygote(python_host& python, const confinement& rules, const zygote_options& options);
+
+// Removes everything inside `dir`, not `dir` itself.
+void empty_dir(const std::string& dir);
+
+}  // namespace tessera::sandbox_worker
