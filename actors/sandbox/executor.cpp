@@ -13,6 +13,7 @@ namespace wire = tessera::sandbox_wire;
 using namespace std::chrono_literals;
 
 constexpr int crash_loop_after = 5;
+constexpr auto liveness_check = 250ms;
 
 std::chrono::milliseconds backoff(int failures) {
   if (failures <= 1) return 0ms;
@@ -28,7 +29,8 @@ class slot_runner {
     while (!stopping_) {
       if (!worker_ && !start_worker()) continue;
       self_->receive([&](run_atom, call& c) { self_->make_response_promise().deliver(execute(c)); },
-                     [&](stop_atom) { stopping_ = true; });
+                     [&](stop_atom) { stopping_ = true; },
+                     caf::after(liveness_check) >> [&] { check_worker(); });
     }
     worker_.reset();
   }
@@ -91,12 +93,36 @@ class slot_runner {
     }
   }
 
+  // Notices a worker that died while idle, so it is replaced before a call needs it.
+  void check_worker() {
+    if (worker_ && !worker_->alive()) {
+      last_error_ = "the worker process exited while idle (" + worker_->exit_description() + ")";
+      restart("crashed", last_error_);
+    }
+  }
+
+  // Sends `payload`, replacing a worker that turns out to be dead first (the call never ran on
+  // it, so it is safe to send again).
+  wire::status send(const std::string& payload) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      check_worker();
+      if (!worker_ && !start_worker()) return wire::status::closed;
+      if (worker_->send(payload) == wire::status::ok) return wire::status::ok;
+      worker_->kill();
+      last_error_ = "the worker process was gone (" + worker_->exit_description() + ")";
+      restart("crashed", last_error_);
+    }
+    return wire::status::closed;
+  }
+
   call_result execute(const call& c) {
     auto started = wire::clock::now();
-    if (!worker_) return failed_result("unavailable", "SandboxUnavailable", last_error_);
+    if (send(frame_payload(c, cfg_)) != wire::status::ok)
+      return failed_result("unavailable", "SandboxUnavailable",
+                           "no sandbox worker is running: " + last_error_);
     std::string answer;
     auto deadline = started + std::chrono::milliseconds(c.timeout_ms) + cfg_.answer_grace;
-    auto got = worker_->exchange(frame_payload(c, cfg_), answer, deadline);
+    auto got = worker_->receive(answer, deadline);
     call_result result;
     if (got == wire::status::ok) {
       if (auto parsed = read_answer(std::move(answer))) {

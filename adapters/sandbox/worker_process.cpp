@@ -62,6 +62,10 @@ caf::error spawn_error(const std::string& what) {
 
 caf::expected<std::unique_ptr<worker_process>> worker_process::start(
     const worker_spawn_options& opts) {
+  // A worker that dies makes our next write to its pipe raise SIGPIPE, whose default action
+  // would end the server: take EPIPE as an error value instead.
+  static const bool sigpipe_ignored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)sigpipe_ignored;
   if (::access(opts.executable.c_str(), X_OK) != 0)
     return spawn_error(opts.executable + " is not an executable file");
   bool sandboxed = opts.level == isolation::bwrap;
@@ -158,7 +162,15 @@ worker_process::~worker_process() {
 
 wire::status worker_process::exchange(std::string_view payload, std::string& answer,
                                       wire::clock::time_point deadline) {
-  if (auto s = wire::write_frame(to_worker_, payload); s != wire::status::ok) return s;
+  if (auto s = send(payload); s != wire::status::ok) return s;
+  return receive(answer, deadline);
+}
+
+wire::status worker_process::send(std::string_view payload) {
+  return wire::write_frame(to_worker_, payload);
+}
+
+wire::status worker_process::receive(std::string& answer, wire::clock::time_point deadline) {
   return wire::read_frame(from_worker_, answer, max_answer_bytes_, deadline);
 }
 

@@ -17,7 +17,8 @@
 // whose detail says why (missing bwrap, executable, Python failure...). `exchange` sends one
 // frame and reads one answer before `deadline`; any status but ok leaves the worker unusable
 // (kill it). The destructor kills and reaps. Blocking: call from a detached actor or thread.
-// Not thread-safe; one owner.
+// Not thread-safe; one owner. The first `start` sets SIGPIPE to be ignored process-wide (a dead
+// worker's pipe then fails writes with EPIPE instead of killing the server).
 #pragma once
 
 #include <sys/types.h>
@@ -52,6 +53,10 @@ class worker_process {
 
   sandbox_wire::status exchange(std::string_view payload, std::string& answer,
                                 sandbox_wire::clock::time_point deadline);
+
+  // The two halves of `exchange`: a failed send means the worker never saw the request.
+  sandbox_wire::status send(std::string_view payload);
+  sandbox_wire::status receive(std::string& answer, sandbox_wire::clock::time_point deadline);
 
   // Host pid of the process the server started (bwrap, or the worker itself).
   pid_t pid() const { return pid_; }

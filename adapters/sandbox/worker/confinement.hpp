@@ -13,8 +13,10 @@
 // caller must then exit without running the handler.
 #pragma once
 
+#include <linux/filter.h>
+
 #include <cstddef>
-#include <memory>
+#include <vector>
 
 namespace tessera::sandbox_worker {
 
@@ -28,16 +30,13 @@ struct call_rlimits {
 class confinement {
  public:
   explicit confinement(bool allow_network);
-  ~confinement();
-  confinement(const confinement&) = delete;
-  confinement& operator=(const confinement&) = delete;
 
-  bool ready() const { return filter_ != nullptr; }
+  bool ready() const { return !program_.empty(); }
 
   bool apply(const call_rlimits& limits) const;
 
  private:
-  void* filter_ = nullptr;  // scmp_filter_ctx
+  std::vector<sock_filter> program_;  // the filter compiled to BPF
 };
 
 // Address space the process maps now (VmSize), in bytes.

@@ -67,8 +67,22 @@ void python_host::before_fork() { PyOS_BeforeFork(); }
 void python_host::after_fork_parent() { PyOS_AfterFork_Parent(); }
 void python_host::after_fork_child() { PyOS_AfterFork_Child(); }
 
+void python_host::prewarm() {
+  try {
+    runner().attr("prewarm")();
+  } catch (const py::error_already_set&) {
+  }
+}
+
+void python_host::remember_template(const std::string& source) {
+  try {
+    runner().attr("remember_template")(source);
+  } catch (const py::error_already_set&) {
+  }
+}
+
 std::string python_host::run(std::string_view kind, std::string_view body,
-                             const call_limits& limits) {
+                             const call_limits& limits, bool& fresh_template) {
   try {
     py::dict l;
     l["memory_mb"] = limits.memory_mb;
@@ -77,6 +91,7 @@ std::string python_host::run(std::string_view kind, std::string_view body,
     l["max_log_lines"] = limits.max_log_lines;
     py::object out = runner().attr("run")(py::str(kind.data(), kind.size()),
                                           py::bytes(body.data(), body.size()), l);
+    fresh_template = runner().attr("fresh_template").cast<bool>();
     return out.cast<std::string>();
   } catch (const py::error_already_set&) {
     // Only reachable when the runner itself broke (it catches everything else).

@@ -33,7 +33,17 @@ class python_host {
   void after_fork_parent();
   void after_fork_child();
 
-  std::string run(std::string_view kind, std::string_view body, const call_limits& limits);
+  // `fresh_template` is set when the call compiled a template the zygote has not cached.
+  std::string run(std::string_view kind, std::string_view body, const call_limits& limits,
+                  bool& fresh_template);
+
+  // Runs a throwaway call (runner.prewarm) so a spare call process has its pages copied before
+  // its real call arrives.
+  void prewarm();
+
+  // Compiles `source` into the zygote's template cache (after a call process proved it
+  // compiles), so later calls inherit it compiled. Best effort, never throws.
+  void remember_template(const std::string& source);
 };
 
 }  // namespace tessera::sandbox_worker

@@ -39,6 +39,13 @@ REQUIRED_ARGS = {"on_action": 3, "on_schedule": 1, "on_init": 1}
 
 _env = None
 
+# Templates compiled in the zygote (remember_template), inherited compiled by every call process.
+_template_cache = {}
+TEMPLATE_CACHE_ENTRIES = 256
+TEMPLATE_CACHE_MAX_SOURCE = 256 * 1024
+# Set by a call that compiled a template the cache did not have; the zygote then caches it.
+fresh_template = False
+
 
 def preload():
     """Imports every allowed module and builds the template environment, in the zygote."""
@@ -46,9 +53,24 @@ def preload():
     for name in sorted(ALLOWED_MODULES):
         __import__(name)
     _env = jinja2.sandbox.SandboxedEnvironment(autoescape=True)
-    # Touch the code paths every call uses, so children inherit them warm.
-    _env.from_string("{{ x }}").render(x=1)
-    json.dumps(json.loads('{"a": [1, 2.5, "x", null, true]}'))
+    remember_template(_PREWARM_TEMPLATE)
+    prewarm()
+
+
+_PREWARM_TEMPLATE = "<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
+_PREWARM_CALL = json.dumps({
+    "handler": "def on_action(action, payload, storage):\n    storage['c']['n'] += 1\n"
+               "    print('warm')\n",
+    "action": "warm", "payload": {"a": [1, "x"]}, "storage": {"c": {"n": 1, "items": [1, 2]}},
+    "panel": {"id": "warm"}, "template": _PREWARM_TEMPLATE}).encode()
+
+
+def prewarm():
+    """Runs a throwaway call. In a spare call process, before its real call arrives: the pages
+    a call touches get copied from the zygote now, off the caller's path."""
+    global fresh_template
+    run("action", _PREWARM_CALL, {})
+    fresh_template = False
 
 
 class _Failure(Exception):
@@ -279,10 +301,17 @@ def _handler_traceback_text(exc):
     return lines
 
 
+MAX_FRAMES = 20
+
+
 def _handler_error(exc):
     frames = _handler_frames(exc)
+    if len(frames) > MAX_FRAMES:  # deep recursion: keep the outermost and innermost frames
+        skipped = len(frames) - MAX_FRAMES
+        frames = frames[: MAX_FRAMES // 2] + [{"line": 0, "function": "...", "skipped": skipped}] + frames[-MAX_FRAMES // 2 :]
     for f in frames:
-        f["code"] = _line_of(_current_source, f["line"])
+        if f["line"]:
+            f["code"] = _line_of(_current_source, f["line"])
     error = {"kind": "handler_error", "type": _type_name(exc), "message": _safe_str(exc),
              "traceback": frames}
     if frames:
@@ -365,7 +394,14 @@ def _changed(storage, before, limits):
 
 def _to_json(value, where):
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raise _Failure(
+            {"kind": "invalid_result", "type": "UnicodeEncodeError",
+             "message": "%s contains a lone surrogate, which is not valid Unicode text" % where}
+        )
     except (TypeError, ValueError, RecursionError) as e:
         path = _bad_path(value, where, 0) or where
         raise _Failure(
@@ -403,11 +439,26 @@ def _bad_path(value, where, depth):
 # Templates
 
 
+def remember_template(source):
+    """In the zygote, after a call process compiled `source` within its limits."""
+    if len(source) > TEMPLATE_CACHE_MAX_SOURCE or source in _template_cache:
+        return
+    if len(_template_cache) >= TEMPLATE_CACHE_ENTRIES:
+        _template_cache.pop(next(iter(_template_cache)))  # oldest first
+    _template_cache[source] = _env.from_string(source)
+
+
 def _compile_template(source):
+    global fresh_template
     if not isinstance(source, str):
         raise _Failure(_bad_request("field 'template' must be a string"))
+    cached = _template_cache.get(source)
+    if cached is not None:
+        return cached
     try:
-        return _env.from_string(source)
+        template = _env.from_string(source)
+        fresh_template = len(source) <= TEMPLATE_CACHE_MAX_SOURCE
+        return template
     except jinja2.TemplateSyntaxError as e:
         raise _Failure(
             {"kind": "syntax_error", "type": "TemplateSyntaxError", "source": "template",
@@ -590,4 +641,4 @@ def _encode(response):
     if changed is not None:
         parts = ",".join(json.dumps(k) + ":" + v for k, v in changed.items())
         text = text[:-1] + ',"changed":{' + parts + "}}"
-    return text.encode("utf-8", "surrogatepass")
+    return text.encode("utf-8", "replace")
