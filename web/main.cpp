@@ -40,6 +40,7 @@ sandbox::supervisor_config sandbox_config(const config::settings& s,
   c.executor.spawn.scratch_bytes = s.sandbox_scratch_bytes;
   c.executor.max_output_bytes = s.sandbox_max_output_bytes;
   c.executor.max_log_bytes = s.sandbox_max_log_bytes;
+  c.executor.max_json_depth = s.max_json_depth;
   c.executor.metrics = &metrics;
   c.default_timeout = s.sandbox_timeout;
   c.max_timeout = s.sandbox_max_timeout;

@@ -63,17 +63,6 @@ std::string python_host::versions_json() const {
   }
 }
 
-void python_host::before_fork() { PyOS_BeforeFork(); }
-void python_host::after_fork_parent() { PyOS_AfterFork_Parent(); }
-void python_host::after_fork_child() { PyOS_AfterFork_Child(); }
-
-void python_host::prewarm() {
-  try {
-    runner().attr("prewarm")();
-  } catch (const py::error_already_set&) {
-  }
-}
-
 void python_host::remember_template(const std::string& source) {
   try {
     runner().attr("remember_template")(source);
@@ -89,6 +78,7 @@ std::string python_host::run(std::string_view kind, std::string_view body,
     l["max_output_bytes"] = limits.max_output_bytes;
     l["max_log_bytes"] = limits.max_log_bytes;
     l["max_log_lines"] = limits.max_log_lines;
+    l["max_json_depth"] = limits.max_json_depth;
     py::object out = runner().attr("run")(py::str(kind.data(), kind.size()),
                                           py::bytes(body.data(), body.size()), l);
     fresh_template = runner().attr("fresh_template").cast<bool>();

@@ -18,6 +18,7 @@ struct call_limits {
   size_t max_output_bytes = 1 << 20;
   size_t max_log_bytes = 64 << 10;
   size_t max_log_lines = 1000;
+  unsigned max_json_depth = 64;
 };
 
 class python_host {
@@ -28,18 +29,16 @@ class python_host {
   // Describes the interpreter for the ready frame: {"python": "...", "jinja2": "..."}.
   std::string versions_json() const;
 
-  // Python's fork hooks; call around fork() in the zygote.
-  void before_fork();
-  void after_fork_parent();
-  void after_fork_child();
+  // No PyOS_BeforeFork/PyOS_AfterFork_* around the zygote's fork: they exist for processes with
+  // other threads (locks another thread might hold, thread states to drop) and run the
+  // Python-level at-fork hooks, which together cost a call process about 220 page faults
+  // (a third of its life) here. The zygote has one thread, holds the GIL, is not importing when
+  // it forks, and its pthread_self (hence threading's main-thread ident) is the same in the
+  // child. The one hook that matters, reseeding `random`, runner.run() does itself.
 
   // `fresh_template` is set when the call compiled a template the zygote has not cached.
   std::string run(std::string_view kind, std::string_view body, const call_limits& limits,
                   bool& fresh_template);
-
-  // Runs a throwaway call (runner.prewarm) so a spare call process has its pages copied before
-  // its real call arrives.
-  void prewarm();
 
   // Compiles `source` into the zygote's template cache (after a call process proved it
   // compiles), so later calls inherit it compiled. Best effort, never throws.

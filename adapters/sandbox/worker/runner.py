@@ -17,6 +17,7 @@ import datetime as _datetime
 import json
 import keyword
 import logging
+import random
 import sys
 import time
 
@@ -53,24 +54,19 @@ def preload():
     for name in sorted(ALLOWED_MODULES):
         __import__(name)
     _env = jinja2.sandbox.SandboxedEnvironment(autoescape=True)
-    remember_template(_PREWARM_TEMPLATE)
-    prewarm()
+    # Run one call through every code path, so the interpreter's lazy state (method caches,
+    # interned strings, Jinja's runtime) is built once here and shared by every call process.
+    remember_template(_WARMUP_TEMPLATE)
+    run("action", _WARMUP_CALL, {})
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
-_PREWARM_TEMPLATE = "<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
-_PREWARM_CALL = json.dumps({
+_WARMUP_TEMPLATE = "<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
+_WARMUP_CALL = json.dumps({
     "handler": "def on_action(action, payload, storage):\n    storage['c']['n'] += 1\n"
                "    print('warm')\n",
     "action": "warm", "payload": {"a": [1, "x"]}, "storage": {"c": {"n": 1, "items": [1, 2]}},
-    "panel": {"id": "warm"}, "template": _PREWARM_TEMPLATE}).encode()
-
-
-def prewarm():
-    """Runs a throwaway call. In a spare call process, before its real call arrives: the pages
-    a call touches get copied from the zygote now, off the caller's path."""
-    global fresh_template
-    run("action", _PREWARM_CALL, {})
-    fresh_template = False
+    "panel": {"id": "warm"}, "template": _WARMUP_TEMPLATE}).encode()
 
 
 class _Failure(Exception):
@@ -381,6 +377,7 @@ def _changed(storage, before, limits):
             )
         text = _to_json(data, "storage['%s']" % sid)
         if text != old:
+            _check_depth(data, sid, limits.get("max_json_depth", 64))
             total += len(text)
             changed[sid] = text
     limit = limits.get("max_output_bytes", 1 << 20)
@@ -390,6 +387,21 @@ def _changed(storage, before, limits):
              "message": "changed storages are %d bytes of JSON, over the limit of %d" % (total, limit)}
         )
     return changed
+
+
+def _check_depth(value, sid, limit):
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise _Failure(
+                {"kind": "invalid_result", "type": "ValueError",
+                 "message": "storage '%s' nests deeper than %d levels" % (sid, limit)}
+            )
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
 
 
 def _to_json(value, where):
@@ -601,6 +613,7 @@ _KINDS = {
 def run(kind, body, limits):
     """Runs one call; returns the response as UTF-8 JSON bytes. Never raises."""
     started = time.perf_counter()
+    random.seed()  # the zygote skips Python's at-fork hooks; every call gets its own sequence
     capture = _install_capture(limits)
     try:
         try:

@@ -58,6 +58,7 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   number("max_output_bytes", out.limits.max_output_bytes);
   number("max_log_bytes", out.limits.max_log_bytes);
   number("max_log_lines", out.limits.max_log_lines);
+  number("max_json_depth", out.limits.max_json_depth);
   if (out.timeout_ms <= 0 || out.limits.memory_mb <= 0) {
     problem = "timeout_ms and memory_mb must be positive";
     return false;
@@ -76,7 +77,6 @@ struct spare {
 
 [[noreturn]] void call_process(python_host& python, const confinement& rules, int request_fd,
                                int result_fd, size_t address_space, size_t scratch_bytes) {
-  python.after_fork_child();
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   int null_fd = ::open("/dev/null", O_RDWR);
   if (null_fd < 0) ::_exit(exit_confinement_failed);
@@ -84,7 +84,6 @@ struct spare {
   ::dup2(null_fd, 1);
   ::dup2(null_fd, 2);
   if (null_fd > 2) ::close(null_fd);
-  python.prewarm();
   std::string payload;
   if (wire::read_frame(request_fd, payload, size_t{1} << 32, wire::clock::time_point::max()) !=
       wire::status::ok)
@@ -120,14 +119,12 @@ spare fork_spare(python_host& python, const confinement& rules, size_t scratch_b
   }
   size_t address_space = mapped_bytes();
   auto started = wire::clock::now();
-  python.before_fork();
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(req[1]);
     ::close(res[0]);
     call_process(python, rules, req[0], res[1], address_space, scratch_bytes);
   }
-  python.after_fork_parent();
   ::close(req[0]);
   ::close(res[1]);
   if (pid < 0) {
@@ -205,12 +202,19 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
   } else {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     bool clean = code == 0 || code == exit_ok_fresh_template;
-    if (!clean || out.empty() || out.back() != '}') out = classify_exit(status, header);
+    if (!clean || out.empty()) {
+      out = classify_exit(status, header);
+    } else if (out.front() != '{' || out.back() != '}' || !nlohmann::json::accept(out)) {
+      // The handler wrote on the answer pipe itself.
+      out = error_json("crashed", "SandboxError",
+                       "the call process sent a malformed answer (did the handler write to its "
+                       "descriptors?)");
+    }
     fresh_template = code == exit_ok_fresh_template;
   }
   // Where the time went, for the benchmarks' overhead figures: the fork (done before the call
   // arrived), the call process from receiving the request to its answer, its exit until reaped,
-  // and the CPU time and page faults of its whole life (prewarm included).
+  // and the CPU time and page faults of its whole life .
   auto cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
                 usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
   out.pop_back();
