@@ -29,8 +29,9 @@ struct fixture {
   caf::actor sup;
 
   explicit fixture(size_t workers = 1, std::string exe = TESSERA_SANDBOX_BIN,
-                   size_t queue_limit = 64) {
+                   size_t queue_limit = 64, std::chrono::milliseconds max_timeout = 30s) {
     supervisor_config c;
+    c.max_timeout = max_timeout;
     c.workers = workers;
     c.executor.spawn.executable = std::move(exe);
     c.executor.metrics = &metrics;
@@ -132,17 +133,29 @@ TEST_SUITE("actors.sandbox") {
     CHECK(std::chrono::steady_clock::now() - started < 1s);
   }
 
-  TEST_CASE("limits above the maxima are clamped before the worker sees them") {
-    fixture f;
-    call c = action(R"({"handler":"def on_schedule(s):\n    pass\n"})");
+  TEST_CASE("a timeout above the maximum is clamped to the maximum") {
+    fixture f{1, TESSERA_SANDBOX_BIN, 64, 300ms};
+    call c = action(R"({"handler":"def on_schedule(s):\n    while True:\n        pass\n"})");
     c.kind = call_kind::schedule;
     c.timeout_ms = 10'000'000;
-    c.memory_mb = 1'000'000;
+    auto started = std::chrono::steady_clock::now();
     auto r = f.run(c);
-    CHECK(r.outcome == "ok");
+    CHECK(r.outcome == "timeout");
+    CHECK(r.body.find("timeout of 300 ms") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - started < 5s);
+  }
+
+  TEST_CASE("the request header carries the call's limits") {
     executor_config cfg;
-    auto header = frame_payload(call{call_kind::schedule, "{}", 30000, 1024}, cfg);
-    CHECK(header.starts_with(R"({"kind":"schedule","max_log_bytes":65536,)"));
+    auto payload = frame_payload(call{call_kind::schedule, "{}", 1500, 128}, cfg);
+    auto newline = payload.find('\n');
+    REQUIRE(newline != std::string::npos);
+    auto header = nlohmann::json::parse(payload.substr(0, newline));
+    CHECK(header["kind"] == "schedule");
+    CHECK(header["timeout_ms"] == 1500);
+    CHECK(header["memory_mb"] == 128);
+    CHECK(header["max_output_bytes"] == cfg.max_output_bytes);
+    CHECK(payload.substr(newline + 1) == "{}");
   }
 
   TEST_CASE("a worker answer must be a response object") {

@@ -241,7 +241,8 @@ def test_preloaded_names_and_allowlisted_modules_are_usable(sandbox):
         "out['html'] = html.escape('<a>')\n"
         "out['url'] = urllib.parse.quote('a b')\n"
         "out['uuid'] = len(str(uuid.uuid4()))\n"
-        "out['misc'] = [random.randint(1, 1), string.digits[:2], textwrap.shorten('a b c d e f', 7),\n"
+        "out['misc'] = [random.randint(1, 1), string.digits[:2],\n"
+        "               textwrap.shorten('a b c d e f', 7),\n"
         "               list(itertools.islice(itertools.count(), 2)),\n"
         "               functools.reduce(lambda x, y: x + y, [1, 2])]\n")
     res = run(sandbox, action(handler, storage={"c": {}}))
@@ -403,9 +404,10 @@ HOSTILE = {
                               None, "surrogate"),
     "output_flood": Hostile(on_action("storage['c']['big'] = 'x' * 2000000"), "output_limit",
                             None, "1048576"),
-    "system_exit": Hostile(on_action("raise SystemExit(3)"), "handler_error", "SystemExit"),
-    "keyboard_interrupt": Hostile(on_action("raise KeyboardInterrupt"), "handler_error",
-                                  "KeyboardInterrupt"),
+    "system_exit": Hostile(on_action("raise SystemExit(3)"), "handler_error", "SystemExit",
+                           "3"),
+    "keyboard_interrupt": Hostile(on_action("raise KeyboardInterrupt('ctrl-c')"),
+                                  "handler_error", "KeyboardInterrupt", "ctrl-c"),
     "custom_base_exception": Hostile(
         on_action("raise Boom('boom')", prelude="class Boom(BaseException):\n    pass\n"),
         "handler_error", "Boom", "boom"),
@@ -456,6 +458,14 @@ def test_a_hostile_handler_fails_alone_is_counted_and_the_slot_serves_the_next_c
     started = time.monotonic()
     res = run(sandbox, action(handler, **case.extra))
     elapsed = time.monotonic() - started
+    # First what confinement is about: this call failed, it was counted, nothing else broke.
+    assert res.status == 422 and res.body.get("code") == case.code, res
+    if case.code == "timeout":
+        assert 0.5 <= elapsed < 3.5, elapsed
+    assert calls(sandbox, case.code) == count + 1
+    assert sandbox.running, f"tessera died; stderr:\n{sandbox.stderr()}"
+    assert_serves_next_call(sandbox, restarts)
+    # Then the report the caller gets.
     body = sandbox_problem(res, 422, case.code)
     error = body["error"]
     if isinstance(case.type, set):
@@ -468,11 +478,13 @@ def test_a_hostile_handler_fails_alone_is_counted_and_the_slot_serves_the_next_c
     if case.code == "handler_error":
         assert error.get("traceback"), body
         assert_frames_are_the_handlers_own(body, handler)
-    if case.code == "timeout":
-        assert 0.5 <= elapsed < 3.5, elapsed
-    assert calls(sandbox, case.code) == count + 1
-    assert sandbox.running, f"tessera died; stderr:\n{sandbox.stderr()}"
-    assert_serves_next_call(sandbox, restarts)
+
+
+def test_an_exception_without_a_message_still_gets_a_non_empty_detail(sandbox):
+    # `sys.exit()` as a handler can write it: SystemExit with no argument, so no message.
+    res = run(sandbox, action(on_action("raise SystemExit")))
+    body = sandbox_problem(res, 422, "handler_error")
+    assert body["error"]["type"] == "SystemExit", body
 
 
 def test_a_handler_error_points_at_the_handlers_line_and_code(sandbox):
@@ -484,8 +496,8 @@ def test_a_handler_error_points_at_the_handlers_line_and_code(sandbox):
 
 
 def test_logs_printed_before_a_failure_come_back_with_the_problem(sandbox):
-    body = sandbox_problem(run(sandbox, action(on_action("print('step 1')\nraise ValueError('no')"))),
-                           422, "handler_error")
+    handler = on_action("print('step 1')\nraise ValueError('no')")
+    body = sandbox_problem(run(sandbox, action(handler)), 422, "handler_error")
     assert [l["message"] for l in body["logs"]] == ["step 1"], body
     assert body["error"]["type"] == "ValueError" and body["error"]["message"] == "no", body
 
@@ -568,13 +580,14 @@ def test_state_a_handler_changes_does_not_reach_the_next_call(sandbox, name):
 # --- POST /api/sandbox/check -----------------------------------------------------------------
 
 @pytest.mark.parametrize("body,checked", [
-    ({"handler": on_action("pass")}, ["handler"]),
-    ({"template": "{{ x }}"}, ["template"]),
-    ({"handler": on_action("pass"), "template": "{% if a %}{{ a }}{% endif %}",
-      "require": "on_action"}, ["handler", "template"]),
-    ({"handler": "def on_schedule(storage):\n    pass\n", "require": "on_schedule"},
-     ["handler"]),
-    ({"handler": "def on_init(storage):\n    pass\n", "require": "on_init"}, ["handler"]),
+    pytest.param({"handler": on_action("pass")}, ["handler"], id="handler"),
+    pytest.param({"template": "{{ x }}"}, ["template"], id="template"),
+    pytest.param({"handler": on_action("pass"), "template": "{% if a %}{{ a }}{% endif %}",
+                  "require": "on_action"}, ["handler", "template"], id="both"),
+    pytest.param({"handler": "def on_schedule(storage):\n    pass\n", "require": "on_schedule"},
+                 ["handler"], id="on_schedule"),
+    pytest.param({"handler": "def on_init(storage):\n    pass\n", "require": "on_init"},
+                 ["handler"], id="on_init"),
 ])
 def test_check_accepts_code_that_compiles(sandbox, body, checked):
     res = check(sandbox, body)
@@ -583,9 +596,9 @@ def test_check_accepts_code_that_compiles(sandbox, body, checked):
 
 
 @pytest.mark.parametrize("handler", [
-    "while True:\n    pass\n" + on_action("pass"),
-    "import os\nos.system('false')\n" + on_action("pass"),
-    "raise SystemExit(1)\n" + on_action("pass"),
+    pytest.param("while True:\n    pass\n" + on_action("pass"), id="endless_loop"),
+    pytest.param("import os\nos.system('false')\n" + on_action("pass"), id="forbidden_import"),
+    pytest.param("raise SystemExit(1)\n" + on_action("pass"), id="system_exit"),
 ])
 def test_check_never_runs_the_code(sandbox, handler):
     started = time.monotonic()
@@ -595,10 +608,12 @@ def test_check_never_runs_the_code(sandbox, handler):
 
 
 @pytest.mark.parametrize("body,source,line", [
-    ({"handler": "x = 1\n\ndef on_action(a, p, s)\n    pass\n"}, "handler", 3),
-    ({"template": "ok\n{{ a }\n"}, "template", 2),
-    ({"template": "{% if %}"}, "template", 1),
-    ({"handler": on_action("pass"), "template": "{% for %}"}, "template", 1),
+    pytest.param({"handler": "x = 1\n\ndef on_action(a, p, s)\n    pass\n"}, "handler", 3,
+                 id="handler_missing_colon"),
+    pytest.param({"template": "ok\n{{ a }\n"}, "template", 2, id="template_unclosed"),
+    pytest.param({"template": "{% if %}"}, "template", 1, id="template_empty_if"),
+    pytest.param({"handler": on_action("pass"), "template": "{% for %}"}, "template", 1,
+                 id="good_handler_bad_template"),
 ])
 def test_check_reports_a_syntax_error_with_its_source_and_line(sandbox, body, source, line):
     problem = sandbox_problem(check(sandbox, body), 400, "syntax_error")
@@ -606,16 +621,21 @@ def test_check_reports_a_syntax_error_with_its_source_and_line(sandbox, body, so
 
 
 @pytest.mark.parametrize("handler,require,message", [
-    ("x = 1\n", "on_action", "handler does not define on_action(action, payload, storage)"),
-    ("x = 1\n", "on_schedule", "handler does not define on_schedule(storage)"),
-    ("x = 1\n", "on_init", "handler does not define on_init(storage)"),
-    ("def on_action(action, payload):\n    pass\n", "on_action",
-     "on_action must take (action, payload, storage)"),
-    ("def on_action(action, payload, storage, extra):\n    pass\n", "on_action",
-     "on_action must take (action, payload, storage)"),
-    ("def on_schedule(storage, extra):\n    pass\n", "on_schedule",
-     "on_schedule must take (storage)"),
-    ("def on_init():\n    pass\n", "on_init", "on_init must take (storage)"),
+    pytest.param("x = 1\n", "on_action",
+                 "handler does not define on_action(action, payload, storage)",
+                 id="no_on_action"),
+    pytest.param("x = 1\n", "on_schedule", "handler does not define on_schedule(storage)",
+                 id="no_on_schedule"),
+    pytest.param("x = 1\n", "on_init", "handler does not define on_init(storage)",
+                 id="no_on_init"),
+    pytest.param("def on_action(action, payload):\n    pass\n", "on_action",
+                 "on_action must take (action, payload, storage)", id="on_action_too_few"),
+    pytest.param("def on_action(action, payload, storage, extra):\n    pass\n", "on_action",
+                 "on_action must take (action, payload, storage)", id="on_action_too_many"),
+    pytest.param("def on_schedule(storage, extra):\n    pass\n", "on_schedule",
+                 "on_schedule must take (storage)", id="on_schedule_too_many"),
+    pytest.param("def on_init():\n    pass\n", "on_init", "on_init must take (storage)",
+                 id="on_init_too_few"),
 ])
 def test_check_refuses_a_handler_without_the_required_function_or_arity(
         sandbox, handler, require, message):
@@ -625,17 +645,21 @@ def test_check_refuses_a_handler_without_the_required_function_or_arity(
 
 
 @pytest.mark.parametrize("handler", [
-    "def on_action(action, payload, storage, extra=None):\n    pass\n",
-    "def on_action(*args):\n    pass\n",
+    pytest.param("def on_action(action, payload, storage, extra=None):\n    pass\n",
+                 id="extra_default"),
+    pytest.param("def on_action(*args):\n    pass\n", id="varargs"),
 ])
 def test_check_accepts_signatures_callable_with_the_protocols_arguments(sandbox, handler):
     res = check(sandbox, {"handler": handler, "require": "on_action"})
     assert res.status == 200, res
 
 
-@pytest.mark.parametrize("body", [{}, {"handler": on_action("pass"), "bogus": 1},
-                                  {"handler": 5}, {"handler": on_action("pass"),
-                                                   "require": "on_everything"}])
+@pytest.mark.parametrize("body", [
+    pytest.param({}, id="empty"),
+    pytest.param({"handler": on_action("pass"), "bogus": 1}, id="unknown_field"),
+    pytest.param({"handler": 5}, id="handler_not_string"),
+    pytest.param({"handler": on_action("pass"), "require": "on_everything"}, id="bad_require"),
+])
 def test_a_malformed_check_request_is_400(sandbox, body):
     problem = assert_problem(check(sandbox, body), 400)
     assert problem["code"] in ("invalid_argument", "bad_request"), problem
