@@ -111,6 +111,8 @@ void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const ca
       if (!data.is_object())
         return done(problem(errc::invalid_argument, "storage '" + id + "' must be a JSON object"));
   }
+  if (c.kind == call_kind::action && !body->contains("action"))
+    return done(problem(errc::invalid_argument, "field 'action' is required for kind action"));
   for (auto* key : {"handler", "template", "action"})
     if (auto it = body->find(key); it != body->end() && !it->is_string())
       return done(
@@ -133,6 +135,14 @@ void check(const route_context& ctx, const sandbox_route_config& cfg, const caf:
   }
   if (!body->contains("handler") && !body->contains("template"))
     return done(problem(errc::invalid_argument, "give 'handler', 'template' or both"));
+  if (auto r = body->find("require"); r != body->end()) {
+    auto fn = r->get<std::string>();
+    if (fn != "on_action" && fn != "on_schedule" && fn != "on_init")
+      return done(problem(errc::invalid_argument,
+                          "field 'require' must be on_action, on_schedule or on_init"));
+    if (!body->contains("handler"))
+      return done(problem(errc::invalid_argument, "field 'require' needs a 'handler'"));
+  }
   call c;
   c.kind = call_kind::check;
   c.body = body->dump();

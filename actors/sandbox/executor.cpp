@@ -63,7 +63,7 @@ class slot_runner {
       wait(delay);
       if (stopping_) return false;
     }
-    report("starting");
+    report("starting", last_error_);
     auto started = adapters::worker_process::start(cfg_.spawn);
     if (!started) {
       last_error_ = detail_of(started.error());

@@ -19,6 +19,7 @@ struct slot {
   bool busy = false;
   uint64_t calls = 0;
   uint64_t restarts = 0;
+  bool started_once = false;
 };
 
 struct pending {
@@ -153,10 +154,13 @@ class supervisor_logic {
   void on_event(size_t i, std::string state, int64_t pid, std::string reason) {
     if (i >= st_->slots.size()) return;
     auto& s = st_->slots[i];
-    if (state == "starting" && s.state != "starting" && s.pid != 0) ++s.restarts;
+    if (state == "starting") {
+      if (s.started_once) ++s.restarts;  // every start after the first replaces a worker
+      s.started_once = true;
+    }
     s.state = std::move(state);
     s.pid = pid;
-    if (!reason.empty() || s.state == "idle") s.reason = std::move(reason);
+    if (!reason.empty()) s.reason = std::move(reason);  // the last failure, kept once healed
     dispatch();
   }
 

@@ -9,7 +9,9 @@
 //       `overloaded`; when every worker is crash-looping, calls get `unavailable` at once.
 //       Requesters should allow the call's timeout + queue_timeout + a few seconds.
 //   (status_atom) -> std::string, a JSON object:
-//       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n}.
+//       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n};
+//       restarts counts every start of the slot's worker after its first, last_error is the
+//       most recent reason the slot's worker failed (kept after it is replaced).
 //   exit (user_shutdown): stops every executor (killing its worker), answers queued calls with
 //       `unavailable`, quits.
 // Executors report (worker_atom, slot, state, pid, reason) events (executor.hpp); the

@@ -85,8 +85,9 @@ std::string python_host::run(std::string_view kind, std::string_view body,
     return out.cast<std::string>();
   } catch (const py::error_already_set&) {
     // Only reachable when the runner itself broke (it catches everything else).
-    return R"({"ok":false,"error":{"kind":"handler_error","type":"RuntimeError",)"
-           R"("message":"the sandbox runner failed"}})";
+    return R"x({"ok":false,"error":{"kind":"handler_error","type":"RuntimeError",)x"
+           R"x("message":"the handler broke the sandbox runner itself (did it replace parts )x"
+           R"x(of json, sys or builtins?)"},"logs":[]})x";
   }
 }
 

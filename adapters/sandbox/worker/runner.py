@@ -24,6 +24,14 @@ import time
 import jinja2
 import jinja2.sandbox
 
+# The runner's own references, taken before any handler runs: a handler may replace
+# json.dumps, time.perf_counter or sys.stdout in its call process, and must not break the answer.
+_loads = json.loads
+_encode_storage = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_encode_storage_loose = json.JSONEncoder(ensure_ascii=False).encode
+_encode_answer = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_perf_counter = time.perf_counter
+
 HANDLER_FILE = "<handler>"
 TEMPLATE_FILE = "<template>"
 
@@ -53,7 +61,7 @@ def preload():
     global _env
     for name in sorted(ALLOWED_MODULES):
         __import__(name)
-    _env = jinja2.sandbox.SandboxedEnvironment(autoescape=True)
+    _env = _Environment(autoescape=True)
     # Run one call through every code path, so the interpreter's lazy state (method caches,
     # interned strings, Jinja's runtime) is built once here and shared by every call process.
     remember_template(_WARMUP_TEMPLATE)
@@ -67,6 +75,16 @@ _WARMUP_CALL = json.dumps({
                "    print('warm')\n",
     "action": "warm", "payload": {"a": [1, "x"]}, "storage": {"c": {"n": 1, "items": [1, 2]}},
     "panel": {"id": "warm"}, "template": _WARMUP_TEMPLATE}).encode()
+
+
+class _Environment(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja's sandbox renders an unsafe attribute (`''.__class__`) as an empty Undefined;
+    here it is an error the template author sees, with its line."""
+
+    def unsafe_undefined(self, obj, attribute):
+        raise jinja2.sandbox.SecurityError(
+            "access to attribute %r of %r object is unsafe" % (attribute, type(obj).__name__)
+        )
 
 
 class _Failure(Exception):
@@ -166,8 +184,8 @@ class _LogHandler(logging.Handler):
 
 def _install_capture(limits):
     capture = _Capture(limits.get("max_log_bytes", 65536), limits.get("max_log_lines", 1000))
-    sys.stdout = _Stream(capture, "INFO", "print")
-    sys.stderr = _Stream(capture, "ERROR", "stderr")
+    capture.streams = (_Stream(capture, "INFO", "print"), _Stream(capture, "ERROR", "stderr"))
+    sys.stdout, sys.stderr = capture.streams
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -266,6 +284,14 @@ def _call_handler(fn, *args):
         raise _Failure(_handler_error(e))
 
 
+def _message_of(exc):
+    """What the user reads: the exception's text, or what happened when it has none."""
+    if isinstance(exc, SystemExit):
+        return "the handler called sys.exit() (raised SystemExit with code %s)" % _safe_str(
+            exc.code)
+    return _safe_str(exc) or "%s raised without a message" % _type_name(exc)
+
+
 def _safe_str(value):
     try:
         return str(value)
@@ -308,7 +334,7 @@ def _handler_error(exc):
     for f in frames:
         if f["line"]:
             f["code"] = _line_of(_current_source, f["line"])
-    error = {"kind": "handler_error", "type": _type_name(exc), "message": _safe_str(exc),
+    error = {"kind": "handler_error", "type": _type_name(exc), "message": _message_of(exc),
              "traceback": frames}
     if frames:
         error["line"] = frames[-1]["line"]
@@ -349,7 +375,7 @@ def _bound_storage(req):
 
 
 def _fingerprints(storage):
-    return {k: json.dumps(v, ensure_ascii=False) for k, v in storage.items()}
+    return {k: _encode_storage_loose(v) for k, v in storage.items()}
 
 
 def _changed(storage, before, limits):
@@ -406,7 +432,7 @@ def _check_depth(value, sid, limit):
 
 def _to_json(value, where):
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = _encode_storage(value)
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
@@ -497,7 +523,7 @@ def _render(req, storage, limits):
     except MemoryError:
         raise
     except BaseException as e:
-        error = {"kind": "template_error", "type": _type_name(e), "message": _safe_str(e)}
+        error = {"kind": "template_error", "type": _type_name(e), "message": _message_of(e)}
         line = _template_line(e)
         if line:
             error["line"] = line
@@ -589,7 +615,11 @@ def _check_defines(source, function):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
             args = node.args
             positional = len(args.posonlyargs) + len(args.args)
-            if args.vararg is None and positional < REQUIRED_ARGS[function]:
+            required_positional = positional - len(args.defaults)
+            required_keywords = sum(1 for d in args.kw_defaults if d is None)
+            wanted = REQUIRED_ARGS[function]
+            if ((args.vararg is None and positional < wanted) or required_positional > wanted
+                    or required_keywords):
                 raise _Failure(
                     {"kind": "invalid_handler", "type": "TypeError", "line": node.lineno,
                      "message": "%s must take (%s)" % (function, _signature(function))}
@@ -612,12 +642,12 @@ _KINDS = {
 
 def run(kind, body, limits):
     """Runs one call; returns the response as UTF-8 JSON bytes. Never raises."""
-    started = time.perf_counter()
+    started = _perf_counter()
     random.seed()  # the zygote skips Python's at-fork hooks; every call gets its own sequence
     capture = _install_capture(limits)
     try:
         try:
-            req = json.loads(body)
+            req = _loads(body)
             if not isinstance(req, dict):
                 raise _Failure(_bad_request("the call body must be a JSON object"))
             handler = _KINDS.get(kind)
@@ -636,10 +666,10 @@ def run(kind, body, limits):
         except RecursionError as e:
             response = {"ok": False, "error": {"kind": "handler_error", "type": "RecursionError",
                                                "message": _safe_str(e)}}
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in capture.streams:
+            stream.flush()
         response["logs"] = capture.finish()
-        response["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        response["duration_ms"] = round((_perf_counter() - started) * 1000, 3)
         return _encode(response)
     except BaseException as e:  # the runner itself failed: still answer
         return _encode({"ok": False, "error": {
@@ -650,8 +680,8 @@ def run(kind, body, limits):
 def _encode(response):
     # Changed storages are already JSON text; splice them in rather than parse and re-encode.
     changed = response.pop("changed", None)
-    text = json.dumps(response, ensure_ascii=False, allow_nan=False)
+    text = _encode_answer(response)
     if changed is not None:
-        parts = ",".join(json.dumps(k) + ":" + v for k, v in changed.items())
+        parts = ",".join(_encode_answer(k) + ":" + v for k, v in changed.items())
         text = text[:-1] + ',"changed":{' + parts + "}}"
     return text.encode("utf-8", "replace")
