@@ -166,12 +166,10 @@ class slot_runner {
 }  // namespace
 
 std::string frame_payload(const call& c, const executor_config& cfg) {
-  nlohmann::json header = {{"kind", to_string(c.kind)},
-                           {"timeout_ms", c.timeout_ms},
-                           {"memory_mb", c.memory_mb},
-                           {"max_output_bytes", cfg.max_output_bytes},
-                           {"max_log_bytes", cfg.max_log_bytes},
-                           {"max_json_depth", cfg.max_json_depth}};
+  nlohmann::json header = {
+      {"kind", to_string(c.kind)},          {"timeout_ms", c.timeout_ms},
+      {"memory_mb", c.memory_mb},           {"max_output_bytes", cfg.max_output_bytes},
+      {"max_log_bytes", cfg.max_log_bytes}, {"max_json_depth", cfg.max_json_depth}};
   auto out = header.dump();
   out += '\n';
   out += c.body;

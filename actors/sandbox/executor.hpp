@@ -34,7 +34,7 @@ struct executor_config {
   std::chrono::milliseconds answer_grace{1000};
   uint64_t max_output_bytes = 1 << 20;
   uint64_t max_log_bytes = 64 << 10;
-  uint32_t max_json_depth = 64;  // changed storages nest no deeper than REST bodies may
+  uint32_t max_json_depth = 64;        // changed storages nest no deeper than REST bodies may
   sandbox_metrics* metrics = nullptr;  // outlives the actor system
 };
 
