@@ -101,9 +101,11 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.sandbox_workers, 0, 256);
      }},
-    {"sandbox.isolation", "bwrap (namespaces + unprivileged uid) or process (rlimits + seccomp)",
+    {"sandbox.isolation",
+     "bwrap (namespaces + unprivileged uid), gvisor (runsc) or process (rlimits + seccomp)",
      [](settings& s, const std::string& v) -> apply_result {
-       if (v != "bwrap" && v != "process") return "expected bwrap or process, got '" + v + "'";
+       if (v != "bwrap" && v != "gvisor" && v != "process")
+         return "expected bwrap, gvisor or process, got '" + v + "'";
        s.sandbox_isolation = v;
        return std::nullopt;
      }},

@@ -15,7 +15,7 @@ BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev doctest-dev
   pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap)
-TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format)
+TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc)
 BENCH_PACKAGES=(wrk curl)
 
 # ccache hits across fresh clones (CI clones into a new directory every run).

@@ -34,8 +34,9 @@ sandbox::supervisor_config sandbox_config(const config::settings& s,
   sandbox::supervisor_config c;
   c.workers = s.sandbox_workers ? s.sandbox_workers : cores();
   c.executor.spawn.executable = sandbox_executable(s);
-  c.executor.spawn.level =
-      s.sandbox_isolation == "process" ? adapters::isolation::process : adapters::isolation::bwrap;
+  c.executor.spawn.level = s.sandbox_isolation == "process"  ? adapters::isolation::process
+                           : s.sandbox_isolation == "gvisor" ? adapters::isolation::gvisor
+                                                             : adapters::isolation::bwrap;
   c.executor.spawn.network = s.sandbox_network;
   c.executor.spawn.scratch_bytes = s.sandbox_scratch_bytes;
   c.executor.max_output_bytes = s.sandbox_max_output_bytes;

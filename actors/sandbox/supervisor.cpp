@@ -11,22 +11,25 @@ using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
+struct pending {
+  call c;
+  caf::response_promise promise;
+  clock::time_point arrived;
+  bool answered = false;
+};
+
 struct slot {
   caf::actor executor;
   std::string state = "starting";
   int64_t pid = 0;
   std::string reason;
   bool busy = false;
+  std::shared_ptr<pending> current;  // the call on this slot's worker, answered at shutdown
   uint64_t calls = 0;
   uint64_t restarts = 0;
   bool started_once = false;
 };
 
-struct pending {
-  call c;
-  caf::response_promise promise;
-  clock::time_point arrived;
-};
 
 struct supervisor_state {
   supervisor_config cfg;
@@ -62,6 +65,8 @@ class supervisor_logic {
   }
 
   void finish(pending& p, call_result r) {
+    if (p.answered) return;
+    p.answered = true;
     if (r.queue_wait_us == 0) r.queue_wait_us = micros(clock::now() - p.arrived);
     if (auto* m = st_->cfg.executor.metrics) m->count_call(p.c.kind, r);
     p.promise.deliver(std::move(r));
@@ -103,6 +108,7 @@ class supervisor_logic {
       auto timeout = std::chrono::milliseconds(p.c.timeout_ms) + st_->cfg.executor.answer_grace +
                      std::chrono::seconds(10);
       auto shared = std::make_shared<pending>(std::move(p));
+      s.current = shared;
       self_->request(s.executor, timeout, run_atom::value, shared->c)
           .then(
               [this, i, shared, wait](call_result& r) {
@@ -124,7 +130,10 @@ class supervisor_logic {
   }
 
   void done(size_t i, pending& p, call_result r) {
-    if (i < st_->slots.size()) st_->slots[i].busy = false;
+    if (i < st_->slots.size()) {
+      st_->slots[i].busy = false;
+      st_->slots[i].current.reset();
+    }
     finish(p, std::move(r));
     dispatch();
   }
@@ -197,7 +206,12 @@ class supervisor_logic {
 
   void stop() {
     st_->stopping = true;
-    for (auto& s : st_->slots) self_->send(s.executor, stop_atom::value);
+    for (auto& s : st_->slots) {
+      self_->send(s.executor, stop_atom::value);
+      if (s.current)
+        finish(*s.current,
+               failed_result("unavailable", "SandboxUnavailable", "shutting down during the call"));
+    }
     while (!st_->queue.empty()) {
       auto p = std::move(st_->queue.front());
       st_->queue.pop_front();

@@ -12,8 +12,8 @@
 //       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n};
 //       restarts counts every start of the slot's worker after its first, last_error is the
 //       most recent reason the slot's worker failed (kept after it is replaced).
-//   exit (user_shutdown): stops every executor (killing its worker), answers queued calls with
-//       `unavailable`, quits.
+//   exit (user_shutdown): stops every executor (killing its worker), answers queued calls and
+//       calls in flight with `unavailable` (a call in flight may still have run), quits.
 // Executors report (worker_atom, slot, state, pid, reason) events (executor.hpp); the
 // supervisor keeps tessera_sandbox_workers{state} from them. An executor actor that dies is
 // respawned.

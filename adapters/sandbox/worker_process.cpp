@@ -5,11 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "adapters/error.hpp"
@@ -22,6 +25,7 @@ namespace wire = tessera::sandbox_wire;
 constexpr const char* bwrap_path = "/usr/bin/bwrap";
 constexpr const char* setpriv_path = "/usr/bin/setpriv";
 constexpr const char* nobody = "65534";
+constexpr const char* runsc_path = "/usr/bin/runsc";
 constexpr const char* sandbox_exe = "/opt/tessera/tessera-sandbox";
 
 std::vector<std::string> bwrap_argv(const worker_spawn_options& opts) {
@@ -54,6 +58,95 @@ std::vector<std::string> bwrap_argv(const worker_spawn_options& opts) {
   return argv;
 }
 
+// An OCI bundle for runsc: a read-only root holding only mount points, the /lib* and /bin
+// symlinks and a copy of the worker; /usr bound read-only, /proc, a size-capped tmpfs at
+// /scratch; uid 65534, no capabilities, new pid/network/ipc/uts/mount namespaces.
+std::optional<std::string> write_gvisor_bundle(const std::string& dir,
+                                               const worker_spawn_options& opts) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path root = fs::path{dir} / "rootfs";
+  for (auto* sub : {"usr", "opt/tessera", "scratch", "proc", "dev", "etc"})
+    fs::create_directories(root / sub, ec);
+  for (auto [link, target] :
+       {std::pair{"lib", "usr/lib"}, {"lib64", "usr/lib64"}, {"bin", "usr/bin"}})
+    fs::create_symlink(target, root / link, ec);
+  fs::copy_file(opts.executable, root / "opt/tessera/tessera-sandbox", ec);
+  if (ec) return "cannot copy " + opts.executable + " into the bundle: " + ec.message();
+  fs::permissions(dir,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                      fs::perms::others_read | fs::perms::others_exec,
+                  ec);
+  auto scratch = std::to_string(opts.scratch_bytes);
+  nlohmann::json no_caps = nlohmann::json::array();
+  nlohmann::json config = {
+      {"ociVersion", "1.0.0"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 65534}, {"gid", 65534}}},
+        {"args", {sandbox_exe, "--scratch", "/scratch", "--scratch-bytes", scratch}},
+        {"env", {"PATH=/usr/bin", "TZ=UTC", "LANG=C.UTF-8", "HOME=/scratch", "TMPDIR=/scratch"}},
+        {"cwd", "/scratch"},
+        {"capabilities",
+         {{"bounding", no_caps},
+          {"effective", no_caps},
+          {"inheritable", no_caps},
+          {"permitted", no_caps},
+          {"ambient", no_caps}}},
+        {"noNewPrivileges", true}}},
+      {"root", {{"path", "rootfs"}, {"readonly", true}}},
+      {"hostname", "sandbox"},
+      {"mounts",
+       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+        {{"destination", "/usr"},
+         {"type", "bind"},
+         {"source", "/usr"},
+         {"options", {"rbind", "ro"}}},
+        {{"destination", "/scratch"},
+         {"type", "tmpfs"},
+         {"source", "tmpfs"},
+         {"options", {"size=" + scratch, "mode=1777"}}}}},
+      {"linux",
+       {{"namespaces",
+         {{{"type", "pid"}},
+          {{"type", "network"}},
+          {{"type", "ipc"}},
+          {{"type", "uts"}},
+          {{"type", "mount"}}}}}}};
+  if (opts.network) config["process"]["args"].push_back("--network");
+  std::ofstream out{fs::path{dir} / "config.json"};
+  out << config.dump(2);
+  if (!out) return "cannot write " + dir + "/config.json";
+  return std::nullopt;
+}
+
+std::vector<std::string> runsc_argv(const std::string& bundle, const std::string& id,
+                                    bool network) {
+  std::vector<std::string> argv = {runsc_path, network ? "--network=host" : "--network=none",
+                                   "--root", bundle + "/state"};
+  if (::geteuid() != 0) argv.push_back("--rootless");
+  argv.insert(argv.end(), {"run", "--bundle", bundle, id});
+  return argv;
+}
+
+// Runs a short helper command to completion (runsc delete); its output is discarded.
+void run_quietly(std::vector<std::string> argv) {
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), envp) == 0)
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  posix_spawn_file_actions_destroy(&fa);
+}
+
 caf::error spawn_error(const std::string& what) {
   return make_error(errc::unavailable, "cannot start the sandbox worker: " + what);
 }
@@ -71,6 +164,8 @@ caf::expected<std::unique_ptr<worker_process>> worker_process::start(
   bool sandboxed = opts.level == isolation::bwrap;
   if (sandboxed && ::access(bwrap_path, X_OK) != 0)
     return spawn_error("sandbox.isolation=bwrap needs bubblewrap (apt-get install bubblewrap)");
+  if (opts.level == isolation::gvisor && ::access(runsc_path, X_OK) != 0)
+    return spawn_error("sandbox.isolation=gvisor needs gVisor's runsc (apt-get install runsc)");
   std::unique_ptr<worker_process> w{new worker_process()};
   w->max_answer_bytes_ = opts.max_answer_bytes;
 
@@ -78,6 +173,14 @@ caf::expected<std::unique_ptr<worker_process>> worker_process::start(
   std::vector<std::string> envp = {"PATH=/usr/bin:/bin", "TZ=UTC", "LANG=C.UTF-8"};
   if (sandboxed) {
     argv = bwrap_argv(opts);
+  } else if (opts.level == isolation::gvisor) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tessera-gvisor-XXXXXX");
+    if (!::mkdtemp(tmpl.data())) return spawn_error(std::string{"mkdtemp: "} + strerror(errno));
+    w->bundle_dir_ = tmpl;
+    static std::atomic<uint64_t> containers{0};
+    w->container_id_ = "tessera-" + std::to_string(::getpid()) + "-" + std::to_string(++containers);
+    if (auto err = write_gvisor_bundle(tmpl, opts)) return spawn_error(*err);
+    argv = runsc_argv(tmpl, w->container_id_, opts.network);
   } else {
     std::string tmpl = (std::filesystem::temp_directory_path() / "tessera-scratch-XXXXXX");
     if (!::mkdtemp(tmpl.data())) return spawn_error(std::string{"mkdtemp: "} + strerror(errno));
@@ -154,6 +257,11 @@ worker_process::~worker_process() {
   kill();
   if (to_worker_ >= 0) ::close(to_worker_);
   if (from_worker_ >= 0) ::close(from_worker_);
+  if (!bundle_dir_.empty()) {
+    run_quietly({runsc_path, "--root", bundle_dir_ + "/state", "delete", "--force", container_id_});
+    std::error_code ec;
+    std::filesystem::remove_all(bundle_dir_, ec);
+  }
   if (!scratch_dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(scratch_dir_, ec);

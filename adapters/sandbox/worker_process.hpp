@@ -8,6 +8,10 @@
 //            all capabilities dropped, a read-only /usr, a private /proc and /dev, a size-capped
 //            tmpfs at /scratch as its only writable place, and a cleared environment. The
 //            server's data dir, config and secrets are not mounted.
+//   gvisor   the worker runs in a gVisor (runsc) sandbox built from an OCI bundle in a temp dir:
+//            the same read-only view, scratch tmpfs, uid 65534, no capabilities and no network,
+//            with gVisor's user-space kernel between the handler and the host kernel. Much
+//            slower (a fork costs ~15 ms there); for deployments that want a second kernel.
 //   process  no namespaces: only the per-call rlimits and seccomp filter of the worker itself.
 //            For machines without user namespaces; the server warns at start-up.
 // Either way the worker gets a minimal environment, no inherited descriptors beyond its pipes,
@@ -32,7 +36,7 @@
 
 namespace tessera::adapters {
 
-enum class isolation { bwrap, process };
+enum class isolation { bwrap, gvisor, process };
 
 struct worker_spawn_options {
   std::string executable;  // absolute path of tessera-sandbox
@@ -78,7 +82,9 @@ class worker_process {
   int to_worker_ = -1;
   int from_worker_ = -1;
   size_t max_answer_bytes_ = 0;
-  std::string scratch_dir_;  // process isolation only
+  std::string scratch_dir_;   // process isolation only
+  std::string bundle_dir_;    // gvisor only: the OCI bundle and runsc's state
+  std::string container_id_;  // gvisor only
   std::string exit_description_;
 };
 

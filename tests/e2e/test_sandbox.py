@@ -895,6 +895,29 @@ def test_process_isolation_runs_calls_and_still_filters_syscalls(server):
     assert_serves_next_call(srv)
 
 
+def test_gvisor_isolation_runs_calls_behind_a_second_kernel_with_the_same_confinement(server):
+    srv = server("--set", "sandbox.isolation=gvisor", "--set", "sandbox.workers=1")
+    assert wait_idle(srv, timeout=30)["isolation"] == "gvisor"
+    res = run(srv, action(on_action(
+        "storage['c']['n'] += 1\n"
+        "print(posix.getuid(), open('/proc/version').read())", ESCAPE)))
+    assert res.status == 200, res
+    assert res.body["changed"] == {"c": {"n": 2}}, res
+    uid, kernel = res.body["logs"][0]["message"].split(" ", 1)
+    assert uid == "65534", res
+    assert "gVisor" in kernel or "4.4.0" in kernel, kernel  # gVisor reports itself as Linux 4.4.0
+    for hostile, code, error_type in [
+            ("posix.fork()", "handler_error", {"PermissionError"}),
+            ("real_builtins.__import__('socket').socket()", "handler_error", {"PermissionError"}),
+            ("open('/usr/tessera-gvisor-escape', 'w')", "handler_error", OS_ERRORS),
+            ("while True:\n    pass", "timeout", None)]:
+        extra = {"timeout_ms": 1000} if code == "timeout" else {}
+        body = sandbox_problem(run(srv, action(on_action(hostile, ESCAPE), **extra)), 422, code)
+        assert error_type is None or body["error"]["type"] in error_type, body
+    assert not os.path.exists("/usr/tessera-gvisor-escape")
+    assert_serves_next_call(srv)
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer " + TOKEN + "x"])
 def test_sandbox_routes_need_the_bearer_token(server, authorization):
     srv = server("--set", "sandbox.workers=1", env={"TESSERA_SERVER_API_TOKEN": TOKEN})

@@ -2,6 +2,8 @@
 
 #include <pybind11/embed.h>
 
+#include <nlohmann/json.hpp>
+
 #include "adapters/sandbox/worker/runner_source.hpp"
 
 namespace py = pybind11;
@@ -63,9 +65,16 @@ std::string python_host::versions_json() const {
   }
 }
 
-void python_host::remember_template(const std::string& source) {
+void python_host::remember(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object()) return;
   try {
-    runner().attr("remember_template")(source);
+    py::object template_source = py::none(), handler_source = py::none();
+    if (auto t = j.find("template"); t != j.end() && t->is_string())
+      template_source = py::str(t->get<std::string>());
+    if (auto h = j.find("handler"); h != j.end() && h->is_string())
+      handler_source = py::str(h->get<std::string>());
+    runner().attr("remember")(template_source, handler_source);
   } catch (const py::error_already_set&) {
   }
 }

@@ -36,13 +36,14 @@ class python_host {
   // it forks, and its pthread_self (hence threading's main-thread ident) is the same in the
   // child. The one hook that matters, reseeding `random`, runner.run() does itself.
 
-  // `fresh_template` is set when the call compiled a template the zygote has not cached.
+  // `fresh_template` is set when the call compiled a template or handler the zygote has not
+  // cached.
   std::string run(std::string_view kind, std::string_view body, const call_limits& limits,
                   bool& fresh_template);
 
-  // Compiles `source` into the zygote's template cache (after a call process proved it
-  // compiles), so later calls inherit it compiled. Best effort, never throws.
-  void remember_template(const std::string& source);
+  // Compiles a call's template and handler into the zygote's caches (after a call process
+  // proved they compile), so later calls inherit them compiled. Best effort, never throws.
+  void remember(const std::string& body);
 };
 
 }  // namespace tessera::sandbox_worker

@@ -48,11 +48,14 @@ REQUIRED_ARGS = {"on_action": 3, "on_schedule": 1, "on_init": 1}
 
 _env = None
 
-# Templates compiled in the zygote (remember_template), inherited compiled by every call process.
+# Templates and handlers compiled in the zygote (remember), inherited compiled by every call
+# process. Compiling runs no user code; a call process compiles new sources first, within its
+# limits, and only then does the zygote compile them too.
 _template_cache = {}
-TEMPLATE_CACHE_ENTRIES = 256
-TEMPLATE_CACHE_MAX_SOURCE = 256 * 1024
-# Set by a call that compiled a template the cache did not have; the zygote then caches it.
+_code_cache = {}
+CACHE_ENTRIES = 256
+CACHE_MAX_SOURCE = 256 * 1024
+# Set by a call that compiled a source the caches did not have; the zygote then caches it.
 fresh_template = False
 
 
@@ -64,7 +67,7 @@ def preload():
     _env = _Environment(autoescape=True)
     # Run one call through every code path, so the interpreter's lazy state (method caches,
     # interned strings, Jinja's runtime) is built once here and shared by every call process.
-    remember_template(_WARMUP_TEMPLATE)
+    remember(template=_WARMUP_TEMPLATE)
     run("action", _WARMUP_CALL, {})
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
@@ -182,15 +185,24 @@ class _LogHandler(logging.Handler):
         self._capture.add(record.levelname, message, "logging")
 
 
+_log_handler = None
+
+
 def _install_capture(limits):
+    """Points stdout, stderr and the root logger at a fresh capture. The logger's handler is
+    installed once, in the zygote, so a call only swaps its target."""
+    global _log_handler
     capture = _Capture(limits.get("max_log_bytes", 65536), limits.get("max_log_lines", 1000))
     capture.streams = (_Stream(capture, "INFO", "print"), _Stream(capture, "ERROR", "stderr"))
     sys.stdout, sys.stderr = capture.streams
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(_LogHandler(capture))
-    root.setLevel(logging.DEBUG)
+    if _log_handler is None:
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        _log_handler = _LogHandler(capture)
+        root.addHandler(_log_handler)
+        root.setLevel(logging.DEBUG)
+    _log_handler._capture = capture
     return capture
 
 
@@ -219,13 +231,21 @@ def _module_allowed(name):
     return name in ALLOWED_MODULES or any(m.startswith(name + ".") for m in ALLOWED_MODULES)
 
 
-def _handler_globals():
+def _make_handler_builtins():
     builtins = dict(vars(_real_builtins))
     builtins["__import__"] = _guarded_import
     for name in ("breakpoint", "input", "help", "exit", "quit", "copyright", "credits", "license"):
         builtins.pop(name, None)
+    return builtins
+
+
+# Built once in the zygote. A handler may change it, but only in its own call process.
+_HANDLER_BUILTINS = _make_handler_builtins()
+
+
+def _handler_globals():
     return {
-        "__builtins__": builtins,
+        "__builtins__": _HANDLER_BUILTINS,
         "__name__": "handler",
         "time": time,
         "json": json,
@@ -236,10 +256,16 @@ def _handler_globals():
 
 
 def _compile_handler(source):
+    global fresh_template
     if not isinstance(source, str):
         raise _Failure(_bad_request("field 'handler' must be a string"))
+    cached = _code_cache.get(source)
+    if cached is not None:
+        return cached
     try:
-        return compile(source, HANDLER_FILE, "exec", dont_inherit=True)
+        code = compile(source, HANDLER_FILE, "exec", dont_inherit=True)
+        fresh_template = len(source) <= CACHE_MAX_SOURCE
+        return code
     except (SyntaxError, ValueError) as e:  # ValueError: source contains NUL bytes
         raise _Failure(_syntax_error(e, "handler"))
     except (RecursionError, MemoryError) as e:
@@ -477,13 +503,24 @@ def _bad_path(value, where, depth):
 # Templates
 
 
-def remember_template(source):
-    """In the zygote, after a call process compiled `source` within its limits."""
-    if len(source) > TEMPLATE_CACHE_MAX_SOURCE or source in _template_cache:
+def remember(template=None, handler=None):
+    """In the zygote, after a call process compiled these sources within its limits."""
+    if isinstance(template, str):
+        _cache_put(_template_cache, template, _env.from_string)
+    if isinstance(handler, str):
+        _cache_put(_code_cache, handler,
+                   lambda source: compile(source, HANDLER_FILE, "exec", dont_inherit=True))
+
+
+def _cache_put(cache, source, build):
+    if len(source) > CACHE_MAX_SOURCE or source in cache:
         return
-    if len(_template_cache) >= TEMPLATE_CACHE_ENTRIES:
-        _template_cache.pop(next(iter(_template_cache)))  # oldest first
-    _template_cache[source] = _env.from_string(source)
+    if len(cache) >= CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))  # oldest first
+    try:
+        cache[source] = build(source)
+    except Exception:
+        pass
 
 
 def _compile_template(source):
@@ -495,7 +532,7 @@ def _compile_template(source):
         return cached
     try:
         template = _env.from_string(source)
-        fresh_template = len(source) <= TEMPLATE_CACHE_MAX_SOURCE
+        fresh_template = len(source) <= CACHE_MAX_SOURCE
         return template
     except jinja2.TemplateSyntaxError as e:
         raise _Failure(

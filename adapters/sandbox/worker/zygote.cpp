@@ -225,15 +225,6 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
   return out;
 }
 
-// The template source of a request body, when it has one.
-std::optional<std::string> template_of(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (!j.is_object()) return std::nullopt;
-  auto t = j.find("template");
-  if (t == j.end() || !t->is_string()) return std::nullopt;
-  return t->get<std::string>();
-}
-
 }  // namespace
 
 void empty_dir(const std::string& dir) {
@@ -276,8 +267,7 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
     if (wire::write_frame(1, answer) != wire::status::ok) return 1;
     // Off the caller's path: clean up, learn the template, fork the next call's process.
     empty_dir(options.scratch_dir);
-    if (fresh_template)
-      if (auto source = template_of(parts.body)) python.remember_template(*source);
+    if (fresh_template) python.remember(std::string{parts.body});
     if (ran) next = fork_spare(python, rules, options.scratch_bytes);
   }
 }
