@@ -2,6 +2,7 @@
 """Sandbox executor benchmarks against a fresh build/tessera (default isolation: bwrap).
 
     /usr/bin/python3 bench/sandbox_bench.py [--runs 3] [--duration 6] [--workers 0]
+                                            [--calls 300] [--isolation bwrap|gvisor|process]
 
 Prints, as medians over `runs` fresh servers:
   throughput  trivial action calls/s (handler + template, through POST /api/sandbox/run and the
@@ -72,7 +73,7 @@ class Server:
             raise SystemExit("tessera did not start: " + line)
         self.port = int(m.group(1))
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not all(w["state"] == "idle" for w in self.get("/api/sandbox")["workers"]):
             if time.monotonic() > deadline:
                 raise SystemExit("sandbox workers did not start")
@@ -158,10 +159,12 @@ def main():
     ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--workers", type=int, default=0, help="sandbox.workers (0: one per core)")
     ap.add_argument("--calls", type=int, default=300, help="sequential calls for the overhead")
+    ap.add_argument("--isolation", default="bwrap", help="sandbox.isolation: bwrap|gvisor|process")
     a = ap.parse_args()
     results = {"throughput": [], "render": [], "overhead": [], "recovery": []}
     for run in range(a.runs):
-        srv = Server("--set", "sandbox.workers=%d" % a.workers)
+        iso = ("--set", "sandbox.isolation=" + a.isolation)
+        srv = Server("--set", "sandbox.workers=%d" % a.workers, *iso)
         try:
             srv.post("/api/sandbox/run", TRIVIAL)
             srv.post("/api/sandbox/run", TABLE)
@@ -175,7 +178,7 @@ def main():
                                         st))
         finally:
             srv.stop()
-        srv = Server("--set", "sandbox.workers=1")
+        srv = Server("--set", "sandbox.workers=1", *iso)
         try:
             results["recovery"].append(recovery(srv))
         finally:
