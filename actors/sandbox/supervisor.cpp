@@ -30,7 +30,6 @@ struct slot {
   bool started_once = false;
 };
 
-
 struct supervisor_state {
   supervisor_config cfg;
   std::vector<slot> slots;

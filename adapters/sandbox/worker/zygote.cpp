@@ -23,13 +23,17 @@ using std::chrono::milliseconds;
 
 constexpr int exit_out_of_memory = 3;
 constexpr int exit_confinement_failed = 4;
-constexpr int exit_ok_fresh_template = 10;
 
 struct call_header {
   std::string kind;
   int timeout_ms = 2000;
   call_limits limits;
 };
+
+int64_t cpu_micros(const rusage& u) {
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000 + u.ru_utime.tv_usec +
+         u.ru_stime.tv_usec;
+}
 
 int64_t micros(wire::clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
@@ -99,14 +103,23 @@ struct spare {
   limits.cpu_seconds = static_cast<unsigned>(header.timeout_ms / 1000 + 1);
   limits.file_size_bytes = scratch_bytes;
   if (!rules.apply(limits)) ::_exit(exit_confinement_failed);
-  bool fresh_template = false;
+  bool fresh = false;
   try {
-    auto response = python.run(header.kind, parts.body, header.limits, fresh_template);
+    auto response = python.run(header.kind, parts.body, header.limits, fresh);
+    // The trailer after a NUL (which JSON text never contains): whether the zygote should
+    // cache this call's sources, and what the process cost so far. Then close, so the zygote
+    // sees EOF and answers without waiting for this process's exit.
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    response += '\0';
+    response += (fresh ? "1 " : "0 ") + std::to_string(cpu_micros(usage)) + " " +
+                std::to_string(usage.ru_minflt);
     wire::write_all(result_fd, response);
+    ::close(result_fd);
   } catch (const std::bad_alloc&) {
     ::_exit(exit_out_of_memory);
   }
-  ::_exit(fresh_template ? exit_ok_fresh_template : 0);
+  ::_exit(0);
 }
 
 spare fork_spare(python_host& python, const confinement& rules, size_t scratch_bytes) {
@@ -145,6 +158,8 @@ std::string signal_name(int sig) {
 std::string classify_exit(int status, const call_header& header) {
   if (WIFEXITED(status)) {
     int code = WEXITSTATUS(status);
+    if (code == 0)
+      return error_json("crashed", "SandboxError", "the handler's process exited before answering");
     if (code == exit_out_of_memory)
       return error_json("memory_limit", "MemoryError",
                         "the call used more than its memory limit of " +
@@ -157,72 +172,117 @@ std::string classify_exit(int status, const call_header& header) {
   }
   int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   if (sig == SIGXCPU || sig == SIGKILL)
-    return error_json(
-        "timeout", "TimeoutError",
-        "the call used up its CPU time limit (" + std::to_string(header.timeout_ms) + " ms)");
+    return error_json("timeout", "TimeoutError",
+                      "the call did not finish within its timeout of " +
+                          std::to_string(header.timeout_ms) + " ms (wall clock or CPU time)");
   return error_json("crashed", signal_name(sig),
                     "the handler's process was killed by " + signal_name(sig) +
                         (sig == SIGSEGV ? " (a segmentation fault)" : ""));
 }
 
-// Runs one call on `sp` (consumed). `fresh_template` tells the zygote to cache the template.
-std::string run_call(spare& sp, const call_header& header, std::string_view payload,
-                     bool& fresh_template) {
-  fresh_template = false;
+// Waits for `pid` to exit until `deadline`, then kills it; returns its wait status.
+int reap(pid_t pid, wire::clock::time_point deadline) {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return 0;
+    if (wire::clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return status;
+    }
+    ::usleep(200);
+  }
+}
+
+// A well-formed answer from the call process: the JSON object, the trailer's numbers.
+struct call_answer {
+  std::string json;
+  bool fresh = false;
+  int64_t cpu_us = 0;
+  int64_t faults = 0;
+};
+
+std::optional<call_answer> split_answer(std::string& out) {
+  auto nul = out.rfind('\0');
+  if (nul == std::string::npos || nul == 0) return std::nullopt;
+  call_answer a;
+  int fresh = 0;
+  long long cpu = 0, faults = 0;
+  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld", &fresh, &cpu, &faults) != 3)
+    return std::nullopt;
+  out.resize(nul);
+  if (out.front() != '{' || out.back() != '}' || !nlohmann::json::accept(out)) return std::nullopt;
+  a.json = std::move(out);
+  a.fresh = fresh == 1;
+  a.cpu_us = cpu;
+  a.faults = faults;
+  return a;
+}
+
+// Runs one call on `sp` (consumed). When the call process answered properly, the answer goes
+// out before the process is reaped (`pending_reap` is set; its exit is not the caller's wait).
+std::string run_call(spare& sp, const call_header& header, std::string_view payload, bool& fresh,
+                     pid_t& pending_reap) {
+  fresh = false;
+  pending_reap = -1;
   if (sp.pid < 0)
     return error_json("crashed", "OSError", std::string{"fork: "} + std::strerror(errno));
   auto started = wire::clock::now();
+  auto deadline = started + milliseconds(header.timeout_ms);
   auto sent = wire::write_frame(sp.request_fd, payload);
   ::close(sp.request_fd);
   std::string out;
   // Room for the storages and the HTML (each up to the limit) plus logs and JSON framing.
   size_t max_answer = 2 * header.limits.max_output_bytes + 2 * header.limits.max_log_bytes +
                       64 * header.limits.max_log_lines + (64 << 10);
-  auto got = sent != wire::status::ok
-                 ? sent
-                 : wire::read_to_end(sp.result_fd, out, max_answer,
-                                     started + milliseconds(header.timeout_ms));
+  auto got =
+      sent != wire::status::ok ? sent : wire::read_to_end(sp.result_fd, out, max_answer, deadline);
   ::close(sp.result_fd);
   auto answered = wire::clock::now();
-  if (got != wire::status::ok) ::kill(sp.pid, SIGKILL);
-  int status = 0;
-  rusage usage{};
-  while (::wait4(sp.pid, &status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  auto reaped = wire::clock::now();
+  pid_t pid = sp.pid;
   auto fork_us = sp.fork_us;
   sp = {};
-  if (got == wire::status::timed_out) {
-    out = error_json("timeout", "TimeoutError",
-                     "the call did not finish within its timeout of " +
-                         std::to_string(header.timeout_ms) + " ms");
+  std::optional<call_answer> answer;
+  if (got == wire::status::ok) answer = split_answer(out);
+  std::string result;
+  int64_t cpu_us = 0, faults = 0;
+  if (answer) {
+    ::kill(pid, SIGKILL);  // it has nothing left to do but exit; make sure it does
+    pending_reap = pid;
+    fresh = answer->fresh;
+    cpu_us = answer->cpu_us;
+    faults = answer->faults;
+    result = std::move(answer->json);
+  } else if (got == wire::status::timed_out) {
+    reap(pid, answered);
+    result = error_json("timeout", "TimeoutError",
+                        "the call did not finish within its timeout of " +
+                            std::to_string(header.timeout_ms) + " ms");
   } else if (got == wire::status::too_large) {
-    out = error_json("output_limit", "ValueError",
-                     "the call's answer exceeded " + std::to_string(max_answer) + " bytes");
+    reap(pid, answered);
+    result = error_json("output_limit", "ValueError",
+                        "the call's answer exceeded " + std::to_string(max_answer) + " bytes");
   } else {
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    bool clean = code == 0 || code == exit_ok_fresh_template;
-    if (!clean || out.empty()) {
-      out = classify_exit(status, header);
-    } else if (out.front() != '{' || out.back() != '}' || !nlohmann::json::accept(out)) {
-      // The handler wrote on the answer pipe itself.
-      out = error_json("crashed", "SandboxError",
-                       "the call process sent a malformed answer (did the handler write to its "
-                       "descriptors?)");
-    }
-    fresh_template = code == exit_ok_fresh_template;
+    // No proper answer: how the process ended says why (it may still be running if a handler
+    // closed the pipe itself; it gets until the deadline).
+    int status = reap(pid, deadline);
+    bool exited_cleanly = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    result = !exited_cleanly ? classify_exit(status, header)
+                             : error_json("crashed", "SandboxError",
+                                          "the call process sent a malformed answer (did the "
+                                          "handler write to or close its descriptors?)");
   }
   // Where the time went, for the benchmarks' overhead figures: the fork (done before the call
-  // arrived), the call process from receiving the request to its answer, its exit until reaped,
-  // and the CPU time and page faults of its whole life .
-  auto cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1'000'000 +
-                usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
-  out.pop_back();
-  out += R"(,"zygote_us":{"fork":)" + std::to_string(fork_us) + R"(,"call":)" +
-         std::to_string(micros(answered - started)) + R"(,"reap":)" +
-         std::to_string(micros(reaped - answered)) + R"(},"process":{"cpu_us":)" +
-         std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(usage.ru_minflt) + "}}";
-  return out;
+  // arrived), the call process from receiving the request to its answer, and the CPU time and
+  // page faults of the call process until it answered.
+  result.pop_back();
+  result += R"(,"zygote_us":{"fork":)" + std::to_string(fork_us) + R"(,"call":)" +
+            std::to_string(micros(answered - started)) + R"(},"process":{"cpu_us":)" +
+            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults) + "}}";
+  return result;
 }
 
 }  // namespace
@@ -260,14 +320,18 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
     auto parts = wire::split_request(payload);
     call_header header;
     std::string problem;
-    bool fresh_template = false;
+    bool fresh = false;
+    pid_t pending_reap = -1;
     bool ran = parse_header(parts.header, header, problem);
-    std::string answer = ran ? run_call(next, header, payload, fresh_template)
+    std::string answer = ran ? run_call(next, header, payload, fresh, pending_reap)
                              : error_json("bad_request", "ValueError", problem);
     if (wire::write_frame(1, answer) != wire::status::ok) return 1;
-    // Off the caller's path: clean up, learn the template, fork the next call's process.
+    // Off the caller's path: reap, clean up, learn the sources, fork the next call's process.
+    if (pending_reap > 0)
+      while (::waitpid(pending_reap, nullptr, 0) < 0 && errno == EINTR) {
+      }
     empty_dir(options.scratch_dir);
-    if (fresh_template) python.remember(std::string{parts.body});
+    if (fresh) python.remember(std::string{parts.body});
     if (ran) next = fork_spare(python, rules, options.scratch_bytes);
   }
 }
