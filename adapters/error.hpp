@@ -29,6 +29,7 @@ enum class errc : uint8_t {
   timeout,              // an actor or worker did not answer in time
   unavailable,          // shutting down, or a dependency is down
   storage_failure,      // RocksDB refused a read or write
+  sandbox_failed,       // user code failed (detail: the sandbox's JSON answer, error.kind)
   internal,             // a bug: never shown in detail to clients
 };
 

@@ -81,6 +81,16 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_millis(v, s.shutdown_grace, 0, 600'000);
      }},
+    {"server.ws_stall_timeout_ms",
+     "a WebSocket client whose next message cannot be written for this long is closed",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.ws_stall_timeout, 100, 3'600'000);
+     }},
+    {"server.ws_max_pending_bytes",
+     "WebSocket output queued for one client before it is closed as too slow",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.ws_max_pending_bytes, 65536, 1ull << 32);
+     }},
     {"storage.data_dir", "RocksDB data directory",
      [](settings& s, const std::string& v) -> apply_result {
        if (v.empty()) return "must not be empty";
@@ -92,6 +102,12 @@ const std::vector<setting_key> keys = {
     {"storage.idle_passivate_ms", "an idle storage actor is passivated after this long",
      [](settings& s, const std::string& v) {
        return parse_millis(v, s.idle_passivate, 10, 86'400'000);
+     }},
+    {"panels.demos", "import the demo panels on the first start of an empty data dir",
+     [](settings& s, const std::string& v) { return parse_bool(v, s.panel_demos); }},
+    {"panels.max_retries", "re-runs of an action whose commit conflicted, before 409",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.panel_max_retries, 0, 1000);
      }},
     {"runtime.scheduler_threads", "CAF scheduler threads (0: one per core)",
      [](settings& s, const std::string& v) {

@@ -32,10 +32,15 @@ struct settings {
   uint32_t max_json_depth = 64;
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds shutdown_grace{5000};
+  std::chrono::milliseconds ws_stall_timeout{10000};  // a WebSocket write stuck this long closes
+  uint64_t ws_max_pending_bytes = 4 << 20;           // queued WebSocket output before closing
   // [storage]
   std::string data_dir = "./data";
   bool sync = false;  // fsync every commit
   std::chrono::milliseconds idle_passivate{30000};
+  // [panels]
+  bool panel_demos = true;  // import the demo panels on the first start of an empty data dir
+  uint32_t panel_max_retries = 16;
   // [runtime]
   uint32_t scheduler_threads = 0;  // 0: CAF's default (one per core)
   // [sandbox]

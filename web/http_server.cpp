@@ -4,7 +4,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <optional>
+#include <unordered_map>
 #include <thread>
 #include <vector>
 
@@ -15,6 +17,7 @@ namespace tessera::web {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
@@ -48,6 +51,138 @@ struct http_server::impl {
 };
 
 namespace {
+
+// One WebSocket connection: reads frames for its handler, writes queued messages one at a time.
+class ws_session : public ws_connection, public std::enable_shared_from_this<ws_session> {
+ public:
+  ws_session(beast::tcp_stream&& stream, http_server::impl& server)
+      : ws_(std::move(stream)), server_(server), stall_timer_(ws_.get_executor()) {
+    ++server_.open_sessions;
+    if (auto& hub = server_.opts.ws.hub) hub->connections.Increment();
+  }
+  ~ws_session() override {
+    --server_.open_sessions;
+    if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
+  }
+
+  void start(http::request<http::string_body> req) {
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
+    ws_.set_option(websocket::stream_base::timeout{std::chrono::seconds(10),
+                                                   std::chrono::seconds(60), true});
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "tessera"); }));
+    ws_.read_message_max(server_.opts.body_limit);
+    ws_.async_accept(req, beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
+  }
+
+  void send(std::shared_ptr<const std::string> text, const std::string& panel,
+            int64_t version) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), text = std::move(text), panel,
+                                   version]() mutable {
+      self->enqueue({std::move(text), panel, version});
+    });
+  }
+
+ private:
+  struct outgoing {
+    std::shared_ptr<const std::string> text;
+    std::string panel;  // non-empty: a render of this panel
+    int64_t version = 0;
+  };
+
+  void on_accept(beast::error_code ec) {
+    if (ec) return;
+    handler_ = server_.opts.ws.open(shared_from_this());
+    read();
+  }
+
+  void read() {
+    ws_.async_read(buffer_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec) return closed();
+    auto text = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    if (buffer_.capacity() > 16 * 1024) buffer_.shrink_to_fit();  // idle connections stay small
+    if (handler_) handler_->on_message(std::move(text));
+    read();
+  }
+
+  void enqueue(outgoing item) {
+    if (closed_) return;
+    if (!item.panel.empty()) {
+      auto& latest = latest_[item.panel];
+      if (item.version < latest) return;  // older than what the client has or will get
+      latest = item.version;
+      for (auto& queued : queue_)
+        if (queued.panel == item.panel) {  // not sent yet: only the newest is worth sending
+          pending_bytes_ += item.text->size() - queued.text->size();
+          queued = std::move(item);
+          if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
+          return;
+        }
+    }
+    pending_bytes_ += item.text->size();
+    queue_.push_back(std::move(item));
+    if (pending_bytes_ > server_.opts.ws.max_pending_bytes) return close_slow();
+    if (!writing_) write_next();
+  }
+
+  void write_next() {
+    if (queue_.empty() || closed_) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    current_ = std::move(queue_.front().text);
+    queue_.erase(queue_.begin());
+    pending_bytes_ -= current_->size();
+    auto seq = ++write_seq_;
+    stall_timer_.expires_after(server_.opts.ws.stall_timeout);
+    stall_timer_.async_wait([self = shared_from_this(), seq](beast::error_code ec) {
+      if (!ec && self->writing_ && self->write_seq_ == seq) self->close_slow();
+    });
+    ws_.text(true);
+    ws_.async_write(net::buffer(*current_),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->stall_timer_.cancel();
+                      self->current_.reset();
+                      if (ec) return self->closed();
+                      if (auto& hub = self->server_.opts.ws.hub) hub->messages_sent.Increment();
+                      self->write_next();
+                    });
+  }
+
+  void close_slow() {
+    if (closed_) return;
+    if (auto& hub = server_.opts.ws.hub) hub->slow_closed.Increment();
+    runtime::log_warning("closing a WebSocket client that stopped reading");
+    closed_ = true;
+    queue_.clear();
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);  // fails the pending read and write
+  }
+
+  void closed() {
+    closed_ = true;
+    queue_.clear();
+    if (auto h = std::move(handler_)) h->on_close();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  http_server::impl& server_;
+  net::steady_timer stall_timer_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<ws_handler> handler_;
+  std::vector<outgoing> queue_;
+  std::unordered_map<std::string, int64_t> latest_;  // newest render version per panel
+  std::shared_ptr<const std::string> current_;       // being written
+  uint64_t pending_bytes_ = 0;
+  uint64_t write_seq_ = 0;
+  bool writing_ = false;
+  bool closed_ = false;
+};
 
 class session : public std::enable_shared_from_this<session> {
  public:
@@ -122,6 +257,13 @@ class session : public std::enable_shared_from_this<session> {
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == http::verb::head;
+    if (websocket::is_upgrade(req) && r.path == "/ws" && server_.opts.ws.open &&
+        !server_.draining) {
+      if (auto refusal = server_.opts.ws.check(r)) return write(std::move(*refusal), false);
+      stream_.expires_never();
+      std::make_shared<ws_session>(std::move(stream_), server_)->start(parser_->release());
+      return;
+    }
     ++server_.in_flight;
     stream_.expires_never();
     auto self = shared_from_this();

@@ -9,6 +9,10 @@
 // - A body over `body_limit` is answered 413 (before reading it, when Content-Length says so);
 //   an unparsable request 400; headers over 16 KiB 431. Such connections are closed.
 // - Shutdown: stop accepting, finish in-flight requests for at most `grace`, close the rest.
+// - WebSocket (`options::ws`): GET /ws with an upgrade is checked, then becomes a connection
+//   whose frames go to the handler (one at a time, in order) and whose sends are queued on its
+//   strand: renders of a panel coalesce (see live.hpp), and a client that stops reading is
+//   closed (stall_timeout, max_pending_bytes). Frames over `body_limit` close it.
 // Beast stays inside http_server.cpp; nothing here includes it.
 #pragma once
 
@@ -20,6 +24,7 @@
 #include <variant>
 
 #include "web/http_types.hpp"
+#include "web/live.hpp"
 
 namespace tessera::web {
 
@@ -31,6 +36,18 @@ class http_server {
     uint64_t body_limit = 1 << 20;
     unsigned threads = 1;
     std::chrono::milliseconds shutdown_grace{5000};
+    // WebSocket upgrades of GET /ws (off when `open` is empty).
+    struct websocket {
+      // A refusal (e.g. 401) to answer instead of upgrading, or nullopt to accept.
+      std::function<std::optional<response>(const request&)> check;
+      // The handler of an accepted connection; it gets the connection to send on.
+      std::function<std::shared_ptr<ws_handler>(std::shared_ptr<ws_connection>)> open;
+      std::shared_ptr<live_hub> hub;  // metrics
+      // A write that does not complete in this time, or more queued output than this, means
+      // the client stopped reading: the connection is closed.
+      std::chrono::milliseconds stall_timeout{10000};
+      uint64_t max_pending_bytes = 4 << 20;
+    } ws;
   };
   using handler = std::function<void(request, responder)>;
 

@@ -3,8 +3,11 @@
 #include <caf/all.hpp>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
+#include "actors/panel/panel_directory.hpp"
 #include "actors/sandbox/supervisor.hpp"
 #include "actors/storage/storage_directory.hpp"
 #include "adapters/error.hpp"
@@ -14,7 +17,14 @@
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
 #include "web/http_server.hpp"
+#include "web/problem.hpp"
+#include "web/import_panel.hpp"
+#include "web/live.hpp"
 #include "web/routes.hpp"
+
+namespace tessera {
+const std::map<std::string_view, std::string_view>& demo_files();  // generated (web/demo/)
+}
 
 namespace {
 
@@ -52,6 +62,42 @@ sandbox::supervisor_config sandbox_config(const config::settings& s,
   return c;
 }
 
+// The demo bundles compiled into the binary (web/demo/), in the export format.
+std::vector<std::string> demo_bundles() {
+  std::map<std::string, nlohmann::json> by_name;
+  for (auto& [path, text] : demo_files()) {
+    auto slash = path.find('/');
+    auto& b = by_name[std::string{path.substr(0, slash)}];
+    auto file = path.substr(slash + 1);
+    if (file == "metadata.json")
+      b["metadata"] = nlohmann::json::parse(text);
+    else if (file == "template.html")
+      b["template"] = std::string{text};
+    else if (file == "handler.py")
+      b["handler"] = std::string{text};
+  }
+  std::vector<std::string> out;
+  for (auto& [_, b] : by_name) out.push_back(b.dump());
+  return out;
+}
+
+// On the first start of an empty data dir, imports the demos (before serving, so the first
+// request already sees them).
+void load_demos(caf::actor_system& system, const caf::actor& panels, bool enabled) {
+  caf::scoped_actor self{system};
+  bool fresh = false;
+  self->request(panels, std::chrono::seconds(10), panel::fresh_atom::value)
+      .receive([&](bool f) { fresh = f; },
+               [](caf::error& e) { runtime::log_error("demo check failed: " + detail_of(e)); });
+  if (!fresh || !enabled) return;
+  for (auto& bundle : demo_bundles())
+    self->request(panels, std::chrono::seconds(60), panel::import_atom::value, bundle, false)
+        .receive([](const std::string&) {},
+                 [](caf::error& e) {
+                   runtime::log_error("demo import failed: " + tessera::detail_of(e));
+                 });
+}
+
 // Runs the server until SIGINT/SIGTERM; returns the process exit code.
 int serve(const config::settings& s) {
   std::error_code ec;
@@ -82,25 +128,41 @@ int serve(const config::settings& s) {
   }
   runtime::actor_metrics actor_metrics{*registry};
   sandbox::sandbox_metrics sandbox_metrics{*registry};
+  panel::panel_metrics panel_metrics{*registry};
+  auto hub = std::make_shared<web::live_hub>(*registry);
 
   // Declared before the actor system so that the I/O context outlives every actor callback.
   std::unique_ptr<web::http_server> server;
   runtime::system_config cfg{s.scheduler_threads,
                              {storage::add_storage_messages, runtime::add_committer_messages,
                               sandbox::add_sandbox_messages}};
+  // Requests that run user code may wait for a worker and then run up to the largest timeout.
+  auto slow_timeout = s.sandbox_max_timeout + s.sandbox_queue_timeout + std::chrono::seconds(15);
   caf::actor_system system{cfg};
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
   auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
   auto directory = system.spawn(
       storage::storage_directory,
-      storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6},
+      storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6, {}},
       actor_metrics.for_kind("storage"));
   if (s.sandbox_isolation == "process")
     runtime::log_info(
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "
         "seccomp only); use bwrap where user namespaces are available");
   auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
+  panel::panel_env penv{directory,
+                        sandbox,
+                        committer,
+                        [hub](const panel::render_event& e) { hub->publish(e); },
+                        &panel_metrics,
+                        s.request_timeout * 6,
+                        slow_timeout,
+                        static_cast<int>(s.panel_max_retries)};
+  auto panels = system.spawn(panel::panel_directory,
+                             panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
+  caf::anon_send(directory, storage::watch_atom::value, panels);  // storage changes -> panels
+  load_demos(system, panels, s.panel_demos);
 
   auto routes = std::make_shared<web::router>(s.api_token, *registry);
   web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
@@ -110,16 +172,37 @@ int serve(const config::settings& s) {
                           {s.sandbox_timeout, s.sandbox_max_timeout, s.sandbox_queue_timeout,
                            s.sandbox_max_memory_mb, s.sandbox_isolation},
                           sandbox);
+  web::add_panel_routes(*routes, ctx, panels, slow_timeout);
+  web::add_ui_routes(*routes);
 
+  web::http_server::options opts;
+  opts.host = s.listen.host;
+  opts.port = s.listen.port;
+  opts.body_limit = s.max_body_bytes;
+  opts.threads = s.io_threads ? s.io_threads : cores();
+  opts.shutdown_grace = s.shutdown_grace;
+  // Browsers cannot set headers on a WebSocket: the token may also come as ?token=.
+  opts.ws.check = [routes](const web::request& req) -> std::optional<web::response> {
+    auto with_query_token = req;
+    if (auto t = web::query_param(req.query, "token")) with_query_token.authorization = "Bearer " + *t;
+    if (routes->authorized(req) || routes->authorized(with_query_token)) return std::nullopt;
+    return web::problem(errc::unauthorized, "missing or wrong bearer token");
+  };
+  opts.ws.open = [ctx, panels, slow_timeout, hub](std::shared_ptr<web::ws_connection> c) {
+    return web::make_live_session(ctx, panels, slow_timeout, hub, c);
+  };
+  opts.ws.hub = hub;
+  opts.ws.stall_timeout = s.ws_stall_timeout;
+  opts.ws.max_pending_bytes = s.ws_max_pending_bytes;
   server = std::make_unique<web::http_server>(
-      web::http_server::options{s.listen.host, s.listen.port, s.max_body_bytes,
-                                s.io_threads ? s.io_threads : cores(), s.shutdown_grace},
-      [routes](web::request req, web::responder done) {
+      opts, [routes](web::request req, web::responder done) {
         routes->handle(std::move(req), std::move(done));
       });
   auto bound = server->start();
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
+    hub->stop();
+    caf::anon_send_exit(panels, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
     if (committer) caf::anon_send(committer, runtime::stop_atom::value);
@@ -131,6 +214,9 @@ int serve(const config::settings& s) {
 
   server->run();
   server->clear_handler();
+  hub->stop();  // connections closing from now on leave the actors alone
+  caf::anon_send_exit(panels, caf::exit_reason::user_shutdown);
+  panels = nullptr;
   // `routes` stays alive until the actors are done: late replies still go through it.
   caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
   sandbox = nullptr;
@@ -167,7 +253,21 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--insecure", insecure, "allow a non-loopback listen without a token");
   serve_cmd->add_flag("--sync", sync, "fsync every commit");
   serve_cmd->add_option("--set", sets, "KEY=VALUE for any config key, e.g. storage.sync=true");
+  auto* import_cmd = app.add_subcommand(
+      "import-panel", "import a panel bundle (metadata.json, template.html, handler.py) into a "
+                      "running server");
+  web::import_options import_opts;
+  import_cmd->add_option("dir", import_opts.dir, "the bundle's directory")->required();
+  import_cmd->add_option("--server", import_opts.server, "server URL (default http://127.0.0.1:8080)");
+  import_cmd->add_option("--token", import_opts.token,
+                         "bearer token (default: $TESSERA_API_TOKEN or $TESSERA_SERVER_API_TOKEN)");
+  import_cmd->add_flag("--replace", import_opts.replace, "update the panel if it exists");
   CLI11_PARSE(app, argc, argv);
+  if (import_cmd->parsed()) {
+    for (auto* name : {"TESSERA_API_TOKEN", "TESSERA_SERVER_API_TOKEN"})
+      if (auto* v = std::getenv(name); v && import_opts.token.empty()) import_opts.token = v;
+    return web::import_panel(import_opts);
+  }
 
   config::sources from;
   from.environment = config::tessera_environment();

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/sandbox/messages.hpp"
 #include "runtime/log.hpp"
 
 namespace tessera::web {
@@ -44,6 +45,8 @@ problem_entry entry(errc code) {
       return {503, "Service unavailable"};
     case errc::storage_failure:
       return {500, "Storage failure"};
+    case errc::sandbox_failed:  // shown by sandbox_problem(), with the outcome's own status
+      return {422, "Handler error"};
     case errc::internal:
       return {500, "Internal error"};
   }
@@ -90,9 +93,54 @@ response problem(unsigned status, std::string_view code, std::string_view title,
   return r;
 }
 
+namespace {
+
+struct outcome_entry {
+  unsigned status;
+  const char* title;
+};
+
+// Sandbox outcomes on HTTP: the handler's own failures are 422 (the request was understood,
+// the code it ran failed), a malformed call or code that does not compile 400, no capacity 503.
+outcome_entry outcome_status(const std::string& outcome) {
+  if (outcome == "bad_request") return {400, "Bad sandbox call"};
+  if (outcome == "syntax_error") return {400, "Syntax error"};
+  if (outcome == "invalid_handler") return {400, "Invalid handler"};
+  if (outcome == "overloaded") return {503, "Sandbox overloaded"};
+  if (outcome == "unavailable") return {503, "Sandbox unavailable"};
+  if (outcome == "timeout") return {422, "Handler timed out"};
+  if (outcome == "memory_limit") return {422, "Handler exceeded its memory limit"};
+  if (outcome == "crashed") return {422, "Handler crashed"};
+  if (outcome == "output_limit") return {422, "Handler output too large"};
+  if (outcome == "invalid_result") return {422, "Handler result cannot be stored"};
+  if (outcome == "template_error") return {422, "Template error"};
+  return {422, "Handler error"};
+}
+
+}  // namespace
+
+response sandbox_problem(const std::string& outcome, const std::string& answer) {
+  auto parsed = nlohmann::json::parse(answer, nullptr, false);
+  std::string detail = outcome;
+  nlohmann::json extra = nlohmann::json::object();
+  if (parsed.is_object()) {
+    if (auto e = parsed.find("error"); e != parsed.end() && e->is_object()) {
+      detail = e->value("message", outcome);
+      extra["error"] = *e;
+    }
+    for (auto* key : {"logs", "version"})
+      if (auto it = parsed.find(key); it != parsed.end()) extra[key] = *it;
+  }
+  auto entry = outcome_status(outcome);
+  auto res = problem(entry.status, outcome, entry.title, detail, extra.dump());
+  if (entry.status == 503) res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
+
 response problem(const caf::error& err) {
   auto code = code_of(err);
   auto detail = detail_of(err);
+  if (code == errc::sandbox_failed) return sandbox_problem(sandbox::error_kind(detail), detail);
   if (http_status(code) >= 500) {
     runtime::log_error("request failed: " + std::string{to_string(code)} +
                        (detail.empty() ? "" : ": " + detail));

@@ -21,7 +21,13 @@ response problem(errc code, const std::string& detail);
 response problem(unsigned status, std::string_view code, std::string_view title,
                  const std::string& detail, const std::string& extra);
 
-// For errors coming back from actors; logs 5xx details before hiding them.
+// A failed sandbox call: the status and title of its outcome (syntax_error 400, handler_error
+// 422, overloaded 503, ...), detail = the error's message, members `error` and `logs` from the
+// worker's JSON `answer`.
+response sandbox_problem(const std::string& outcome, const std::string& answer);
+
+// For errors coming back from actors; logs 5xx details before hiding them. sandbox_failed
+// errors become sandbox_problem() of the answer in their detail.
 response problem(const caf::error& err);
 
 }  // namespace tessera::web

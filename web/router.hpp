@@ -31,6 +31,9 @@ class router {
 
   void handle(request req, responder done) const;
 
+  // True without a token configured, or when `req` carries `Authorization: Bearer <token>`.
+  bool authorized(const request& req) const;
+
  private:
   struct route {
     std::string method;
@@ -39,7 +42,6 @@ class router {
     route_handler handler;
   };
 
-  bool authorized(const request& req) const;
   responder instrument(const std::string& pattern, const std::string& method, responder done) const;
 
   std::string api_token_;

@@ -36,6 +36,14 @@ struct sandbox_route_config {
 void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route_config& cfg,
                         const caf::actor& supervisor);
 
+// /api/panels and everything below it; `panels` speaks panel_directory.hpp's protocol.
+// `slow_timeout` bounds requests that run user code (actions, renders, code checks).
+void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels,
+                      std::chrono::milliseconds slow_timeout);
+
+// GET / (the web UI page) and GET /ui/app.js, embedded in the binary.
+void add_ui_routes(router& r);
+
 // /healthz, /readyz, /metrics.
 void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,
                     adapters::metrics_registry registry);

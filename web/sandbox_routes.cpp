@@ -12,44 +12,9 @@ namespace {
 
 using namespace tessera::sandbox;
 
-struct outcome_entry {
-  unsigned status;
-  const char* title;
-};
-
-// Sandbox outcomes on HTTP: the handler's own failures are 422 (the request was understood,
-// the code it ran failed), a malformed call 400, no capacity 503.
-outcome_entry outcome_status(const std::string& outcome) {
-  if (outcome == "bad_request") return {400, "Bad sandbox call"};
-  if (outcome == "syntax_error") return {400, "Syntax error"};
-  if (outcome == "invalid_handler") return {400, "Invalid handler"};
-  if (outcome == "overloaded") return {503, "Sandbox overloaded"};
-  if (outcome == "unavailable") return {503, "Sandbox unavailable"};
-  if (outcome == "timeout") return {422, "Handler timed out"};
-  if (outcome == "memory_limit") return {422, "Handler exceeded its memory limit"};
-  if (outcome == "crashed") return {422, "Handler crashed"};
-  if (outcome == "output_limit") return {422, "Handler output too large"};
-  if (outcome == "invalid_result") return {422, "Handler result cannot be stored"};
-  if (outcome == "template_error") return {422, "Template error"};
-  return {422, "Handler error"};
-}
-
 response result_response(const call_result& r) {
   if (is_ok(r)) return json_response(200, r.body);
-  auto answer = nlohmann::json::parse(r.body, nullptr, false);
-  std::string detail = r.outcome;
-  nlohmann::json extra = nlohmann::json::object();
-  if (answer.is_object()) {
-    if (auto e = answer.find("error"); e != answer.end() && e->is_object()) {
-      detail = e->value("message", r.outcome);
-      extra["error"] = *e;
-    }
-    if (auto logs = answer.find("logs"); logs != answer.end()) extra["logs"] = *logs;
-  }
-  auto entry = outcome_status(r.outcome);
-  auto res = problem(entry.status, r.outcome, entry.title, detail, extra.dump());
-  if (entry.status == 503) res.headers.emplace_back("Retry-After", "1");
-  return res;
+  return sandbox_problem(r.outcome, r.body);
 }
 
 std::chrono::milliseconds ask_timeout(const sandbox_route_config& cfg, uint32_t timeout_ms) {

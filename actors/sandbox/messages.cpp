@@ -26,6 +26,14 @@ call_result failed_result(std::string_view kind, std::string_view type,
   return {std::string{kind}, j.dump(), 0, 0};
 }
 
+std::string error_kind(std::string_view answer) {
+  auto parsed = nlohmann::json::parse(answer, nullptr, false);
+  if (parsed.is_object())
+    if (auto e = parsed.find("error"); e != parsed.end() && e->is_object())
+      if (auto k = e->find("kind"); k != e->end() && k->is_string()) return k->get<std::string>();
+  return "handler_error";
+}
+
 void add_sandbox_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<call>("sandbox_call");
   cfg.add_message_type<call_result>("sandbox_result");

@@ -60,6 +60,9 @@ bool is_ok(const call_result& r);
 // A result the server writes itself: {"ok":false,"error":{kind,type,message},"logs":[]}.
 call_result failed_result(std::string_view kind, std::string_view type, const std::string& message);
 
+// The error kind of a failed call's JSON answer ("handler_error" when it names none).
+std::string error_kind(std::string_view answer);
+
 void add_sandbox_messages(caf::actor_system_config& cfg);
 
 }  // namespace tessera::sandbox

@@ -10,6 +10,9 @@ void add_storage_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<storage_summary>>("std::vector<storage_summary>");
   cfg.add_message_type<storage_page>("storage_page");
   cfg.add_message_type<version_list>("version_list");
+  cfg.add_message_type<txn_entry>("txn_entry");
+  cfg.add_message_type<std::vector<txn_entry>>("std::vector<txn_entry>");
+  cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
 }
 
 bool valid_storage_id(const std::string& id) {

@@ -27,6 +27,14 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
+// Multi-storage transactions (transaction.hpp) and change notifications.
+using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
+using prepared_atom = caf::atom_constant<caf::atom("prepared")>;
+using refused_atom = caf::atom_constant<caf::atom("refused")>;
+using changed_atom = caf::atom_constant<caf::atom("changed")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using lock_atom = caf::atom_constant<caf::atom("lock")>;
+using locked_atom = caf::atom_constant<caf::atom("locked")>;
 
 // One storage as it is after a read or a write.
 struct storage_record {
@@ -63,6 +71,20 @@ struct storage_page {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, storage_page& x) {
   return f(caf::meta::type_name("storage_page"), x.items, x.next_after);
+}
+
+// One storage in a multi-storage transaction: it must be at `expected` (0: absent) when the
+// transaction commits; `data` is its new JSON object, or empty when it only must not change.
+// A locked transaction's snapshot uses the same shape: the version and data it holds.
+struct txn_entry {
+  std::string id;
+  int64_t expected = 0;
+  std::string data;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, txn_entry& x) {
+  return f(caf::meta::type_name("txn_entry"), x.id, x.expected, x.data);
 }
 
 // If-Match versions; empty means unconditional.

@@ -87,6 +87,29 @@ class storage_owner {
     return with_data(next_version(), std::move(merged));
   }
 
+  // The change a transaction step makes: the storage must be at `expected` (0: absent); an
+  // empty `data` only checks that (nullopt: nothing to write).
+  caf::expected<std::optional<change>> prepare(int64_t expected, const std::string& data) const {
+    if (load_error_) return load_error_;
+    int64_t current = record_ ? record_->version : 0;
+    if (current != expected)
+      return make_error(errc::conflict, "storage '" + id_ + "' is at version " +
+                                            std::to_string(current) + ", not " +
+                                            std::to_string(expected));
+    if (data.empty()) return std::optional<change>{};
+    auto c = record_ ? replace(data, {}) : create(data);
+    if (!c) return c.error();
+    return std::optional<change>{std::move(*c)};
+  }
+
+  int64_t version() const { return record_ ? record_->version : 0; }
+
+  // Makes a record a locked transaction committed the current state.
+  void apply_committed(storage_record r) {
+    document_ = nlohmann::json::parse(r.data, nullptr, false);
+    record_ = std::move(r);
+  }
+
   caf::expected<change> erase(const version_list& if_match) const {
     if (auto err = check_write(if_match)) return err;
     return change{std::nullopt, nullptr, *record_, {storage_key(id_), {}, true}};
@@ -145,7 +168,11 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
       self->send(directory, passivate_atom::value, owner->id(), *handled);
     return err;
   };
-  auto commit = [self, env, owner, fail](caf::expected<change> c) -> caf::result<storage_record> {
+  auto changed = [self, env, owner] {
+    if (env.changes) self->send(env.changes, changed_atom::value, owner->id(), owner->version());
+  };
+  auto commit = [self, env, owner, fail,
+                 changed](caf::expected<change> c) -> caf::result<storage_record> {
     if (!c) return fail(std::move(c.error()));
     auto rp = self->make_response_promise<storage_record>();
     auto pending = std::make_shared<change>(std::move(*c));
@@ -158,6 +185,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
               auto reply = pending->reply;
               owner->apply(std::move(*pending));
               rp.deliver(std::move(reply));
+              changed();
             },
             [=](caf::error& err) mutable {
               rp.deliver(err);
@@ -165,6 +193,27 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
               if (code_of(err) != errc::storage_failure) self->quit(err);
             });
     return rp;
+  };
+  // A transaction step (transaction.hpp): check the version, hand T the write op, wait for T.
+  auto prepare = [self, env, owner, changed](caf::actor txn, int64_t expected,
+                                             const std::string& data) {
+    auto step = owner->prepare(expected, data);
+    if (!step) {
+      self->send(txn, refused_atom::value, owner->id(), std::move(step.error()));
+      return;
+    }
+    auto pending = std::make_shared<std::optional<change>>(std::move(*step));
+    std::vector<adapters::write_op> ops;
+    if (*pending) ops.push_back(std::move((*pending)->op));  // apply() needs only the record
+    self->request(txn, env.commit_timeout, prepared_atom::value, owner->id(), std::move(ops))
+        .await(
+            [=](bool committed) {
+              if (!committed || !*pending) return;
+              if (env.commits) env.commits->Increment();
+              owner->apply(std::move(**pending));
+              changed();
+            },
+            [=](caf::error& err) { self->quit(err); });
   };
   return {
       [=](read_atom, const std::string&) -> caf::result<storage_record> {
@@ -188,6 +237,26 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
       [=](erase_atom, const std::string&, const version_list& m) {
         ++*handled;
         return commit(owner->erase(m));
+      },
+      [=](prepare_atom, const std::string&, int64_t expected, const std::string& data) {
+        ++*handled;
+        prepare(caf::actor_cast<caf::actor>(self->current_sender()), expected, data);
+      },
+      [=](lock_atom, const std::string&) {
+        ++*handled;
+        // Locked until T answers with the record it committed (version 0: unchanged).
+        auto txn = caf::actor_cast<caf::actor>(self->current_sender());
+        auto current = owner->read();
+        storage_record held = current ? *current : storage_record{owner->id(), "{}", 0, 0, 0};
+        self->request(txn, env.commit_timeout, locked_atom::value, std::move(held))
+            .await(
+                [=](storage_record& next) {
+                  if (next.version == 0) return;
+                  if (env.commits) env.commits->Increment();
+                  owner->apply_committed(std::move(next));
+                  changed();
+                },
+                [=](caf::error& err) { self->quit(err); });  // outcome unknown: reload
       },
       [=](retire_atom) { self->quit(); },
       caf::after(env.idle_passivate) >>

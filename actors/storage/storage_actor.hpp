@@ -15,7 +15,21 @@
 //       shallow merge of top-level keys; a key set to null is removed
 //   (erase_atom, id, version_list if_match)          -> the erased record | not_found |
 //                                                       precondition_failed
+//   (prepare_atom, id, int64_t expected, data)       -> no reply; a step of a transaction
+//       (transaction.hpp) sent by the transaction actor T. If the storage is not at `expected`
+//       (0: absent) it sends T (refused_atom, id, error). Otherwise it requests
+//       (prepared_atom, id, std::vector<write_op>) from T (the ops are empty when `data` is
+//       empty: validate only) and handles nothing else until T answers: true (T committed the
+//       ops: the change becomes current) or false (aborted: nothing changes). An error
+//       (T died, or no answer within commit_timeout) leaves the outcome unknown: the actor
+//       quits, so the next activation reads what RocksDB holds.
+//   (lock_atom, id)                                  -> no reply; a step of a locked
+//       transaction: requests (locked_atom, storage_record) from T (version 0 when absent) and
+//       handles nothing else until T answers with the storage_record it committed for this
+//       storage (version 0: unchanged). An error leaves the outcome unknown: the actor quits.
 //   (retire_atom)                                    -> quits (from the directory only)
+// After every change it sends (changed_atom, id, int64_t version) to env.changes when set
+// (version 0: erased); the directory sets env.changes on (watch_atom, actor).
 // Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or
 // invalid_argument (data is not a JSON object). Writes go through the group committer; the actor
 // handles nothing else while a commit is pending; a commit that times out (env.commit_timeout)
@@ -49,6 +63,7 @@ struct storage_env {
   // many scheduler threads contends inside RocksDB, and an fsync would block the scheduler).
   caf::actor committer;
   std::chrono::milliseconds commit_timeout{30000};
+  caf::actor changes;  // optional: told (changed_atom, id, version) after every change
 };
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,

@@ -1,5 +1,7 @@
 #include "actors/storage/storage_codec.hpp"
 
+#include <algorithm>
+
 #include <charconv>
 
 namespace tessera::storage {
@@ -33,6 +35,12 @@ std::optional<storage_record> decode(std::string_view id, std::string_view value
   if (p != end) return std::nullopt;
   r.data = std::string{value.substr(newline + 1)};
   return r;
+}
+
+storage_record next_record(const storage_record& current, std::string data, int64_t now_ms) {
+  if (current.version == 0) return {current.id, std::move(data), 1, now_ms, now_ms};
+  return {current.id, std::move(data), current.version + 1, current.created_at,
+          std::max(now_ms, current.updated_at)};
 }
 
 }  // namespace tessera::storage

@@ -20,6 +20,9 @@ std::string storage_key(std::string_view id);
 
 std::string encode(const storage_record& r);
 
+// The record after a change of `current` (version 0: absent) to `data` at time `now_ms`.
+storage_record next_record(const storage_record& current, std::string data, int64_t now_ms);
+
 std::optional<storage_record> decode(std::string_view id, std::string_view value);
 
 }  // namespace tessera::storage

@@ -57,6 +57,9 @@ class directory {
     return it->second.handle;
   }
 
+  // Storage actors activated from now on report their changes to `sink`.
+  void watch(caf::actor sink) { env_.changes = std::move(sink); }
+
   void passivate(const std::string& id, uint64_t handled, const caf::strong_actor_ptr& sender) {
     auto it = live_.find(id);
     if (it == live_.end() || it->second.handle != caf::actor_cast<caf::actor>(sender) ||
@@ -140,6 +143,15 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
         if (!valid_storage_id(id)) return bad_id(id);
         return self->delegate(dir->route(id), a, id, std::move(m));
       },
+      [=](prepare_atom a, const std::string& id, int64_t expected, std::string& data) {
+        if (!valid_storage_id(id)) {
+          self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
+                     bad_id(id));
+          return;
+        }
+        self->delegate(dir->route(id), a, id, expected, std::move(data));
+      },
+      [=](watch_atom, const caf::actor& sink) { dir->watch(sink); },
       [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<caf::message> {
         if (limit < 1 || limit > 1000)
           return make_error(errc::invalid_argument, "limit must be between 1 and 1000");

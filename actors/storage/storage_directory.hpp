@@ -8,6 +8,10 @@
 //   (list_atom, std::string after, uint32_t limit) -> storage_page, ids in byte order after
 //       `after` (exclusive), at most `limit` (1..1000); served by a detached catalog actor
 //       reading RocksDB directly, which is exact because every acknowledged write is on disk
+//   (prepare_atom, id, expected, data) -> as storage_actor (a transaction step; a bad id is
+//       refused with invalid_argument)
+//   (watch_atom, caf::actor sink) -> no reply; storage actors activated afterwards tell `sink`
+//       (changed_atom, id, version) after each change. Send it before serving requests.
 //   (ready_atom) -> bool: RocksDB answers a read
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
 //       `handled` equals the number of messages delegated to it, so no request is ever lost or

@@ -33,7 +33,7 @@ struct fixture {
   caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
 
   caf::actor start(std::chrono::milliseconds idle = 30s) {
-    return sys.spawn(storage_directory, storage_env{store, idle, nullptr, committer, 5s}, kind);
+    return sys.spawn(storage_directory, storage_env{store, idle, nullptr, committer, 5s, {}}, kind);
   }
 
   template <class T = storage_record, class... Ts>

@@ -1,0 +1,47 @@
+// Messages of the panel area (see panel_directory.hpp and panel_actor.hpp for the protocols).
+//
+// Like storages, panel definitions travel as JSON text: the web layer parses and bounds the
+// request body, the actors validate fields (panel_codec.hpp). Successful replies are JSON text
+// the web layer sends as is; errors are tessera errc values. A failure of user code (a template
+// or handler that does not compile, a handler exception, a template error) is
+// errc::sandbox_failed whose detail is the sandbox's JSON answer ({"ok":false,"error":{kind,
+// ...},"logs"}), so the web layer can show the kind, message, line and logs.
+#pragma once
+
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace tessera::panel {
+
+using list_atom = caf::atom_constant<caf::atom("plist")>;
+using get_atom = caf::atom_constant<caf::atom("pget")>;
+using create_atom = caf::atom_constant<caf::atom("pcreate")>;
+using update_atom = caf::atom_constant<caf::atom("pupdate")>;
+using erase_atom = caf::atom_constant<caf::atom("perase")>;
+using render_atom = caf::atom_constant<caf::atom("prender")>;
+using action_atom = caf::atom_constant<caf::atom("paction")>;
+using export_atom = caf::atom_constant<caf::atom("pexport")>;
+using import_atom = caf::atom_constant<caf::atom("pimport")>;
+using subscribe_atom = caf::atom_constant<caf::atom("psub")>;
+using unsubscribe_atom = caf::atom_constant<caf::atom("punsub")>;
+using bound_atom = caf::atom_constant<caf::atom("pbound")>;
+using gone_atom = caf::atom_constant<caf::atom("pgone")>;
+using fresh_atom = caf::atom_constant<caf::atom("pfresh")>;
+
+// What a panel actor publishes for its subscribers (the web layer fans it out).
+struct render_event {
+  enum class kind { render, render_error, deleted };
+  kind what = kind::render;
+  std::string panel;
+  int64_t version = 0;
+  std::string body;  // render: the HTML; render_error: the sandbox's JSON answer; deleted: ""
+};
+
+// Called on a panel actor's thread for every render of a panel that has subscribers; must not
+// block (the web layer posts the message to each connection's strand).
+using render_sink = std::function<void(const render_event&)>;
+
+}  // namespace tessera::panel

@@ -1,0 +1,457 @@
+#include "actors/panel/panel_actor.hpp"
+
+#include <caf/all.hpp>
+#include <deque>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "actors/panel/panel_ops.hpp"
+#include "actors/sandbox/messages.hpp"
+#include "actors/storage/messages.hpp"
+#include "actors/storage/transaction.hpp"
+#include "adapters/error.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/committer.hpp"
+
+namespace tessera::panel {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+using reply_promise = caf::typed_response_promise<std::string>;
+
+struct pending_action {
+  std::string action;
+  std::string payload;
+  reply_promise rp;
+  clock::time_point start = clock::now();
+  int attempts = 0;
+};
+
+// The outcome of a render: what subscribers and GET /render get.
+struct rendered {
+  bool ok = false;
+  int64_t version = 0;
+  std::string body;  // ok: HTML; else the sandbox's JSON answer (with "version")
+};
+
+std::string render_reply(const rendered& r) {
+  return json{{"html", r.body}, {"version", r.version}}.dump();
+}
+
+caf::error render_failure(const rendered& r) { return make_error(errc::sandbox_failed, r.body); }
+
+class panel_state {
+ public:
+  panel_state(caf::event_based_actor* self, panel_env env, caf::actor directory, panel_record r)
+      : self_(self), env_(std::move(env)), directory_(std::move(directory)), rec_(std::move(r)) {}
+
+  const panel_record& record() const { return rec_; }
+
+  // --- renders -------------------------------------------------------------------------------
+
+  caf::result<std::string> render(bool subscribe) {
+    if (subscribe) ++watchers_;
+    auto rp = self_->make_response_promise<std::string>();
+    if (cache_valid_) {
+      if (cache_.ok)
+        rp.deliver(render_reply(cache_));
+      else
+        rp.deliver(render_failure(cache_));
+      return rp;
+    }
+    waiters_.push_back(rp);
+    start_render();
+    return rp;
+  }
+
+  void unsubscribe() {
+    if (watchers_ > 0) --watchers_;
+  }
+
+  void storage_changed(const std::string& id, int64_t version) {
+    if (cache_valid_) {
+      auto it = cache_versions_.find(id);
+      if (it != cache_versions_.end() && it->second == version) return;  // the state we show
+    }
+    changed();
+  }
+
+  // --- actions -------------------------------------------------------------------------------
+
+  caf::result<std::string> action(std::string name, std::string payload) {
+    auto rp = self_->make_response_promise<std::string>();
+    if (rec_.handler.empty()) {
+      rp.deliver(make_error(errc::invalid_argument, "panel '" + rec_.id + "' has no handler"));
+      return rp;
+    }
+    actions_.push_back({std::move(name), std::move(payload), rp});
+    if (!acting_) next_action();
+    return rp;
+  }
+
+  // --- definition ----------------------------------------------------------------------------
+
+  // Updates run one at a time, each validated against the result of the previous one.
+  caf::result<std::string> update(std::string body, std::vector<std::string> allowed,
+                                  storage::version_list if_match) {
+    auto rp = self_->make_response_promise<std::string>();
+    updates_.push_back([this, rp, body = std::move(body), allowed = std::move(allowed),
+                        if_match = std::move(if_match)]() mutable {
+      run_update(body, allowed, if_match, [this, rp](caf::expected<std::string> r) mutable {
+        if (r)
+          rp.deliver(std::move(*r));
+        else
+          rp.deliver(r.error());
+        updates_.pop_front();
+        if (!updates_.empty()) updates_.front()();
+      });
+    });
+    if (updates_.size() == 1) updates_.front()();
+    return rp;
+  }
+
+  caf::result<std::string> erase() {
+    auto rp = self_->make_response_promise<std::string>();
+    std::vector<adapters::write_op> ops{{panel_key(rec_.id), {}, true}};
+    self_->request(env_.committer, env_.request_timeout, runtime::commit_atom::value, ops)
+        .await(
+            [this, rp](caf::ok_atom) mutable {
+              if (env_.sink) env_.sink({render_event::kind::deleted, rec_.id, 0, {}});
+              self_->send(directory_, gone_atom::value, rec_.id);
+              auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
+              for (auto& a : actions_) a.rp.deliver(gone);
+              for (auto& w : waiters_) w.deliver(gone);
+              actions_.clear();
+              waiters_.clear();
+              rp.deliver(std::string{R"({"success":true})"});
+              self_->quit();
+            },
+            [rp](caf::error& err) mutable { rp.deliver(err); });
+    return rp;
+  }
+
+  caf::result<std::string> export_bundle() {
+    auto rp = self_->make_response_promise<std::string>();
+    read_snapshot(self_, env_, rec_.storage_ids, [this, rp](caf::expected<snapshot> s) mutable {
+      if (!s) { rp.deliver(s.error()); return; }
+      auto meta = metadata_json(rec_);
+      json storages = json::object();
+      for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
+      meta["storages"] = std::move(storages);
+      rp.deliver(
+          json{{"metadata", meta}, {"template", rec_.template_}, {"handler", rec_.handler}}.dump());
+    });
+    return rp;
+  }
+
+ private:
+  // Check the new code, create new storages, write the record, then make it current.
+  void run_update(const std::string& body, const std::vector<std::string>& allowed,
+                  const storage::version_list& if_match,
+                  std::function<void(caf::expected<std::string>)> done) {
+    auto next = apply_update(rec_, json::parse(body, nullptr, false), allowed);
+    if (!next) return done(next.error());
+    if (!if_match.empty() &&
+        std::find(if_match.begin(), if_match.end(), rec_.version) == if_match.end())
+      return done(make_error(errc::precondition_failed, "panel '" + rec_.id + "' is at version " +
+                                                            std::to_string(rec_.version)));
+    auto candidate = std::make_shared<panel_record>(std::move(*next));
+    auto write = [this, candidate, done]() {
+      candidate->version = rec_.version + 1;
+      candidate->updated_at = std::max(runtime::now_ms(), rec_.updated_at);
+      std::vector<adapters::write_op> ops{{panel_key(rec_.id), encode(*candidate), false}};
+      self_->request(env_.committer, env_.request_timeout, runtime::commit_atom::value, ops)
+          .then(
+              [this, candidate, done](caf::ok_atom) {
+                bool rebound = candidate->storage_ids != rec_.storage_ids;
+                rec_ = *candidate;
+                if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
+                changed();
+                done(to_json(rec_).dump());
+              },
+              [done](caf::error& err) { done(err); });
+    };
+    auto create_storages = [this, candidate, write, done](caf::error err) {
+      if (err) return done(err);
+      ensure_storages(self_, env_, candidate->storage_ids, {}, [write, done](caf::error e) {
+        if (e) return done(e);
+        write();
+      });
+    };
+    if (candidate->template_ != rec_.template_ || candidate->handler != rec_.handler)
+      check_code(self_, env_, *candidate, create_storages);
+    else
+      create_storages({});
+  }
+
+  // Something the cached render showed has changed.
+  void changed() {
+    if (rendering_ && generation_ != render_generation_ && env_.metrics)
+      env_.metrics->count_coalesced();  // a render of a newer state is already due
+    ++generation_;
+    cache_valid_ = false;
+    if (watchers_ > 0) start_render();
+  }
+
+  int64_t version_of(const snapshot& s) const {
+    int64_t v = rec_.version;
+    for (auto& [_, entry] : s) v += entry.version;
+    return v;
+  }
+
+  void start_render() {
+    if (rendering_) return;  // render_done() starts another if the state moved on
+    rendering_ = true;
+    render_generation_ = generation_;
+    auto started = clock::now();
+    read_snapshot(self_, env_, rec_.storage_ids, [this, started](caf::expected<snapshot> s) {
+      if (!s) return render_done(started, {}, s.error(), {});
+      auto version = version_of(*s);
+      auto versions = versions_of(*s);
+      sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr)};
+      self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
+          .then(
+              [this, started, version, versions](sandbox::call_result& r) {
+                rendered out{sandbox::is_ok(r), version, {}};
+                if (out.ok) {
+                  auto answer = json::parse(r.body, nullptr, false);
+                  out.body = answer.is_object() ? answer.value("html", "") : "";
+                } else {
+                  auto answer = json::parse(r.body, nullptr, false);
+                  if (answer.is_object()) answer["version"] = version;
+                  out.body = answer.dump();
+                }
+                render_done(started, std::move(out), {}, versions);
+              },
+              [this, started](caf::error& err) { render_done(started, {}, err, {}); });
+    });
+  }
+
+  void render_done(clock::time_point started, rendered out, caf::error err,
+                   std::map<std::string, int64_t> versions) {
+    rendering_ = false;
+    if (env_.metrics)
+      env_.metrics->count_render(err ? std::string{to_string(code_of(err))}
+                                 : out.ok ? "ok"
+                                          : sandbox::error_kind(out.body),
+                                 clock::now() - started);
+    auto waiting = std::move(waiters_);
+    waiters_.clear();
+    if (err) {
+      for (auto& w : waiting) w.deliver(err);
+    } else {
+      if (generation_ == render_generation_) remember(out, std::move(versions));
+      for (auto& w : waiting) {
+        if (out.ok)
+          w.deliver(render_reply(out));
+        else
+          w.deliver(render_failure(out));
+      }
+      publish(out);
+    }
+    if ((watchers_ > 0 && generation_ != render_generation_) || !waiters_.empty())
+      start_render();
+  }
+
+  void remember(const rendered& out, std::map<std::string, int64_t> versions) {
+    cache_ = out;
+    cache_versions_ = std::move(versions);
+    cache_valid_ = true;
+  }
+
+  void publish(const rendered& out) {
+    if (watchers_ == 0 || !env_.sink) return;
+    env_.sink({out.ok ? render_event::kind::render : render_event::kind::render_error, rec_.id,
+               out.version, out.body});
+  }
+
+  // Runs the action at the queue's head: optimistically (read, run, commit if nothing
+  // changed meanwhile) up to env.max_retries conflicts, then once more with its storages
+  // locked, which cannot conflict.
+  void next_action() {
+    if (actions_.empty()) {
+      acting_ = false;
+      return;
+    }
+    acting_ = true;
+    auto generation = generation_;
+    if (actions_.front().attempts > env_.max_retries) return locked_action(generation);
+    read_snapshot(self_, env_, rec_.storage_ids, [this, generation](caf::expected<snapshot> s) {
+      if (!s) return finish_action(s.error());
+      auto snap = std::make_shared<snapshot>(std::move(*s));
+      call_handler(*snap, [this, snap, generation](caf::expected<json> answer) {
+        if (!answer) return finish_action(answer.error());
+        commit_optimistic(std::move(*snap), std::move(*answer), generation);
+      });
+    });
+  }
+
+  // Runs on_action on `s` in the sandbox; the answer's "changed" is checked: the answer is
+  // untrusted (a hostile handler can forge it), so only bound storages holding objects pass.
+  void call_handler(const snapshot& s, std::function<void(caf::expected<json>)> done) {
+    auto& a = actions_.front();
+    sandbox::call c{sandbox::call_kind::action, call_body(rec_, s, &a.action, &a.payload)};
+    auto bound = versions_of(s);
+    self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
+        .then(
+            [this, done, bound](sandbox::call_result& r) {
+              if (!sandbox::is_ok(r)) return done(make_error(errc::sandbox_failed, r.body));
+              auto answer = json::parse(r.body, nullptr, false);
+              if (!answer.is_object()) answer = json::object();
+              if (!answer.contains("changed") || !answer["changed"].is_object())
+                answer["changed"] = json::object();
+              for (auto& [id, data] : answer["changed"].items())
+                if (!bound.count(id) || !data.is_object())
+                  return done(make_error(
+                      errc::sandbox_failed,
+                      sandbox::failed_result("invalid_result", "ValueError",
+                                             "the handler returned storage '" + id +
+                                                 "', which is not an object bound to panel '" +
+                                                 rec_.id + "'")
+                          .body));
+              done(std::move(answer));
+            },
+            [done](caf::error& err) { done(err); });
+  }
+
+  void commit_optimistic(snapshot s, json answer, uint64_t generation) {
+    const json& changed = answer["changed"];
+    std::vector<storage::txn_entry> entries;
+    for (auto& [id, entry] : s)
+      entries.push_back({id, entry.version, changed.contains(id) ? changed[id].dump() : ""});
+    auto txn =
+        self_->spawn(storage::transaction, env_.storages, env_.committer, env_.request_timeout);
+    self_
+        ->request(txn, env_.request_timeout + std::chrono::seconds(1),
+                  runtime::commit_atom::value, std::move(entries))
+        .then(
+            [this, snap = std::move(s), answer, generation](caf::ok_atom) mutable {
+              committed(snap, answer, generation);
+            },
+            [this](caf::error& err) {
+              if (code_of(err) != errc::conflict) return finish_action(err);
+              if (env_.metrics) env_.metrics->count_conflict();
+              ++actions_.front().attempts;
+              if (env_.metrics) env_.metrics->count_retry();
+              next_action();  // the same action, on fresh state
+            });
+  }
+
+  // The last attempt: the transaction locks every bound storage first (other writers wait),
+  // hands over what they hold, and commits what the handler changed.
+  void locked_action(uint64_t generation) {
+    auto hold = env_.call_timeout + env_.request_timeout;
+    auto txn = self_->spawn(storage::transaction, env_.storages, env_.committer, hold);
+    self_->request(txn, hold, storage::lock_atom::value, rec_.storage_ids)
+        .then(
+            [this, txn, hold, generation](std::vector<storage::txn_entry>& held) {
+              snapshot s;
+              for (auto& e : held) s[e.id] = {std::move(e.data), e.expected};
+              auto snap = std::make_shared<snapshot>(std::move(s));
+              call_handler(*snap, [this, txn, hold, snap, generation](caf::expected<json> answer) {
+                std::vector<storage::txn_entry> writes;
+                if (answer)
+                  for (auto& [id, data] : (*answer)["changed"].items())
+                    writes.push_back({id, 0, data.dump()});
+                // Without writes this only unlocks the storages.
+                self_->request(txn, hold, runtime::commit_atom::value, std::move(writes))
+                    .then(
+                        [this, snap, answer, generation](caf::ok_atom) {
+                          if (!answer) return finish_action(answer.error());
+                          committed(*snap, *answer, generation);
+                        },
+                        [this](caf::error& err) { finish_action(err); });
+              });
+            },
+            [this](caf::error& err) { finish_action(err); });
+  }
+
+  void committed(snapshot s, const json& answer, uint64_t generation) {
+    const json& changed = answer["changed"];
+    for (auto& [id, _] : changed.items()) s[id].version += 1;
+    action_committed(s, answer, changed, generation);
+  }
+
+  void action_committed(const snapshot& s, const json& answer, const json& changed,
+                        uint64_t generation) {
+    auto version = version_of(s);
+    json reply = {{"success", true}, {"version", version}, {"changed", json::array()}};
+    for (auto& [id, _] : changed.items()) reply["changed"].push_back(id);
+    reply["logs"] = answer.value("logs", json::array());
+    auto html = answer.find("html");
+    if (html != answer.end() && html->is_string()) {
+      reply["html"] = *html;
+      rendered out{true, version, html->get<std::string>()};
+      // Cache only if no change we have not accounted for arrived since the snapshot.
+      if (generation_ == generation && !rendering_) remember(out, versions_of(s));
+      publish(out);
+    } else {
+      reply["html"] = nullptr;
+      if (auto e = answer.find("render_error"); e != answer.end()) reply["render_error"] = *e;
+    }
+    finish_action(reply.dump());
+  }
+
+  void finish_action(caf::expected<std::string> result) {
+    auto a = std::move(actions_.front());
+    actions_.pop_front();
+    if (env_.metrics)
+      env_.metrics->count_action(
+          result ? "ok"
+          : code_of(result.error()) == errc::sandbox_failed
+              ? sandbox::error_kind(detail_of(result.error()))
+              : std::string{to_string(code_of(result.error()))},
+          clock::now() - a.start);
+    if (result)
+      a.rp.deliver(std::move(*result));
+    else
+      a.rp.deliver(result.error());
+    next_action();
+  }
+
+  caf::event_based_actor* self_;
+  panel_env env_;
+  caf::actor directory_;
+  panel_record rec_;
+  int watchers_ = 0;
+  // The render cache: valid while nothing it showed has changed.
+  uint64_t generation_ = 0;         // +1 per change of the panel or a bound storage
+  uint64_t render_generation_ = 0;  // the generation the render in flight started at
+  bool rendering_ = false;
+  bool cache_valid_ = false;
+  rendered cache_;
+  std::map<std::string, int64_t> cache_versions_;
+  std::vector<reply_promise> waiters_;
+  std::deque<pending_action> actions_;
+  bool acting_ = false;
+  std::deque<std::function<void()>> updates_;  // the head is running
+};
+
+}  // namespace
+
+caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,
+                          panel_record record) {
+  auto st = std::make_shared<panel_state>(self, std::move(env), std::move(directory),
+                                          std::move(record));
+  return {
+      [st](get_atom, const std::string&) { return to_json(st->record()).dump(); },
+      [st](update_atom, const std::string&, std::string& body, std::vector<std::string>& allowed,
+           storage::version_list& if_match) {
+        return st->update(std::move(body), std::move(allowed), std::move(if_match));
+      },
+      [st](erase_atom, const std::string&) { return st->erase(); },
+      [st](render_atom, const std::string&) { return st->render(false); },
+      [st](subscribe_atom, const std::string&) { return st->render(true); },
+      [st](unsubscribe_atom, const std::string&) { st->unsubscribe(); },
+      [st](action_atom, const std::string&, std::string& name, std::string& payload) {
+        return st->action(std::move(name), std::move(payload));
+      },
+      [st](export_atom, const std::string&) { return st->export_bundle(); },
+      [st](storage::changed_atom, const std::string& id, int64_t version) {
+        st->storage_changed(id, version);
+      },
+  };
+}
+
+}  // namespace tessera::panel

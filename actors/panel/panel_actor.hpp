@@ -1,0 +1,56 @@
+// The actor owning one panel: its definition (panel_codec.hpp) in RocksDB under panel/<id>,
+// its render cache, its subscribers count, and the queue of its actions.
+//
+// Protocol (spawned and addressed through the panel directory; replies are JSON text unless
+// said; user-code failures are errc::sandbox_failed with the sandbox's answer as detail):
+//   (get_atom, id) -> the full panel object
+//   (update_atom, id, body, std::vector<std::string> allowed, version_list if_match)
+//       -> the full panel object | invalid_argument | precondition_failed | sandbox_failed
+//       (a template or handler that does not compile; the old one keeps serving)
+//       Applies the fields in `allowed`; new storage ids are created empty. Handled one at a
+//       time: the actor serves nothing else until the change is durable.
+//   (erase_atom, id) -> {"success":true}; publishes `deleted`, tells the directory
+//       (gone_atom, id), answers queued work not_found, quits.
+//   (render_atom, id) -> {"html","version"} | sandbox_failed (template_error, version in it)
+//   (subscribe_atom, id) -> as render_atom, and counts a subscriber: while it has any, every
+//       change of a bound storage or of the panel re-renders it and publishes the result to
+//       env.sink. (unsubscribe_atom, id) -> no reply; one subscriber less.
+//   (action_atom, id, action, payload JSON text) -> {"success":true,"html","version",
+//       "changed":[ids],"logs"[,"render_error"]} | invalid_argument (no handler) | conflict
+//       (still conflicting after env.max_retries re-runs) | sandbox_failed | timeout.
+//       Actions of one panel run one at a time in arrival order: read every bound storage
+//       (missing ones are {} at version 0), run on_action in the sandbox, then commit what it
+//       changed through a storage transaction (transaction.hpp) that also checks the unchanged
+//       ones are still at the versions read; a conflict re-reads and re-runs.
+//   (export_atom, id) -> {"metadata":{...,"storages":{id: data}},"template","handler"}
+//   (storage::changed_atom, storage_id, version) from the directory -> no reply; invalidates
+//       the render cache, re-renders when subscribed. Renders coalesce: one in flight at a time;
+//       changes meanwhile make one more render of the latest state (counted as coalesced).
+// `version` of a render = panel version + the versions of its bound storages.
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <chrono>
+
+#include "actors/panel/messages.hpp"
+#include "actors/panel/panel_codec.hpp"
+#include "actors/panel/panel_metrics.hpp"
+
+namespace tessera::panel {
+
+struct panel_env {
+  caf::actor storages;   // storage directory
+  caf::actor sandbox;    // sandbox supervisor
+  caf::actor committer;  // group committer
+  render_sink sink;      // optional
+  panel_metrics* metrics = nullptr;
+  std::chrono::milliseconds request_timeout{5000};  // storage reads, commits
+  std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included
+  int max_retries = 16;
+};
+
+caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,
+                          panel_record record);
+
+}  // namespace tessera::panel

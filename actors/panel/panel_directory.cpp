@@ -1,0 +1,303 @@
+#include "actors/panel/panel_directory.hpp"
+
+#include <caf/all.hpp>
+#include <set>
+#include <unordered_map>
+
+#include "actors/panel/panel_ops.hpp"
+#include "actors/storage/messages.hpp"
+#include "adapters/error.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/committer.hpp"
+#include "runtime/log.hpp"
+
+namespace tessera::panel {
+namespace {
+
+using json = nlohmann::json;
+using reply_promise = caf::typed_response_promise<std::string>;
+
+constexpr std::string_view started_key = "meta/started";
+const std::vector<std::string> all_fields = {"title", "desc",        "icon",     "size",
+                                             "storage_ids", "template", "handler"};
+
+caf::error not_found(const std::string& id) {
+  return make_error(errc::not_found, "panel '" + id + "' does not exist");
+}
+
+class directory {
+ public:
+  directory(caf::event_based_actor* self, directory_config cfg)
+      : self_(self), cfg_(std::move(cfg)) {}
+
+  // Spawns an actor for every panel on disk.
+  void load() {
+    auto rows = cfg_.store->scan(key_prefix, "", 1'000'000);
+    if (!rows) {
+      runtime::log_error("cannot read panels: " + detail_of(rows.error()));
+      return;
+    }
+    for (auto& [key, value] : *rows) {
+      auto r = decode(value);
+      if (!r) {
+        runtime::log_error("unreadable panel record " + key + ", skipped");
+        continue;
+      }
+      start(std::move(*r));
+    }
+  }
+
+  // True on the first start of a data dir that holds no storage and no panel (then the caller
+  // imports the demos); marks the data dir as started either way.
+  bool first_start() {
+    auto marker = cfg_.store->get(started_key);
+    if (!marker || *marker) return false;
+    auto storages = cfg_.store->scan("storage/", "", 1);
+    bool fresh = storages && storages->empty() && live_.empty();
+    auto err = cfg_.store->write({{std::string{started_key}, std::to_string(runtime::now_ms())}});
+    return fresh && !err;
+  }
+
+  // A panel actor that stopped without being deleted restarts from RocksDB.
+  void down(const caf::actor_addr& source) {
+    auto by = by_address_.find(source);
+    if (by == by_address_.end()) return;
+    auto id = by->second;
+    by_address_.erase(by);
+    auto it = live_.find(id);
+    if (it == live_.end() || it->second.address() != source) return;
+    live_.erase(it);
+    cfg_.metrics.live->Decrement();
+    auto value = cfg_.store->get(panel_key(id));
+    if (value && *value)
+      if (auto r = decode(**value)) start(std::move(*r));
+  }
+
+  caf::result<std::string> list() const {
+    auto rows = cfg_.store->scan(key_prefix, "", 1'000'000);
+    if (!rows) return rows.error();
+    json panels = json::array();
+    for (auto& [_, value] : *rows)
+      if (auto r = decode(value)) panels.push_back(summary_json(*r));
+    return json{{"panels", std::move(panels)}}.dump();
+  }
+
+  caf::result<std::string> create(const std::string& body) {
+    auto rp = self_->make_response_promise<std::string>();
+    auto parsed = json::parse(body, nullptr, false);
+    create(bundle{std::move(parsed), {}}, rp);
+    return rp;
+  }
+
+  caf::result<std::string> import(const std::string& text, bool replace) {
+    auto rp = self_->make_response_promise<std::string>();
+    auto b = parse_bundle(text);
+    if (!b) {
+      rp.deliver(b.error());
+      return rp;
+    }
+    auto id = b->panel.value("id", "");
+    auto it = live_.find(id);
+    if (it == live_.end()) {
+      create(std::move(*b), rp);
+      return rp;
+    }
+    if (!replace) {
+      rp.deliver(make_error(errc::conflict,
+                            "panel '" + id + "' exists (import with replace to update it)"));
+      return rp;
+    }
+    auto ids = b->panel.value("storage_ids", std::vector<std::string>{});
+    auto update = b->panel;
+    update.erase("id");
+    auto target = it->second;
+    ensure_storages(self_, cfg_.env, ids, b->storages,
+                    [this, rp, target, update, id](caf::error err) mutable {
+                      if (err) { rp.deliver(err); return; }
+                      self_
+                          ->request(target, cfg_.env.request_timeout + cfg_.env.call_timeout,
+                                    update_atom::value, id, update.dump(),
+                                    all_fields, storage::version_list{})
+                          .then([rp](std::string& panel) mutable { rp.deliver(panel); },
+                                [rp](caf::error& e) mutable { rp.deliver(e); });
+                    });
+    return rp;
+  }
+
+  caf::actor find(const std::string& id) const {
+    auto it = live_.find(id);
+    return it == live_.end() ? caf::actor{} : it->second;
+  }
+
+  void storage_changed(const std::string& storage_id, int64_t version) {
+    auto it = bound_.find(storage_id);
+    if (it == bound_.end()) return;
+    for (auto& panel_id : it->second)
+      if (auto a = find(panel_id)) self_->send(a, storage::changed_atom::value, storage_id, version);
+  }
+
+  void rebind(const std::string& id, const std::vector<std::string>& storage_ids) {
+    unbind(id);
+    for (auto& s : storage_ids) bound_[s].insert(id);
+    bindings_[id] = storage_ids;
+  }
+
+  void gone(const std::string& id) {
+    if (auto it = live_.find(id); it != live_.end()) by_address_.erase(it->second.address());
+    unbind(id);
+    bindings_.erase(id);
+    if (live_.erase(id)) cfg_.metrics.live->Decrement();
+  }
+
+  void stop_all() {
+    for (auto& [_, a] : live_) self_->send_exit(a, caf::exit_reason::user_shutdown);
+    cfg_.metrics.live->Decrement(static_cast<double>(live_.size()));
+    live_.clear();
+  }
+
+ private:
+  void start(panel_record r) {
+    auto id = r.id;
+    rebind(id, r.storage_ids);
+    auto a = self_->spawn(panel_actor, cfg_.env, caf::actor{self_}, std::move(r));
+    self_->monitor(a);
+    by_address_[a.address()] = id;
+    live_[id] = a;
+    cfg_.metrics.activations->Increment();
+    cfg_.metrics.live->Increment();
+  }
+
+  void unbind(const std::string& id) {
+    auto it = bindings_.find(id);
+    if (it == bindings_.end()) return;
+    for (auto& s : it->second) {
+      auto b = bound_.find(s);
+      if (b == bound_.end()) continue;
+      b->second.erase(id);
+      if (b->second.empty()) bound_.erase(b);
+    }
+  }
+
+  // Check the code, create missing storages, write the record, start the actor.
+  void create(bundle b, reply_promise rp) {
+    auto parsed = parse_new_panel(b.panel);
+    if (!parsed) { rp.deliver(parsed.error()); return; }
+    auto r = std::make_shared<panel_record>(std::move(*parsed));
+    if (live_.count(r->id) || creating_.count(r->id))
+      { rp.deliver(make_error(errc::conflict, "panel '" + r->id + "' already exists")); return; }
+    creating_.insert(r->id);
+    auto fail = [this, rp, id = r->id](caf::error err) mutable {
+      creating_.erase(id);
+      rp.deliver(err);
+    };
+    auto write = [this, r, rp, fail]() mutable {
+      auto now = runtime::now_ms();
+      r->version = 1;
+      r->created_at = r->updated_at = now;
+      std::vector<adapters::write_op> ops{{panel_key(r->id), encode(*r), false}};
+      self_->request(cfg_.env.committer, cfg_.env.request_timeout, runtime::commit_atom::value, ops)
+          .then(
+              [this, r, rp](caf::ok_atom) mutable {
+                creating_.erase(r->id);
+                start(*r);
+                rp.deliver(to_json(*r).dump());
+              },
+              [fail](caf::error& err) mutable { fail(err); });
+    };
+    auto storages = std::make_shared<std::map<std::string, std::string>>(std::move(b.storages));
+    check_code(self_, cfg_.env, *r, [this, r, storages, write, fail](caf::error err) mutable {
+      if (err) return fail(err);
+      ensure_storages(self_, cfg_.env, r->storage_ids, *storages,
+                      [write, fail](caf::error e) mutable {
+                        if (e) return fail(e);
+                        write();
+                      });
+    });
+  }
+
+  caf::event_based_actor* self_;
+  directory_config cfg_;
+  std::unordered_map<std::string, caf::actor> live_;
+  std::set<std::string> creating_;
+  std::unordered_map<caf::actor_addr, std::string> by_address_;
+  std::unordered_map<std::string, std::vector<std::string>> bindings_;  // panel -> storages
+  std::unordered_map<std::string, std::set<std::string>> bound_;        // storage -> panels
+};
+
+}  // namespace
+
+caf::expected<bundle> parse_bundle(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  auto bad = [](const std::string& m) { return make_error(errc::invalid_argument, m); };
+  if (!j.is_object()) return bad("a panel bundle must be a JSON object");
+  for (auto& [key, _] : j.items())
+    if (key != "metadata" && key != "template" && key != "handler")
+      return bad("unknown bundle field '" + key + "' (expected metadata, template, handler)");
+  auto meta = j.find("metadata");
+  if (meta == j.end() || !meta->is_object()) return bad("bundle field 'metadata' must be an object");
+  bundle b;
+  b.panel = *meta;
+  if (auto s = b.panel.find("storages"); s != b.panel.end()) {
+    if (!s->is_object()) return bad("metadata field 'storages' must map storage ids to objects");
+    for (auto& [id, data] : s->items()) {
+      if (!data.is_object()) return bad("default data of storage '" + id + "' must be an object");
+      b.storages[id] = data.dump();
+    }
+    auto ids = b.panel.value("storage_ids", json::array());
+    if (!b.panel.contains("storage_ids")) {  // storages listed only under "storages"
+      for (auto& [id, _] : s->items()) ids.push_back(id);
+      b.panel["storage_ids"] = ids;
+    }
+    b.panel.erase("storages");
+  }
+  for (auto* key : {"template", "handler"})
+    if (auto it = j.find(key); it != j.end()) b.panel[key] = *it;
+  return b;
+}
+
+caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg) {
+  auto dir = std::make_shared<directory>(self, std::move(cfg));
+  dir->load();
+  self->set_down_handler([dir](caf::down_msg& msg) { dir->down(msg.source); });
+  self->set_exit_handler([self, dir](caf::exit_msg&) {
+    dir->stop_all();
+    self->quit(caf::exit_reason::user_shutdown);
+  });
+  // Forwards a request for panel `id` to its actor, or answers not_found.
+  auto forward = [self, dir](const std::string& id, auto... xs) -> caf::result<caf::message> {
+    auto a = dir->find(id);
+    if (!a) return not_found(id);
+    return self->delegate(a, xs...);
+  };
+  return {
+      [dir](list_atom) { return dir->list(); },
+      [dir](fresh_atom) { return dir->first_start(); },
+      [dir](create_atom, const std::string& body) { return dir->create(body); },
+      [dir](import_atom, const std::string& text, bool replace) {
+        return dir->import(text, replace);
+      },
+      [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](update_atom a, const std::string& id, const std::string& body,
+                const std::vector<std::string>& allowed, const storage::version_list& m) {
+        return forward(id, a, id, body, allowed, m);
+      },
+      [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](render_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](subscribe_atom a, const std::string& id) { return forward(id, a, id); },
+      [self, dir](unsubscribe_atom a, const std::string& id) {
+        if (auto p = dir->find(id)) self->send(p, a, id);
+      },
+      [forward](action_atom a, const std::string& id, const std::string& name,
+                const std::string& payload) { return forward(id, a, id, name, payload); },
+      [forward](export_atom a, const std::string& id) { return forward(id, a, id); },
+      [dir](storage::changed_atom, const std::string& id, int64_t version) {
+        dir->storage_changed(id, version);
+      },
+      [dir](bound_atom, const std::string& id, const std::vector<std::string>& storage_ids) {
+        dir->rebind(id, storage_ids);
+      },
+      [dir](gone_atom, const std::string& id) { dir->gone(id); },
+  };
+}
+
+}  // namespace tessera::panel

@@ -1,0 +1,54 @@
+// The panel directory: the one address for panels. At start it reads every panel from RocksDB
+// and spawns its actor (panels are few, and each must hear about changes of its storages even
+// while nobody asks for it); it creates and imports panels, forwards everything else to the
+// panel's actor, and routes storage change notifications to the panels bound to the storage.
+//
+// Protocol (replies are JSON text; see panel_actor.hpp for the forwarded messages):
+//   (list_atom) -> {"panels":[summary...]} in id order, read from RocksDB (exact)
+//   (create_atom, body) -> the full panel | invalid_argument | conflict (the id exists or is
+//       being created) | sandbox_failed (code does not compile). Missing storages of
+//       storage_ids are created empty. The panel is durable before the reply.
+//   (import_atom, bundle, bool replace) -> the full panel. `bundle` is the export format
+//       ({"metadata":{..., "storages":{id: default data}}, "template", "handler"}); storages
+//       that do not exist are created with their default data. An existing panel is conflict
+//       unless `replace`, which updates its metadata, template and handler.
+//   (get_atom|update_atom|erase_atom|render_atom|subscribe_atom|unsubscribe_atom|action_atom|
+//    export_atom, id, ...) -> forwarded (delegated) to the panel's actor; an unknown id ->
+//       not_found (unsubscribe: no reply)
+//   (storage::changed_atom, storage_id, version) -> no reply; told to each panel bound to it
+//   (bound_atom, id, storage_ids) and (gone_atom, id) from panel actors -> no reply
+//   (fresh_atom) -> bool: true the first time it is asked on a data dir that holds no storage
+//       and no panel (main then imports the demo bundles); a marker key in RocksDB makes every
+//       later answer false, so deleted demos never come back.
+// Shutdown: an exit (user_shutdown) stops every panel actor, then the directory.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "actors/panel/panel_actor.hpp"
+#include "adapters/kv/rocks_store.hpp"
+#include "runtime/actor_metrics.hpp"
+
+namespace tessera::panel {
+
+struct directory_config {
+  std::shared_ptr<adapters::rocks_store> store;
+  panel_env env;
+  runtime::actor_kind_metrics metrics;
+};
+
+caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg);
+
+// Reads a bundle in the export format; invalid_argument names what is wrong.
+struct bundle {
+  nlohmann::json panel;                        // a create body: id, metadata, template, handler
+  std::map<std::string, std::string> storages;  // id -> default data (JSON object text)
+};
+caf::expected<bundle> parse_bundle(const std::string& text);
+
+}  // namespace tessera::panel

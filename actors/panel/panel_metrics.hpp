@@ -1,0 +1,33 @@
+// Prometheus metrics of panels (prefix tessera_panel_): actions by result and their latency,
+// renders by result and their latency, renders skipped by coalescing, commit conflicts and
+// retries. Thread-safe (prometheus-cpp); owned by main, outliving every panel actor.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "adapters/metrics/registry.hpp"
+
+namespace tessera::panel {
+
+class panel_metrics {
+ public:
+  explicit panel_metrics(prometheus::Registry& registry);
+
+  void count_action(const std::string& result, std::chrono::steady_clock::duration took);
+  void count_render(const std::string& result, std::chrono::steady_clock::duration took);
+  void count_coalesced() { coalesced_.Increment(); }
+  void count_conflict() { conflicts_.Increment(); }
+  void count_retry() { retries_.Increment(); }
+
+ private:
+  prometheus::Family<prometheus::Counter>& actions_;
+  prometheus::Histogram& action_latency_;
+  prometheus::Family<prometheus::Counter>& renders_;
+  prometheus::Histogram& render_latency_;
+  prometheus::Counter& coalesced_;
+  prometheus::Counter& conflicts_;
+  prometheus::Counter& retries_;
+};
+
+}  // namespace tessera::panel

@@ -1,0 +1,115 @@
+#include "actors/panel/panel_ops.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/sandbox/messages.hpp"
+#include "actors/storage/messages.hpp"
+#include "adapters/error.hpp"
+
+namespace tessera::panel {
+namespace {
+
+using json = nlohmann::json;
+
+// Calls `done` once every one of `n` parts has reported; the first error wins.
+struct gather {
+  size_t left;
+  caf::error first_error;
+  std::function<void(caf::error)> done;
+
+  void report(caf::error err) {
+    if (err && !first_error) first_error = std::move(err);
+    if (--left == 0) done(std::move(first_error));
+  }
+};
+
+}  // namespace
+
+void read_snapshot(caf::event_based_actor* self, const panel_env& env,
+                   const std::vector<std::string>& ids,
+                   std::function<void(caf::expected<snapshot>)> done) {
+  if (ids.empty()) return done(snapshot{});
+  auto result = std::make_shared<snapshot>();
+  auto g = std::make_shared<gather>(gather{ids.size(), {}, [result, done](caf::error err) {
+                                             if (err) return done(err);
+                                             done(std::move(*result));
+                                           }});
+  for (auto& id : ids) {
+    self->request(env.storages, env.request_timeout, storage::read_atom::value, id)
+        .then(
+            [result, g, id](storage::storage_record& r) {
+              (*result)[id] = {std::move(r.data), r.version};
+              g->report({});
+            },
+            [result, g, id](caf::error& err) {
+              if (code_of(err) == errc::not_found) {
+                (*result)[id] = {};
+                return g->report({});
+              }
+              g->report(err);
+            });
+  }
+}
+
+std::map<std::string, int64_t> versions_of(const snapshot& s) {
+  std::map<std::string, int64_t> out;
+  for (auto& [id, entry] : s) out[id] = entry.version;
+  return out;
+}
+
+std::string call_body(const panel_record& r, const snapshot& s, const std::string* action,
+                      const std::string* payload) {
+  // Storage data and the payload are JSON text already: spliced in, not re-encoded.
+  std::string storage = "{";
+  for (auto& [id, entry] : s) {
+    if (storage.size() > 1) storage += ',';
+    storage += json(id).dump() + ":" + entry.data;
+  }
+  storage += "}";
+  std::string body = "{\"panel\":" + metadata_json(r).dump() + ",\"template\":" +
+                     json(r.template_).dump() + ",\"storage\":" + storage;
+  if (action) {
+    body += ",\"handler\":" + json(r.handler).dump() + ",\"action\":" + json(*action).dump() +
+            ",\"payload\":" + (payload && !payload->empty() ? *payload : "{}");
+  }
+  return body + "}";
+}
+
+void check_code(caf::event_based_actor* self, const panel_env& env, const panel_record& r,
+                std::function<void(caf::error)> done) {
+  json body = json::object();
+  if (!r.template_.empty()) body["template"] = r.template_;
+  if (!r.handler.empty()) {
+    body["handler"] = r.handler;
+    body["require"] = "on_action";
+  }
+  if (body.empty()) return done({});
+  sandbox::call c{sandbox::call_kind::check, body.dump()};
+  self->request(env.sandbox, env.call_timeout, sandbox::run_atom::value, std::move(c))
+      .then(
+      [done](sandbox::call_result& res) {
+        if (sandbox::is_ok(res)) return done({});
+        done(make_error(errc::sandbox_failed, res.body));
+      },
+      [done](caf::error& err) { done(err); });
+}
+
+void ensure_storages(caf::event_based_actor* self, const panel_env& env,
+                     const std::vector<std::string>& ids,
+                     const std::map<std::string, std::string>& defaults,
+                     std::function<void(caf::error)> done) {
+  if (ids.empty()) return done({});
+  auto g = std::make_shared<gather>(gather{ids.size(), {}, std::move(done)});
+  for (auto& id : ids) {
+    auto d = defaults.find(id);
+    std::string data = d == defaults.end() ? "{}" : d->second;
+    self->request(env.storages, env.request_timeout, storage::create_atom::value, id,
+                  std::move(data))
+        .then(
+        [g](storage::storage_record&) { g->report({}); },
+        [g](caf::error& err) { g->report(code_of(err) == errc::conflict ? caf::error{} : err); });
+  }
+}
+
+}  // namespace tessera::panel
