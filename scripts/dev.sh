@@ -15,8 +15,9 @@ BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev doctest-dev
   pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap)
-TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc)
-BENCH_PACKAGES=(wrk curl)
+TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc
+  python3-websockets chromium chromium-driver python3-selenium)
+BENCH_PACKAGES=(wrk curl python3-websockets)
 
 # ccache hits across fresh clones (CI clones into a new directory every run).
 export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
@@ -86,6 +87,9 @@ case "${1:-}" in
     shift
     bash bench/storage_bench.sh "$@"
     bash bench/memory_bench.sh
+    /usr/bin/python3 bench/sandbox_bench.py
+    /usr/bin/python3 bench/panel_bench.py
+    /usr/bin/python3 bench/fanout_bench.py
     ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

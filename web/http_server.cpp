@@ -6,8 +6,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <optional>
-#include <unordered_map>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/log.hpp"
@@ -67,8 +67,8 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
 
   void start(http::request<http::string_body> req) {
     beast::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
-    ws_.set_option(websocket::stream_base::timeout{std::chrono::seconds(10),
-                                                   std::chrono::seconds(60), true});
+    ws_.set_option(
+        websocket::stream_base::timeout{std::chrono::seconds(10), std::chrono::seconds(60), true});
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "tessera"); }));
     ws_.read_message_max(server_.opts.body_limit);
@@ -77,10 +77,10 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
 
   void send(std::shared_ptr<const std::string> text, const std::string& panel,
             int64_t version) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), text = std::move(text), panel,
-                                   version]() mutable {
-      self->enqueue({std::move(text), panel, version});
-    });
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), text = std::move(text), panel, version]() mutable {
+                self->enqueue({std::move(text), panel, version});
+              });
   }
 
  private:
@@ -113,7 +113,7 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
     if (closed_) return;
     if (!item.panel.empty()) {
       auto& latest = latest_[item.panel];
-      if (item.version < latest) return;  // older than what the client has or will get
+      if (item.version <= latest) return;  // not newer than what the client has or will get
       latest = item.version;
       for (auto& queued : queue_)
         if (queued.panel == item.panel) {  // not sent yet: only the newest is worth sending

@@ -64,7 +64,8 @@ std::variant<http_reply, std::string> post(const std::string& host, const std::s
   }
   std::string raw;
   char buf[8192];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+    raw.append(buf, static_cast<size_t>(n));
   close(fd);
   auto head_end = raw.find("\r\n\r\n");
   if (raw.compare(0, 9, "HTTP/1.1 ") != 0 || head_end == std::string::npos)
@@ -98,8 +99,8 @@ int import_panel(const import_options& opts) {
     std::cerr << "tessera: --server must be http://HOST:PORT, got '" << url << "'\n";
     return 2;
   }
-  auto authority = url.substr(7, url.find('/', 7) == std::string::npos ? std::string::npos
-                                                                      : url.find('/', 7) - 7);
+  auto authority = url.substr(
+      7, url.find('/', 7) == std::string::npos ? std::string::npos : url.find('/', 7) - 7);
   auto colon = authority.rfind(':');
   auto host = colon == std::string::npos ? authority : authority.substr(0, colon);
   auto port = colon == std::string::npos ? "80" : authority.substr(colon + 1);

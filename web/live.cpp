@@ -14,9 +14,7 @@ namespace {
 using json = nlohmann::json;
 using panel::render_event;
 
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json error_message(std::string code, std::string detail) {
   return {{"type", "error"}, {"code", std::move(code)}, {"detail", std::move(detail)}};
@@ -40,8 +38,9 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
 
   void on_message(std::string text) override {
     auto msg = adapters::parse_json(text, ctx_.max_json_depth);
-    if (!msg) return send(error_message(std::string{to_string(code_of(msg.error()))},
-                                        detail_of(msg.error())));
+    if (!msg)
+      return send(
+          error_message(std::string{to_string(code_of(msg.error()))}, detail_of(msg.error())));
     if (!msg->is_object() || !msg->contains("type") || !(*msg)["type"].is_string())
       return send(error_message("invalid_argument", "a message is a JSON object with a 'type'"));
     auto type = (*msg)["type"].get<std::string>();
@@ -89,8 +88,8 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
     auto reply = [self, id](caf::expected<std::string> r) {
       if (r) {
         auto j = json::parse(*r, nullptr, false);
-        return self->send_render({render_event::kind::render, id, j.value("version", int64_t{0}),
-                                  j.value("html", "")});
+        return self->send_render(
+            {render_event::kind::render, id, j.value("version", int64_t{0}), j.value("html", "")});
       }
       if (code_of(r.error()) == errc::sandbox_failed) {
         auto answer = detail_of(r.error());
@@ -144,16 +143,18 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
       return send({{"type", "result"},
                    {"ref", ref},
                    {"ok", false},
-                   {"error", problem_object(make_error(
-                                 errc::invalid_argument, "field 'action' must be a string"))}});
+                   {"error", problem_object(make_error(errc::invalid_argument,
+                                                       "field 'action' must be a string"))}});
     auto payload = msg.contains("payload") ? msg["payload"].dump() : std::string{"{}"};
     auto self = shared_from_this();
     ask<std::string>(
         *ctx_.system, panels_, slow_timeout_,
         [self, ref](caf::expected<std::string> r) {
           if (!r)
-            return self->send(
-                {{"type", "result"}, {"ref", ref}, {"ok", false}, {"error", problem_object(r.error())}});
+            return self->send({{"type", "result"},
+                               {"ref", ref},
+                               {"ok", false},
+                               {"error", problem_object(r.error())}});
           auto j = json::parse(*r, nullptr, false);
           self->send({{"type", "result"},
                       {"ref", ref},
@@ -179,7 +180,8 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
 std::string render_message(const render_event& e) {
   switch (e.what) {
     case render_event::kind::render:
-      return dump({{"type", "render"}, {"panel", e.panel}, {"version", e.version}, {"html", e.body}});
+      return dump(
+          {{"type", "render"}, {"panel", e.panel}, {"version", e.version}, {"html", e.body}});
     case render_event::kind::render_error: {
       auto answer = json::parse(e.body, nullptr, false);
       json error = answer.is_object() ? answer.value("error", json::object()) : json::object();

@@ -63,8 +63,8 @@ class live_hub {
 
  private:
   std::mutex mutex_;
-  std::unordered_map<std::string, std::unordered_map<const ws_connection*,
-                                                     std::weak_ptr<ws_connection>>>
+  std::unordered_map<std::string,
+                     std::unordered_map<const ws_connection*, std::weak_ptr<ws_connection>>>
       subscribers_;
   std::atomic<bool> stopped_{false};
 };

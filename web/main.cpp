@@ -17,9 +17,9 @@
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
 #include "web/http_server.hpp"
-#include "web/problem.hpp"
 #include "web/import_panel.hpp"
 #include "web/live.hpp"
+#include "web/problem.hpp"
 #include "web/routes.hpp"
 
 namespace tessera {
@@ -142,25 +142,23 @@ int serve(const config::settings& s) {
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
   auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
-  auto directory = system.spawn(
-      storage::storage_directory,
-      storage::storage_env{*store, s.idle_passivate, &commits, committer, s.request_timeout * 6, {}},
-      actor_metrics.for_kind("storage"));
+  auto directory =
+      system.spawn(storage::storage_directory,
+                   storage::storage_env{
+                       *store, s.idle_passivate, &commits, committer, s.request_timeout * 6, {}},
+                   actor_metrics.for_kind("storage"));
   if (s.sandbox_isolation == "process")
     runtime::log_info(
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "
         "seccomp only); use bwrap where user namespaces are available");
   auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
-  panel::panel_env penv{directory,
-                        sandbox,
-                        committer,
-                        [hub](const panel::render_event& e) { hub->publish(e); },
-                        &panel_metrics,
-                        s.request_timeout * 6,
-                        slow_timeout,
-                        static_cast<int>(s.panel_max_retries)};
-  auto panels = system.spawn(panel::panel_directory,
-                             panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
+  panel::panel_env penv{directory,      sandbox,
+                        committer,      [hub](const panel::render_event& e) { hub->publish(e); },
+                        &panel_metrics, s.request_timeout * 6,
+                        slow_timeout,   static_cast<int>(s.panel_max_retries)};
+  auto panels =
+      system.spawn(panel::panel_directory,
+                   panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
   caf::anon_send(directory, storage::watch_atom::value, panels);  // storage changes -> panels
   load_demos(system, panels, s.panel_demos);
 
@@ -184,7 +182,8 @@ int serve(const config::settings& s) {
   // Browsers cannot set headers on a WebSocket: the token may also come as ?token=.
   opts.ws.check = [routes](const web::request& req) -> std::optional<web::response> {
     auto with_query_token = req;
-    if (auto t = web::query_param(req.query, "token")) with_query_token.authorization = "Bearer " + *t;
+    if (auto t = web::query_param(req.query, "token"))
+      with_query_token.authorization = "Bearer " + *t;
     if (routes->authorized(req) || routes->authorized(with_query_token)) return std::nullopt;
     return web::problem(errc::unauthorized, "missing or wrong bearer token");
   };
@@ -194,8 +193,8 @@ int serve(const config::settings& s) {
   opts.ws.hub = hub;
   opts.ws.stall_timeout = s.ws_stall_timeout;
   opts.ws.max_pending_bytes = s.ws_max_pending_bytes;
-  server = std::make_unique<web::http_server>(
-      opts, [routes](web::request req, web::responder done) {
+  server =
+      std::make_unique<web::http_server>(opts, [routes](web::request req, web::responder done) {
         routes->handle(std::move(req), std::move(done));
       });
   auto bound = server->start();
@@ -253,12 +252,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--insecure", insecure, "allow a non-loopback listen without a token");
   serve_cmd->add_flag("--sync", sync, "fsync every commit");
   serve_cmd->add_option("--set", sets, "KEY=VALUE for any config key, e.g. storage.sync=true");
-  auto* import_cmd = app.add_subcommand(
-      "import-panel", "import a panel bundle (metadata.json, template.html, handler.py) into a "
-                      "running server");
+  auto* import_cmd =
+      app.add_subcommand("import-panel",
+                         "import a panel bundle (metadata.json, template.html, handler.py) into a "
+                         "running server");
   web::import_options import_opts;
   import_cmd->add_option("dir", import_opts.dir, "the bundle's directory")->required();
-  import_cmd->add_option("--server", import_opts.server, "server URL (default http://127.0.0.1:8080)");
+  import_cmd->add_option("--server", import_opts.server,
+                         "server URL (default http://127.0.0.1:8080)");
   import_cmd->add_option("--token", import_opts.token,
                          "bearer token (default: $TESSERA_API_TOKEN or $TESSERA_SERVER_API_TOKEN)");
   import_cmd->add_flag("--replace", import_opts.replace, "update the panel if it exists");

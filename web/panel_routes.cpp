@@ -14,8 +14,7 @@ namespace {
 using namespace tessera::panel;
 using json = nlohmann::json;
 
-const std::vector<std::string> metadata_fields = {"title", "desc", "icon", "size",
-                                                  "storage_ids"};
+const std::vector<std::string> metadata_fields = {"title", "desc", "icon", "size", "storage_ids"};
 
 // Completes a request with the actor's JSON reply (adding ETag when it is a panel object), or
 // the error as problem+json.
@@ -88,8 +87,8 @@ struct panel_routes {
       return done(problem(errc::invalid_argument, "field 'action' must be a non-empty string"));
     auto payload = body->find("payload");
     std::string payload_text = payload == body->end() ? "{}" : payload->dump();
-    ask_panels(slow_timeout, std::move(done), 200, action_atom::value, id,
-               name->get<std::string>(), payload_text);
+    ask_panels(slow_timeout, std::move(done), 200, action_atom::value, id, name->get<std::string>(),
+               payload_text);
   }
 };
 
@@ -114,14 +113,12 @@ void add_panel_routes(router& r, const route_context& ctx, const caf::actor& pan
     p->ask_panels(p->slow_timeout, std::move(done), 200, import_atom::value, body->dump(),
                   replace && (*replace == "true" || *replace == "1"));
   });
-  r.add("GET", "/api/panels/{id}",
-        [p, fast](const request&, const path_params& a, responder done) {
-          p->ask_panels(fast, std::move(done), 200, get_atom::value, a[0]);
-        });
-  r.add("PATCH", "/api/panels/{id}",
-        [p](const request& req, const path_params& a, responder done) {
-          p->update(req, a[0], metadata_fields, std::move(done));
-        });
+  r.add("GET", "/api/panels/{id}", [p, fast](const request&, const path_params& a, responder done) {
+    p->ask_panels(fast, std::move(done), 200, get_atom::value, a[0]);
+  });
+  r.add("PATCH", "/api/panels/{id}", [p](const request& req, const path_params& a, responder done) {
+    p->update(req, a[0], metadata_fields, std::move(done));
+  });
   r.add("DELETE", "/api/panels/{id}",
         [p, fast](const request&, const path_params& a, responder done) {
           p->ask_panels(fast, std::move(done), 200, erase_atom::value, a[0]);

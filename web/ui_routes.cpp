@@ -12,7 +12,7 @@ namespace tessera::web {
 void add_ui_routes(router& r) {
   auto serve = [](std::string_view file, const char* type) {
     return [body = std::string{ui_files().at(file)}, type](const request&, const path_params&,
-                                                            responder done) {
+                                                           responder done) {
       response res;
       res.content_type = type;
       res.body = body;

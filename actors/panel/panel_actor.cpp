@@ -134,7 +134,10 @@ class panel_state {
   caf::result<std::string> export_bundle() {
     auto rp = self_->make_response_promise<std::string>();
     read_snapshot(self_, env_, rec_.storage_ids, [this, rp](caf::expected<snapshot> s) mutable {
-      if (!s) { rp.deliver(s.error()); return; }
+      if (!s) {
+        rp.deliver(s.error());
+        return;
+      }
       auto meta = metadata_json(rec_);
       json storages = json::object();
       for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
@@ -232,7 +235,7 @@ class panel_state {
                    std::map<std::string, int64_t> versions) {
     rendering_ = false;
     if (env_.metrics)
-      env_.metrics->count_render(err ? std::string{to_string(code_of(err))}
+      env_.metrics->count_render(err      ? std::string{to_string(code_of(err))}
                                  : out.ok ? "ok"
                                           : sandbox::error_kind(out.body),
                                  clock::now() - started);
@@ -250,8 +253,7 @@ class panel_state {
       }
       publish(out);
     }
-    if ((watchers_ > 0 && generation_ != render_generation_) || !waiters_.empty())
-      start_render();
+    if ((watchers_ > 0 && generation_ != render_generation_) || !waiters_.empty()) start_render();
   }
 
   void remember(const rendered& out, std::map<std::string, int64_t> versions) {
@@ -323,24 +325,24 @@ class panel_state {
     auto txn =
         self_->spawn(storage::transaction, env_.storages, env_.committer, env_.request_timeout);
     self_
-        ->request(txn, env_.request_timeout + std::chrono::seconds(1),
-                  runtime::commit_atom::value, std::move(entries))
-        .then(
-            [this, snap = std::move(s), answer, generation](caf::ok_atom) mutable {
-              committed(snap, answer, generation);
-            },
-            [this](caf::error& err) {
-              if (code_of(err) != errc::conflict) return finish_action(err);
-              if (env_.metrics) env_.metrics->count_conflict();
-              ++actions_.front().attempts;
-              if (env_.metrics) env_.metrics->count_retry();
-              next_action();  // the same action, on fresh state
-            });
+        ->request(txn, env_.request_timeout + std::chrono::seconds(1), runtime::commit_atom::value,
+                  std::move(entries))
+        .then([this, snap = std::move(s), answer,
+               generation](caf::ok_atom) mutable { committed(snap, answer, generation); },
+              [this](caf::error& err) {
+                if (code_of(err) != errc::conflict) return finish_action(err);
+                if (env_.metrics) env_.metrics->count_conflict();
+                // The same action again, on fresh state (locked once retries are used up).
+                if (++actions_.front().attempts <= env_.max_retries && env_.metrics)
+                  env_.metrics->count_retry();
+                next_action();
+              });
   }
 
   // The last attempt: the transaction locks every bound storage first (other writers wait),
   // hands over what they hold, and commits what the handler changed.
   void locked_action(uint64_t generation) {
+    if (env_.metrics) env_.metrics->count_locked_run();
     auto hold = env_.call_timeout + env_.request_timeout;
     auto txn = self_->spawn(storage::transaction, env_.storages, env_.committer, hold);
     self_->request(txn, hold, storage::lock_atom::value, rec_.storage_ids)
@@ -397,12 +399,11 @@ class panel_state {
     auto a = std::move(actions_.front());
     actions_.pop_front();
     if (env_.metrics)
-      env_.metrics->count_action(
-          result ? "ok"
-          : code_of(result.error()) == errc::sandbox_failed
-              ? sandbox::error_kind(detail_of(result.error()))
-              : std::string{to_string(code_of(result.error()))},
-          clock::now() - a.start);
+      env_.metrics->count_action(result ? "ok"
+                                 : code_of(result.error()) == errc::sandbox_failed
+                                     ? sandbox::error_kind(detail_of(result.error()))
+                                     : std::string{to_string(code_of(result.error()))},
+                                 clock::now() - a.start);
     if (result)
       a.rp.deliver(std::move(*result));
     else
@@ -432,8 +433,8 @@ class panel_state {
 
 caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,
                           panel_record record) {
-  auto st = std::make_shared<panel_state>(self, std::move(env), std::move(directory),
-                                          std::move(record));
+  auto st =
+      std::make_shared<panel_state>(self, std::move(env), std::move(directory), std::move(record));
   return {
       [st](get_atom, const std::string&) { return to_json(st->record()).dump(); },
       [st](update_atom, const std::string&, std::string& body, std::vector<std::string>& allowed,

@@ -18,7 +18,7 @@ using json = nlohmann::json;
 using reply_promise = caf::typed_response_promise<std::string>;
 
 constexpr std::string_view started_key = "meta/started";
-const std::vector<std::string> all_fields = {"title", "desc",        "icon",     "size",
+const std::vector<std::string> all_fields = {"title",       "desc",     "icon",   "size",
                                              "storage_ids", "template", "handler"};
 
 caf::error not_found(const std::string& id) {
@@ -111,16 +111,18 @@ class directory {
     auto update = b->panel;
     update.erase("id");
     auto target = it->second;
-    ensure_storages(self_, cfg_.env, ids, b->storages,
-                    [this, rp, target, update, id](caf::error err) mutable {
-                      if (err) { rp.deliver(err); return; }
-                      self_
-                          ->request(target, cfg_.env.request_timeout + cfg_.env.call_timeout,
-                                    update_atom::value, id, update.dump(),
-                                    all_fields, storage::version_list{})
-                          .then([rp](std::string& panel) mutable { rp.deliver(panel); },
-                                [rp](caf::error& e) mutable { rp.deliver(e); });
-                    });
+    ensure_storages(
+        self_, cfg_.env, ids, b->storages, [this, rp, target, update, id](caf::error err) mutable {
+          if (err) {
+            rp.deliver(err);
+            return;
+          }
+          self_
+              ->request(target, cfg_.env.request_timeout + cfg_.env.call_timeout,
+                        update_atom::value, id, update.dump(), all_fields, storage::version_list{})
+              .then([rp](std::string& panel) mutable { rp.deliver(panel); },
+                    [rp](caf::error& e) mutable { rp.deliver(e); });
+        });
     return rp;
   }
 
@@ -133,7 +135,8 @@ class directory {
     auto it = bound_.find(storage_id);
     if (it == bound_.end()) return;
     for (auto& panel_id : it->second)
-      if (auto a = find(panel_id)) self_->send(a, storage::changed_atom::value, storage_id, version);
+      if (auto a = find(panel_id))
+        self_->send(a, storage::changed_atom::value, storage_id, version);
   }
 
   void rebind(const std::string& id, const std::vector<std::string>& storage_ids) {
@@ -181,10 +184,15 @@ class directory {
   // Check the code, create missing storages, write the record, start the actor.
   void create(bundle b, reply_promise rp) {
     auto parsed = parse_new_panel(b.panel);
-    if (!parsed) { rp.deliver(parsed.error()); return; }
+    if (!parsed) {
+      rp.deliver(parsed.error());
+      return;
+    }
     auto r = std::make_shared<panel_record>(std::move(*parsed));
-    if (live_.count(r->id) || creating_.count(r->id))
-      { rp.deliver(make_error(errc::conflict, "panel '" + r->id + "' already exists")); return; }
+    if (live_.count(r->id) || creating_.count(r->id)) {
+      rp.deliver(make_error(errc::conflict, "panel '" + r->id + "' already exists"));
+      return;
+    }
     creating_.insert(r->id);
     auto fail = [this, rp, id = r->id](caf::error err) mutable {
       creating_.erase(id);
@@ -234,7 +242,8 @@ caf::expected<bundle> parse_bundle(const std::string& text) {
     if (key != "metadata" && key != "template" && key != "handler")
       return bad("unknown bundle field '" + key + "' (expected metadata, template, handler)");
   auto meta = j.find("metadata");
-  if (meta == j.end() || !meta->is_object()) return bad("bundle field 'metadata' must be an object");
+  if (meta == j.end() || !meta->is_object())
+    return bad("bundle field 'metadata' must be an object");
   bundle b;
   b.panel = *meta;
   if (auto s = b.panel.find("storages"); s != b.panel.end()) {
@@ -278,9 +287,8 @@ caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg
       },
       [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
       [forward](update_atom a, const std::string& id, const std::string& body,
-                const std::vector<std::string>& allowed, const storage::version_list& m) {
-        return forward(id, a, id, body, allowed, m);
-      },
+                const std::vector<std::string>& allowed,
+                const storage::version_list& m) { return forward(id, a, id, body, allowed, m); },
       [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
       [forward](render_atom a, const std::string& id) { return forward(id, a, id); },
       [forward](subscribe_atom a, const std::string& id) { return forward(id, a, id); },

@@ -46,7 +46,7 @@ caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg
 
 // Reads a bundle in the export format; invalid_argument names what is wrong.
 struct bundle {
-  nlohmann::json panel;                        // a create body: id, metadata, template, handler
+  nlohmann::json panel;                         // a create body: id, metadata, template, handler
   std::map<std::string, std::string> storages;  // id -> default data (JSON object text)
 };
 caf::expected<bundle> parse_bundle(const std::string& text);

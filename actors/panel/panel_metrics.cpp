@@ -42,7 +42,12 @@ panel_metrics::panel_metrics(prometheus::Registry& registry)
                    .Name("tessera_panel_commit_retries_total")
                    .Help("Actions re-run on fresh state after a commit conflict")
                    .Register(registry)
-                   .Add({})) {}
+                   .Add({})),
+      locked_runs_(prometheus::BuildCounter()
+                       .Name("tessera_panel_locked_runs_total")
+                       .Help("Actions run with their storages locked after too many conflicts")
+                       .Register(registry)
+                       .Add({})) {}
 
 void panel_metrics::count_action(const std::string& result,
                                  std::chrono::steady_clock::duration took) {

@@ -1,6 +1,7 @@
 // Prometheus metrics of panels (prefix tessera_panel_): actions by result and their latency,
-// renders by result and their latency, renders skipped by coalescing, commit conflicts and
-// retries. Thread-safe (prometheus-cpp); owned by main, outliving every panel actor.
+// renders by result and their latency, renders skipped by coalescing, commit conflicts,
+// retries and locked runs. Thread-safe (prometheus-cpp); owned by main, outliving every panel
+// actor.
 #pragma once
 
 #include <chrono>
@@ -19,6 +20,7 @@ class panel_metrics {
   void count_coalesced() { coalesced_.Increment(); }
   void count_conflict() { conflicts_.Increment(); }
   void count_retry() { retries_.Increment(); }
+  void count_locked_run() { locked_runs_.Increment(); }
 
  private:
   prometheus::Family<prometheus::Counter>& actions_;
@@ -28,6 +30,7 @@ class panel_metrics {
   prometheus::Counter& coalesced_;
   prometheus::Counter& conflicts_;
   prometheus::Counter& retries_;
+  prometheus::Counter& locked_runs_;
 };
 
 }  // namespace tessera::panel

@@ -67,8 +67,8 @@ std::string call_body(const panel_record& r, const snapshot& s, const std::strin
     storage += json(id).dump() + ":" + entry.data;
   }
   storage += "}";
-  std::string body = "{\"panel\":" + metadata_json(r).dump() + ",\"template\":" +
-                     json(r.template_).dump() + ",\"storage\":" + storage;
+  std::string body = "{\"panel\":" + metadata_json(r).dump() +
+                     ",\"template\":" + json(r.template_).dump() + ",\"storage\":" + storage;
   if (action) {
     body += ",\"handler\":" + json(r.handler).dump() + ",\"action\":" + json(*action).dump() +
             ",\"payload\":" + (payload && !payload->empty() ? *payload : "{}");
@@ -88,11 +88,11 @@ void check_code(caf::event_based_actor* self, const panel_env& env, const panel_
   sandbox::call c{sandbox::call_kind::check, body.dump()};
   self->request(env.sandbox, env.call_timeout, sandbox::run_atom::value, std::move(c))
       .then(
-      [done](sandbox::call_result& res) {
-        if (sandbox::is_ok(res)) return done({});
-        done(make_error(errc::sandbox_failed, res.body));
-      },
-      [done](caf::error& err) { done(err); });
+          [done](sandbox::call_result& res) {
+            if (sandbox::is_ok(res)) return done({});
+            done(make_error(errc::sandbox_failed, res.body));
+          },
+          [done](caf::error& err) { done(err); });
 }
 
 void ensure_storages(caf::event_based_actor* self, const panel_env& env,
@@ -106,9 +106,10 @@ void ensure_storages(caf::event_based_actor* self, const panel_env& env,
     std::string data = d == defaults.end() ? "{}" : d->second;
     self->request(env.storages, env.request_timeout, storage::create_atom::value, id,
                   std::move(data))
-        .then(
-        [g](storage::storage_record&) { g->report({}); },
-        [g](caf::error& err) { g->report(code_of(err) == errc::conflict ? caf::error{} : err); });
+        .then([g](storage::storage_record&) { g->report({}); },
+              [g](caf::error& err) {
+                g->report(code_of(err) == errc::conflict ? caf::error{} : err);
+              });
   }
 }
 

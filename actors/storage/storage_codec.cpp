@@ -1,7 +1,6 @@
 #include "actors/storage/storage_codec.hpp"
 
 #include <algorithm>
-
 #include <charconv>
 
 namespace tessera::storage {

@@ -151,6 +151,14 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
         }
         self->delegate(dir->route(id), a, id, expected, std::move(data));
       },
+      [=](lock_atom a, const std::string& id) {
+        if (!valid_storage_id(id)) {
+          self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
+                     bad_id(id));
+          return;
+        }
+        self->delegate(dir->route(id), a, id);
+      },
       [=](watch_atom, const caf::actor& sink) { dir->watch(sink); },
       [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<caf::message> {
         if (limit < 1 || limit > 1000)

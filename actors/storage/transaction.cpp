@@ -15,14 +15,14 @@ namespace {
 using timeout_atom = caf::atom_constant<caf::atom("txntimeout")>;
 
 struct txn_state {
-  bool locking = false;            // the locked variant (lock_atom first)
-  std::vector<std::string> ids;    // sorted; the storages visited
-  size_t next = 0;                 // the storage being visited
-  std::vector<txn_entry> entries;  // optimistic: expected versions and new data
-  std::vector<txn_entry> snapshot;  // locked: what each storage held when locked
+  bool locking = false;                 // the locked variant (lock_atom first)
+  std::vector<std::string> ids;         // sorted; the storages visited
+  size_t next = 0;                      // the storage being visited
+  std::vector<txn_entry> entries;       // optimistic: expected versions and new data
+  std::vector<txn_entry> snapshot;      // locked: what each storage held when locked
   std::vector<storage_record> current;  // locked: each storage's record (version 0: absent)
   std::vector<caf::typed_response_promise<storage_record>> held;  // locked storages
-  std::vector<storage_record> after;    // locked: what each becomes (version 0: unchanged)
+  std::vector<storage_record> after;  // locked: what each becomes (version 0: unchanged)
   std::vector<adapters::write_op> ops;
   std::vector<caf::typed_response_promise<bool>> prepared;  // awaiting the decision
   caf::typed_response_promise<std::vector<txn_entry>> snapshot_reply;
@@ -41,8 +41,8 @@ caf::error conflict_of(caf::error err) {
 
 }  // namespace
 
-caf::behavior transaction(caf::event_based_actor* self, caf::actor directory,
-                          caf::actor committer, std::chrono::milliseconds timeout) {
+caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, caf::actor committer,
+                          std::chrono::milliseconds timeout) {
   auto st = std::make_shared<txn_state>();
   // Answers every storage and the requester once; `err` empty means committed.
   auto finish = [self, st](caf::error err) {

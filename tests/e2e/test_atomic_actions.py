@@ -3,6 +3,8 @@ storage in one batch only if none changed meanwhile, else re-run. Lost updates, 
 half-applied multi-storage changes must never show."""
 import threading
 
+import pytest
+
 from harness import assert_problem, parse_metrics
 
 INCREMENTS = 200
@@ -71,8 +73,12 @@ def create(srv, path, body):
     return res.body
 
 
-def test_concurrent_increments_through_two_panels_and_rest_patches_all_land(server):
-    srv = server(*SETTINGS)
+@pytest.mark.parametrize("retries", ["16", "0"], ids=["optimistic_first", "locked_at_once"])
+def test_concurrent_increments_through_two_panels_and_rest_patches_all_land(server, retries):
+    retries_allowed = retries
+    """With max_retries=0 every conflicting action takes the locked path at once, so that path
+    carries the same load."""
+    srv = server(*SETTINGS, "--set", f"panels.max_retries={retries}")
     create(srv, "/api/storages", {"id": "c", "data": {"n": 0}})
     for id in ("left", "right"):
         create(srv, "/api/panels", {"id": id, "storage_ids": ["c"], "template": "{{ c.n }}",
@@ -129,6 +135,13 @@ def test_concurrent_increments_through_two_panels_and_rest_patches_all_land(serv
     names = {name for name, _ in srv.metrics()}
     assert "tessera_panel_commit_conflicts_total" in names, sorted(names)
     assert "tessera_panel_commit_retries_total" in names, sorted(names)
+    conflicts = metric_total(srv, "tessera_panel_commit_conflicts_total")
+    retries = metric_total(srv, "tessera_panel_commit_retries_total")
+    locked = metric_total(srv, "tessera_panel_locked_runs_total")
+    if retries_allowed == "0":  # every conflict went straight to one locked run
+        assert (retries, locked) == (0, conflicts), (conflicts, retries, locked)
+    else:  # each conflict is a retry until the budget is spent, then one locked run
+        assert retries + locked == conflicts, (conflicts, retries, locked)
     text = srv.request("GET", "/metrics").body
     assert "# TYPE tessera_panel_actions_total counter" in text
     assert parse_metrics(text)  # still parses

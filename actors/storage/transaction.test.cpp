@@ -1,0 +1,155 @@
+#include "actors/storage/transaction.hpp"
+
+#include <doctest/doctest.h>
+
+#include <caf/all.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "actors/storage/storage_directory.hpp"
+#include "adapters/error.hpp"
+#include "runtime/committer.hpp"
+#include "runtime/system.hpp"
+
+using namespace tessera;
+using namespace tessera::storage;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct txn_fixture {
+  std::filesystem::path data_dir =
+      std::filesystem::temp_directory_path() /
+      ("tessera-txn-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
+  std::shared_ptr<adapters::rocks_store> store =
+      *adapters::rocks_store::open({data_dir.string(), /*sync=*/false, nullptr});
+  std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
+  runtime::actor_metrics metrics{*registry};
+  runtime::system_config cfg{2, {add_storage_messages, runtime::add_committer_messages}};
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
+  caf::actor storages =
+      sys.spawn(storage_directory, storage_env{store, 30s, nullptr, committer, 5s, {}},
+                metrics.for_kind("s"));
+
+  template <class T, class... Ts>
+  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+    caf::expected<T> out = make_error(errc::internal, "no reply");
+    self->request(dst, 5s, std::forward<Ts>(xs)...)
+        .receive([&](T& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  storage_record create(const std::string& id, const std::string& data) {
+    auto r = ask<storage_record>(storages, create_atom::value, id, data);
+    REQUIRE(r);
+    return *r;
+  }
+
+  nlohmann::json data(const std::string& id) {
+    auto r = ask<storage_record>(storages, read_atom::value, id);
+    REQUIRE(r);
+    return nlohmann::json::parse(r->data);
+  }
+
+  int64_t version(const std::string& id) {
+    auto r = ask<storage_record>(storages, read_atom::value, id);
+    return r ? r->version : 0;
+  }
+
+  caf::actor transaction() { return sys.spawn(storage::transaction, storages, committer, 5s); }
+
+  caf::error commit(std::vector<txn_entry> entries) {
+    auto r = ask<caf::ok_atom>(transaction(), runtime::commit_atom::value, std::move(entries));
+    return r ? caf::error{} : r.error();
+  }
+
+  ~txn_fixture() {
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
+    caf::anon_send(committer, runtime::stop_atom::value);
+    std::filesystem::remove_all(data_dir);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("actors.storage.transaction") {
+  TEST_CASE_FIXTURE(txn_fixture, "storages at their expected versions all change together") {
+    create("a", R"({"n":1})");
+    create("b", R"({"n":2})");
+    CHECK_FALSE(commit({{"b", 1, R"({"n":3})"}, {"a", 1, R"({"n":0})"}}));
+    CHECK(data("a") == nlohmann::json{{"n", 0}});
+    CHECK(data("b") == nlohmann::json{{"n", 3}});
+    CHECK(version("a") == 2);
+    CHECK(version("b") == 2);
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "one stale version is a conflict and changes nothing") {
+    create("a", R"({"n":1})");
+    create("b", R"({"n":2})");
+    auto err = commit({{"a", 1, R"({"n":9})"}, {"b", 7, R"({"n":9})"}});
+    CHECK(code_of(err) == errc::conflict);
+    CHECK(data("a") == nlohmann::json{{"n", 1}});
+    CHECK(data("b") == nlohmann::json{{"n", 2}});
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "a storage that was only read must still be at its version") {
+    create("a", R"({"n":1})");
+    create("b", R"({"n":2})");
+    CHECK(code_of(commit({{"a", 1, R"({"n":5})"}, {"b", 2, ""}})) == errc::conflict);
+    CHECK(data("a") == nlohmann::json{{"n", 1}});
+    CHECK_FALSE(commit({{"a", 1, R"({"n":5})"}, {"b", 1, ""}}));
+    CHECK(data("a") == nlohmann::json{{"n", 5}});
+    CHECK(version("b") == 1);
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "expected version 0 creates a storage that does not exist") {
+    CHECK_FALSE(commit({{"fresh", 0, R"({"x":true})"}}));
+    CHECK(data("fresh") == nlohmann::json{{"x", true}});
+    CHECK(code_of(commit({{"fresh", 0, R"({"x":false})"}})) == errc::conflict);
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "a storage named twice is refused") {
+    create("a", "{}");
+    CHECK(code_of(commit({{"a", 1, "{}"}, {"a", 1, "{}"}})) == errc::invalid_argument);
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "a locked transaction hands over the data and holds writers") {
+    create("a", R"({"n":1})");
+    auto txn = transaction();
+    auto held =
+        ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"a", "m"});
+    REQUIRE(held);
+    REQUIRE(held->size() == 2);
+    CHECK((*held)[0].id == "a");
+    CHECK((*held)[0].expected == 1);
+    CHECK((*held)[1].id == "m");
+    CHECK((*held)[1].expected == 0);  // absent: {} at version 0
+    // A write sent while locked waits and lands after the transaction's.
+    caf::expected<storage_record> patched = make_error(errc::internal, "no reply");
+    auto writer = sys.spawn([&](caf::event_based_actor* w) {
+      w->request(storages, 5s, merge_atom::value, std::string{"a"}, std::string{R"({"p":1})"},
+                 version_list{})
+          .then([&](storage_record& r) { patched = r; }, [&](caf::error& e) { patched = e; });
+    });
+    auto done = ask<caf::ok_atom>(
+        txn, runtime::commit_atom::value,
+        std::vector<txn_entry>{{"a", 0, R"({"n":2})"}, {"m", 0, R"({"made":1})"}});
+    CHECK(done);
+    self->wait_for(writer);
+    REQUIRE(patched);
+    CHECK(patched->version == 3);
+    CHECK(data("a") == nlohmann::json{{"n", 2}, {"p", 1}});
+    CHECK(data("m") == nlohmann::json{{"made", 1}});
+  }
+
+  TEST_CASE_FIXTURE(txn_fixture, "a locked transaction without writes releases unchanged") {
+    create("a", R"({"n":1})");
+    auto txn = transaction();
+    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"a"}));
+    CHECK(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
+    CHECK(version("a") == 1);
+    CHECK(data("a") == nlohmann::json{{"n", 1}});
+  }
+}
