@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import pct, steal, steal_pct
+
 REPO = Path(__file__).resolve().parents[1]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
 HOST = "127.0.0.1"
@@ -53,21 +55,6 @@ WS_ACCEPT = base64.b64encode(hashlib.sha1(
 SETUP_TIMEOUT = 600  # seconds for all N connections to be subscribed
 ROUND_TIMEOUT = 60  # seconds for every connection to see a write
 MAX_CONNECTING = 128  # handshakes in flight per receiver process (stay under the backlog)
-
-
-def steal():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[7], sum(v)
-
-
-def steal_pct(before, after):
-    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
-
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def rss_kib(pid):

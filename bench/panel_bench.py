@@ -38,26 +38,13 @@ from pathlib import Path
 
 import websockets
 
+from benchlib import pct, steal, steal_pct
+
 REPO = Path(__file__).resolve().parents[1]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
 PANEL = "todo-v2-demo"
 ACTION_PATH = "/api/panels/%s/action" % PANEL
 RESULT_TIMEOUT = 30  # seconds a WebSocket action may wait for its result before the run fails
-
-
-def steal():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[7], sum(v)
-
-
-def steal_pct(before, after):
-    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
-
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 class Server:

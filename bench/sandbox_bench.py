@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import pct, steal, steal_pct
+
 REPO = Path(__file__).resolve().parents[1]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
 
@@ -48,16 +50,6 @@ TABLE = {
 LOOP = {"kind": "schedule", "handler": "def on_schedule(storage):\n    while True:\n        pass\n",
         "timeout_ms": 200}
 QUICK = {"kind": "schedule", "handler": "def on_schedule(storage):\n    pass\n"}
-
-
-def steal():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[7], sum(v)
-
-
-def steal_pct(before, after):
-    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
 class Server:
@@ -128,11 +120,6 @@ def overhead(srv, calls):
                      r["zygote_us"]["call"] / 1000, r["process"]["cpu_us"] / 1000,
                      r["process"]["minor_faults"]))
     return rows, steal_pct(before, steal())
-
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def recovery(srv):

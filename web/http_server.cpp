@@ -138,20 +138,33 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
     current_ = std::move(queue_.front().text);
     queue_.erase(queue_.begin());
     pending_bytes_ -= current_->size();
-    auto seq = ++write_seq_;
-    stall_timer_.expires_after(server_.opts.ws.stall_timeout);
-    stall_timer_.async_wait([self = shared_from_this(), seq](beast::error_code ec) {
-      if (!ec && self->writing_ && self->write_seq_ == seq) self->close_slow();
-    });
+    progress_ = std::chrono::steady_clock::now();
+    watch_stall();
     ws_.text(true);
     ws_.async_write(net::buffer(*current_),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                      self->stall_timer_.cancel();
                       self->current_.reset();
+                      self->progress_ = std::chrono::steady_clock::now();
                       if (ec) return self->closed();
                       if (auto& hub = self->server_.opts.ws.hub) hub->messages_sent.Increment();
                       self->write_next();
                     });
+  }
+
+  // One timer per connection, armed while writes go on and re-armed from the last progress,
+  // rather than one per message: a fan-out to thousands of connections sets no timer per
+  // message. A write that makes no progress for stall_timeout closes the connection.
+  void watch_stall() {
+    if (stall_armed_) return;
+    stall_armed_ = true;
+    stall_timer_.expires_at(progress_ + server_.opts.ws.stall_timeout);
+    stall_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->stall_armed_ = false;
+      if (ec || self->closed_ || !self->writing_) return;
+      if (std::chrono::steady_clock::now() - self->progress_ >= self->server_.opts.ws.stall_timeout)
+        return self->close_slow();
+      self->watch_stall();
+    });
   }
 
   void close_slow() {
@@ -167,6 +180,7 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
   void closed() {
     closed_ = true;
     queue_.clear();
+    stall_timer_.cancel();  // lets the session go now rather than when the timer fires
     if (auto h = std::move(handler_)) h->on_close();
   }
 
@@ -179,7 +193,8 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
   std::unordered_map<std::string, int64_t> latest_;  // newest render version per panel
   std::shared_ptr<const std::string> current_;       // being written
   uint64_t pending_bytes_ = 0;
-  uint64_t write_seq_ = 0;
+  std::chrono::steady_clock::time_point progress_;  // the last write started or finished
+  bool stall_armed_ = false;
   bool writing_ = false;
   bool closed_ = false;
 };

@@ -104,9 +104,14 @@ class Server:
         if self.listen is not None:
             cmd += ["--listen", self.listen]
         cmd += self.args
+        env = dict(self.env)
+        # The demo panel (and its storage) would show in every listing: off unless a test
+        # turns it on with --set panels.demos=true.
+        if not any("panels.demos" in a for a in self.args):
+            env.setdefault("TESSERA_PANELS_DEMOS", "false")
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=clean_env(self.env), text=True)
+                                     env=clean_env(env), text=True)
         lines = queue.Queue()
         threading.Thread(target=self._read_stdout, args=(self.proc, lines), daemon=True).start()
         deadline = time.monotonic() + START_DEADLINE

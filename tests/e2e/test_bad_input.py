@@ -167,7 +167,7 @@ def test_a_wrong_method_is_405_with_an_allow_header(srv, method, path, allowed):
     assert_unchanged(srv)
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/api/nope", "/api/storages/s/extra",
+@pytest.mark.parametrize("path", ["/nope", "/ui", "/api", "/api/nope", "/api/storages/s/extra",
                                   "/API/storages", "/api/storages%2Fs"])
 def test_an_unknown_route_is_404(srv, path):
     client = srv.client()

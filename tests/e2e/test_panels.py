@@ -574,7 +574,7 @@ def test_panels_their_code_and_their_state_survive_a_restart(srv):
 # --- the todo demo ---------------------------------------------------------------------------
 
 def test_a_fresh_server_loads_the_todo_demo_bound_to_an_empty_todos_storage(server):
-    srv = server()
+    srv = server("--set", "panels.demos=true")
     demo = panel(srv, "todo-v2-demo")
     assert demo["storage_ids"] == ["todos"] and demo["template"] and demo["handler"], demo
     assert storage(srv, "todos")["data"] == {"items": [], "next_id": 1}
@@ -586,7 +586,7 @@ def test_a_fresh_server_loads_the_todo_demo_bound_to_an_empty_todos_storage(serv
 
 
 def test_the_todo_demo_adds_toggles_and_removes_items_through_actions(server):
-    srv = server()
+    srv = server("--set", "panels.demos=true")
     res = act(srv, "todo-v2-demo", "add", {"text": "buy milk"})
     assert res.status == 200 and res.body["changed"] == ["todos"], res
     assert [(i["id"], i["text"].count("buy milk")) for i in todo_items(res.body["html"])] == \
@@ -622,7 +622,7 @@ def test_with_demos_off_a_fresh_server_has_no_demo(server):
 
 
 def test_the_demo_keeps_its_state_and_a_deleted_demo_stays_deleted_after_restarts(server):
-    srv = server()
+    srv = server("--set", "panels.demos=true")
     assert act(srv, "todo-v2-demo", "add", {"text": "survives"}).status == 200
     srv.restart()
     items = todo_items(render(srv, "todo-v2-demo")["html"])

@@ -109,7 +109,7 @@ def add_item(driver, text):
 
 def test_two_pages_show_the_todo_demo_live_and_a_rerender_keeps_focus(server, browsers,
                                                                       tmp_path):
-    srv = server()  # demos on: the todo demo is loaded on this first start
+    srv = server("--set", "panels.demos=true")  # the todo demo loads on this first start
     page1, page2 = browsers("page1"), browsers("page2")
     open_ui(page1, srv)
     open_ui(page2, srv)
