@@ -75,6 +75,17 @@ class ws_session : public ws_connection, public std::enable_shared_from_this<ws_
     ws_.async_accept(req, beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
   }
 
+  void forget(const std::string& panel) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), panel] {
+      self->latest_.erase(panel);
+      std::erase_if(self->queue_, [&](const outgoing& o) {
+        if (o.panel != panel) return false;
+        self->pending_bytes_ -= o.text->size();
+        return true;
+      });
+    });
+  }
+
   void send(std::shared_ptr<const std::string> text, const std::string& panel,
             int64_t version) override {
     net::post(ws_.get_executor(),
@@ -444,6 +455,10 @@ void http_server::shutdown() {
   net::post(impl_->acceptor.get_executor(), [i = impl_.get()] { i->begin_shutdown(); });
 }
 
-void http_server::clear_handler() { impl_->on_request = nullptr; }
+void http_server::clear_handler() {
+  impl_->on_request = nullptr;
+  impl_->opts.ws.check = nullptr;
+  impl_->opts.ws.open = nullptr;
+}
 
 }  // namespace tessera::web

@@ -28,10 +28,9 @@ json problem_object(const caf::error& err) {
 
 class live_session : public ws_handler, public std::enable_shared_from_this<live_session> {
  public:
-  live_session(route_context ctx, caf::actor panels, std::chrono::milliseconds slow_timeout,
+  live_session(route_context ctx, std::chrono::milliseconds slow_timeout,
                std::shared_ptr<live_hub> hub, std::weak_ptr<ws_connection> connection)
       : ctx_(ctx),
-        panels_(std::move(panels)),
         slow_timeout_(slow_timeout),
         hub_(std::move(hub)),
         connection_(std::move(connection)) {}
@@ -62,10 +61,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
       std::lock_guard lock{mutex_};
       subscribed.swap(subscribed_);
     }
-    for (auto& id : subscribed) {
-      hub_->remove(id, raw_connection_);
-      if (!hub_->stopped()) caf::anon_send(panels_, panel::unsubscribe_atom::value, id);
-    }
+    for (auto& id : subscribed) hub_->remove(id, raw_connection_);
   }
 
   void set_raw(const ws_connection* c) { raw_connection_ = c; }
@@ -77,12 +73,13 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
 
   void subscribe(const std::string& id) {
     auto c = connection_.lock();
-    if (!c) return;
-    bool again;
+    auto panels = hub_->panels();
+    if (!c || !panels) return;
     {
       std::lock_guard lock{mutex_};
-      again = !subscribed_.insert(id).second;
+      subscribed_.insert(id);
     }
+    c->forget(id);     // a re-subscription gets the current render even if seen before
     hub_->add(id, c);  // before asking: a render published meanwhile is not missed
     auto self = shared_from_this();
     auto reply = [self, id](caf::expected<std::string> r) {
@@ -104,12 +101,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
                   {"detail", problem.value("detail", "")},
                   {"panel", id}});
     };
-    // A second subscribe to the same panel re-sends the render without counting twice.
-    if (again)
-      ask<std::string>(*ctx_.system, panels_, slow_timeout_, reply, panel::render_atom::value, id);
-    else
-      ask<std::string>(*ctx_.system, panels_, slow_timeout_, reply, panel::subscribe_atom::value,
-                       id);
+    ask<std::string>(*ctx_.system, panels, slow_timeout_, reply, panel::render_atom::value, id);
   }
 
   void send_render(const render_event& e) {
@@ -133,7 +125,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
     }
     if (!was) return;
     hub_->remove(id, raw_connection_);
-    caf::anon_send(panels_, panel::unsubscribe_atom::value, id);
+    if (auto c = connection_.lock()) c->forget(id);
   }
 
   void action(const std::string& id, const json& msg) {
@@ -146,9 +138,11 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
                    {"error", problem_object(make_error(errc::invalid_argument,
                                                        "field 'action' must be a string"))}});
     auto payload = msg.contains("payload") ? msg["payload"].dump() : std::string{"{}"};
+    auto panels = hub_->panels();
+    if (!panels) return;  // shutting down
     auto self = shared_from_this();
     ask<std::string>(
-        *ctx_.system, panels_, slow_timeout_,
+        *ctx_.system, panels, slow_timeout_,
         [self, ref](caf::expected<std::string> r) {
           if (!r)
             return self->send({{"type", "result"},
@@ -166,7 +160,6 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
   }
 
   route_context ctx_;
-  caf::actor panels_;
   std::chrono::milliseconds slow_timeout_;
   std::shared_ptr<live_hub> hub_;
   std::weak_ptr<ws_connection> connection_;
@@ -216,6 +209,26 @@ live_hub::live_hub(prometheus::Registry& registry)
                       .Register(registry)
                       .Add({})) {}
 
+bool live_hub::watched(const std::string& panel) {
+  std::lock_guard lock{mutex_};
+  return subscribers_.count(panel) > 0;
+}
+
+void live_hub::set_panels(caf::actor panels) {
+  std::lock_guard lock{mutex_};
+  panels_ = std::move(panels);
+}
+
+caf::actor live_hub::panels() {
+  std::lock_guard lock{mutex_};
+  return panels_;
+}
+
+void live_hub::stop() {
+  std::lock_guard lock{mutex_};
+  panels_ = nullptr;
+}
+
 void live_hub::add(const std::string& panel, const std::shared_ptr<ws_connection>& c) {
   std::lock_guard lock{mutex_};
   subscribers_[panel][c.get()] = c;
@@ -243,20 +256,21 @@ void live_hub::publish(const render_event& e) {
   }
   bool is_render = e.what != render_event::kind::deleted;
   for (auto& c : targets) {
-    if (is_render)
+    if (is_render) {
       c->send(text, e.panel, e.version);
-    else
+    } else {  // deleted: a panel re-created under this id starts its versions anew
+      c->forget(e.panel);
       c->send(text);
+    }
   }
 }
 
-std::shared_ptr<ws_handler> make_live_session(const route_context& ctx, caf::actor panels,
+std::shared_ptr<ws_handler> make_live_session(const route_context& ctx,
                                               std::chrono::milliseconds slow_timeout,
                                               std::shared_ptr<live_hub> hub,
                                               std::weak_ptr<ws_connection> connection) {
   auto raw = connection.lock().get();
-  auto s = std::make_shared<live_session>(ctx, std::move(panels), slow_timeout, std::move(hub),
-                                          std::move(connection));
+  auto s = std::make_shared<live_session>(ctx, slow_timeout, std::move(hub), std::move(connection));
   s->set_raw(raw);
   return s;
 }

@@ -32,6 +32,9 @@ class ws_connection {
   // replaces a queued render of the same panel and is dropped if not newer than the last one.
   virtual void send(std::shared_ptr<const std::string> text, const std::string& panel = {},
                     int64_t version = 0) = 0;
+  // Forgets the renders of `panel` queued or seen (on subscribe, unsubscribe and deletion), so
+  // the next render of it is sent whatever its version.
+  virtual void forget(const std::string& panel) = 0;
 };
 
 // What the server does with the frames of one connection; owned by the connection.
@@ -52,9 +55,15 @@ class live_hub {
   // Formats the event once and queues it on every subscribed connection.
   void publish(const panel::render_event& e);
 
-  // After this, closing connections no longer talk to the actors (they are stopping).
-  void stop() { stopped_ = true; }
-  bool stopped() const { return stopped_; }
+  // Whether any connection subscribes to `panel` (panel actors render only then).
+  bool watched(const std::string& panel);
+
+  // The panel directory connections talk to; empty after stop().
+  void set_panels(caf::actor panels);
+  caf::actor panels();
+  // The actors are stopping: from now on connections do not talk to them, and the hub holds
+  // no actor handle (which must not outlive the actor system).
+  void stop();
 
   prometheus::Gauge& connections;
   prometheus::Counter& messages_sent;
@@ -66,11 +75,11 @@ class live_hub {
   std::unordered_map<std::string,
                      std::unordered_map<const ws_connection*, std::weak_ptr<ws_connection>>>
       subscribers_;
-  std::atomic<bool> stopped_{false};
+  caf::actor panels_;
 };
 
 // The handler for a new connection: speaks the protocol above with the panel directory.
-std::shared_ptr<ws_handler> make_live_session(const route_context& ctx, caf::actor panels,
+std::shared_ptr<ws_handler> make_live_session(const route_context& ctx,
                                               std::chrono::milliseconds slow_timeout,
                                               std::shared_ptr<live_hub> hub,
                                               std::weak_ptr<ws_connection> connection);

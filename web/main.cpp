@@ -152,10 +152,16 @@ int serve(const config::settings& s) {
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "
         "seccomp only); use bwrap where user namespaces are available");
   auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
-  panel::panel_env penv{directory,      sandbox,
-                        committer,      [hub](const panel::render_event& e) { hub->publish(e); },
-                        &panel_metrics, s.request_timeout * 6,
-                        slow_timeout,   static_cast<int>(s.panel_max_retries)};
+  panel::panel_env penv;
+  penv.storages = directory;
+  penv.sandbox = sandbox;
+  penv.committer = committer;
+  penv.sink = [hub](const panel::render_event& e) { hub->publish(e); };
+  penv.watched = [hub](const std::string& id) { return hub->watched(id); };
+  penv.metrics = &panel_metrics;
+  penv.request_timeout = s.request_timeout * 6;
+  penv.call_timeout = slow_timeout;
+  penv.max_retries = static_cast<int>(s.panel_max_retries);
   auto panels =
       system.spawn(panel::panel_directory,
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
@@ -187,8 +193,9 @@ int serve(const config::settings& s) {
     if (routes->authorized(req) || routes->authorized(with_query_token)) return std::nullopt;
     return web::problem(errc::unauthorized, "missing or wrong bearer token");
   };
-  opts.ws.open = [ctx, panels, slow_timeout, hub](std::shared_ptr<web::ws_connection> c) {
-    return web::make_live_session(ctx, panels, slow_timeout, hub, c);
+  hub->set_panels(panels);
+  opts.ws.open = [ctx, slow_timeout, hub](std::shared_ptr<web::ws_connection> c) {
+    return web::make_live_session(ctx, slow_timeout, hub, c);
   };
   opts.ws.hub = hub;
   opts.ws.stall_timeout = s.ws_stall_timeout;

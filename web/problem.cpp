@@ -125,7 +125,8 @@ response sandbox_problem(const std::string& outcome, const std::string& answer) 
   nlohmann::json extra = nlohmann::json::object();
   if (parsed.is_object()) {
     if (auto e = parsed.find("error"); e != parsed.end() && e->is_object()) {
-      detail = e->value("message", outcome);
+      if (auto m = e->find("message"); m != e->end() && m->is_string() && !m->empty())
+        detail = m->get<std::string>();  // the answer is untrusted: no exceptions on odd types
       extra["error"] = *e;
     }
     for (auto* key : {"logs", "version"})

@@ -41,6 +41,15 @@ std::string render_reply(const rendered& r) {
 
 caf::error render_failure(const rendered& r) { return make_error(errc::sandbox_failed, r.body); }
 
+// A string member of an untrusted answer ("" when missing or not a string).
+std::string string_member(const json& answer, const char* key) {
+  if (!answer.is_object()) return {};
+  auto it = answer.find(key);
+  return it != answer.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+using retry_atom = caf::atom_constant<caf::atom("prretry")>;
+
 class panel_state {
  public:
   panel_state(caf::event_based_actor* self, panel_env env, caf::actor directory, panel_record r)
@@ -50,8 +59,7 @@ class panel_state {
 
   // --- renders -------------------------------------------------------------------------------
 
-  caf::result<std::string> render(bool subscribe) {
-    if (subscribe) ++watchers_;
+  caf::result<std::string> render() {
     auto rp = self_->make_response_promise<std::string>();
     if (cache_valid_) {
       if (cache_.ok)
@@ -63,10 +71,6 @@ class panel_state {
     waiters_.push_back(rp);
     start_render();
     return rp;
-  }
-
-  void unsubscribe() {
-    if (watchers_ > 0) --watchers_;
   }
 
   void storage_changed(const std::string& id, int64_t version) {
@@ -85,6 +89,12 @@ class panel_state {
       rp.deliver(make_error(errc::invalid_argument, "panel '" + rec_.id + "' has no handler"));
       return rp;
     }
+    if (actions_.size() >= max_queued_actions) {
+      rp.deliver(make_error(errc::unavailable, "panel '" + rec_.id + "' has " +
+                                                   std::to_string(actions_.size()) +
+                                                   " actions waiting; try again later"));
+      return rp;
+    }
     actions_.push_back({std::move(name), std::move(payload), rp});
     if (!acting_) next_action();
     return rp;
@@ -96,14 +106,17 @@ class panel_state {
   caf::result<std::string> update(std::string body, std::vector<std::string> allowed,
                                   storage::version_list if_match) {
     auto rp = self_->make_response_promise<std::string>();
-    updates_.push_back([this, rp, body = std::move(body), allowed = std::move(allowed),
+    update_promises_.push_back(rp);
+    updates_.push_back([this, body = std::move(body), allowed = std::move(allowed),
                         if_match = std::move(if_match)]() mutable {
-      run_update(body, allowed, if_match, [this, rp](caf::expected<std::string> r) mutable {
-        if (r)
-          rp.deliver(std::move(*r));
-        else
-          rp.deliver(r.error());
+      run_update(body, allowed, if_match, [this](caf::expected<std::string> r) mutable {
+        auto done = std::move(update_promises_.front());
+        update_promises_.pop_front();
         updates_.pop_front();
+        if (r)
+          done.deliver(std::move(*r));
+        else
+          done.deliver(r.error());
         if (!updates_.empty()) updates_.front()();
       });
     });
@@ -122,8 +135,11 @@ class panel_state {
               auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
               for (auto& a : actions_) a.rp.deliver(gone);
               for (auto& w : waiters_) w.deliver(gone);
+              for (auto& u : update_promises_) u.deliver(gone);
               actions_.clear();
               waiters_.clear();
+              update_promises_.clear();
+              updates_.clear();
               rp.deliver(std::string{R"({"success":true})"});
               self_->quit();
             },
@@ -194,9 +210,32 @@ class panel_state {
       env_.metrics->count_coalesced();  // a render of a newer state is already due
     ++generation_;
     cache_valid_ = false;
-    if (watchers_ > 0) start_render();
+    if (watched()) start_render();
   }
 
+  bool watched() const { return env_.watched && env_.watched(rec_.id); }
+
+  // Versions subscribers see never go down (a bound storage deleted or re-created, or
+  // storages rebound, can lower the sum): a lower one becomes the last one + 1.
+  int64_t stamp(int64_t computed) {
+    last_version_ = computed >= last_version_ ? computed : last_version_ + 1;
+    return last_version_;
+  }
+
+  // A render retried later rather than cached: the sandbox had no capacity, or a read failed.
+  void retry_render_later() {
+    if (retry_pending_ || !watched()) return;
+    retry_pending_ = true;
+    self_->delayed_send(self_, std::chrono::seconds(1), retry_atom::value);
+  }
+
+ public:
+  void retry_render() {
+    retry_pending_ = false;
+    if (!cache_valid_ && watched()) start_render();
+  }
+
+ private:
   int64_t version_of(const snapshot& s) const {
     int64_t v = rec_.version;
     for (auto& [_, entry] : s) v += entry.version;
@@ -210,7 +249,7 @@ class panel_state {
     auto started = clock::now();
     read_snapshot(self_, env_, rec_.storage_ids, [this, started](caf::expected<snapshot> s) {
       if (!s) return render_done(started, {}, s.error(), {});
-      auto version = version_of(*s);
+      auto version = stamp(version_of(*s));
       auto versions = versions_of(*s);
       sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr)};
       self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
@@ -218,8 +257,7 @@ class panel_state {
               [this, started, version, versions](sandbox::call_result& r) {
                 rendered out{sandbox::is_ok(r), version, {}};
                 if (out.ok) {
-                  auto answer = json::parse(r.body, nullptr, false);
-                  out.body = answer.is_object() ? answer.value("html", "") : "";
+                  out.body = string_member(json::parse(r.body, nullptr, false), "html");
                 } else {
                   auto answer = json::parse(r.body, nullptr, false);
                   if (answer.is_object()) answer["version"] = version;
@@ -241,8 +279,17 @@ class panel_state {
                                  clock::now() - started);
     auto waiting = std::move(waiters_);
     waiters_.clear();
-    if (err) {
-      for (auto& w : waiting) w.deliver(err);
+    auto kind = out.ok ? std::string{} : sandbox::error_kind(out.body);
+    bool transient = !err && (kind == "overloaded" || kind == "unavailable");
+    if (err || transient) {
+      // Not cached and not published: subscribers keep the last good render until a retry.
+      for (auto& w : waiting) {
+        if (err)
+          w.deliver(err);
+        else
+          w.deliver(render_failure(out));
+      }
+      retry_render_later();
     } else {
       if (generation_ == render_generation_) remember(out, std::move(versions));
       for (auto& w : waiting) {
@@ -253,7 +300,7 @@ class panel_state {
       }
       publish(out);
     }
-    if ((watchers_ > 0 && generation_ != render_generation_) || !waiters_.empty()) start_render();
+    if (watched() && generation_ != render_generation_) start_render();
   }
 
   void remember(const rendered& out, std::map<std::string, int64_t> versions) {
@@ -263,7 +310,7 @@ class panel_state {
   }
 
   void publish(const rendered& out) {
-    if (watchers_ == 0 || !env_.sink) return;
+    if (!env_.sink || !watched()) return;
     env_.sink({out.ok ? render_event::kind::render : render_event::kind::render_error, rec_.id,
                out.version, out.body});
   }
@@ -277,6 +324,9 @@ class panel_state {
       return;
     }
     acting_ = true;
+    // An action whose caller has given up by now is not run.
+    if (clock::now() - actions_.front().start > env_.call_timeout)
+      return finish_action(make_error(errc::timeout, "the action waited too long in its queue"));
     auto generation = generation_;
     if (actions_.front().attempts > env_.max_retries) return locked_action(generation);
     read_snapshot(self_, env_, rec_.storage_ids, [this, generation](caf::expected<snapshot> s) {
@@ -377,7 +427,10 @@ class panel_state {
 
   void action_committed(const snapshot& s, const json& answer, const json& changed,
                         uint64_t generation) {
-    auto version = version_of(s);
+    // Published and cached only if nothing else changed the panel or its storages meanwhile;
+    // otherwise the change that did triggers a render of the newer state.
+    bool current = generation_ == generation && !rendering_;
+    auto version = current ? stamp(version_of(s)) : version_of(s);
     json reply = {{"success", true}, {"version", version}, {"changed", json::array()}};
     for (auto& [id, _] : changed.items()) reply["changed"].push_back(id);
     reply["logs"] = answer.value("logs", json::array());
@@ -385,9 +438,10 @@ class panel_state {
     if (html != answer.end() && html->is_string()) {
       reply["html"] = *html;
       rendered out{true, version, html->get<std::string>()};
-      // Cache only if no change we have not accounted for arrived since the snapshot.
-      if (generation_ == generation && !rendering_) remember(out, versions_of(s));
-      publish(out);
+      if (current) {
+        remember(out, versions_of(s));
+        publish(out);
+      }
     } else {
       reply["html"] = nullptr;
       if (auto e = answer.find("render_error"); e != answer.end()) reply["render_error"] = *e;
@@ -415,7 +469,9 @@ class panel_state {
   panel_env env_;
   caf::actor directory_;
   panel_record rec_;
-  int watchers_ = 0;
+  static constexpr size_t max_queued_actions = 1024;
+  int64_t last_version_ = 0;  // the highest version stamped
+  bool retry_pending_ = false;
   // The render cache: valid while nothing it showed has changed.
   uint64_t generation_ = 0;         // +1 per change of the panel or a bound storage
   uint64_t render_generation_ = 0;  // the generation the render in flight started at
@@ -427,6 +483,7 @@ class panel_state {
   std::deque<pending_action> actions_;
   bool acting_ = false;
   std::deque<std::function<void()>> updates_;  // the head is running
+  std::deque<reply_promise> update_promises_;  // one per queued update
 };
 
 }  // namespace
@@ -442,9 +499,8 @@ caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::acto
         return st->update(std::move(body), std::move(allowed), std::move(if_match));
       },
       [st](erase_atom, const std::string&) { return st->erase(); },
-      [st](render_atom, const std::string&) { return st->render(false); },
-      [st](subscribe_atom, const std::string&) { return st->render(true); },
-      [st](unsubscribe_atom, const std::string&) { st->unsubscribe(); },
+      [st](render_atom, const std::string&) { return st->render(); },
+      [st](retry_atom) { st->retry_render(); },
       [st](action_atom, const std::string&, std::string& name, std::string& payload) {
         return st->action(std::move(name), std::move(payload));
       },

@@ -12,16 +12,19 @@
 //   (erase_atom, id) -> {"success":true}; publishes `deleted`, tells the directory
 //       (gone_atom, id), answers queued work not_found, quits.
 //   (render_atom, id) -> {"html","version"} | sandbox_failed (template_error, version in it)
-//   (subscribe_atom, id) -> as render_atom, and counts a subscriber: while it has any, every
-//       change of a bound storage or of the panel re-renders it and publishes the result to
-//       env.sink. (unsubscribe_atom, id) -> no reply; one subscriber less.
+//       While env.watched(id) says someone subscribes to the panel, every change of a bound
+//       storage or of the panel re-renders it and publishes the result to env.sink (a render
+//       the sandbox had no capacity for, or whose storage read failed, is retried after 1 s
+//       rather than shown). Versions published never go down.
 //   (action_atom, id, action, payload JSON text) -> {"success":true,"html","version",
 //       "changed":[ids],"logs"[,"render_error"]} | invalid_argument (no handler) | conflict
-//       (still conflicting after env.max_retries re-runs) | sandbox_failed | timeout.
+//       | sandbox_failed | timeout (it waited in the queue longer than env.call_timeout) |
+//       unavailable (1024 actions already wait).
 //       Actions of one panel run one at a time in arrival order: read every bound storage
 //       (missing ones are {} at version 0), run on_action in the sandbox, then commit what it
 //       changed through a storage transaction (transaction.hpp) that also checks the unchanged
-//       ones are still at the versions read; a conflict re-reads and re-runs.
+//       ones are still at the versions read; a conflict re-reads and re-runs, and after
+//       env.max_retries conflicts the action runs once more with its storages locked.
 //   (export_atom, id) -> {"metadata":{...,"storages":{id: data}},"template","handler"}
 //   (storage::changed_atom, storage_id, version) from the directory -> no reply; invalidates
 //       the render cache, re-renders when subscribed. Renders coalesce: one in flight at a time;
@@ -32,6 +35,8 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <chrono>
+#include <functional>
+#include <string>
 
 #include "actors/panel/messages.hpp"
 #include "actors/panel/panel_codec.hpp"
@@ -40,10 +45,11 @@
 namespace tessera::panel {
 
 struct panel_env {
-  caf::actor storages;   // storage directory
-  caf::actor sandbox;    // sandbox supervisor
-  caf::actor committer;  // group committer
-  render_sink sink;      // optional
+  caf::actor storages;                              // storage directory
+  caf::actor sandbox;                               // sandbox supervisor
+  caf::actor committer;                             // group committer
+  render_sink sink;                                 // optional
+  std::function<bool(const std::string&)> watched;  // does anyone subscribe to this panel?
   panel_metrics* metrics = nullptr;
   std::chrono::milliseconds request_timeout{5000};  // storage reads, commits
   std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included

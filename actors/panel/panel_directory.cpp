@@ -96,7 +96,8 @@ class directory {
       rp.deliver(b.error());
       return rp;
     }
-    auto id = b->panel.value("id", "");
+    auto id_it = b->panel.find("id");
+    auto id = id_it != b->panel.end() && id_it->is_string() ? id_it->get<std::string>() : "";
     auto it = live_.find(id);
     if (it == live_.end()) {
       create(std::move(*b), rp);
@@ -107,7 +108,10 @@ class directory {
                             "panel '" + id + "' exists (import with replace to update it)"));
       return rp;
     }
-    auto ids = b->panel.value("storage_ids", std::vector<std::string>{});
+    std::vector<std::string> ids;
+    if (auto s = b->panel.find("storage_ids"); s != b->panel.end() && s->is_array())
+      for (auto& v : *s)
+        if (v.is_string()) ids.push_back(v.get<std::string>());
     auto update = b->panel;
     update.erase("id");
     auto target = it->second;
@@ -291,10 +295,6 @@ caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg
                 const storage::version_list& m) { return forward(id, a, id, body, allowed, m); },
       [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
       [forward](render_atom a, const std::string& id) { return forward(id, a, id); },
-      [forward](subscribe_atom a, const std::string& id) { return forward(id, a, id); },
-      [self, dir](unsubscribe_atom a, const std::string& id) {
-        if (auto p = dir->find(id)) self->send(p, a, id);
-      },
       [forward](action_atom a, const std::string& id, const std::string& name,
                 const std::string& payload) { return forward(id, a, id, name, payload); },
       [forward](export_atom a, const std::string& id) { return forward(id, a, id); },

@@ -12,9 +12,8 @@
 //       ({"metadata":{..., "storages":{id: default data}}, "template", "handler"}); storages
 //       that do not exist are created with their default data. An existing panel is conflict
 //       unless `replace`, which updates its metadata, template and handler.
-//   (get_atom|update_atom|erase_atom|render_atom|subscribe_atom|unsubscribe_atom|action_atom|
-//    export_atom, id, ...) -> forwarded (delegated) to the panel's actor; an unknown id ->
-//       not_found (unsubscribe: no reply)
+//   (get_atom|update_atom|erase_atom|render_atom|action_atom|export_atom, id, ...) ->
+//       forwarded (delegated) to the panel's actor; an unknown id -> not_found
 //   (storage::changed_atom, storage_id, version) -> no reply; told to each panel bound to it
 //   (bound_atom, id, storage_ids) and (gone_atom, id) from panel actors -> no reply
 //   (fresh_atom) -> bool: true the first time it is asked on a data dir that holds no storage

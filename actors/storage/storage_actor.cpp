@@ -195,8 +195,19 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
     return rp;
   };
   // A transaction step (transaction.hpp): check the version, hand T the write op, wait for T.
-  auto prepare = [self, env, owner, changed](caf::actor txn, int64_t expected,
-                                             const std::string& data) {
+  // How long a step waits for its transaction: at least the transaction's own deadline, so a
+  // storage never gives up its lock while the transaction may still commit over it.
+  auto lease = [env](int64_t lease_ms) {
+    return std::max(env.commit_timeout,
+                    std::chrono::milliseconds(lease_ms) + std::chrono::seconds(5));
+  };
+  // An error from the transaction: request_receiver_down means it was gone before this step
+  // handed it anything, so nothing was written; anything else leaves the outcome unknown.
+  auto undecided = [self](const caf::error& err) {
+    if (code_of(err) != errc::unavailable) self->quit(err);
+  };
+  auto prepare = [self, env, owner, changed, lease, undecided](
+                     caf::actor txn, int64_t expected, const std::string& data, int64_t lease_ms) {
     auto step = owner->prepare(expected, data);
     if (!step) {
       self->send(txn, refused_atom::value, owner->id(), std::move(step.error()));
@@ -205,7 +216,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
     auto pending = std::make_shared<std::optional<change>>(std::move(*step));
     std::vector<adapters::write_op> ops;
     if (*pending) ops.push_back(std::move((*pending)->op));  // apply() needs only the record
-    self->request(txn, env.commit_timeout, prepared_atom::value, owner->id(), std::move(ops))
+    self->request(txn, lease(lease_ms), prepared_atom::value, owner->id(), std::move(ops))
         .await(
             [=](bool committed) {
               if (!committed || !*pending) return;
@@ -213,7 +224,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
               owner->apply(std::move(**pending));
               changed();
             },
-            [=](caf::error& err) { self->quit(err); });
+            [=](caf::error& err) { undecided(err); });
   };
   return {
       [=](read_atom, const std::string&) -> caf::result<storage_record> {
@@ -238,17 +249,22 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
         ++*handled;
         return commit(owner->erase(m));
       },
-      [=](prepare_atom, const std::string&, int64_t expected, const std::string& data) {
+      [=](prepare_atom, const std::string&, int64_t expected, const std::string& data,
+          int64_t lease_ms) {
         ++*handled;
-        prepare(caf::actor_cast<caf::actor>(self->current_sender()), expected, data);
+        prepare(caf::actor_cast<caf::actor>(self->current_sender()), expected, data, lease_ms);
       },
-      [=](lock_atom, const std::string&) {
+      [=](lock_atom, const std::string&, int64_t lease_ms) {
         ++*handled;
         // Locked until T answers with the record it committed (version 0: unchanged).
         auto txn = caf::actor_cast<caf::actor>(self->current_sender());
         auto current = owner->read();
+        if (!current && code_of(current.error()) != errc::not_found) {
+          self->send(txn, refused_atom::value, owner->id(), current.error());  // unreadable
+          return;
+        }
         storage_record held = current ? *current : storage_record{owner->id(), "{}", 0, 0, 0};
-        self->request(txn, env.commit_timeout, locked_atom::value, std::move(held))
+        self->request(txn, lease(lease_ms), locked_atom::value, std::move(held))
             .await(
                 [=](storage_record& next) {
                   if (next.version == 0) return;
@@ -256,7 +272,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
                   owner->apply_committed(std::move(next));
                   changed();
                 },
-                [=](caf::error& err) { self->quit(err); });  // outcome unknown: reload
+                [=](caf::error& err) { undecided(err); });
       },
       [=](retire_atom) { self->quit(); },
       caf::after(env.idle_passivate) >>

@@ -15,7 +15,8 @@
 //       shallow merge of top-level keys; a key set to null is removed
 //   (erase_atom, id, version_list if_match)          -> the erased record | not_found |
 //                                                       precondition_failed
-//   (prepare_atom, id, int64_t expected, data)       -> no reply; a step of a transaction
+//   (prepare_atom, id, int64_t expected, data, int64_t lease_ms) -> no reply; a step of a
+//   transaction
 //       (transaction.hpp) sent by the transaction actor T. If the storage is not at `expected`
 //       (0: absent) it sends T (refused_atom, id, error). Otherwise it requests
 //       (prepared_atom, id, std::vector<write_op>) from T (the ops are empty when `data` is
@@ -23,11 +24,15 @@
 //       ops: the change becomes current) or false (aborted: nothing changes). An error
 //       (T died, or no answer within commit_timeout) leaves the outcome unknown: the actor
 //       quits, so the next activation reads what RocksDB holds.
-//   (lock_atom, id)                                  -> no reply; a step of a locked
+//   (lock_atom, id, int64_t lease_ms)                -> no reply; a step of a locked
 //       transaction: requests (locked_atom, storage_record) from T (version 0 when absent) and
 //       handles nothing else until T answers with the storage_record it committed for this
 //       storage (version 0: unchanged). An error leaves the outcome unknown: the actor quits.
 //   (retire_atom)                                    -> quits (from the directory only)
+// A step waits for its transaction at least lease_ms + 5 s (the transaction's own deadline is
+// lease_ms), so it never gives up a lock the transaction may still commit over; an error
+// other than request_receiver_down (the transaction was gone before it got anything) makes
+// the actor quit, as the outcome is unknown.
 // After every change it sends (changed_atom, id, int64_t version) to env.changes when set
 // (version 0: erased); the directory sets env.changes on (watch_atom, actor).
 // Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or

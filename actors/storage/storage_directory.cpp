@@ -143,21 +143,22 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
         if (!valid_storage_id(id)) return bad_id(id);
         return self->delegate(dir->route(id), a, id, std::move(m));
       },
-      [=](prepare_atom a, const std::string& id, int64_t expected, std::string& data) {
+      [=](prepare_atom a, const std::string& id, int64_t expected, std::string& data,
+          int64_t lease_ms) {
         if (!valid_storage_id(id)) {
           self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
                      bad_id(id));
           return;
         }
-        self->delegate(dir->route(id), a, id, expected, std::move(data));
+        self->delegate(dir->route(id), a, id, expected, std::move(data), lease_ms);
       },
-      [=](lock_atom a, const std::string& id) {
+      [=](lock_atom a, const std::string& id, int64_t lease_ms) {
         if (!valid_storage_id(id)) {
           self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
                      bad_id(id));
           return;
         }
-        self->delegate(dir->route(id), a, id);
+        self->delegate(dir->route(id), a, id, lease_ms);
       },
       [=](watch_atom, const caf::actor& sink) { dir->watch(sink); },
       [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<caf::message> {

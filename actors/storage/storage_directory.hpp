@@ -8,7 +8,8 @@
 //   (list_atom, std::string after, uint32_t limit) -> storage_page, ids in byte order after
 //       `after` (exclusive), at most `limit` (1..1000); served by a detached catalog actor
 //       reading RocksDB directly, which is exact because every acknowledged write is on disk
-//   (prepare_atom, id, expected, data), (lock_atom, id) -> as storage_actor (transaction
+//   (prepare_atom, id, expected, data, lease_ms), (lock_atom, id, lease_ms) -> as storage_actor
+//   (transaction
 //       steps; a bad id is refused with invalid_argument)
 //   (watch_atom, caf::actor sink) -> no reply; storage actors activated afterwards tell `sink`
 //       (changed_atom, id, version) after each change. Send it before serving requests.

@@ -79,17 +79,18 @@ caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, ca
     self->request(committer, timeout, runtime::commit_atom::value, std::move(st->ops))
         .then([finish](caf::ok_atom) { finish({}); }, [finish](caf::error& err) { finish(err); });
   };
-  auto visit_next = [self, st, directory, write_batch] {
+  auto visit_next = [self, st, directory, write_batch, timeout] {
     if (st->next == st->ids.size()) {
       if (st->locking) return st->snapshot_reply.deliver(st->snapshot), void();
       return write_batch();
     }
     auto& id = st->ids[st->next];
     if (st->locking) {
-      self->send(directory, lock_atom::value, id);
+      self->send(directory, lock_atom::value, id, static_cast<int64_t>(timeout.count()));
     } else {
       auto& e = st->entries[st->next];
-      self->send(directory, prepare_atom::value, e.id, e.expected, e.data);
+      self->send(directory, prepare_atom::value, e.id, e.expected, e.data,
+                 static_cast<int64_t>(timeout.count()));
     }
   };
   // Sorted, distinct ids (the order that keeps transactions from waiting on each other).

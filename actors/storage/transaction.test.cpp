@@ -128,11 +128,14 @@ TEST_SUITE("actors.storage.transaction") {
     CHECK((*held)[1].expected == 0);  // absent: {} at version 0
     // A write sent while locked waits and lands after the transaction's.
     caf::expected<storage_record> patched = make_error(errc::internal, "no reply");
-    auto writer = sys.spawn([&](caf::event_based_actor* w) {
-      w->request(storages, 5s, merge_atom::value, std::string{"a"}, std::string{R"({"p":1})"},
-                 version_list{})
-          .then([&](storage_record& r) { patched = r; }, [&](caf::error& e) { patched = e; });
-    });
+    // (An argument, because CAF 0.17 dereferences a null tuple for a function actor without.)
+    auto writer = sys.spawn(
+        [&](caf::event_based_actor* w, caf::actor to) {
+          w->request(to, 5s, merge_atom::value, std::string{"a"}, std::string{R"({"p":1})"},
+                     version_list{})
+              .then([&](storage_record& r) { patched = r; }, [&](caf::error& e) { patched = e; });
+        },
+        storages);
     auto done = ask<caf::ok_atom>(
         txn, runtime::commit_atom::value,
         std::vector<txn_entry>{{"a", 0, R"({"n":2})"}, {"m", 0, R"({"made":1})"}});

@@ -437,3 +437,37 @@ def test_open_connections_and_sent_messages_are_in_the_metrics(srv):
     text = srv.request("GET", "/metrics").body
     assert "# TYPE tessera_ws_connections gauge" in text
     assert "# TYPE tessera_ws_messages_sent_total counter" in text
+
+
+def test_subscribing_again_after_unsubscribing_gets_the_current_render_again(srv):
+    """The UI unchecks and re-checks a panel: the new card must be filled at once, although the
+    connection has seen that version before."""
+    counter(srv)
+
+    async def scenario():
+        async with live(srv) as ws:
+            first = await ws.subscribe("p")
+            await ws.send({"type": "unsubscribe", "panel": "p"})
+            again = await ws.subscribe("p")
+            assert (again["version"], again["html"]) == (first["version"], first["html"])
+
+    run(scenario())
+
+
+def test_a_panel_deleted_and_created_again_renders_for_a_new_subscription(srv):
+    counter(srv)
+
+    async def scenario():
+        async with live(srv) as ws:
+            await ws.subscribe("p")
+            res = await rest(srv, "DELETE", "/api/panels/p")
+            assert res.status == 200, res
+            await ws.recv_until(lambda m: m["type"] == "deleted" and m["panel"] == "p",
+                                what="the deletion notice")
+            create_panel(srv, "p", ["c"], "again:{{ c.n }}")
+            msg = await ws.subscribe("p")  # its version starts low again: still sent
+            assert msg["html"] == "again:0", msg
+            await patch(srv, "c", {"n": 5})
+            await ws.render("p", lambda m: m["html"] == "again:5")
+
+    run(scenario())

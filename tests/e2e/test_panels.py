@@ -729,3 +729,12 @@ def test_import_sends_the_token_from_the_flag_or_from_tessera_api_token(server, 
     assert storage(srv, "imp-store", auth)["data"] == {"n": 41}
     for run in (refused, by_flag, by_env):
         assert TOKEN not in run.stdout + run.stderr, run
+
+
+@pytest.mark.parametrize("metadata", [{"id": 1}, {"id": ["p"]}, {"id": "p", "storage_ids": "s"},
+                                      {"id": "p", "storages": {"s": 3}}])
+def test_a_malformed_import_is_400_and_panels_keep_working(srv, metadata):
+    res = srv.request("POST", "/api/panels/import", {"metadata": metadata})
+    assert_problem(res, 400, "invalid_argument")
+    assert srv.request("GET", "/api/panels").status == 200
+    assert srv.request("POST", "/api/panels", {"id": "after"}).status == 201
