@@ -141,6 +141,16 @@ caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, ca
       // Locked: lock every storage, answer what they hold; (commit_atom, writes) follows.
       [=](lock_atom, std::vector<std::string>& ids) {
         st->locking = true;
+        // The requester holds the locks through us: if it goes away before the commit step
+        // (a deleted panel), release the storages now instead of at the deadline. (Before
+        // make_response_promise, which takes the sender out of the current message.)
+        if (auto requester = self->current_sender()) {
+          self->monitor(caf::actor_cast<caf::actor>(requester));
+          self->set_down_handler([st, finish](caf::down_msg&) {
+            if (!st->next_step_taken)
+              finish(make_error(errc::unavailable, "the transaction's requester is gone"));
+          });
+        }
         st->snapshot_reply = self->make_response_promise<std::vector<txn_entry>>();
         if (auto err = take_ids(std::move(ids))) {
           finish(err);

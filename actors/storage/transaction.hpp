@@ -22,8 +22,9 @@
 //       once every storage is locked (they serve nothing else until the end), then
 //   (commit_atom, std::vector<txn_entry> writes) -> ok_atom | storage_failure | timeout:
 //       writes the new data of the storages named (each a JSON object) in one batch and
-//       unlocks all; no writes only unlocks. Without the second step within `timeout` the
-//       transaction aborts and the storages are unlocked unchanged.
+//       unlocks all; no writes only unlocks. Without the second step within `timeout`, or
+//       if the requester terminates before it, the transaction aborts and the storages are
+//       unlocked unchanged.
 // Entries must name distinct ids. Not idempotent: a retry after timeout must re-read first.
 #pragma once
 

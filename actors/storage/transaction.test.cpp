@@ -155,4 +155,24 @@ TEST_SUITE("actors.storage.transaction") {
     CHECK(version("a") == 1);
     CHECK(data("a") == nlohmann::json{{"n", 1}});
   }
+
+  TEST_CASE_FIXTURE(txn_fixture, "locks are released at once when the requester goes away") {
+    create("a", R"({"n":1})");
+    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);  // a long deadline
+    auto locked = std::make_shared<std::atomic<bool>>(false);
+    auto requester = sys.spawn(
+        [locked](caf::event_based_actor* r, caf::actor t) {
+          r->request(t, 60s, lock_atom::value, std::vector<std::string>{"a"})
+              .then([r, locked](std::vector<txn_entry>&) {
+                *locked = true;
+                r->quit();  // gone before the commit step
+              });
+        },
+        txn);
+    self->wait_for(requester);
+    REQUIRE(*locked);
+    // Within the fixture's 5 s, not at the transaction's 60 s deadline.
+    CHECK(data("a") == nlohmann::json{{"n", 1}});
+    CHECK(version("a") == 1);
+  }
 }
