@@ -62,8 +62,8 @@ class storage_owner {
     if (record_) return make_error(errc::conflict, "storage '" + id_ + "' already exists");
     auto value = parse_object(data);
     if (!value) return value.error();
-    auto now = runtime::now_ms();
-    return with_data(storage_record{id_, {}, 1, now, now}, std::move(*value));
+    return with_data(next_record(storage_record{id_, {}, 0, 0, 0}, {}, runtime::now_ms()),
+                     std::move(*value));
   }
 
   caf::expected<change> replace(const std::string& data, const version_list& if_match) const {
@@ -135,12 +135,8 @@ class storage_owner {
     return make_error(errc::not_found, "storage '" + id_ + "' does not exist");
   }
 
-  storage_record next_version() const {
-    auto next = *record_;
-    next.version += 1;
-    next.updated_at = std::max(runtime::now_ms(), next.updated_at);
-    return next;
-  }
+  // The same rule a locked transaction uses (storage_codec.hpp); with_data() sets the data.
+  storage_record next_version() const { return next_record(*record_, {}, runtime::now_ms()); }
 
   change with_data(storage_record next, nlohmann::json document) const {
     next.data = document.dump();
