@@ -1,4 +1,27 @@
-"""Helpers the benchmark scripts share: CPU steal of the VM, percentiles."""
+"""Helpers the benchmark scripts share: starting a server, CPU steal of the VM, percentiles."""
+import os
+import re
+import subprocess
+import tempfile
+import threading
+
+
+def start_tessera(binary, *args):
+    """Starts `binary serve` on a free loopback port with a fresh data dir (no TESSERA_*
+    environment); returns (process, port, temp dir). Exits the script if it does not start."""
+    tmp = tempfile.mkdtemp(prefix="tessera-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    proc = subprocess.Popen(
+        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", tmp + "/data", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = proc.stdout.readline()
+    m = re.search(r"tessera listening on \S+:(\d+)$", line.strip())
+    if not m:
+        proc.kill()
+        raise SystemExit("tessera did not start: " + line)
+    # Keep reading stdout so that the server never blocks on a full pipe.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, int(m.group(1)), tmp
 
 
 def steal():

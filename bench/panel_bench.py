@@ -32,13 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import websockets
 
-from benchlib import pct, steal, steal_pct
+from benchlib import pct, start_tessera, steal, steal_pct
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
@@ -49,19 +48,7 @@ RESULT_TIMEOUT = 30  # seconds a WebSocket action may wait for its result before
 
 class Server:
     def __init__(self, *args):
-        self.dir = tempfile.mkdtemp(prefix="tessera-bench-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.dir + "/data", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        line = self.proc.stdout.readline()
-        m = re.search(r"tessera listening on \S+:(\d+)$", line.strip())
-        if not m:
-            self.proc.kill()
-            raise SystemExit("tessera did not start: " + line)
-        self.port = int(m.group(1))
-        # Keep reading stdout so that the server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.proc, self.port, self.dir = start_tessera(BINARY, *args)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         self.wait_for(lambda: all(w["state"] == "idle"
                                   for w in self.request("GET", "/api/sandbox")[1]["workers"]),

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import pct, steal, steal_pct
+from benchlib import pct, start_tessera, steal, steal_pct
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
@@ -54,16 +54,7 @@ QUICK = {"kind": "schedule", "handler": "def on_schedule(storage):\n    pass\n"}
 
 class Server:
     def __init__(self, *args):
-        self.dir = tempfile.mkdtemp(prefix="tessera-bench-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.dir + "/data", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        line = self.proc.stdout.readline()
-        m = re.search(r":(\d+)$", line.strip())
-        if not m:
-            raise SystemExit("tessera did not start: " + line)
-        self.port = int(m.group(1))
+        self.proc, self.port, self.dir = start_tessera(BINARY, *args)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         deadline = time.monotonic() + 30
         while not all(w["state"] == "idle" for w in self.get("/api/sandbox")["workers"]):

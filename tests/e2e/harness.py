@@ -36,6 +36,27 @@ def run_tessera(*args, env=None, timeout=START_DEADLINE):
                           timeout=timeout)
 
 
+def run_together(count, work, timeout=60, what="a client thread"):
+    """Runs work(i, barrier) on `count` threads (they may wait on the barrier to start at
+    once); returns their results in order, an exception where one raised."""
+    barrier = threading.Barrier(count)
+    results = [None] * count
+
+    def run(i):
+        try:
+            results[i] = work(i, barrier)
+        except Exception as e:  # reported by the caller's assertions on results
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), f"{what} hung"
+    return results
+
+
 def wait_until(predicate, timeout=10.0, message="condition", interval=0.02):
     """Polls `predicate` until it returns a truthy value or the deadline passes. `message` may
     be a callable, evaluated on failure (to show the last state seen)."""

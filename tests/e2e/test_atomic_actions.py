@@ -1,11 +1,9 @@
 """Panel actions under concurrency: read all bound storages, run the handler, commit every changed
 storage in one batch only if none changed meanwhile, else re-run. Lost updates, torn reads and
 half-applied multi-storage changes must never show."""
-import threading
-
 import pytest
 
-from harness import assert_problem, parse_metrics
+from harness import assert_problem, parse_metrics, run_together
 
 INCREMENTS = 200
 ACTION_THREADS = 20  # each sends INCREMENTS // ACTION_THREADS actions on its own connection
@@ -34,26 +32,6 @@ MOVER = (
     "            b['torn'] = b.get('torn', []) + [[a['total'], b['total']]]\n"
     "        a['audits'] = a.get('audits', 0) + 1\n"
 )
-
-
-def run_threads(count, work):
-    """Runs work(i, barrier) on `count` threads released together; returns their results."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        try:
-            results[i] = work(i, barrier)
-        except Exception as e:  # reported by the assertions on results
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    assert not any(t.is_alive() for t in threads), "a client thread hung"
-    return results
 
 
 def samples(srv, name):
@@ -108,7 +86,7 @@ def test_concurrent_increments_through_two_panels_and_rest_patches_all_land(serv
             client.close()
         return out
 
-    results = run_threads(ACTION_THREADS + PATCH_THREADS, work)
+    results = run_together(ACTION_THREADS + PATCH_THREADS, work, timeout=180)
     errors = [r for r in results if isinstance(r, Exception)]
     assert not errors, errors
     actions = [r for batch in results[:ACTION_THREADS] for r in batch]
@@ -183,7 +161,7 @@ def test_moves_between_two_storages_commit_both_or_neither_and_the_sum_holds(ser
             client.close()
         return out
 
-    results = run_threads(threads + 1, work)
+    results = run_together(threads + 1, work, timeout=180)
     errors = [r for r in results if isinstance(r, Exception)]
     assert not errors, errors
     done = [r for batch in results for r in batch]

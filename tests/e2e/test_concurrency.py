@@ -1,9 +1,8 @@
 """Optimistic concurrency with If-Match, and concurrent writers to one storage."""
-import threading
 
 import pytest
 
-from harness import assert_problem
+from harness import assert_problem, run_together
 
 
 @pytest.fixture
@@ -62,26 +61,6 @@ def test_the_etag_of_a_read_is_what_if_match_expects(srv):
     assert_still(srv, 3, {})
 
 
-def run_together(count, work):
-    """Runs work(i) on `count` threads released at once; returns their results in order."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        try:
-            results[i] = work(i, barrier)
-        except Exception as e:  # reported by the assertion on results
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a writer hung"
-    return results
-
-
 @pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
 def test_100_concurrent_patches_of_distinct_keys_all_land(server, mode):
     srv = server(*mode)
@@ -95,7 +74,7 @@ def test_100_concurrent_patches_of_distinct_keys_all_land(server, mode):
         client.close()
         return res.status, res.body["version"]
 
-    results = run_together(100, patch)
+    results = run_together(100, patch, what="a writer")
     assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
     assert sorted(v for _, v in results) == list(range(2, 102))  # each saw its own version
     final = srv.request("GET", "/api/storages/hot").body
@@ -115,7 +94,7 @@ def test_of_two_writers_with_the_same_if_match_exactly_one_wins_every_time(serve
                                      {"If-Match": f'"{round}"'})
             return res.status, res.body
 
-        results = run_together(2, put)
+        results = run_together(2, put, what="a writer")
         statuses = sorted(r[0] for r in results)
         assert statuses == [200, 412], (round, results)
         winner = next(i for i, r in enumerate(results) if r[0] == 200)
@@ -138,7 +117,7 @@ def test_of_ten_concurrent_creates_of_one_id_exactly_one_succeeds(server, mode):
         client.close()
         return res.status, res.body
 
-    results = run_together(10, create)
+    results = run_together(10, create, what="a writer")
     statuses = sorted(r[0] for r in results)
     assert statuses == [201] + [409] * 9, results
     winner = next(i for i, r in enumerate(results) if r[0] == 201)
