@@ -22,6 +22,9 @@ find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(doctest CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
+# IANA time zones for cron schedules (GCC 12's libstdc++ has no chrono tzdb). date::date-tz
+# defines USE_OS_TZDB=1: it reads the tzdata package's /usr/share/zoneinfo.
+find_package(date CONFIG REQUIRED)
 
 # The sandbox embeds Debian's CPython 3.11. The pyenv Python first on PATH would be picked
 # otherwise (configure fails, or pyenv's libpython gets embedded): pin it before pybind11.

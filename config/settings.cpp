@@ -109,6 +109,26 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.panel_max_retries, 0, 1000);
      }},
+    {"tasks.keep_runs", "newest runs kept per task; older runs and their logs are deleted",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.task_keep_runs, 1, 1'000'000);
+     }},
+    {"tasks.log_retention_days", "task log lines older than this many days are deleted",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.task_log_retention_days, 1, 36'500);
+     }},
+    {"tasks.max_catch_up", "most runs a misfire with policy catch_up makes",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.task_max_catch_up, 1, 1000);
+     }},
+    {"tasks.weather_url",
+     "URL the weather demo task fetches (needs sandbox.network); empty: a generator",
+     [](settings& s, const std::string& v) -> apply_result {
+       if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
+         return "expected an http:// or https:// URL, got '" + v + "'";
+       s.task_weather_url = v;
+       return std::nullopt;
+     }},
     {"runtime.scheduler_threads", "CAF scheduler threads (0: one per core)",
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.scheduler_threads, 0, 256);

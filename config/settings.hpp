@@ -41,6 +41,11 @@ struct settings {
   // [panels]
   bool panel_demos = true;  // import the demo panels on the first start of an empty data dir
   uint32_t panel_max_retries = 16;
+  // [tasks]
+  uint32_t task_keep_runs = 100;  // newest runs kept per task (older ones and their logs go)
+  uint32_t task_log_retention_days = 30;  // log lines older than this are deleted (hourly sweep)
+  uint32_t task_max_catch_up = 10;        // runs a catch_up misfire makes at most
+  std::string task_weather_url;           // the weather demo's source (empty: a generator)
   // [runtime]
   uint32_t scheduler_threads = 0;  // 0: CAF's default (one per core)
   // [sandbox]

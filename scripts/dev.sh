@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
-  libtomlplusplus-dev libcli11-dev doctest-dev
+  libtomlplusplus-dev libcli11-dev doctest-dev libhowardhinnant-date-dev tzdata
   pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap)
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc
   python3-websockets chromium chromium-driver python3-selenium)
@@ -71,6 +71,9 @@ case "${1:-}" in
     ;;
   test)
     install_missing "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    # The cron oracle tests compare against the npm package croner (pinned in package.json).
+    command -v npm >/dev/null || install_missing nodejs npm
+    npm install --prefix tests/e2e/cron_oracle --no-audit --no-fund --silent
     log "clang-format check"
     git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
     build build

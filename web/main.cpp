@@ -10,12 +10,16 @@
 #include "actors/panel/panel_directory.hpp"
 #include "actors/sandbox/supervisor.hpp"
 #include "actors/storage/storage_directory.hpp"
+#include "actors/task/messages.hpp"
+#include "actors/task/task_directory.hpp"
+#include "actors/task/task_scheduler.hpp"
 #include "adapters/error.hpp"
 #include "config/settings.hpp"
 #include "runtime/actor_metrics.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
+#include "web/cron_command.hpp"
 #include "web/http_server.hpp"
 #include "web/import_panel.hpp"
 #include "web/live.hpp"
@@ -62,12 +66,15 @@ sandbox::supervisor_config sandbox_config(const config::settings& s,
   return c;
 }
 
-// The demo bundles compiled into the binary (web/demo/), in the export format.
-std::vector<std::string> demo_bundles() {
+// The demo panel bundles compiled into the binary (web/demo/<panel>/), in the export format;
+// `weather_url` (tasks.weather_url) becomes the weather storage's source.
+std::vector<std::string> demo_bundles(const std::string& weather_url) {
   std::map<std::string, nlohmann::json> by_name;
   for (auto& [path, text] : demo_files()) {
     auto slash = path.find('/');
-    auto& b = by_name[std::string{path.substr(0, slash)}];
+    auto dir = std::string{path.substr(0, slash)};
+    if (dir == "tasks") continue;
+    auto& b = by_name[dir];
     auto file = path.substr(slash + 1);
     if (file == "metadata.json")
       b["metadata"] = nlohmann::json::parse(text);
@@ -76,25 +83,52 @@ std::vector<std::string> demo_bundles() {
     else if (file == "handler.py")
       b["handler"] = std::string{text};
   }
+  if (auto w = by_name.find("weather"); w != by_name.end() && !weather_url.empty())
+    w->second["metadata"]["storages"]["weather"]["source_url"] = weather_url;
   std::vector<std::string> out;
   for (auto& [_, b] : by_name) out.push_back(b.dump());
   return out;
 }
 
+// The demo tasks (web/demo/tasks/<id>.json + <id>.py) as create bodies.
+std::vector<std::string> demo_tasks() {
+  std::map<std::string, nlohmann::json> by_id;
+  for (auto& [path, text] : demo_files()) {
+    if (!path.starts_with("tasks/")) continue;
+    auto file = std::string{path.substr(6)};
+    auto dot = file.rfind('.');
+    auto& t = by_id[file.substr(0, dot)];
+    if (file.ends_with(".json"))
+      t.merge_patch(nlohmann::json::parse(text));
+    else if (file.ends_with(".py"))
+      t["handler"] = std::string{text};
+  }
+  std::vector<std::string> out;
+  for (auto& [_, t] : by_id) out.push_back(t.dump());
+  return out;
+}
+
 // On the first start of an empty data dir, imports the demos (before serving, so the first
 // request already sees them).
-void load_demos(caf::actor_system& system, const caf::actor& panels, bool enabled) {
+void load_demos(caf::actor_system& system, const caf::actor& panels, const caf::actor& tasks,
+                const config::settings& s) {
   caf::scoped_actor self{system};
   bool fresh = false;
   self->request(panels, std::chrono::seconds(10), panel::fresh_atom::value)
       .receive([&](bool f) { fresh = f; },
                [](caf::error& e) { runtime::log_error("demo check failed: " + detail_of(e)); });
-  if (!fresh || !enabled) return;
-  for (auto& bundle : demo_bundles())
+  if (!fresh || !s.panel_demos) return;
+  for (auto& bundle : demo_bundles(s.task_weather_url))
     self->request(panels, std::chrono::seconds(60), panel::import_atom::value, bundle, false)
         .receive([](const std::string&) {},
                  [](caf::error& e) {
                    runtime::log_error("demo import failed: " + tessera::detail_of(e));
+                 });
+  for (auto& body : demo_tasks())
+    self->request(tasks, std::chrono::seconds(60), task::create_atom::value, body)
+        .receive([](const std::string&) {},
+                 [](caf::error& e) {
+                   runtime::log_error("demo task failed: " + tessera::detail_of(e));
                  });
 }
 
@@ -129,6 +163,7 @@ int serve(const config::settings& s) {
   runtime::actor_metrics actor_metrics{*registry};
   sandbox::sandbox_metrics sandbox_metrics{*registry};
   panel::panel_metrics panel_metrics{*registry};
+  task::task_metrics task_metrics{*registry};
   auto hub = std::make_shared<web::live_hub>(*registry);
 
   // Declared before the actor system so that the I/O context outlives every actor callback.
@@ -166,7 +201,27 @@ int serve(const config::settings& s) {
       system.spawn(panel::panel_directory,
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
   caf::anon_send(directory, storage::watch_atom::value, panels);  // storage changes -> panels
-  load_demos(system, panels, s.panel_demos);
+
+  auto scheduler = system.spawn(task::task_scheduler, &task_metrics);
+  task::task_env tenv;
+  tenv.store = *store;
+  tenv.atomic = {directory,    sandbox,
+                 committer,    s.request_timeout * 6,
+                 slow_timeout, static_cast<int>(s.panel_max_retries)};
+  tenv.scheduler = scheduler;
+  tenv.metrics = &task_metrics;
+  tenv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
+  tenv.keep_runs = s.task_keep_runs;
+  tenv.max_catch_up = s.task_max_catch_up;
+  // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
+  // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
+  // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
+  // over the workers. It also does the blocking RocksDB scans of the log queries.
+  auto tasks = system.spawn<caf::detached>(
+      task::task_directory,
+      task::directory_config{*store, tenv, actor_metrics.for_kind("task"),
+                             std::chrono::hours(24) * s.task_log_retention_days});
+  load_demos(system, panels, tasks, s);
 
   auto routes = std::make_shared<web::router>(s.api_token, *registry);
   web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
@@ -177,6 +232,7 @@ int serve(const config::settings& s) {
                            s.sandbox_max_memory_mb, s.sandbox_isolation},
                           sandbox);
   web::add_panel_routes(*routes, ctx, panels, slow_timeout);
+  web::add_task_routes(*routes, ctx, tasks, slow_timeout);
   web::add_ui_routes(*routes);
 
   web::http_server::options opts;
@@ -208,6 +264,8 @@ int serve(const config::settings& s) {
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
     hub->stop();
+    caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(panels, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
@@ -221,6 +279,10 @@ int serve(const config::settings& s) {
   server->run();
   server->clear_handler();
   hub->stop();  // connections closing from now on leave the actors alone
+  caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);
+  tasks = nullptr;
+  caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+  scheduler = nullptr;
   caf::anon_send_exit(panels, caf::exit_reason::user_shutdown);
   panels = nullptr;
   // `routes` stays alive until the actors are done: late replies still go through it.
@@ -270,7 +332,10 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--token", import_opts.token,
                          "bearer token (default: $TESSERA_API_TOKEN or $TESSERA_SERVER_API_TOKEN)");
   import_cmd->add_flag("--replace", import_opts.replace, "update the panel if it exists");
+  web::cron_options cron_opts;
+  auto* cron_cmd = web::add_cron_command(app, cron_opts);
   CLI11_PARSE(app, argc, argv);
+  if (cron_cmd->parsed()) return web::run_cron_command(cron_opts);
   if (import_cmd->parsed()) {
     for (auto* name : {"TESSERA_API_TOKEN", "TESSERA_SERVER_API_TOKEN"})
       if (auto* v = std::getenv(name); v && import_opts.token.empty()) import_opts.token = v;

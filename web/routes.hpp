@@ -41,6 +41,11 @@ void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route
 void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels,
                       std::chrono::milliseconds slow_timeout);
 
+// /api/tasks and everything below it, and /api/logs; `tasks` speaks task_directory.hpp's
+// protocol. `slow_timeout` bounds requests that may run user code (manual runs, code checks).
+void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks,
+                     std::chrono::milliseconds slow_timeout);
+
 // GET / (the web UI page) and GET /ui/app.js, embedded in the binary.
 void add_ui_routes(router& r);
 

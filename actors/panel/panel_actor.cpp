@@ -7,8 +7,8 @@
 
 #include "actors/panel/panel_ops.hpp"
 #include "actors/sandbox/messages.hpp"
+#include "actors/storage/atomic_run.hpp"
 #include "actors/storage/messages.hpp"
-#include "actors/storage/transaction.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
@@ -25,7 +25,6 @@ struct pending_action {
   std::string payload;
   reply_promise rp;
   clock::time_point start = clock::now();
-  int attempts = 0;
 };
 
 // The outcome of a render: what subscribers and GET /render get.
@@ -315,114 +314,40 @@ class panel_state {
                out.version, out.body});
   }
 
-  // Runs the action at the queue's head: optimistically (read, run, commit if nothing
-  // changed meanwhile) up to env.max_retries conflicts, then once more with its storages
-  // locked, which cannot conflict.
+  // Runs the action at the queue's head (storage/atomic_run.hpp): optimistically up to
+  // env.max_retries conflicts, then once more with its storages locked, which cannot conflict.
   void next_action() {
     if (actions_.empty()) {
       acting_ = false;
       return;
     }
     acting_ = true;
-    // An action whose caller has given up by now is not run.
-    if (clock::now() - actions_.front().start > env_.call_timeout)
-      return finish_action(make_error(errc::timeout, "the action waited too long in its queue"));
-    auto generation = generation_;
-    if (actions_.front().attempts > env_.max_retries) return locked_action(generation);
-    read_snapshot(self_, env_, rec_.storage_ids, [this, generation](caf::expected<snapshot> s) {
-      if (!s) return finish_action(s.error());
-      auto snap = std::make_shared<snapshot>(std::move(*s));
-      call_handler(*snap, [this, snap, generation](caf::expected<json> answer) {
-        if (!answer) return finish_action(answer.error());
-        commit_optimistic(std::move(*snap), std::move(*answer), generation);
-      });
-    });
-  }
-
-  // Runs on_action on `s` in the sandbox; the answer's "changed" is checked: the answer is
-  // untrusted (a hostile handler can forge it), so only bound storages holding objects pass.
-  void call_handler(const snapshot& s, std::function<void(caf::expected<json>)> done) {
     auto& a = actions_.front();
-    sandbox::call c{sandbox::call_kind::action, call_body(rec_, s, &a.action, &a.payload)};
-    auto bound = versions_of(s);
-    self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
-        .then(
-            [this, done, bound](sandbox::call_result& r) {
-              if (!sandbox::is_ok(r)) return done(make_error(errc::sandbox_failed, r.body));
-              auto answer = json::parse(r.body, nullptr, false);
-              if (!answer.is_object()) answer = json::object();
-              if (!answer.contains("changed") || !answer["changed"].is_object())
-                answer["changed"] = json::object();
-              for (auto& [id, data] : answer["changed"].items())
-                if (!bound.count(id) || !data.is_object())
-                  return done(make_error(
-                      errc::sandbox_failed,
-                      sandbox::failed_result("invalid_result", "ValueError",
-                                             "the handler returned storage '" + id +
-                                                 "', which is not an object bound to panel '" +
-                                                 rec_.id + "'")
-                          .body));
-              done(std::move(answer));
-            },
-            [done](caf::error& err) { done(err); });
-  }
-
-  void commit_optimistic(snapshot s, json answer, uint64_t generation) {
-    const json& changed = answer["changed"];
-    std::vector<storage::txn_entry> entries;
-    for (auto& [id, entry] : s)
-      entries.push_back({id, entry.version, changed.contains(id) ? changed[id].dump() : ""});
-    auto txn =
-        self_->spawn(storage::transaction, env_.storages, env_.committer, env_.request_timeout);
-    self_
-        ->request(txn, env_.request_timeout + std::chrono::seconds(1), runtime::commit_atom::value,
-                  std::move(entries))
-        .then([this, snap = std::move(s), answer,
-               generation](caf::ok_atom) mutable { committed(snap, answer, generation); },
-              [this](caf::error& err) {
-                if (code_of(err) != errc::conflict) return finish_action(err);
-                if (env_.metrics) env_.metrics->count_conflict();
-                // The same action again, on fresh state (locked once retries are used up).
-                if (++actions_.front().attempts <= env_.max_retries && env_.metrics)
-                  env_.metrics->count_retry();
-                next_action();
-              });
-  }
-
-  // The last attempt: the transaction locks every bound storage first (other writers wait),
-  // hands over what they hold, and commits what the handler changed.
-  void locked_action(uint64_t generation) {
-    if (env_.metrics) env_.metrics->count_locked_run();
-    auto hold = env_.call_timeout + env_.request_timeout;
-    auto txn = self_->spawn(storage::transaction, env_.storages, env_.committer, hold);
-    self_->request(txn, hold, storage::lock_atom::value, rec_.storage_ids)
-        .then(
-            [this, txn, hold, generation](std::vector<storage::txn_entry>& held) {
-              snapshot s;
-              for (auto& e : held) s[e.id] = {std::move(e.data), e.expected};
-              auto snap = std::make_shared<snapshot>(std::move(s));
-              call_handler(*snap, [this, txn, hold, snap, generation](caf::expected<json> answer) {
-                std::vector<storage::txn_entry> writes;
-                if (answer)
-                  for (auto& [id, data] : (*answer)["changed"].items())
-                    writes.push_back({id, 0, data.dump()});
-                // Without writes this only unlocks the storages.
-                self_->request(txn, hold, runtime::commit_atom::value, std::move(writes))
-                    .then(
-                        [this, snap, answer, generation](caf::ok_atom) {
-                          if (!answer) return finish_action(answer.error());
-                          committed(*snap, *answer, generation);
-                        },
-                        [this](caf::error& err) { finish_action(err); });
-              });
-            },
-            [this](caf::error& err) { finish_action(err); });
-  }
-
-  void committed(snapshot s, const json& answer, uint64_t generation) {
-    const json& changed = answer["changed"];
-    for (auto& [id, _] : changed.items()) s[id].version += 1;
-    action_committed(s, answer, changed, generation);
+    storage::atomic_env aenv{env_.storages,        env_.sandbox,      env_.committer,
+                             env_.request_timeout, env_.call_timeout, env_.max_retries};
+    storage::atomic_hooks hooks;
+    hooks.before_attempt = [this]() -> caf::error {
+      // An action whose caller has given up by now is not run.
+      if (clock::now() - actions_.front().start > env_.call_timeout)
+        return make_error(errc::timeout, "the action waited too long in its queue");
+      action_generation_ = generation_;
+      return {};
+    };
+    if (env_.metrics) {
+      hooks.conflict = [m = env_.metrics] { m->count_conflict(); };
+      hooks.retry = [m = env_.metrics] { m->count_retry(); };
+      hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
+    }
+    auto make_call = [this, name = a.action, payload = a.payload](const snapshot& s) {
+      return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload)};
+    };
+    storage::run_atomically(
+        self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),
+        std::move(hooks), [this](caf::expected<storage::atomic_outcome> out) {
+          if (!out) return finish_action(out.error());
+          const json& changed = out->answer["changed"];
+          action_committed(out->after, out->answer, changed, action_generation_);
+        });
   }
 
   void action_committed(const snapshot& s, const json& answer, const json& changed,
@@ -482,6 +407,7 @@ class panel_state {
   std::vector<reply_promise> waiters_;
   std::deque<pending_action> actions_;
   bool acting_ = false;
+  uint64_t action_generation_ = 0;             // the generation the current attempt read
   std::deque<std::function<void()>> updates_;  // the head is running
   std::deque<reply_promise> update_promises_;  // one per queued update
 };

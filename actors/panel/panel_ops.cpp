@@ -29,44 +29,13 @@ struct gather {
 void read_snapshot(caf::event_based_actor* self, const panel_env& env,
                    const std::vector<std::string>& ids,
                    std::function<void(caf::expected<snapshot>)> done) {
-  if (ids.empty()) return done(snapshot{});
-  auto result = std::make_shared<snapshot>();
-  auto g = std::make_shared<gather>(gather{ids.size(), {}, [result, done](caf::error err) {
-                                             if (err) return done(err);
-                                             done(std::move(*result));
-                                           }});
-  for (auto& id : ids) {
-    self->request(env.storages, env.request_timeout, storage::read_atom::value, id)
-        .then(
-            [result, g, id](storage::storage_record& r) {
-              (*result)[id] = {std::move(r.data), r.version};
-              g->report({});
-            },
-            [result, g, id](caf::error& err) {
-              if (code_of(err) == errc::not_found) {
-                (*result)[id] = {};
-                return g->report({});
-              }
-              g->report(err);
-            });
-  }
-}
-
-std::map<std::string, int64_t> versions_of(const snapshot& s) {
-  std::map<std::string, int64_t> out;
-  for (auto& [id, entry] : s) out[id] = entry.version;
-  return out;
+  storage::read_snapshot(self, env.storages, env.request_timeout, ids, std::move(done));
 }
 
 std::string call_body(const panel_record& r, const snapshot& s, const std::string* action,
                       const std::string* payload) {
   // Storage data and the payload are JSON text already: spliced in, not re-encoded.
-  std::string storage = "{";
-  for (auto& [id, entry] : s) {
-    if (storage.size() > 1) storage += ',';
-    storage += json(id).dump() + ":" + entry.data;
-  }
-  storage += "}";
+  auto storage = storage::storage_object(s);
   std::string body = "{\"panel\":" + metadata_json(r).dump() +
                      ",\"template\":" + json(r.template_).dump() + ",\"storage\":" + storage;
   if (action) {

@@ -13,22 +13,18 @@
 #include <vector>
 
 #include "actors/panel/panel_actor.hpp"
+#include "actors/storage/atomic_run.hpp"
 
 namespace tessera::panel {
 
-struct snapshot_entry {
-  std::string data = "{}";  // JSON object text
-  int64_t version = 0;      // 0: the storage does not exist
-};
-
-using snapshot = std::map<std::string, snapshot_entry>;
+using storage::snapshot;
+using storage::snapshot_entry;
+using storage::versions_of;
 
 // Reads every storage in `ids` (a missing one is {} at version 0).
 void read_snapshot(caf::event_based_actor* self, const panel_env& env,
                    const std::vector<std::string>& ids,
                    std::function<void(caf::expected<snapshot>)> done);
-
-std::map<std::string, int64_t> versions_of(const snapshot& s);
 
 // The sandbox call body for `r` on `s`: a render when `action` is null, else an action.
 std::string call_body(const panel_record& r, const snapshot& s, const std::string* action,

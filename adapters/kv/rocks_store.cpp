@@ -73,6 +73,28 @@ caf::expected<std::vector<std::pair<std::string, std::string>>> rocks_store::sca
   return out;
 }
 
+caf::expected<std::vector<std::pair<std::string, std::string>>> rocks_store::range(
+    std::string_view from, std::string_view to, size_t limit, bool reverse) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (from >= to) return out;
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{})};
+  rocksdb::Slice lo{from.data(), from.size()}, hi{to.data(), to.size()};
+  if (reverse) {
+    for (it->SeekForPrev(hi); it->Valid() && out.size() < limit; it->Prev()) {
+      if (it->key().compare(hi) >= 0) continue;
+      if (it->key().compare(lo) < 0) break;
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+  } else {
+    for (it->Seek(lo); it->Valid() && out.size() < limit; it->Next()) {
+      if (it->key().compare(hi) >= 0) break;
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+  }
+  if (!it->status().ok()) return failure(it->status());
+  return out;
+}
+
 caf::error rocks_store::flush() {
   auto s = db_->FlushWAL(true);
   if (!s.ok()) return failure(s);

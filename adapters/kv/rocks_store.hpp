@@ -62,6 +62,13 @@ class rocks_store {
                                                                        std::string_view after,
                                                                        size_t limit) const;
 
+  // Up to `limit` pairs with `from <= key < to`, in key order, or in reverse key order
+  // (largest first) when `reverse`.
+  caf::expected<std::vector<std::pair<std::string, std::string>>> range(std::string_view from,
+                                                                        std::string_view to,
+                                                                        size_t limit,
+                                                                        bool reverse) const;
+
   // Flushes memtables and syncs the WAL; used at shutdown.
   caf::error flush();
 

@@ -40,7 +40,8 @@ ALLOWED_MODULES = frozenset(
     """array base64 binascii bisect calendar cmath collections collections.abc copy csv
     dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac html
     html.parser io itertools json logging math numbers operator pprint random re secrets
-    statistics string struct textwrap time typing unicodedata urllib urllib.parse uuid
+    statistics string struct textwrap time typing unicodedata urllib urllib.error urllib.parse
+    urllib.request uuid
     zlib zoneinfo""".split()
 )
 

@@ -1,0 +1,190 @@
+#include "actors/storage/atomic_run.hpp"
+
+#include <caf/all.hpp>
+
+#include "actors/storage/messages.hpp"
+#include "actors/storage/transaction.hpp"
+#include "adapters/error.hpp"
+#include "runtime/committer.hpp"
+
+namespace tessera::storage {
+namespace {
+
+using json = nlohmann::json;
+
+// Calls `done` once every one of `n` parts has reported; the first error wins.
+struct gather {
+  size_t left;
+  caf::error first_error;
+  std::function<void(caf::error)> done;
+
+  void report(caf::error err) {
+    if (err && !first_error) first_error = std::move(err);
+    if (--left == 0) done(std::move(first_error));
+  }
+};
+
+// One run: its attempts share this state.
+struct run_state : std::enable_shared_from_this<run_state> {
+  caf::event_based_actor* self;
+  atomic_env env;
+  std::vector<std::string> ids;
+  std::string owner;
+  std::function<sandbox::call(const snapshot&)> make_call;
+  atomic_hooks hooks;
+  std::function<void(caf::expected<atomic_outcome>)> done;
+  int conflicts = 0;
+
+  void attempt() {
+    if (hooks.before_attempt)
+      if (auto err = hooks.before_attempt()) return done(err);
+    if (conflicts > env.max_retries) return locked_attempt();
+    auto me = shared_from_this();
+    read_snapshot(self, env.storages, env.request_timeout, ids, [me](caf::expected<snapshot> s) {
+      if (!s) return me->done(s.error());
+      auto snap = std::make_shared<snapshot>(std::move(*s));
+      me->call(*snap, [me, snap](caf::expected<json> answer) {
+        if (!answer) return me->done(answer.error());
+        me->commit_optimistic(std::move(*snap), std::move(*answer));
+      });
+    });
+  }
+
+  // Runs the call on `s`; the answer is untrusted (a hostile handler can forge it), so only
+  // storages of `ids` holding objects pass.
+  void call(const snapshot& s, std::function<void(caf::expected<json>)> then) {
+    auto bound = versions_of(s);
+    self->request(env.sandbox, env.call_timeout, sandbox::run_atom::value, make_call(s))
+        .then(
+            [me = shared_from_this(), then, bound](sandbox::call_result& r) {
+              if (!sandbox::is_ok(r)) return then(make_error(errc::sandbox_failed, r.body));
+              auto answer = json::parse(r.body, nullptr, false);
+              if (!answer.is_object()) answer = json::object();
+              if (!answer.contains("changed") || !answer["changed"].is_object())
+                answer["changed"] = json::object();
+              for (auto& [id, data] : answer["changed"].items())
+                if (!bound.count(id) || !data.is_object())
+                  return then(make_error(
+                      errc::sandbox_failed,
+                      sandbox::failed_result("invalid_result", "ValueError",
+                                             "the handler returned storage '" + id +
+                                                 "', which is not an object bound to " + me->owner)
+                          .body));
+              then(std::move(answer));
+            },
+            [then](caf::error& err) { then(err); });
+  }
+
+  void commit_optimistic(snapshot s, json answer) {
+    const json& changed = answer["changed"];
+    std::vector<txn_entry> entries;
+    for (auto& [id, entry] : s)
+      entries.push_back({id, entry.version, changed.contains(id) ? changed[id].dump() : ""});
+    auto txn = self->spawn(transaction, env.storages, env.committer, env.request_timeout);
+    self->request(txn, env.request_timeout + std::chrono::seconds(1), runtime::commit_atom::value,
+                  std::move(entries))
+        .then([me = shared_from_this(), snap = std::move(s),
+               answer](caf::ok_atom) mutable { me->committed(std::move(snap), std::move(answer)); },
+              [me = shared_from_this()](caf::error& err) {
+                if (code_of(err) != errc::conflict) return me->done(err);
+                if (me->hooks.conflict) me->hooks.conflict();
+                if (++me->conflicts <= me->env.max_retries && me->hooks.retry) me->hooks.retry();
+                me->attempt();  // on fresh state (locked once retries are used up)
+              });
+  }
+
+  // The last attempt: the transaction locks every storage first (other writers wait), hands
+  // over what they hold, and commits what the call changed.
+  void locked_attempt() {
+    if (hooks.locked) hooks.locked();
+    auto hold = env.call_timeout + env.request_timeout;
+    auto txn = self->spawn(transaction, env.storages, env.committer, hold);
+    self->request(txn, hold, lock_atom::value, ids)
+        .then(
+            [me = shared_from_this(), txn, hold](std::vector<txn_entry>& held) {
+              snapshot s;
+              for (auto& e : held) s[e.id] = {std::move(e.data), e.expected};
+              auto snap = std::make_shared<snapshot>(std::move(s));
+              me->call(*snap, [me, txn, hold, snap](caf::expected<json> answer) {
+                std::vector<txn_entry> writes;
+                if (answer)
+                  for (auto& [id, data] : (*answer)["changed"].items())
+                    writes.push_back({id, 0, data.dump()});
+                // Without writes this only unlocks the storages.
+                me->self->request(txn, hold, runtime::commit_atom::value, std::move(writes))
+                    .then(
+                        [me, snap, answer](caf::ok_atom) {
+                          if (!answer) return me->done(answer.error());
+                          me->committed(*snap, *answer);
+                        },
+                        [me](caf::error& err) { me->done(err); });
+              });
+            },
+            [me = shared_from_this()](caf::error& err) { me->done(err); });
+  }
+
+  void committed(snapshot s, json answer) {
+    for (auto& [id, _] : answer["changed"].items()) s[id].version += 1;
+    done(atomic_outcome{std::move(s), std::move(answer)});
+  }
+};
+
+}  // namespace
+
+void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
+                   std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
+                   std::function<void(caf::expected<snapshot>)> done) {
+  if (ids.empty()) return done(snapshot{});
+  auto result = std::make_shared<snapshot>();
+  auto g = std::make_shared<gather>(gather{ids.size(), {}, [result, done](caf::error err) {
+                                             if (err) return done(err);
+                                             done(std::move(*result));
+                                           }});
+  for (auto& id : ids) {
+    self->request(storages, timeout, read_atom::value, id)
+        .then(
+            [result, g, id](storage_record& r) {
+              (*result)[id] = {std::move(r.data), r.version};
+              g->report({});
+            },
+            [result, g, id](caf::error& err) {
+              if (code_of(err) == errc::not_found) {
+                (*result)[id] = {};
+                return g->report({});
+              }
+              g->report(err);
+            });
+  }
+}
+
+std::map<std::string, int64_t> versions_of(const snapshot& s) {
+  std::map<std::string, int64_t> out;
+  for (auto& [id, entry] : s) out[id] = entry.version;
+  return out;
+}
+
+std::string storage_object(const snapshot& s) {
+  std::string out = "{";
+  for (auto& [id, entry] : s) {
+    if (out.size() > 1) out += ',';
+    out += json(id).dump() + ":" + entry.data;
+  }
+  return out + "}";
+}
+
+void run_atomically(caf::event_based_actor* self, const atomic_env& env,
+                    std::vector<std::string> ids, std::string owner,
+                    std::function<sandbox::call(const snapshot&)> make_call, atomic_hooks hooks,
+                    std::function<void(caf::expected<atomic_outcome>)> done) {
+  auto st = std::make_shared<run_state>();
+  st->self = self;
+  st->env = env;
+  st->ids = std::move(ids);
+  st->owner = std::move(owner);
+  st->make_call = std::move(make_call);
+  st->hooks = std::move(hooks);
+  st->done = std::move(done);
+  st->attempt();
+}
+
+}  // namespace tessera::storage

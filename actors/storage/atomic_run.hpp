@@ -1,0 +1,74 @@
+// Runs user code on a consistent snapshot of storages and commits what it changed atomically.
+// Panel actions and task runs both go through here.
+//
+// Contract: `run_atomically` runs on the calling actor and calls `done` exactly once on it,
+// from an ordinary reply handler (never awaited: CAF 0.17 mishandles an await issued inside an
+// awaited reply's handler). An attempt reads every storage of `ids` (a missing one is {} at
+// version 0), asks the sandbox to run `make_call(snapshot)`, checks the untrusted answer (only
+// storages of `ids` holding JSON objects may appear in its "changed"), and commits the changed
+// storages through a storage transaction (transaction.hpp) that also checks that the unchanged
+// ones are still at the versions read. A conflict re-runs on fresh state; after
+// `env.max_retries` conflicts, one last attempt locks the storages first, which cannot
+// conflict. Outcomes: the answer and the snapshot as committed (changed storages one version
+// up) | sandbox_failed (the call's answer as detail; nothing committed) | the transaction's
+// errors (storage_failure, timeout) | what `hooks.before_attempt` returned.
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "actors/sandbox/messages.hpp"
+
+namespace tessera::storage {
+
+struct snapshot_entry {
+  std::string data = "{}";  // JSON object text
+  int64_t version = 0;      // 0: the storage does not exist
+};
+
+using snapshot = std::map<std::string, snapshot_entry>;
+
+// Reads every storage in `ids` through the storage directory (a missing one is {} at 0).
+void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
+                   std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
+                   std::function<void(caf::expected<snapshot>)> done);
+
+std::map<std::string, int64_t> versions_of(const snapshot& s);
+
+// {"id": data, ...} of a snapshot, the data spliced in as it is (no re-encoding).
+std::string storage_object(const snapshot& s);
+
+struct atomic_env {
+  caf::actor storages;                              // storage directory
+  caf::actor sandbox;                               // sandbox supervisor
+  caf::actor committer;                             // group committer
+  std::chrono::milliseconds request_timeout{5000};  // reads, commits
+  std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included
+  int max_retries = 16;
+};
+
+struct atomic_hooks {
+  std::function<caf::error()> before_attempt;  // an error ends the run with it
+  std::function<void()> conflict;              // a commit lost to a concurrent change
+  std::function<void()> retry;                 // an optimistic re-run follows
+  std::function<void()> locked;                // the locked attempt starts
+};
+
+struct atomic_outcome {
+  snapshot after;         // the state committed: changed storages at version + 1
+  nlohmann::json answer;  // the sandbox's answer ("changed" checked, always an object)
+};
+
+// `owner` names the caller in error messages ("panel 'todo'").
+void run_atomically(caf::event_based_actor* self, const atomic_env& env,
+                    std::vector<std::string> ids, std::string owner,
+                    std::function<sandbox::call(const snapshot&)> make_call, atomic_hooks hooks,
+                    std::function<void(caf::expected<atomic_outcome>)> done);
+
+}  // namespace tessera::storage

@@ -1,0 +1,72 @@
+// The actor owning one task: its definition (task_codec.hpp) under task/<id>, its scheduler
+// state under taskstate/<id>, its runs under run/<id>/<seq> and their logs (run_log.hpp).
+//
+// Protocol (spawned and addressed through the task directory; replies are JSON text):
+//   (get_atom, id) -> the task object (task_codec.hpp's to_json)
+//   (update_atom, id, body, std::vector<std::string> allowed, version_list if_match)
+//       -> the task object | invalid_argument | precondition_failed | sandbox_failed (the
+//       handler does not compile or defines no on_schedule; the old one keeps serving).
+//       A change of schedule, timezone or enabled takes effect at once: times before it are
+//       not misfires, next_run is recomputed. Updates run one at a time.
+//   (erase_atom, id) -> {"success":true} once the task, its runs and logs are deleted;
+//       answers queued work not_found, tells the directory (gone_atom, id), quits. A run in
+//       flight still commits what its handler changed; its record is not kept.
+//   (run_atom, id) -> the run record once finished (trigger manual) | conflict (a run is in
+//       progress and overlap is skip, or one is already queued with queue_one)
+//   (runs_atom, id, int64_t before_seq, uint32_t limit) -> {"runs":[newest first],
+//       "next_cursor": seq | null}; before_seq 0: from the newest
+//   (fire_atom, int64_t at_ms) from the scheduler -> no reply (see below)
+// Scheduling: while enabled, the actor registers its next fire time with the scheduler. When
+// it fires, every scheduled time after the last one handled up to now is due: one that is at
+// most `misfire_grace` late runs (trigger schedule); more, or a late one, is a misfire and
+// follows the task's policy: run_once (one run for the latest, trigger catch_up), skip (a
+// skipped run record), catch_up (the newest env.max_catch_up run in order, trigger catch_up;
+// older ones are one skipped record). A due run meets the overlap policy when a run is in
+// progress: skip (a skipped record), queue_one (one waits; more are skipped), allow (runs at
+// once). The newest scheduled time handled is written with the run's start, before the
+// handler runs, so no scheduled time runs twice, across restarts included. At start the same
+// rule finds the times missed while the server was down.
+// A run: reads the bound storages, runs on_schedule in the sandbox (the task's timeout), and
+// commits what it changed atomically (storage/atomic_run.hpp), so bound panels re-render.
+// Its record {run_id, trigger, scheduled_for, started_at, finished_at, status (succeeded |
+// failed | timed_out | skipped), error, logs, changed_storages} is written once finished;
+// only the newest env.keep_runs runs of a task are kept.
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <chrono>
+#include <memory>
+
+#include "actors/storage/atomic_run.hpp"
+#include "actors/task/task_codec.hpp"
+#include "actors/task/task_metrics.hpp"
+#include "adapters/kv/rocks_store.hpp"
+
+namespace tessera::task {
+
+inline constexpr int64_t misfire_grace_ms = 5000;
+
+struct task_env {
+  std::shared_ptr<adapters::rocks_store> store;  // reads of run history and logs
+  storage::atomic_env atomic;                    // storages, sandbox, committer, timeouts
+  caf::actor scheduler;
+  task_metrics* metrics = nullptr;
+  task_limits limits;
+  uint32_t keep_runs = 100;
+  uint32_t max_catch_up = 10;
+};
+
+caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
+                         task_record record, task_state state);
+
+// The scheduled times of `s` after `after_ms` up to `now_ms`: the newest `keep` of them in
+// order, and how many there are (exact when `exact`, else at least `count`).
+struct due_times {
+  std::vector<int64_t> newest;
+  size_t count = 0;
+  bool exact = true;
+};
+due_times due_between(const cron::schedule& s, int64_t after_ms, int64_t now_ms, size_t keep);
+
+}  // namespace tessera::task

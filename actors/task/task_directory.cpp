@@ -1,0 +1,320 @@
+#include "actors/task/task_directory.hpp"
+
+#include <caf/all.hpp>
+#include <set>
+#include <unordered_map>
+
+#include "actors/sandbox/messages.hpp"
+#include "actors/storage/messages.hpp"
+#include "actors/task/messages.hpp"
+#include "adapters/error.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/committer.hpp"
+#include "runtime/log.hpp"
+
+namespace tessera::task {
+namespace {
+
+using json = nlohmann::json;
+using reply_promise = caf::typed_response_promise<std::string>;
+using sweep_atom = caf::atom_constant<caf::atom("tsweep")>;
+
+caf::error not_found(const std::string& id) {
+  return make_error(errc::not_found, "task '" + id + "' does not exist");
+}
+
+class directory {
+ public:
+  directory(caf::event_based_actor* self, directory_config cfg)
+      : self_(self), cfg_(std::move(cfg)) {}
+
+  void load() {
+    close_interrupted_runs();
+    auto rows = cfg_.store->scan(key_prefix, "", 100'000'000);
+    if (!rows) {
+      runtime::log_error("cannot read tasks: " + detail_of(rows.error()));
+      return;
+    }
+    auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
+    std::unordered_map<std::string, task_state> by_id;
+    if (states)
+      for (auto& [key, value] : *states)
+        if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
+    for (auto& [key, value] : *rows) {
+      auto r = decode(value);
+      if (!r) {
+        runtime::log_error("unreadable task record " + key + ", skipped");
+        continue;
+      }
+      auto s = by_id.find(r->id);
+      start(std::move(*r), s == by_id.end() ? task_state{} : s->second);
+    }
+  }
+
+  // Deletes log lines older than the retention age.
+  void sweep() {
+    auto before = runtime::now_ms() -
+                  std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.log_retention).count();
+    auto n = delete_logs(*cfg_.store, before, std::nullopt);
+    if (!n)
+      runtime::log_error("log retention sweep failed: " + detail_of(n.error()));
+    else if (*n)
+      runtime::log_info("log retention: deleted " + std::to_string(*n) + " lines older than " +
+                        runtime::iso8601(before));
+    self_->delayed_send(self_, std::chrono::hours(1), sweep_atom::value);
+  }
+
+  void down(const caf::actor_addr& source) {
+    auto by = by_address_.find(source);
+    if (by == by_address_.end()) return;
+    auto id = by->second;
+    by_address_.erase(by);
+    auto it = live_.find(id);
+    if (it == live_.end() || it->second.address() != source) return;
+    live_.erase(it);
+    cfg_.metrics.live->Decrement();
+    auto value = cfg_.store->get(task_key(id));
+    auto state = cfg_.store->get(state_key(id));
+    if (value && *value)
+      if (auto r = decode(**value)) {
+        task_state s;
+        if (state && *state)
+          if (auto d = decode_state(**state)) s = *d;
+        start(std::move(*r), s);
+      }
+  }
+
+  caf::result<std::string> list() const {
+    auto rows = cfg_.store->scan(key_prefix, "", 100'000'000);
+    if (!rows) return rows.error();
+    auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
+    auto running = cfg_.store->scan(running_prefix, "", 100'000'000);
+    std::unordered_map<std::string, task_state> by_id;
+    if (states)
+      for (auto& [key, value] : *states)
+        if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
+    std::set<std::string> busy;
+    if (running)
+      for (auto& [key, _] : *running) {
+        auto rest = key.substr(running_prefix.size());
+        busy.insert(rest.substr(0, rest.find('/')));
+      }
+    auto now = runtime::now_ms();
+    json tasks = json::array();
+    for (auto& [_, value] : *rows) {
+      auto r = decode(value);
+      if (!r) continue;
+      auto s = by_id[r->id];
+      int64_t next = 0;
+      if (r->enabled)
+        if (auto t = schedule_of(*r).next_after(
+                cron::time_point{std::chrono::seconds{std::max(s.last_scheduled, now) / 1000}}))
+          next = static_cast<int64_t>(t->time_since_epoch().count()) * 1000;
+      auto j = to_json(*r, s, next, busy.count(r->id) > 0);
+      j.erase("handler");
+      tasks.push_back(std::move(j));
+    }
+    return json{{"tasks", std::move(tasks)}}.dump();
+  }
+
+  caf::result<std::string> create(const std::string& body) {
+    auto rp = self_->make_response_promise<std::string>();
+    auto parsed = parse_new_task(json::parse(body, nullptr, false), cfg_.env.limits);
+    if (!parsed) {
+      rp.deliver(parsed.error());
+      return rp;
+    }
+    auto r = std::make_shared<task_record>(std::move(*parsed));
+    if (live_.count(r->id) || creating_.count(r->id)) {
+      rp.deliver(make_error(errc::conflict, "task '" + r->id + "' already exists"));
+      return rp;
+    }
+    creating_.insert(r->id);
+    auto fail = [this, rp, id = r->id](caf::error err) mutable {
+      creating_.erase(id);
+      rp.deliver(err);
+    };
+    auto write = [this, r, rp, fail]() mutable {
+      auto now = runtime::now_ms();
+      r->version = 1;
+      r->created_at = r->updated_at = now;
+      task_state s;
+      s.last_scheduled = now;  // times before the task existed are not misfires
+      std::vector<adapters::write_op> ops{{task_key(r->id), encode(*r), false},
+                                          {state_key(r->id), encode(s), false}};
+      self_
+          ->request(cfg_.env.atomic.committer, cfg_.env.atomic.request_timeout,
+                    runtime::commit_atom::value, ops)
+          .then(
+              [this, r, s, rp](caf::ok_atom) mutable {
+                creating_.erase(r->id);
+                auto a = start(*r, s);
+                // The reply is the actor's view (with next_run).
+                self_->request(a, cfg_.env.atomic.request_timeout, get_atom::value, r->id)
+                    .then([rp](std::string& v) mutable { rp.deliver(v); },
+                          [rp](caf::error& e) mutable { rp.deliver(e); });
+              },
+              [fail](caf::error& err) mutable { fail(err); });
+    };
+    auto checked = [this, r, write, fail]() mutable {
+      ensure_storages(r->storage_ids, [write, fail](caf::error e) mutable {
+        if (e) return fail(e);
+        write();
+      });
+    };
+    // Many tasks share a handler: one that passed the check does not need it again.
+    if (checked_.count(r->handler)) {
+      checked();
+      return rp;
+    }
+    json check = {{"handler", r->handler}, {"require", "on_schedule"}};
+    self_
+        ->request(cfg_.env.atomic.sandbox, cfg_.env.atomic.call_timeout, sandbox::run_atom::value,
+                  sandbox::call{sandbox::call_kind::check, check.dump()})
+        .then(
+            [this, r, checked, fail](sandbox::call_result& res) mutable {
+              if (!sandbox::is_ok(res)) return fail(make_error(errc::sandbox_failed, res.body));
+              remember_checked(r->handler);
+              checked();
+            },
+            [fail](caf::error& err) mutable { fail(err); });
+    return rp;
+  }
+
+  caf::actor find(const std::string& id) const {
+    auto it = live_.find(id);
+    return it == live_.end() ? caf::actor{} : it->second;
+  }
+
+  void gone(const std::string& id) {
+    if (auto it = live_.find(id); it != live_.end()) by_address_.erase(it->second.address());
+    if (live_.erase(id)) cfg_.metrics.live->Decrement();
+  }
+
+  void stop_all() {
+    for (auto& [_, a] : live_) self_->send_exit(a, caf::exit_reason::user_shutdown);
+    cfg_.metrics.live->Decrement(static_cast<double>(live_.size()));
+    live_.clear();
+  }
+
+  caf::result<std::string> logs(const log_query& q) const { return query_logs(*cfg_.store, q); }
+
+  caf::result<std::string> purge(int64_t before, const std::string& task_id) {
+    auto n = delete_logs(*cfg_.store, before,
+                         task_id.empty() ? std::nullopt : std::optional<std::string>{task_id});
+    if (!n) return n.error();
+    return json{{"deleted", *n}}.dump();
+  }
+
+ private:
+  caf::actor start(task_record r, task_state s) {
+    auto id = r.id;
+    auto a = self_->spawn(task_actor, cfg_.env, caf::actor{self_}, std::move(r), std::move(s));
+    self_->monitor(a);
+    by_address_[a.address()] = id;
+    live_[id] = a;
+    cfg_.metrics.activations->Increment();
+    cfg_.metrics.live->Increment();
+    return a;
+  }
+
+  // Runs that were in flight when the server stopped: failed, kind "interrupted". They are not
+  // run again (their scheduled time was handled).
+  void close_interrupted_runs() {
+    auto markers = cfg_.store->scan(running_prefix, "", 10'000'000);
+    if (!markers || markers->empty()) return;
+    std::vector<adapters::write_op> ops;
+    auto now = runtime::now_ms();
+    for (auto& [key, _] : *markers) {
+      ops.push_back({key, {}, true});
+      auto rest = key.substr(running_prefix.size());
+      auto slash = rest.find('/');
+      auto rk = "run/" + rest.substr(0, slash) + rest.substr(slash);
+      auto value = cfg_.store->get(rk);
+      if (!value || !*value) continue;
+      auto r = decode_run(**value);
+      if (!r || r->status != "running") continue;
+      r->status = "failed";
+      r->finished_at = now;
+      r->error = {{"kind", "interrupted"},
+                  {"message", "the server stopped while this run was in progress"}};
+      ops.push_back({rk, encode(*r), false});
+    }
+    if (auto err = cfg_.store->write(ops))
+      runtime::log_error("cannot close interrupted runs: " + detail_of(err));
+    else
+      runtime::log_info("marked " + std::to_string(markers->size()) +
+                        " interrupted task run(s) as failed");
+  }
+
+  void ensure_storages(const std::vector<std::string>& ids, std::function<void(caf::error)> done) {
+    if (ids.empty()) return done({});
+    auto left = std::make_shared<size_t>(ids.size());
+    auto first = std::make_shared<caf::error>();
+    auto report = [left, first, done](caf::error err) {
+      if (err && !*first) *first = std::move(err);
+      if (--*left == 0) done(std::move(*first));
+    };
+    for (auto& id : ids)
+      self_
+          ->request(cfg_.env.atomic.storages, cfg_.env.atomic.request_timeout,
+                    storage::create_atom::value, id, std::string{"{}"})
+          .then([report](storage::storage_record&) { report({}); },
+                [report](caf::error& err) {
+                  report(code_of(err) == errc::conflict ? caf::error{} : err);
+                });
+  }
+
+  // The handlers that compiled and define on_schedule, bounded (the check is deterministic).
+  void remember_checked(const std::string& handler) {
+    if (handler.size() > 64 * 1024) return;
+    if (checked_.size() >= 256) checked_.clear();
+    checked_.insert(handler);
+  }
+
+  caf::event_based_actor* self_;
+  directory_config cfg_;
+  std::set<std::string> checked_;
+  std::unordered_map<std::string, caf::actor> live_;
+  std::set<std::string> creating_;
+  std::unordered_map<caf::actor_addr, std::string> by_address_;
+};
+
+}  // namespace
+
+caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg) {
+  auto dir = std::make_shared<directory>(self, std::move(cfg));
+  dir->load();
+  dir->sweep();
+  self->set_down_handler([dir](caf::down_msg& msg) { dir->down(msg.source); });
+  self->set_exit_handler([self, dir](caf::exit_msg&) {
+    dir->stop_all();
+    self->quit(caf::exit_reason::user_shutdown);
+  });
+  auto forward = [self, dir](const std::string& id, auto... xs) -> caf::result<caf::message> {
+    auto a = dir->find(id);
+    if (!a) return not_found(id);
+    return self->delegate(a, xs...);
+  };
+  return {
+      [dir](list_atom) { return dir->list(); },
+      [dir](create_atom, const std::string& body) { return dir->create(body); },
+      [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](update_atom a, const std::string& id, const std::string& body,
+                const std::vector<std::string>& allowed,
+                const storage::version_list& m) { return forward(id, a, id, body, allowed, m); },
+      [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](run_atom a, const std::string& id) { return forward(id, a, id); },
+      [forward](runs_atom a, const std::string& id, int64_t before, uint32_t limit) {
+        return forward(id, a, id, before, limit);
+      },
+      [dir](logs_atom, const log_query& q) { return dir->logs(q); },
+      [dir](purge_atom, int64_t before, const std::string& task_id) {
+        return dir->purge(before, task_id);
+      },
+      [dir](gone_atom, const std::string& id) { dir->gone(id); },
+      [dir](sweep_atom) { dir->sweep(); },
+  };
+}
+
+}  // namespace tessera::task

@@ -1,0 +1,41 @@
+// The task directory: the one address for tasks. At start it marks runs that were in flight
+// when the server stopped as failed (kind "interrupted"), reads every task and its scheduler
+// state from RocksDB and spawns its actor (which registers with the scheduler and applies the
+// misfire policy to times missed while down); it creates tasks, forwards everything else to the
+// task's actor, restarts a task actor that crashed, answers the log queries and sweeps logs
+// older than the retention age (at start and hourly).
+//
+// Protocol (replies are JSON text; see task_actor.hpp for the forwarded messages):
+//   (list_atom) -> {"tasks":[task objects without handler]} in id order, read from RocksDB
+//   (create_atom, body) -> the task object | invalid_argument | conflict (the id exists) |
+//       sandbox_failed (the handler does not compile or defines no on_schedule). Missing
+//       storages of storage_ids are created empty. The task is durable before the reply.
+//   (get_atom|update_atom|erase_atom|run_atom|runs_atom, id, ...) -> forwarded to the task's
+//       actor; an unknown id -> not_found
+//   (logs_atom, log_query) -> {"logs":[...], "count"} (run_log.hpp)
+//   (purge_atom, int64_t before_ms, std::string task_id or "") -> {"deleted": n}
+//   (gone_atom, id) from task actors -> no reply
+// Shutdown: an exit (user_shutdown) stops every task actor, then the directory.
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <memory>
+
+#include "actors/task/run_log.hpp"
+#include "actors/task/task_actor.hpp"
+#include "runtime/actor_metrics.hpp"
+
+namespace tessera::task {
+
+struct directory_config {
+  std::shared_ptr<adapters::rocks_store> store;
+  task_env env;
+  runtime::actor_kind_metrics metrics;
+  std::chrono::hours log_retention{24 * 30};  // log lines older than this are deleted
+};
+
+caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg);
+
+}  // namespace tessera::task
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::task::log_query)
