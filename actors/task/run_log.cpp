@@ -48,9 +48,9 @@ std::string time_key(int64_t created_ms, const std::string& task_id, int64_t seq
 // The time index key of a stored entry.
 std::optional<std::string> time_key_of(const json& entry) {
   if (!entry.is_object()) return std::nullopt;
-  auto created = runtime::parse_iso8601(entry.value("created_at", ""));
-  auto id = entry.value("id", "");
-  auto task = entry.value("task_id", "");
+  auto created = runtime::parse_iso8601(string_member(entry, "created_at"));
+  auto id = string_member(entry, "id");
+  auto task = string_member(entry, "task_id");
   auto slash = id.rfind('/');
   auto colon = id.rfind(':', slash);
   if (!created || slash == std::string::npos || colon == std::string::npos) return std::nullopt;
@@ -73,14 +73,14 @@ std::vector<adapters::write_op> log_ops(const std::string& task_id, int64_t seq,
   if (!logs.is_array()) return ops;
   int64_t n = 0;
   for (auto& line : logs) {
-    if (!line.is_object()) continue;
-    auto at = runtime::parse_iso8601(line.value("time", "")).value_or(fallback_ms);
+    if (!line.is_object()) continue;  // the answer is untrusted: only well-formed lines count
+    auto at = runtime::parse_iso8601(string_member(line, "time")).value_or(fallback_ms);
     json entry = {{"id", run_id(task_id, seq) + "/" + std::to_string(n)},
                   {"task_id", task_id},
                   {"run_id", run_id(task_id, seq)},
-                  {"level", lower(line.value("level", "info"))},
-                  {"message", line.value("message", "")},
-                  {"source", line.value("source", "")},
+                  {"level", lower(string_member(line, "level", "info"))},
+                  {"message", string_member(line, "message")},
+                  {"source", string_member(line, "source")},
                   {"created_at", runtime::iso8601(at)}};
     auto text = entry.dump();
     ops.push_back({run_log_prefix(task_id, seq) + pad(n, 5), text, false});
@@ -111,6 +111,24 @@ caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::roc
     if (auto tk = time_key_of(json::parse(value, nullptr, false))) ops.push_back({*tk, {}, true});
   }
   return ops;
+}
+
+caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(
+    const adapters::rocks_store& store, const std::string& task_id) {
+  std::vector<adapters::write_op> ops;
+  auto rows = store.scan(task_log_prefix(task_id), "", 100'000'000);
+  if (!rows) return rows.error();
+  for (auto& [key, value] : *rows) {
+    ops.push_back({key, {}, true});
+    if (auto tk = time_key_of(json::parse(value, nullptr, false))) ops.push_back({*tk, {}, true});
+  }
+  return ops;
+}
+
+std::string string_member(const json& object, const char* key, const std::string& fallback) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : fallback;
 }
 
 caf::expected<log_query> parse_log_query(const log_params& p) {
@@ -155,8 +173,8 @@ caf::expected<std::string> query_logs(const adapters::rocks_store& store, const 
   auto keep = [&](const std::string& value) {
     auto entry = json::parse(value, nullptr, false);
     if (!entry.is_object()) return;
-    if (level_rank(entry.value("level", "info")) < q.min_level) return;
-    auto at = runtime::parse_iso8601(entry.value("created_at", "")).value_or(0);
+    if (level_rank(string_member(entry, "level", "info")) < q.min_level) return;
+    auto at = runtime::parse_iso8601(string_member(entry, "created_at")).value_or(0);
     if (at < q.since || at >= q.until) return;
     logs.push_back(std::move(entry));
   };
@@ -206,17 +224,18 @@ caf::expected<size_t> delete_logs(adapters::rocks_store& store, int64_t before,
     std::vector<adapters::write_op> ops;
     for (auto& [key, value] : *rows) {
       auto entry = json::parse(value, nullptr, false);
-      if (task_id && (!entry.is_object() || entry.value("task_id", "") != *task_id)) continue;
+      if (task_id && string_member(entry, "task_id") != *task_id) continue;
       ops.push_back({key, {}, true});
       if (entry.is_object()) {
-        auto id = entry.value("id", "");
+        auto id = string_member(entry, "id");
         auto slash = id.rfind('/');
         auto colon = id.rfind(':', slash);
         if (slash != std::string::npos && colon != std::string::npos) {
           try {
             auto seq = std::stoll(id.substr(colon + 1, slash - colon - 1));
             auto n = std::stoll(id.substr(slash + 1));
-            ops.push_back({run_log_prefix(entry.value("task_id", ""), seq) + pad(n, 5), {}, true});
+            ops.push_back(
+                {run_log_prefix(string_member(entry, "task_id"), seq) + pad(n, 5), {}, true});
           } catch (const std::exception&) {
           }
         }

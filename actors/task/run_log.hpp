@@ -38,6 +38,14 @@ caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::roc
                                                              const std::string& task_id,
                                                              int64_t seq);
 
+// The ops deleting every log line of `task_id` (both indexes).
+caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(
+    const adapters::rocks_store& store, const std::string& task_id);
+
+// A string member of an untrusted JSON object, or `fallback` (never throws).
+std::string string_member(const nlohmann::json& object, const char* key,
+                          const std::string& fallback = {});
+
 struct log_query {
   std::optional<std::string> task_id;
   int min_level = 0;          // 0 debug .. 4 critical

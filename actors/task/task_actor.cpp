@@ -126,24 +126,31 @@ class task_state_machine {
       rp.deliver(gone());
       return rp;
     }
+    // From now on nothing new starts and runs that finish write nothing; the history is
+    // scanned once the commits already sent have landed, so none of it is missed.
     deleted_ = true;
+    erase_promise_ = rp;
+    if (commits_in_flight_ == 0) erase_history();
+    return rp;
+  }
+
+ private:
+  void erase_history() {
     ops_t ops{{task_key(rec_.id), {}, true}, {state_key(rec_.id), {}, true}};
-    // History: every run and log line of the task (both log indexes).
-    if (auto runs = env_.store->scan(run_prefix(rec_.id), "", 10'000'000)) {
-      for (auto& [key, value] : *runs) {
-        ops.push_back({key, {}, true});
-        if (auto r = decode_run(value))
-          if (auto more = erase_run_ops(*env_.store, rec_.id, r->seq))
-            ops.insert(ops.end(), more->begin() + 1, more->end());
-      }
-    }
-    if (auto markers = env_.store->scan(std::string{running_prefix} + rec_.id + "/", "", 100'000))
-      for (auto& [key, _] : *markers) ops.push_back({key, {}, true});
+    // Every run record and log line of the task (both log indexes), and any marker.
+    auto add_range = [&](const std::string& prefix) {
+      if (auto rows = env_.store->scan(prefix, "", 100'000'000))
+        for (auto& [key, _] : *rows) ops.push_back({key, {}, true});
+    };
+    add_range(run_prefix(rec_.id));
+    add_range(std::string{running_prefix} + rec_.id + "/");
+    if (auto more = erase_task_log_ops(*env_.store, rec_.id))
+      ops.insert(ops.end(), more->begin(), more->end());
     self_
-        ->request(env_.atomic.committer, env_.atomic.request_timeout, runtime::commit_atom::value,
-                  std::move(ops))
+        ->request(env_.atomic.committer, env_.atomic.request_timeout * 4,
+                  runtime::commit_atom::value, std::move(ops))
         .then(
-            [this, rp](caf::ok_atom) mutable {
+            [this](caf::ok_atom) {
               unschedule();
               count_enabled(false);
               self_->send(directory_, gone_atom::value, rec_.id);
@@ -154,17 +161,21 @@ class task_state_machine {
               pending_.clear();
               waiting_.clear();
               updates_.clear();
-              rp.deliver(std::string{R"({"success":true})"});
+              erase_promise_->deliver(std::string{R"({"success":true})"});
+              erase_promise_.reset();
               self_->quit();
             },
-            [this, rp](caf::error& err) mutable {
+            [this](caf::error& err) {
+              // Nothing was deleted: the task carries on as before.
               deleted_ = false;
-              rp.deliver(err);
+              erase_promise_->deliver(err);
+              erase_promise_.reset();
+              reschedule();
+              start_next();
+              if (!updates_.empty()) next_update();
             });
-    return rp;
   }
 
- private:
   caf::error gone() const {
     return make_error(errc::not_found, "task '" + rec_.id + "' was deleted");
   }
@@ -198,7 +209,7 @@ class task_state_machine {
     if (due.count > 0) {
       auto newest = due.newest.back();
       st_.last_scheduled = std::max(st_.last_scheduled, newest);
-      if (due.count == 1 && now - newest <= misfire_grace_ms)
+      if (due.count == 1 && due.exact && now - newest <= misfire_grace_ms)
         decide({"schedule", newest, std::nullopt});
       else
         misfire(due);
@@ -291,7 +302,8 @@ class task_state_machine {
               {run_key(rec_.id, r->seq), encode(*r), false},
               {running_key(rec_.id, r->seq), "", false}};
     commit(std::move(ops), [this, r](caf::error err) {
-      if (err) return finish_run(r, caf::expected<storage::atomic_outcome>{err});
+      if (err || deleted_)
+        return finish_run(r, caf::expected<storage::atomic_outcome>{err ? err : gone()});
       execute(r);
     });
   }
@@ -332,7 +344,7 @@ class task_state_machine {
       auto answer = json::parse(detail_of(out.error()), nullptr, false);
       auto error = answer.is_object() ? answer.value("error", json::object()) : json::object();
       if (!error.is_object()) error = json::object();
-      auto kind = error.value("kind", "handler_error");
+      auto kind = string_member(error, "kind", "handler_error");
       r->status = kind == "timeout" ? "timed_out" : "failed";
       r->error = error;
       if (answer.is_object()) logs = answer.value("logs", json::array());
@@ -367,22 +379,53 @@ class task_state_machine {
   }
 
   // Deletes the run that falls out of the newest env.keep_runs.
+  // Deletes the finished runs that fall out of the newest env.keep_runs (with their logs).
   void trim(ops_t& ops, int64_t seq) {
-    auto old = seq - static_cast<int64_t>(env_.keep_runs);
-    if (old < 1) return;
-    if (auto more = erase_run_ops(*env_.store, rec_.id, old))
-      ops.insert(ops.end(), more->begin(), more->end());
+    auto below = seq - static_cast<int64_t>(env_.keep_runs) + 1;
+    if (below <= 1) return;
+    auto rows = env_.store->range(run_key(rec_.id, 0), run_key(rec_.id, below), 64, false);
+    if (!rows) return;
+    for (auto& [_, value] : *rows) {
+      auto r = decode_run(value);
+      if (!r || r->status == "running" || waiting_.count(r->seq)) continue;
+      if (auto more = erase_run_ops(*env_.store, rec_.id, r->seq))
+        ops.insert(ops.end(), more->begin(), more->end());
+    }
+  }
+
+  // Scheduled runs still waiting when the task is disabled or re-timed do not run.
+  void cancel_queued() {
+    std::deque<pending_run> keep;
+    for (auto& p : pending_) {
+      if (p.rp) {
+        keep.push_back(std::move(p));
+        continue;
+      }
+      skip_run(p.scheduled_for, p.trigger, "cancelled",
+               "the task was disabled or its schedule changed before this run started");
+    }
+    pending_ = std::move(keep);
   }
 
   void commit(ops_t ops, std::function<void(caf::error)> done) {
+    ++commits_in_flight_;
     self_
         ->request(env_.atomic.committer, env_.atomic.request_timeout, runtime::commit_atom::value,
                   std::move(ops))
-        .then([done](caf::ok_atom) { done({}); },
-              [this, done](caf::error& err) {
-                runtime::log_error("task '" + rec_.id + "': commit failed: " + detail_of(err));
-                done(err);
-              });
+        .then(
+            [this, done](caf::ok_atom) {
+              committed();
+              done({});
+            },
+            [this, done](caf::error& err) {
+              runtime::log_error("task '" + rec_.id + "': commit failed: " + detail_of(err));
+              committed();
+              done(err);
+            });
+  }
+
+  void committed() {
+    if (--commits_in_flight_ == 0 && deleted_ && erase_promise_) erase_history();
   }
 
   // --- updates -------------------------------------------------------------------------------
@@ -416,23 +459,30 @@ class task_state_machine {
                                                             std::to_string(rec_.version)));
     auto candidate = std::make_shared<task_record>(std::move(*next));
     auto write = [this, candidate, done]() {
+      if (deleted_) return done(gone());  // deleted while the handler was being checked
       auto now = runtime::now_ms();
       candidate->version = rec_.version + 1;
       candidate->updated_at = std::max(now, rec_.updated_at);
       bool retimed = candidate->schedule != rec_.schedule || candidate->timezone != rec_.timezone ||
                      (candidate->enabled && !rec_.enabled);
-      auto state = st_;
-      // Times before the change are not misfires of the new schedule.
-      if (retimed) state.last_scheduled = std::max(state.last_scheduled, now);
+      bool stopped = retimed || (!candidate->enabled && rec_.enabled);
+      // Times before the change are not misfires of the new schedule (in memory at once, so a
+      // fire of the old schedule meanwhile cannot write an older time after this).
+      if (retimed) st_.last_scheduled = std::max(st_.last_scheduled, now);
       ops_t ops{{task_key(rec_.id), encode(*candidate), false},
-                {state_key(rec_.id), encode(state), false}};
-      commit(std::move(ops), [this, candidate, state, done](caf::error err) {
+                {state_key(rec_.id), encode(st_), false}};
+      commit(std::move(ops), [this, candidate, stopped, done](caf::error err) {
         if (err) return done(err);
+        if (deleted_) return done(gone());
         rec_ = *candidate;
-        st_.last_scheduled = std::max(st_.last_scheduled, state.last_scheduled);
         schedule_ = schedule_of(rec_);
         count_enabled(rec_.enabled);
-        reschedule();
+        if (stopped) cancel_queued();
+        // A time that fell due while the update was in flight still runs.
+        if (rec_.enabled)
+          handle_due();
+        else
+          reschedule();
         done(view());
       });
     };
@@ -458,6 +508,8 @@ class task_state_machine {
   int64_t next_run_ = 0;  // registered with the scheduler, 0: none
   int running_ = 0;
   bool deleted_ = false;
+  int commits_in_flight_ = 0;
+  std::optional<reply_promise> erase_promise_;  // while the erase waits or commits
   bool counted_enabled_ = false;
   std::deque<pending_run> pending_;
   std::map<int64_t, reply_promise> waiting_;  // manual runs in flight, by seq

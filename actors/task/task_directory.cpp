@@ -37,9 +37,13 @@ class directory {
     }
     auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
     std::unordered_map<std::string, task_state> by_id;
-    if (states)
+    if (states) {
+      by_id.reserve(states->size());
       for (auto& [key, value] : *states)
         if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
+    }
+    live_.reserve(rows->size());
+    by_address_.reserve(rows->size());
     for (auto& [key, value] : *rows) {
       auto r = decode(value);
       if (!r) {
@@ -73,6 +77,7 @@ class directory {
     if (it == live_.end() || it->second.address() != source) return;
     live_.erase(it);
     cfg_.metrics.live->Decrement();
+    close_interrupted_runs(id);  // the runs it had in flight died with it
     auto value = cfg_.store->get(task_key(id));
     auto state = cfg_.store->get(state_key(id));
     if (value && *value)
@@ -220,8 +225,9 @@ class directory {
 
   // Runs that were in flight when the server stopped: failed, kind "interrupted". They are not
   // run again (their scheduled time was handled).
-  void close_interrupted_runs() {
-    auto markers = cfg_.store->scan(running_prefix, "", 10'000'000);
+  void close_interrupted_runs(const std::string& task_id = {}) {
+    auto prefix = std::string{running_prefix} + (task_id.empty() ? "" : task_id + "/");
+    auto markers = cfg_.store->scan(prefix, "", 10'000'000);
     if (!markers || markers->empty()) return;
     std::vector<adapters::write_op> ops;
     auto now = runtime::now_ms();

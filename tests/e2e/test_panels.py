@@ -578,8 +578,11 @@ def test_a_fresh_server_loads_the_todo_demo_bound_to_an_empty_todos_storage(serv
     demo = panel(srv, "todo-v2-demo")
     assert demo["storage_ids"] == ["todos"] and demo["template"] and demo["handler"], demo
     assert storage(srv, "todos")["data"] == {"items": [], "next_id": 1}
+    # The other demo: the weather panel and the task that fills it.
     assert [p["id"] for p in srv.request("GET", "/api/panels").body["panels"]] == \
-        ["todo-v2-demo"]
+        ["todo-v2-demo", "weather"]
+    assert [t["id"] for t in srv.request("GET", "/api/tasks").body["tasks"]] == \
+        ["weather-refresh"]
     html = render(srv, "todo-v2-demo")["html"]
     parsed = TodoItems(html)
     assert parsed.items == [] and "text" in parsed.inputs, html
@@ -617,6 +620,7 @@ def test_the_todo_demo_adds_toggles_and_removes_items_through_actions(server):
 def test_with_demos_off_a_fresh_server_has_no_demo(server):
     srv = server(*NO_DEMOS)
     assert srv.request("GET", "/api/panels").body == {"panels": []}
+    assert srv.request("GET", "/api/tasks").body == {"tasks": []}
     assert_problem(srv.request("GET", "/api/panels/todo-v2-demo"), 404, "not_found")
     assert_problem(srv.request("GET", "/api/storages/todos"), 404, "not_found")
 
@@ -630,7 +634,7 @@ def test_the_demo_keeps_its_state_and_a_deleted_demo_stays_deleted_after_restart
     assert srv.request("DELETE", "/api/panels/todo-v2-demo").status == 200
     srv.restart()
     assert_problem(srv.request("GET", "/api/panels/todo-v2-demo"), 404, "not_found")
-    assert srv.request("GET", "/api/panels").body == {"panels": []}
+    assert [p["id"] for p in srv.request("GET", "/api/panels").body["panels"]] == ["weather"]
     assert len(storage(srv, "todos")["data"]["items"]) == 1  # its storage stays
 
 

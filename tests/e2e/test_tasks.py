@@ -575,3 +575,15 @@ def test_task_metrics_count_runs_enabled_tasks_and_the_queue(srv):
     srv.request("DELETE", "/api/tasks/a")
     assert srv.metric("tessera_tasks_enabled") == 1
     assert srv.metric("tessera_task_schedule_queue_size") == 1
+
+
+def test_disabling_a_task_cancels_its_queued_run(srv):
+    create_task(srv, "t", schedule=EVERY_SECOND, handler=SLOW, overlap="queue_one", timeout=5)
+    wait_until(lambda: task(srv, "t")["status"] == "running", timeout=10)
+    time.sleep(1.2)  # the next second falls due while the first run is busy: it is queued
+    disable(srv, "t")
+    wait_until(lambda: all(r["status"] != "running" for r in runs(srv, "t")), timeout=10)
+    all_runs = runs(srv, "t")
+    cancelled = [r for r in all_runs if r["error"] and r["error"]["kind"] == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["status"] == "skipped", all_runs
+    assert len([r for r in all_runs if r["status"] == "succeeded"]) == 1, all_runs
