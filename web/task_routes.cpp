@@ -114,9 +114,9 @@ void add_task_routes(router& r, const route_context& ctx, const caf::actor& task
         [p, fast](const request&, const path_params& a, responder done) {
           ask<std::string>(
               *p->ctx.system, p->tasks, fast,
-              [done](caf::expected<std::string> r) {
-                if (!r) return done(problem(r.error()));
-                auto t = json::parse(*r, nullptr, false);
+              [done](caf::expected<std::string> task) {
+                if (!task) return done(problem(task.error()));
+                auto t = json::parse(*task, nullptr, false);
                 done(json_response(200, json{{"handler", t.value("handler", "")}}.dump()));
               },
               get_atom::value, a[0]);

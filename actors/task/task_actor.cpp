@@ -548,9 +548,18 @@ due_times due_between(const cron::schedule& s, int64_t after_ms, int64_t now_ms,
 }
 
 caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
-                         task_record record, task_state state) {
+                         std::string id, std::string record, std::string state) {
+  auto r = decode(record);
+  if (!r || r->id != id) {
+    runtime::log_error("unreadable task record task/" + id + ", not started");
+    self->send(directory, gone_atom::value, id);
+    self->quit();
+    return {};
+  }
+  auto s = state.empty() ? std::optional<task_state>{task_state{}} : decode_state(state);
+  if (!s) runtime::log_error("unreadable scheduler state of task '" + id + "', reset");
   auto st = std::make_shared<task_state_machine>(self, std::move(env), std::move(directory),
-                                                 std::move(record), std::move(state));
+                                                 std::move(*r), s.value_or(task_state{}));
   self->attach_functor([st] { st->stopped(); });
   st->start();
   return {

@@ -57,8 +57,11 @@ struct task_env {
   uint32_t max_catch_up = 10;
 };
 
+// `record` and `state` are the RocksDB values (task_codec.hpp; an empty state is a fresh
+// one). The actor decodes them itself; an unreadable record is logged, the directory told
+// (gone_atom, id), and the actor quits.
 caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
-                         task_record record, task_state state);
+                         std::string id, std::string record, std::string state);
 
 // The scheduled times of `s` after `after_ms` up to `now_ms`: the newest `keep` of them in
 // order, and how many there are (exact when `exact`, else at least `count`).

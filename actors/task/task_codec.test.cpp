@@ -146,20 +146,28 @@ TEST_SUITE("misfires") {
 
 TEST_SUITE("log queries") {
   TEST_CASE("log query parameters are checked and defaulted") {
-    auto q = parse_log_query({});
+    auto q = parse_log_query(log_params{});
     REQUIRE(q);
     CHECK(q->limit == 100);
     CHECK(q->min_level == 0);
-    auto w = parse_log_query({std::string{"t"}, std::string{"WARNING"},
-                              std::string{"2026-12-01T00:00:00Z"}, std::nullopt, std::string{"5"}});
+    log_params p;
+    p.task_id = "t";
+    p.level = "WARNING";
+    p.since = "2026-12-01T00:00:00Z";
+    p.limit = "5";
+    auto w = parse_log_query(p);
     REQUIRE(w);
     CHECK(w->min_level == 2);
     CHECK(w->since == at("2026-12-01T00:00:00Z"));
     CHECK(w->limit == 5);
-    CHECK_FALSE(parse_log_query({std::nullopt, std::string{"loud"}}));
-    CHECK_FALSE(parse_log_query({std::nullopt, std::nullopt, std::string{"yesterday"}}));
-    CHECK_FALSE(parse_log_query(
-        {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::string{"1001"}}));
+    auto refused = [](auto set) {
+      log_params bad;
+      set(bad);
+      return !parse_log_query(bad);
+    };
+    CHECK(refused([](log_params& b) { b.level = "loud"; }));
+    CHECK(refused([](log_params& b) { b.since = "yesterday"; }));
+    CHECK(refused([](log_params& b) { b.limit = "1001"; }));
   }
 }
 

@@ -29,6 +29,7 @@ class directory {
       : self_(self), cfg_(std::move(cfg)) {}
 
   void load() {
+    auto began = std::chrono::steady_clock::now();
     close_interrupted_runs();
     auto rows = cfg_.store->scan(key_prefix, "", 100'000'000);
     if (!rows) {
@@ -36,23 +37,26 @@ class directory {
       return;
     }
     auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
-    std::unordered_map<std::string, task_state> by_id;
-    if (states) {
-      by_id.reserve(states->size());
-      for (auto& [key, value] : *states)
-        if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
-    }
     live_.reserve(rows->size());
     by_address_.reserve(rows->size());
+    // Both scans are in id order: a merge pairs each task with its state. The records are
+    // decoded by the task actors themselves, on the scheduler's threads in parallel.
+    size_t si = 0;
     for (auto& [key, value] : *rows) {
-      auto r = decode(value);
-      if (!r) {
-        runtime::log_error("unreadable task record " + key + ", skipped");
-        continue;
-      }
-      auto s = by_id.find(r->id);
-      start(std::move(*r), s == by_id.end() ? task_state{} : s->second);
+      auto id = key.substr(key_prefix.size());
+      while (states && si < states->size() &&
+             (*states)[si].first.compare(10, std::string::npos, id) < 0)
+        ++si;
+      bool has_state = states && si < states->size() &&
+                       (*states)[si].first.compare(10, std::string::npos, id) == 0;
+      start(id, std::move(value), has_state ? std::move((*states)[si].second) : std::string{});
     }
+    if (!live_.empty())
+      runtime::log_info("started " + std::to_string(live_.size()) + " task actors in " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - began)
+                                           .count()) +
+                        " ms");
   }
 
   // Deletes log lines older than the retention age.
@@ -80,13 +84,7 @@ class directory {
     close_interrupted_runs(id);  // the runs it had in flight died with it
     auto value = cfg_.store->get(task_key(id));
     auto state = cfg_.store->get(state_key(id));
-    if (value && *value)
-      if (auto r = decode(**value)) {
-        task_state s;
-        if (state && *state)
-          if (auto d = decode_state(**state)) s = *d;
-        start(std::move(*r), s);
-      }
+    if (value && *value) start(id, std::move(**value), state && *state ? **state : std::string{});
   }
 
   caf::result<std::string> list() const {
@@ -153,7 +151,7 @@ class directory {
           .then(
               [this, r, s, rp](caf::ok_atom) mutable {
                 creating_.erase(r->id);
-                auto a = start(*r, s);
+                auto a = start(r->id, encode(*r), encode(s));
                 // The reply is the actor's view (with next_run).
                 self_->request(a, cfg_.env.atomic.request_timeout, get_atom::value, r->id)
                     .then([rp](std::string& v) mutable { rp.deliver(v); },
@@ -212,9 +210,9 @@ class directory {
   }
 
  private:
-  caf::actor start(task_record r, task_state s) {
-    auto id = r.id;
-    auto a = self_->spawn(task_actor, cfg_.env, caf::actor{self_}, std::move(r), std::move(s));
+  caf::actor start(const std::string& id, std::string record, std::string state) {
+    auto a = self_->spawn(task_actor, cfg_.env, caf::actor{self_}, id, std::move(record),
+                          std::move(state));
     self_->monitor(a);
     by_address_[a.address()] = id;
     live_[id] = a;
