@@ -587,3 +587,36 @@ def test_disabling_a_task_cancels_its_queued_run(srv):
     cancelled = [r for r in all_runs if r["error"] and r["error"]["kind"] == "cancelled"]
     assert len(cancelled) == 1 and cancelled[0]["status"] == "skipped", all_runs
     assert len([r for r in all_runs if r["status"] == "succeeded"]) == 1, all_runs
+
+
+def test_the_weather_demo_fetches_the_configured_url_instead_of_generating(server):
+    import http.server
+    import json as _json
+
+    reading = {"temp_c": 21.46, "condition": "drizzle", "humidity": 77, "wind_kmh": 9}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = _json.dumps(reading).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    source = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=source.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{source.server_port}/weather.json"
+    try:
+        srv = server("--set", "panels.demos=true", "--set", f"tasks.weather_url={url}",
+                     "--set", "sandbox.network=true")
+        r = run_now(srv, "weather-refresh")
+        assert r["status"] == "succeeded", r
+        current = srv.request("GET", "/api/storages/weather").body["data"]["current"]
+        assert (current["temp_c"], current["condition"], current["source"]) == \
+            (21.5, "drizzle", url), current
+    finally:
+        source.shutdown()
