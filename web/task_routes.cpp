@@ -1,6 +1,7 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
 #include "actors/task/task_directory.hpp"
 #include "adapters/json/parse.hpp"
@@ -92,8 +93,15 @@ void add_task_routes(router& r, const route_context& ctx, const caf::actor& task
                      std::chrono::milliseconds slow_timeout) {
   auto p = std::make_shared<task_routes>(task_routes{ctx, tasks, slow_timeout});
   auto fast = ctx.request_timeout;
-  r.add("GET", "/api/tasks", [p, fast](const request&, const path_params&, responder done) {
-    p->ask_tasks(fast * 6, std::move(done), 200, list_atom::value);
+  r.add("GET", "/api/tasks", [p, fast](const request& req, const path_params&, responder done) {
+    auto limit = query_param(req.query, "limit") ? int_param(req, "limit", 0, 1000, done)
+                                                 : std::optional<int64_t>{0};
+    if (!limit) return;
+    auto after = query_param(req.query, "after").value_or("");
+    if (!after.empty() && !storage::valid_storage_id(after))
+      return done(problem(errc::invalid_argument, "after must be a task id"));
+    p->ask_tasks(fast * 6, std::move(done), 200, list_atom::value, after,
+                 static_cast<uint32_t>(*limit));
   });
   r.add("POST", "/api/tasks", [p](const request& req, const path_params&, responder done) {
     auto body = object_body(p->ctx, req, done);

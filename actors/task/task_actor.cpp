@@ -486,15 +486,28 @@ class task_state_machine {
         done(view());
       });
     };
-    if (candidate->handler == rec_.handler) return write();
+    // Storages newly bound are created empty, as at create.
+    auto write_after_storages = [this, candidate, write, done]() {
+      std::vector<std::string> added;
+      for (auto& id : candidate->storage_ids)
+        if (std::find(rec_.storage_ids.begin(), rec_.storage_ids.end(), id) ==
+            rec_.storage_ids.end())
+          added.push_back(id);
+      storage::create_missing(self_, env_.atomic.storages, env_.atomic.request_timeout, added,
+                              [write, done](caf::error err) {
+                                if (err) return done(err);
+                                write();
+                              });
+    };
+    if (candidate->handler == rec_.handler) return write_after_storages();
     json check = {{"handler", candidate->handler}, {"require", "on_schedule"}};
     self_
         ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
                   sandbox::call{sandbox::call_kind::check, check.dump()})
         .then(
-            [write, done](sandbox::call_result& res) {
+            [write_after_storages, done](sandbox::call_result& res) {
               if (!sandbox::is_ok(res)) return done(make_error(errc::sandbox_failed, res.body));
-              write();
+              write_after_storages();
             },
             [done](caf::error& err) { done(err); });
   }

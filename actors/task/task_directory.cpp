@@ -87,21 +87,33 @@ class directory {
     if (value && *value) start(id, std::move(**value), state && *state ? **state : std::string{});
   }
 
-  caf::result<std::string> list() const {
-    auto rows = cfg_.store->scan(key_prefix, "", 100'000'000);
+  // Every task (limit 0), or a page of `limit` after the id `after`.
+  caf::result<std::string> list(const std::string& after, uint32_t limit) const {
+    auto rows = cfg_.store->scan(key_prefix, after, limit ? limit : 100'000'000);
     if (!rows) return rows.error();
-    auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
-    auto running = cfg_.store->scan(running_prefix, "", 100'000'000);
     std::unordered_map<std::string, task_state> by_id;
-    if (states)
-      for (auto& [key, value] : *states)
-        if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
     std::set<std::string> busy;
-    if (running)
-      for (auto& [key, _] : *running) {
-        auto rest = key.substr(running_prefix.size());
-        busy.insert(rest.substr(0, rest.find('/')));
+    if (limit) {  // a page: point reads of its tasks' state and markers
+      for (auto& [key, _] : *rows) {
+        auto id = key.substr(key_prefix.size());
+        if (auto v = cfg_.store->get(state_key(id)); v && *v)
+          if (auto s = decode_state(**v)) by_id.emplace(id, std::move(*s));
+        if (auto m = cfg_.store->scan(std::string{running_prefix} + id + "/", "", 1);
+            m && !m->empty())
+          busy.insert(id);
       }
+    } else {
+      auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
+      auto running = cfg_.store->scan(running_prefix, "", 100'000'000);
+      if (states)
+        for (auto& [key, value] : *states)
+          if (auto s = decode_state(value)) by_id.emplace(key.substr(10), std::move(*s));
+      if (running)
+        for (auto& [key, _] : *running) {
+          auto rest = key.substr(running_prefix.size());
+          busy.insert(rest.substr(0, rest.find('/')));
+        }
+    }
     auto now = runtime::now_ms();
     json tasks = json::array();
     for (auto& [_, value] : *rows) {
@@ -117,7 +129,11 @@ class directory {
       j.erase("handler");
       tasks.push_back(std::move(j));
     }
-    return json{{"tasks", std::move(tasks)}}.dump();
+    json out = {{"tasks", std::move(tasks)}};
+    if (limit)
+      out["next_after"] = rows->size() == limit ? json(rows->back().first.substr(key_prefix.size()))
+                                                : json(nullptr);
+    return out.dump();
   }
 
   caf::result<std::string> create(const std::string& body) {
@@ -160,10 +176,11 @@ class directory {
               [fail](caf::error& err) mutable { fail(err); });
     };
     auto checked = [this, r, write, fail]() mutable {
-      ensure_storages(r->storage_ids, [write, fail](caf::error e) mutable {
-        if (e) return fail(e);
-        write();
-      });
+      storage::create_missing(self_, cfg_.env.atomic.storages, cfg_.env.atomic.request_timeout,
+                              r->storage_ids, [write, fail](caf::error e) mutable {
+                                if (e) return fail(e);
+                                write();
+                              });
     };
     // Many tasks share a handler: one that passed the check does not need it again.
     if (checked_.count(r->handler)) {
@@ -251,24 +268,6 @@ class directory {
                         " interrupted task run(s) as failed");
   }
 
-  void ensure_storages(const std::vector<std::string>& ids, std::function<void(caf::error)> done) {
-    if (ids.empty()) return done({});
-    auto left = std::make_shared<size_t>(ids.size());
-    auto first = std::make_shared<caf::error>();
-    auto report = [left, first, done](caf::error err) {
-      if (err && !*first) *first = std::move(err);
-      if (--*left == 0) done(std::move(*first));
-    };
-    for (auto& id : ids)
-      self_
-          ->request(cfg_.env.atomic.storages, cfg_.env.atomic.request_timeout,
-                    storage::create_atom::value, id, std::string{"{}"})
-          .then([report](storage::storage_record&) { report({}); },
-                [report](caf::error& err) {
-                  report(code_of(err) == errc::conflict ? caf::error{} : err);
-                });
-  }
-
   // The handlers that compiled and define on_schedule, bounded (the check is deterministic).
   void remember_checked(const std::string& handler) {
     if (handler.size() > 64 * 1024) return;
@@ -301,7 +300,9 @@ caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg)
     return self->delegate(a, xs...);
   };
   return {
-      [dir](list_atom) { return dir->list(); },
+      [dir](list_atom, const std::string& after, uint32_t limit) {
+        return dir->list(after, limit);
+      },
       [dir](create_atom, const std::string& body) { return dir->create(body); },
       [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
       [forward](update_atom a, const std::string& id, const std::string& body,

@@ -6,7 +6,9 @@
 // older than the retention age (at start and hourly).
 //
 // Protocol (replies are JSON text; see task_actor.hpp for the forwarded messages):
-//   (list_atom) -> {"tasks":[task objects without handler]} in id order, read from RocksDB
+//   (list_atom, std::string after, uint32_t limit) -> {"tasks":[task objects without
+//       handler]} in id order, read from RocksDB: all of them when limit is 0, else at most
+//       `limit` with ids after `after` and "next_after" (the last id, or null at the end)
 //   (create_atom, body) -> the task object | invalid_argument | conflict (the id exists) |
 //       sandbox_failed (the handler does not compile or defines no on_schedule). Missing
 //       storages of storage_ids are created empty. The task is durable before the reply.

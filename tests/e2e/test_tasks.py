@@ -422,7 +422,8 @@ def test_a_run_cut_off_by_kill9_is_recorded_as_interrupted_and_not_run_again(srv
 
     thread = threading.Thread(target=manual_run)
     thread.start()
-    wait_until(lambda: task(srv, "t")["status"] == "running")
+    # Once its record is on disk (written ahead of the handler), the run has started.
+    wait_until(lambda: [r["status"] for r in runs(srv, "t")] == ["running"])
     down_for(srv, 0, kill=True)
     thread.join(10)
     assert cut, "the manual run's connection should have been cut by kill -9"
@@ -620,3 +621,22 @@ def test_the_weather_demo_fetches_the_configured_url_instead_of_generating(serve
             (21.5, "drizzle", url), current
     finally:
         source.shutdown()
+
+
+def test_the_task_list_pages_by_id_when_asked(srv):
+    for id in ("a", "b", "c"):
+        create_task(srv, id)
+    page = srv.request("GET", "/api/tasks?limit=2").body
+    assert [t["id"] for t in page["tasks"]] == ["a", "b"] and page["next_after"] == "b", page
+    rest = srv.request("GET", "/api/tasks?limit=2&after=b").body
+    assert [t["id"] for t in rest["tasks"]] == ["c"] and rest["next_after"] is None, rest
+    assert [t["id"] for t in srv.request("GET", "/api/tasks").body["tasks"]] == ["a", "b", "c"]
+    assert_problem(srv.request("GET", "/api/tasks?limit=0"), 400)
+    assert_problem(srv.request("GET", "/api/tasks?after=bad%20id"), 400)
+
+
+def test_storages_newly_bound_by_a_patch_are_created_empty(srv):
+    create_task(srv, "t")
+    res = srv.request("PATCH", "/api/tasks/t", {"storage_ids": ["c", "fresh"]})
+    assert res.status == 200 and res.body["storage_ids"] == ["c", "fresh"], res
+    assert srv.request("GET", "/api/storages/fresh").body["data"] == {}
