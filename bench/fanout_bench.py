@@ -404,6 +404,47 @@ def receiver_main(port, count, cmd):
     Receivers(port, count, cmd).run()
 
 
+CXX_RECEIVER = REPO / "build" / "ws_receiver"
+
+
+def build_cxx_receiver():
+    """Compiles bench/ws_receiver.cpp into build/ws_receiver when it is missing or older."""
+    src = REPO / "bench" / "ws_receiver.cpp"
+    if CXX_RECEIVER.exists() and CXX_RECEIVER.stat().st_mtime >= src.stat().st_mtime:
+        return
+    CXX_RECEIVER.parent.mkdir(exist_ok=True)
+    subprocess.run(["g++", "-O2", "-std=c++20", "-o", str(CXX_RECEIVER), str(src)], check=True)
+
+
+def cxx_receiver_main(port, count, cmd):
+    """The same protocol as receiver_main, relayed to a build/ws_receiver process (C++, epoll):
+    this relay only wakes at commands, the C++ process reads the frames."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    p = subprocess.Popen([str(CXX_RECEIVER), str(port), str(count), PANEL],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    words = p.stdout.readline().split()
+    if not words or words[0] != "ready":
+        cmd.send(("ready", 0, {"ws_receiver did not start": count}))
+        return
+    failures = {"failed": int(words[2])} if int(words[2]) else {}
+    cmd.send(("ready", int(words[1]), failures))
+    while True:
+        msg = cmd.recv()
+        if msg[0] == "quit":
+            p.stdin.write("quit\n")
+            p.stdin.flush()
+            p.wait(30)
+            return
+        _, k, deadline_ns = msg
+        p.stdin.write("arm %d %d\n" % (k, deadline_ns))
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "armed"
+        cmd.send(("armed",))
+        words = p.stdout.readline().split()
+        cmd.send(("round", [int(w) for w in words[3:]], int(words[1]), failures,
+                  float(words[2])))
+
+
 # --- the measurement ------------------------------------------------------------------------
 
 def expect(conns, what, timeout):
@@ -447,7 +488,7 @@ def measure(count, a, nofile):
         t = time.monotonic()
         for j in range(n):
             parent_end, child_end = ctx.Pipe()
-            p = ctx.Process(target=receiver_main,
+            p = ctx.Process(target=cxx_receiver_main if a.receiver == "cxx" else receiver_main,
                             args=(srv.port, count // n + (j < count % n), child_end))
             p.start()
             child_end.close()
@@ -509,7 +550,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--procs", type=int, default=2, help="receiver processes")
     ap.add_argument("--workers", type=int, default=2, help="sandbox.workers")
+    ap.add_argument("--receiver", choices=("python", "cxx"), default="python",
+                    help="receiver implementation: Python epoll, or bench/ws_receiver.cpp")
     a = ap.parse_args()
+    if a.receiver == "cxx":
+        build_cxx_receiver()
     counts = [int(x) for x in a.counts.split(",")]
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -527,8 +572,8 @@ def main():
     for count in counts:
         rows.append((count, *measure(count, a, nofile)))
     print("fan-out of one PATCH to N subscribers of panel %s (template %s): %d rounds, "
-          "%d receiver processes, sandbox.workers=%d, %d cores, server open-files limit %d"
-          % (PANEL, TEMPLATE, a.rounds, a.procs, a.workers, os.cpu_count(), nofile))
+          "%d %s receiver processes, sandbox.workers=%d, %d cores, server open-files limit %d"
+          % (PANEL, TEMPLATE, a.rounds, a.procs, a.receiver, a.workers, os.cpu_count(), nofile))
     print()
     print("| connections | first | p50 | p99 | all updated | PATCH answered | receivers' CPU |"
           " server RSS idle / with N | per connection | subscribe all | steal |")

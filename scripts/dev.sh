@@ -92,7 +92,7 @@ case "${1:-}" in
     bash bench/memory_bench.sh
     /usr/bin/python3 bench/sandbox_bench.py
     /usr/bin/python3 bench/panel_bench.py
-    /usr/bin/python3 bench/fanout_bench.py
+    /usr/bin/python3 bench/fanout_bench.py --receiver cxx
     ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
