@@ -6,6 +6,7 @@
 #include "web/actor_bridge.hpp"
 #include "web/if_match.hpp"
 #include "web/problem.hpp"
+#include "web/route_helpers.hpp"
 #include "web/routes.hpp"
 
 namespace tessera::web {
@@ -16,32 +17,8 @@ using json = nlohmann::json;
 
 const std::vector<std::string> metadata_fields = {"title", "desc", "icon", "size", "storage_ids"};
 
-// Completes a request with the actor's JSON reply (adding ETag when it is a panel object), or
-// the error as problem+json.
 std::function<void(caf::expected<std::string>)> reply(responder done, unsigned status = 200) {
-  return [done = std::move(done), status](caf::expected<std::string> r) {
-    if (!r) return done(problem(r.error()));
-    auto res = json_response(status, std::move(*r));
-    auto parsed = json::parse(res.body, nullptr, false);
-    if (parsed.is_object() && parsed.contains("id") && parsed.contains("version"))
-      res.headers.emplace_back("ETag", "\"" + std::to_string(parsed.value("version", 0)) + "\"");
-    done(std::move(res));
-  };
-}
-
-// The body as a JSON object (bounded parse), or the error already answered.
-std::optional<json> object_body(const route_context& ctx, const request& req,
-                                const responder& done) {
-  auto body = adapters::parse_json(req.body, ctx.max_json_depth);
-  if (!body) {
-    done(problem(body.error()));
-    return std::nullopt;
-  }
-  if (!body->is_object()) {
-    done(problem(errc::invalid_argument, "body must be a JSON object"));
-    return std::nullopt;
-  }
-  return std::move(*body);
+  return json_reply(std::move(done), status, "id");
 }
 
 struct panel_routes {

@@ -9,6 +9,7 @@
 #include "web/actor_bridge.hpp"
 #include "web/if_match.hpp"
 #include "web/problem.hpp"
+#include "web/route_helpers.hpp"
 #include "web/routes.hpp"
 
 namespace tessera::web {
@@ -20,31 +21,8 @@ using json = nlohmann::json;
 const std::vector<std::string> patch_fields = {"name",    "schedule", "timezone", "storage_ids",
                                                "enabled", "overlap",  "misfire",  "timeout"};
 
-// Completes a request with the actor's JSON reply (adding ETag to a task object), or the error
-// as problem+json.
 std::function<void(caf::expected<std::string>)> reply(responder done, unsigned status = 200) {
-  return [done = std::move(done), status](caf::expected<std::string> r) {
-    if (!r) return done(problem(r.error()));
-    auto res = json_response(status, std::move(*r));
-    auto parsed = json::parse(res.body, nullptr, false);
-    if (parsed.is_object() && parsed.contains("schedule") && parsed.contains("version"))
-      res.headers.emplace_back("ETag", "\"" + std::to_string(parsed.value("version", 0)) + "\"");
-    done(std::move(res));
-  };
-}
-
-std::optional<json> object_body(const route_context& ctx, const request& req,
-                                const responder& done) {
-  auto body = adapters::parse_json(req.body, ctx.max_json_depth);
-  if (!body) {
-    done(problem(body.error()));
-    return std::nullopt;
-  }
-  if (!body->is_object()) {
-    done(problem(errc::invalid_argument, "body must be a JSON object"));
-    return std::nullopt;
-  }
-  return std::move(*body);
+  return json_reply(std::move(done), status, "schedule");
 }
 
 // A positive integer query parameter within [1, max], or `fallback` when absent.

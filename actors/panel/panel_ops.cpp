@@ -8,23 +8,8 @@
 #include "adapters/error.hpp"
 
 namespace tessera::panel {
-namespace {
 
 using json = nlohmann::json;
-
-// Calls `done` once every one of `n` parts has reported; the first error wins.
-struct gather {
-  size_t left;
-  caf::error first_error;
-  std::function<void(caf::error)> done;
-
-  void report(caf::error err) {
-    if (err && !first_error) first_error = std::move(err);
-    if (--left == 0) done(std::move(first_error));
-  }
-};
-
-}  // namespace
 
 void read_snapshot(caf::event_based_actor* self, const panel_env& env,
                    const std::vector<std::string>& ids,
@@ -68,18 +53,7 @@ void ensure_storages(caf::event_based_actor* self, const panel_env& env,
                      const std::vector<std::string>& ids,
                      const std::map<std::string, std::string>& defaults,
                      std::function<void(caf::error)> done) {
-  if (ids.empty()) return done({});
-  auto g = std::make_shared<gather>(gather{ids.size(), {}, std::move(done)});
-  for (auto& id : ids) {
-    auto d = defaults.find(id);
-    std::string data = d == defaults.end() ? "{}" : d->second;
-    self->request(env.storages, env.request_timeout, storage::create_atom::value, id,
-                  std::move(data))
-        .then([g](storage::storage_record&) { g->report({}); },
-              [g](caf::error& err) {
-                g->report(code_of(err) == errc::conflict ? caf::error{} : err);
-              });
-  }
+  storage::create_missing(self, env.storages, env.request_timeout, ids, defaults, std::move(done));
 }
 
 }  // namespace tessera::panel

@@ -159,15 +159,19 @@ void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
 
 void create_missing(caf::event_based_actor* self, const caf::actor& storages,
                     std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
+                    const std::map<std::string, std::string>& defaults,
                     std::function<void(caf::error)> done) {
   if (ids.empty()) return done({});
   auto g = std::make_shared<gather>(gather{ids.size(), {}, std::move(done)});
-  for (auto& id : ids)
-    self->request(storages, timeout, create_atom::value, id, std::string{"{}"})
+  for (auto& id : ids) {
+    auto d = defaults.find(id);
+    self->request(storages, timeout, create_atom::value, id,
+                  d == defaults.end() ? std::string{"{}"} : d->second)
         .then([g](storage_record&) { g->report({}); },
               [g](caf::error& err) {
                 g->report(code_of(err) == errc::conflict ? caf::error{} : err);
               });
+  }
 }
 
 std::map<std::string, int64_t> versions_of(const snapshot& s) {

@@ -41,10 +41,11 @@ void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
 
 std::map<std::string, int64_t> versions_of(const snapshot& s);
 
-// Creates each storage of `ids` that does not exist as {} (existing ones are left alone);
-// `done` gets the first error, or none.
+// Creates each storage of `ids` that does not exist, with its data from `defaults` (JSON
+// object text) or {}; existing ones are left alone. `done` gets the first error, or none.
 void create_missing(caf::event_based_actor* self, const caf::actor& storages,
                     std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
+                    const std::map<std::string, std::string>& defaults,
                     std::function<void(caf::error)> done);
 
 // {"id": data, ...} of a snapshot, the data spliced in as it is (no re-encoding).

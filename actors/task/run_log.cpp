@@ -178,36 +178,33 @@ caf::expected<std::string> query_logs(const adapters::rocks_store& store, const 
     if (at < q.since || at >= q.until) return;
     logs.push_back(std::move(entry));
   };
-  constexpr size_t page = 4096;
+  // Pages of keys in [from, to), newest first, filtered until `limit` entries are found.
+  auto collect = [&](const std::string& from, std::string to) -> caf::error {
+    constexpr size_t page = 4096;
+    while (logs.size() < q.limit) {
+      auto rows = store.range(from, to, page, true);
+      if (!rows) return rows.error();
+      for (auto& [_, value] : *rows) {
+        keep(value);
+        if (logs.size() >= q.limit) break;
+      }
+      if (rows->size() < page) break;
+      to = rows->back().first;
+    }
+    return {};
+  };
+  caf::error err;
   if (q.task_id) {
-    // By task, newest run first; each page is filtered until `limit` entries are found.
+    // By task, newest run first.
     auto from = task_log_prefix(*q.task_id);
     auto to = from;
     to.back() = '0';  // '/' + 1: just past the prefix
-    while (logs.size() < q.limit) {
-      auto rows = store.range(from, to, page, true);
-      if (!rows) return rows.error();
-      for (auto& [_, value] : *rows) {
-        keep(value);
-        if (logs.size() >= q.limit) break;
-      }
-      if (rows->size() < page) break;
-      to = rows->back().first;
-    }
+    err = collect(from, to);
   } else {
-    std::string from = "log/" + pad(std::max<int64_t>(q.since, 0), 13);
-    std::string to = q.until == INT64_MAX ? std::string{"log0"} : "log/" + pad(q.until, 13);
-    while (logs.size() < q.limit) {
-      auto rows = store.range(from, to, page, true);
-      if (!rows) return rows.error();
-      for (auto& [_, value] : *rows) {
-        keep(value);
-        if (logs.size() >= q.limit) break;
-      }
-      if (rows->size() < page) break;
-      to = rows->back().first;
-    }
+    err = collect("log/" + pad(std::max<int64_t>(q.since, 0), 13),
+                  q.until == INT64_MAX ? std::string{"log0"} : "log/" + pad(q.until, 13));
   }
+  if (err) return err;
   auto count = logs.size();
   return json{{"logs", std::move(logs)}, {"count", count}}.dump();
 }

@@ -493,7 +493,7 @@ class task_state_machine {
         if (std::find(rec_.storage_ids.begin(), rec_.storage_ids.end(), id) ==
             rec_.storage_ids.end())
           added.push_back(id);
-      storage::create_missing(self_, env_.atomic.storages, env_.atomic.request_timeout, added,
+      storage::create_missing(self_, env_.atomic.storages, env_.atomic.request_timeout, added, {},
                               [write, done](caf::error err) {
                                 if (err) return done(err);
                                 write();

@@ -177,7 +177,7 @@ class directory {
     };
     auto checked = [this, r, write, fail]() mutable {
       storage::create_missing(self_, cfg_.env.atomic.storages, cfg_.env.atomic.request_timeout,
-                              r->storage_ids, [write, fail](caf::error e) mutable {
+                              r->storage_ids, {}, [write, fail](caf::error e) mutable {
                                 if (e) return fail(e);
                                 write();
                               });
