@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "actors/storage/fields.hpp"
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
@@ -9,43 +10,17 @@
 namespace tessera::panel {
 namespace {
 
-constexpr size_t max_text = 1024;       // title, desc, icon, size
-constexpr size_t max_storage_ids = 64;  // storages one panel may bind
+using storage::read_storage_ids;
+using storage::read_text;
 
 caf::error bad(const std::string& message) { return make_error(errc::invalid_argument, message); }
-
-caf::error read_text(const nlohmann::json& v, const char* field, std::string& out,
-                     size_t limit = max_text) {
-  if (!v.is_string()) return bad(std::string{"field '"} + field + "' must be a string");
-  auto text = v.get<std::string>();
-  if (text.size() > limit)
-    return bad(std::string{"field '"} + field + "' is longer than " + std::to_string(limit));
-  out = std::move(text);
-  return {};
-}
-
-caf::error read_storage_ids(const nlohmann::json& v, std::vector<std::string>& out) {
-  if (!v.is_array()) return bad("field 'storage_ids' must be an array of storage ids");
-  if (v.size() > max_storage_ids)
-    return bad("a panel binds at most " + std::to_string(max_storage_ids) + " storages");
-  std::vector<std::string> ids;
-  for (auto& item : v) {
-    if (!item.is_string() || !storage::valid_storage_id(item.get<std::string>()))
-      return bad("storage_ids must hold storage ids (1-128 characters of A-Z a-z 0-9 _ . -)");
-    if (std::find(ids.begin(), ids.end(), item.get<std::string>()) != ids.end())
-      return bad("storage id '" + item.get<std::string>() + "' is listed twice");
-    ids.push_back(item.get<std::string>());
-  }
-  out = std::move(ids);
-  return {};
-}
 
 caf::error set_field(panel_record& r, const std::string& key, const nlohmann::json& v) {
   if (key == "title") return read_text(v, "title", r.title);
   if (key == "desc") return read_text(v, "desc", r.desc, 16 * 1024);
   if (key == "icon") return read_text(v, "icon", r.icon);
   if (key == "size") return read_text(v, "size", r.size);
-  if (key == "storage_ids") return read_storage_ids(v, r.storage_ids);
+  if (key == "storage_ids") return read_storage_ids(v, "panel", r.storage_ids);
   if (key == "template") return read_text(v, "template", r.template_, SIZE_MAX);
   if (key == "handler") return read_text(v, "handler", r.handler, SIZE_MAX);
   return bad("unknown field '" + key + "'");

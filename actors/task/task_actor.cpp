@@ -39,13 +39,13 @@ struct pending_run {
 class task_state_machine {
  public:
   task_state_machine(caf::event_based_actor* self, task_env env, caf::actor directory,
-                     task_record r, task_state s)
+                     task_record r, task_state s, cron::schedule schedule)
       : self_(self),
         env_(std::move(env)),
         directory_(std::move(directory)),
         rec_(std::move(r)),
         st_(std::move(s)),
-        schedule_(schedule_of(rec_)) {}
+        schedule_(std::move(schedule)) {}
 
   void start() {
     count_enabled(rec_.enabled);
@@ -562,7 +562,8 @@ due_times due_between(const cron::schedule& s, int64_t after_ms, int64_t now_ms,
 
 caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
                          std::string id, std::string record, std::string state) {
-  auto r = decode(record);
+  cron::schedule schedule;
+  auto r = decode(record, &schedule);
   if (!r || r->id != id) {
     runtime::log_error("unreadable task record task/" + id + ", not started");
     self->send(directory, gone_atom::value, id);
@@ -572,7 +573,8 @@ caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor 
   auto s = state.empty() ? std::optional<task_state>{task_state{}} : decode_state(state);
   if (!s) runtime::log_error("unreadable scheduler state of task '" + id + "', reset");
   auto st = std::make_shared<task_state_machine>(self, std::move(env), std::move(directory),
-                                                 std::move(*r), s.value_or(task_state{}));
+                                                 std::move(*r), s.value_or(task_state{}),
+                                                 std::move(schedule));
   self->attach_functor([st] { st->stopped(); });
   st->start();
   return {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "actors/storage/fields.hpp"
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
@@ -11,37 +12,12 @@
 namespace tessera::task {
 namespace {
 
+using storage::read_storage_ids;
+using storage::read_text;
+
 using json = nlohmann::json;
 
-constexpr size_t max_text = 1024;       // name, schedule, timezone
-constexpr size_t max_storage_ids = 64;  // storages one task may bind
-
 caf::error bad(const std::string& message) { return make_error(errc::invalid_argument, message); }
-
-caf::error read_text(const json& v, const char* field, std::string& out, size_t limit = max_text) {
-  if (!v.is_string()) return bad(std::string{"field '"} + field + "' must be a string");
-  auto text = v.get<std::string>();
-  if (text.size() > limit)
-    return bad(std::string{"field '"} + field + "' is longer than " + std::to_string(limit));
-  out = std::move(text);
-  return {};
-}
-
-caf::error read_storage_ids(const json& v, std::vector<std::string>& out) {
-  if (!v.is_array()) return bad("field 'storage_ids' must be an array of storage ids");
-  if (v.size() > max_storage_ids)
-    return bad("a task binds at most " + std::to_string(max_storage_ids) + " storages");
-  std::vector<std::string> ids;
-  for (auto& item : v) {
-    if (!item.is_string() || !storage::valid_storage_id(item.get<std::string>()))
-      return bad("storage_ids must hold storage ids (1-128 characters of A-Z a-z 0-9 _ . -)");
-    if (std::find(ids.begin(), ids.end(), item.get<std::string>()) != ids.end())
-      return bad("storage id '" + item.get<std::string>() + "' is listed twice");
-    ids.push_back(item.get<std::string>());
-  }
-  out = std::move(ids);
-  return {};
-}
 
 template <class Policy>
 caf::error read_policy(const json& v, const char* field, Policy& out,
@@ -80,7 +56,7 @@ caf::error set_field(task_record& r, const std::string& key, const json& v,
   if (key == "name") return read_text(v, "name", r.name);
   if (key == "schedule") return read_text(v, "schedule", r.schedule);
   if (key == "timezone") return read_text(v, "timezone", r.timezone);
-  if (key == "storage_ids") return read_storage_ids(v, r.storage_ids);
+  if (key == "storage_ids") return read_storage_ids(v, "task", r.storage_ids);
   if (key == "handler") return read_text(v, "handler", r.handler, SIZE_MAX);
   if (key == "enabled") {
     if (!v.is_boolean()) return bad("field 'enabled' must be true or false");
@@ -187,24 +163,29 @@ cron::schedule schedule_of(const task_record& r) {
   return std::get<cron::schedule>(cron::parse(r.schedule, r.timezone));
 }
 
-std::string encode(const task_record& r) {
-  return json{{"id", r.id},
-              {"name", r.name},
-              {"schedule", r.schedule},
-              {"timezone", r.timezone},
-              {"storage_ids", r.storage_ids},
-              {"handler", r.handler},
-              {"enabled", r.enabled},
-              {"overlap", to_string(r.overlap)},
-              {"misfire", to_string(r.misfire)},
-              {"timeout_ms", r.timeout_ms},
-              {"version", r.version},
-              {"created_at", r.created_at},
-              {"updated_at", r.updated_at}}
-      .dump();
+// The fields the record on disk and the API object have alike.
+json definition_json(const task_record& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"schedule", r.schedule},
+          {"timezone", r.timezone},
+          {"storage_ids", r.storage_ids},
+          {"handler", r.handler},
+          {"enabled", r.enabled},
+          {"overlap", to_string(r.overlap)},
+          {"misfire", to_string(r.misfire)},
+          {"version", r.version}};
 }
 
-std::optional<task_record> decode(std::string_view value) {
+std::string encode(const task_record& r) {
+  auto j = definition_json(r);
+  j["timeout_ms"] = r.timeout_ms;
+  j["created_at"] = r.created_at;  // ms since the epoch on disk; ISO-8601 in the API
+  j["updated_at"] = r.updated_at;
+  return j.dump();
+}
+
+std::optional<task_record> decode(std::string_view value, cron::schedule* parsed) {
   auto j = json::parse(value, nullptr, false);
   if (!j.is_object()) return std::nullopt;
   try {
@@ -225,7 +206,9 @@ std::optional<task_record> decode(std::string_view value) {
     r.version = j.at("version").get<int64_t>();
     r.created_at = j.at("created_at").get<int64_t>();
     r.updated_at = j.at("updated_at").get<int64_t>();
-    if (check_schedule(r)) return std::nullopt;
+    auto s = cron::parse(r.schedule, r.timezone);
+    if (!std::holds_alternative<cron::schedule>(s)) return std::nullopt;
+    if (parsed) *parsed = std::get<cron::schedule>(std::move(s));
     return r;
   } catch (const json::exception&) {
     return std::nullopt;
@@ -252,25 +235,15 @@ std::optional<task_state> decode_state(std::string_view value) {
 }
 
 json to_json(const task_record& r, const task_state& s, int64_t next_run, bool running) {
-  return {{"id", r.id},
-          {"name", r.name},
-          {"schedule", r.schedule},
-          {"timezone", r.timezone},
-          {"storage_ids", r.storage_ids},
-          {"handler", r.handler},
-          {"enabled", r.enabled},
-          {"overlap", to_string(r.overlap)},
-          {"misfire", to_string(r.misfire)},
-          {"timeout", static_cast<double>(r.timeout_ms) / 1000},
-          {"status", running     ? "running"
-                     : r.enabled ? "scheduled"
-                                 : "disabled"},
-          {"last_run", time_or_null(s.last_run)},
-          {"last_status", s.last_status.empty() ? json(nullptr) : json(s.last_status)},
-          {"next_run", r.enabled ? time_or_null(next_run) : json(nullptr)},
-          {"version", r.version},
-          {"created_at", runtime::iso8601(r.created_at)},
-          {"updated_at", runtime::iso8601(r.updated_at)}};
+  auto j = definition_json(r);
+  j["timeout"] = static_cast<double>(r.timeout_ms) / 1000;
+  j["status"] = running ? "running" : r.enabled ? "scheduled" : "disabled";
+  j["last_run"] = time_or_null(s.last_run);
+  j["last_status"] = s.last_status.empty() ? json(nullptr) : json(s.last_status);
+  j["next_run"] = r.enabled ? time_or_null(next_run) : json(nullptr);
+  j["created_at"] = runtime::iso8601(r.created_at);
+  j["updated_at"] = runtime::iso8601(r.updated_at);
+  return j;
 }
 
 std::string run_id(std::string_view task_id, int64_t seq) {

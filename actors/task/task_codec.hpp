@@ -73,7 +73,9 @@ caf::expected<task_record> apply_update(const task_record& current, const nlohma
 cron::schedule schedule_of(const task_record& r);
 
 std::string encode(const task_record& r);
-std::optional<task_record> decode(std::string_view value);
+// A stored record; nullopt when damaged (its schedule included). With `parsed`, the schedule
+// parsed on the way is handed over, so callers need not parse it again.
+std::optional<task_record> decode(std::string_view value, cron::schedule* parsed = nullptr);
 std::string encode(const task_state& s);
 std::optional<task_state> decode_state(std::string_view value);
 

@@ -117,12 +117,13 @@ class directory {
     auto now = runtime::now_ms();
     json tasks = json::array();
     for (auto& [_, value] : *rows) {
-      auto r = decode(value);
+      cron::schedule schedule;
+      auto r = decode(value, &schedule);
       if (!r) continue;
       auto s = by_id[r->id];
       int64_t next = 0;
       if (r->enabled)
-        if (auto t = schedule_of(*r).next_after(
+        if (auto t = schedule.next_after(
                 cron::time_point{std::chrono::seconds{std::max(s.last_scheduled, now) / 1000}}))
           next = static_cast<int64_t>(t->time_since_epoch().count()) * 1000;
       auto j = to_json(*r, s, next, busy.count(r->id) > 0);

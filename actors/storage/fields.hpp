@@ -1,0 +1,27 @@
+// Reading the fields that panel and task definitions share, from untrusted JSON.
+//
+// Contract: pure; a bad value is errc::invalid_argument with a message naming the field, and
+// `out` is left unchanged.
+#pragma once
+
+#include <caf/error.hpp>
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tessera::storage {
+
+inline constexpr size_t max_text = 1024;       // names, titles, expressions
+inline constexpr size_t max_storage_ids = 64;  // storages one panel or task may bind
+
+// A string of at most `limit` bytes.
+caf::error read_text(const nlohmann::json& v, const char* field, std::string& out,
+                     size_t limit = max_text);
+
+// An array of distinct valid storage ids; `owner` ("panel", "task") names the binder.
+caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
+                            std::vector<std::string>& out);
+
+}  // namespace tessera::storage
