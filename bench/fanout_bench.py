@@ -62,6 +62,18 @@ def rss_kib(pid):
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of `pid` so far (schedstat: nanoseconds, unlike /proc/stat)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def open_files_limit(pid):
     with open("/proc/%d/limits" % pid) as f:
         return int(re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1))
@@ -513,6 +525,7 @@ def measure(count, a, nofile):
             for c in conns:
                 c.send(("arm", k, deadline))
             expect(conns, "armed", 30)
+            server_cpu = cpu_ns(srv.pid)
             t0 = time.monotonic_ns()
             status, r = srv.request("PATCH", "/api/storages/" + STORAGE, {"data": {"n": k}})
             patched = (time.monotonic_ns() - t0) / 1e6
@@ -524,10 +537,13 @@ def measure(count, a, nofile):
                                  " (%d still waiting); failures: %s"
                                  % (k, len(lat), count, k, ROUND_TIMEOUT,
                                     sum(x[2] for x in answers), merged(x[3] for x in answers)))
+            server_cpu = (cpu_ns(srv.pid) - server_cpu) / 1e6
             cpu = sum(x[4] for x in answers) * 1000
-            rounds.append((min(lat), pct(lat, 50), pct(lat, 99), max(lat), patched, cpu))
+            rounds.append((min(lat), pct(lat, 50), pct(lat, 99), max(lat), patched, cpu,
+                           server_cpu))
             print("  round %d: first %.1f ms, p50 %.1f ms, p99 %.1f ms, all %.1f ms, PATCH %.1f ms,"
-                  " receivers' CPU %.1f ms" % (k, *rounds[-1]), file=sys.stderr)
+                  " receivers' CPU %.1f ms, server's CPU %.1f ms" % (k, *rounds[-1]),
+                  file=sys.stderr)
             time.sleep(0.2)  # let the server settle between rounds
         st = steal_pct(before, steal())
         return rounds, rss_before, rss_after, setup, st
@@ -576,11 +592,11 @@ def main():
           % (PANEL, TEMPLATE, a.rounds, a.procs, a.receiver, a.workers, os.cpu_count(), nofile))
     print()
     print("| connections | first | p50 | p99 | all updated | PATCH answered | receivers' CPU |"
-          " server RSS idle / with N | per connection | subscribe all | steal |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          " server's CPU | server RSS idle / with N | per connection | subscribe all | steal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for count, rounds, before, after, setup, st in rows:
-        med = [statistics.median(r[i] for r in rounds) for i in range(6)]
-        print("| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms |"
+        med = [statistics.median(r[i] for r in rounds) for i in range(7)]
+        print("| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms |"
               " %.1f / %.1f MiB | %.1f KiB | %.1f s | %.0f%% |"
               % (format(count, ","), *med, before / 1024, after / 1024,
                  (after - before) / count, setup, st))

@@ -4,14 +4,17 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "runtime/log.hpp"
+#include "web/http_server_impl.hpp"
 #include "web/problem.hpp"
+#include "web/ws_protocol.hpp"
+#include "web/ws_session.hpp"
 
 namespace tessera::web {
 
@@ -29,186 +32,7 @@ constexpr uint32_t header_limit = 16 * 1024;
 
 }  // namespace
 
-struct http_server::impl {
-  options opts;
-  handler on_request;
-  net::io_context ioc;
-  tcp::acceptor acceptor{net::make_strand(ioc)};  // all acceptor work runs on this strand
-  net::steady_timer accept_pause{acceptor.get_executor()};
-  bool accept_failing = false;  // logged once per run of failures
-  net::signal_set signals{ioc, SIGINT, SIGTERM};
-  std::atomic<bool> draining{false};
-  std::atomic<int64_t> in_flight{0};
-  std::atomic<int64_t> open_sessions{0};
-
-  impl(options o, handler h) : opts(std::move(o)), on_request(std::move(h)) {}
-
-  void accept();
-  void begin_shutdown();
-  void wait_for_drain(std::shared_ptr<net::steady_timer> timer,
-                      std::chrono::steady_clock::time_point deadline,
-                      std::chrono::steady_clock::time_point quiet_since);
-};
-
 namespace {
-
-// One WebSocket connection: reads frames for its handler, writes queued messages one at a time.
-class ws_session : public ws_connection, public std::enable_shared_from_this<ws_session> {
- public:
-  ws_session(beast::tcp_stream&& stream, http_server::impl& server)
-      : ws_(std::move(stream)), server_(server), stall_timer_(ws_.get_executor()) {
-    ++server_.open_sessions;
-    if (auto& hub = server_.opts.ws.hub) hub->connections.Increment();
-  }
-  ~ws_session() override {
-    --server_.open_sessions;
-    if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
-  }
-
-  void start(http::request<http::string_body> req) {
-    beast::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
-    ws_.set_option(
-        websocket::stream_base::timeout{std::chrono::seconds(10), std::chrono::seconds(60), true});
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "tessera"); }));
-    ws_.read_message_max(server_.opts.body_limit);
-    ws_.async_accept(req, beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
-  }
-
-  void forget(const std::string& panel) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), panel] {
-      self->latest_.erase(panel);
-      std::erase_if(self->queue_, [&](const outgoing& o) {
-        if (o.panel != panel) return false;
-        self->pending_bytes_ -= o.text->size();
-        return true;
-      });
-    });
-  }
-
-  void send(std::shared_ptr<const std::string> text, const std::string& panel,
-            int64_t version) override {
-    net::post(ws_.get_executor(),
-              [self = shared_from_this(), text = std::move(text), panel, version]() mutable {
-                self->enqueue({std::move(text), panel, version});
-              });
-  }
-
- private:
-  struct outgoing {
-    std::shared_ptr<const std::string> text;
-    std::string panel;  // non-empty: a render of this panel
-    int64_t version = 0;
-  };
-
-  void on_accept(beast::error_code ec) {
-    if (ec) return;
-    handler_ = server_.opts.ws.open(shared_from_this());
-    read();
-  }
-
-  void read() {
-    ws_.async_read(buffer_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
-  }
-
-  void on_read(beast::error_code ec, size_t) {
-    if (ec) return closed();
-    auto text = beast::buffers_to_string(buffer_.data());
-    buffer_.consume(buffer_.size());
-    if (buffer_.capacity() > 16 * 1024) buffer_.shrink_to_fit();  // idle connections stay small
-    if (handler_) handler_->on_message(std::move(text));
-    read();
-  }
-
-  void enqueue(outgoing item) {
-    if (closed_) return;
-    if (!item.panel.empty()) {
-      auto& latest = latest_[item.panel];
-      if (item.version <= latest) return;  // not newer than what the client has or will get
-      latest = item.version;
-      for (auto& queued : queue_)
-        if (queued.panel == item.panel) {  // not sent yet: only the newest is worth sending
-          pending_bytes_ += item.text->size() - queued.text->size();
-          queued = std::move(item);
-          if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
-          return;
-        }
-    }
-    pending_bytes_ += item.text->size();
-    queue_.push_back(std::move(item));
-    if (pending_bytes_ > server_.opts.ws.max_pending_bytes) return close_slow();
-    if (!writing_) write_next();
-  }
-
-  void write_next() {
-    if (queue_.empty() || closed_) {
-      writing_ = false;
-      return;
-    }
-    writing_ = true;
-    current_ = std::move(queue_.front().text);
-    queue_.erase(queue_.begin());
-    pending_bytes_ -= current_->size();
-    progress_ = std::chrono::steady_clock::now();
-    watch_stall();
-    ws_.text(true);
-    ws_.async_write(net::buffer(*current_),
-                    [self = shared_from_this()](beast::error_code ec, size_t) {
-                      self->current_.reset();
-                      self->progress_ = std::chrono::steady_clock::now();
-                      if (ec) return self->closed();
-                      if (auto& hub = self->server_.opts.ws.hub) hub->messages_sent.Increment();
-                      self->write_next();
-                    });
-  }
-
-  // One timer per connection, armed while writes go on and re-armed from the last progress,
-  // rather than one per message: a fan-out to thousands of connections sets no timer per
-  // message. A write that makes no progress for stall_timeout closes the connection.
-  void watch_stall() {
-    if (stall_armed_) return;
-    stall_armed_ = true;
-    stall_timer_.expires_at(progress_ + server_.opts.ws.stall_timeout);
-    stall_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      self->stall_armed_ = false;
-      if (ec || self->closed_ || !self->writing_) return;
-      if (std::chrono::steady_clock::now() - self->progress_ >= self->server_.opts.ws.stall_timeout)
-        return self->close_slow();
-      self->watch_stall();
-    });
-  }
-
-  void close_slow() {
-    if (closed_) return;
-    if (auto& hub = server_.opts.ws.hub) hub->slow_closed.Increment();
-    runtime::log_warning("closing a WebSocket client that stopped reading");
-    closed_ = true;
-    queue_.clear();
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);  // fails the pending read and write
-  }
-
-  void closed() {
-    closed_ = true;
-    queue_.clear();
-    stall_timer_.cancel();  // lets the session go now rather than when the timer fires
-    if (auto h = std::move(handler_)) h->on_close();
-  }
-
-  websocket::stream<beast::tcp_stream> ws_;
-  http_server::impl& server_;
-  net::steady_timer stall_timer_;
-  beast::flat_buffer buffer_;
-  std::shared_ptr<ws_handler> handler_;
-  std::vector<outgoing> queue_;
-  std::unordered_map<std::string, int64_t> latest_;  // newest render version per panel
-  std::shared_ptr<const std::string> current_;       // being written
-  uint64_t pending_bytes_ = 0;
-  std::chrono::steady_clock::time_point progress_;  // the last write started or finished
-  bool stall_armed_ = false;
-  bool writing_ = false;
-  bool closed_ = false;
-};
 
 class session : public std::enable_shared_from_this<session> {
  public:
@@ -286,8 +110,19 @@ class session : public std::enable_shared_from_this<session> {
     if (websocket::is_upgrade(req) && r.path == "/ws" && server_.opts.ws.open &&
         !server_.draining) {
       if (auto refusal = server_.opts.ws.check(r)) return write(std::move(*refusal), false);
+      if (auto bad = ws::check_upgrade(req[http::field::sec_websocket_key],
+                                       req[http::field::sec_websocket_version])) {
+        auto res = problem(errc::invalid_argument, bad->detail);
+        if (bad->status == 426) {
+          res = problem(426, "upgrade_required", "Upgrade Required", bad->detail, "{}");
+          res.headers.emplace_back("Sec-WebSocket-Version", "13");
+        }
+        return write(std::move(res), false);
+      }
       stream_.expires_never();
-      std::make_shared<ws_session>(std::move(stream_), server_)->start(parser_->release());
+      auto early = beast::buffers_to_string(buffer_.data());
+      auto req_done = parser_->release();
+      start_ws_session(stream_.release_socket(), req_done, std::move(early), server_);
       return;
     }
     ++server_.in_flight;
@@ -386,6 +221,7 @@ void http_server::impl::begin_shutdown() {
   beast::error_code ec;
   acceptor.close(ec);  // on the acceptor's strand, so no accept is being started meanwhile
   accept_pause.cancel();
+  close_ws_sessions(*this);
   net::post(ioc, [this] {
     beast::error_code ignored;
     signals.cancel(ignored);
@@ -454,6 +290,8 @@ void http_server::run() {
 void http_server::shutdown() {
   net::post(impl_->acceptor.get_executor(), [i = impl_.get()] { i->begin_shutdown(); });
 }
+
+void http_server::post(std::function<void()> f) { net::post(impl_->ioc, std::move(f)); }
 
 void http_server::clear_handler() {
   impl_->on_request = nullptr;

@@ -9,11 +9,13 @@
 // - A body over `body_limit` is answered 413 (before reading it, when Content-Length says so);
 //   an unparsable request 400; headers over 16 KiB 431. Such connections are closed.
 // - Shutdown: stop accepting, finish in-flight requests for at most `grace`, close the rest.
-// - WebSocket (`options::ws`): GET /ws with an upgrade is checked, then becomes a connection
-//   whose frames go to the handler (one at a time, in order) and whose sends are queued on its
-//   strand: renders of a panel coalesce (see live.hpp), and a client that stops reading is
-//   closed (stall_timeout, max_pending_bytes). Frames over `body_limit` close it.
-// Beast stays inside http_server.cpp; nothing here includes it.
+// - WebSocket (`options::ws`): GET /ws with an upgrade is checked (the token, then the key and
+//   version: 400, or 426 for a version other than 13), then becomes a connection
+//   (ws_session.hpp) whose messages go to the handler one at a time, in order, and whose sends
+//   never block: renders of a panel coalesce (see live.hpp), and a client that stops reading
+//   is closed (stall_timeout, max_pending_bytes). A message over `body_limit` closes it (1009).
+// Beast and Asio stay inside web/: http_server.cpp, ws_session.* and http_server_impl.hpp;
+// nothing here includes them.
 #pragma once
 
 #include <chrono>
@@ -62,10 +64,13 @@ class http_server {
   // Thread-safe; returns at once, `run` returns once drained.
   void shutdown();
 
+  // Runs `f` on one of the I/O threads (thread-safe; dropped if the server has stopped).
+  void post(std::function<void()> f);
+
   // Drops the handler (and what it captured); only after `run` returned.
   void clear_handler();
 
-  struct impl;  // Beast state, defined in http_server.cpp
+  struct impl;  // Asio state, defined in http_server_impl.hpp
 
  private:
   std::unique_ptr<impl> impl_;

@@ -1,5 +1,6 @@
 #include "web/live.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
@@ -227,6 +228,14 @@ caf::actor live_hub::panels() {
 void live_hub::stop() {
   std::lock_guard lock{mutex_};
   panels_ = nullptr;
+  run_elsewhere_ = nullptr;
+  helpers_ = 0;
+}
+
+void live_hub::set_helpers(std::function<void(std::function<void()>)> run, unsigned count) {
+  std::lock_guard lock{mutex_};
+  run_elsewhere_ = std::move(run);
+  helpers_ = run_elsewhere_ ? count : 0;
 }
 
 void live_hub::add(const std::string& panel, const std::shared_ptr<ws_connection>& c) {
@@ -243,26 +252,42 @@ void live_hub::remove(const std::string& panel, const ws_connection* c) {
 }
 
 void live_hub::publish(const render_event& e) {
+  // A send costs a few microseconds (one sendmsg); below this many per share, handing a share
+  // to another thread costs more than it saves.
+  constexpr size_t min_share = 256;
   auto text = std::make_shared<const std::string>(render_message(e));
-  std::vector<std::shared_ptr<ws_connection>> targets;
+  auto targets = std::make_shared<std::vector<std::shared_ptr<ws_connection>>>();
+  std::function<void(std::function<void()>)> run_elsewhere;
+  size_t shares = 1;
   {
     std::lock_guard lock{mutex_};
     auto it = subscribers_.find(e.panel);
     if (it == subscribers_.end()) return;
-    targets.reserve(it->second.size());
+    targets->reserve(it->second.size());
     for (auto& [_, weak] : it->second)
-      if (auto c = weak.lock()) targets.push_back(std::move(c));
+      if (auto c = weak.lock()) targets->push_back(std::move(c));
     if (e.what == render_event::kind::deleted) subscribers_.erase(it);
+    shares = std::clamp<size_t>(targets->size() / min_share, 1, helpers_ + 1);
+    if (shares > 1) run_elsewhere = run_elsewhere_;
   }
-  bool is_render = e.what != render_event::kind::deleted;
-  for (auto& c : targets) {
-    if (is_render) {
-      c->send(text, e.panel, e.version);
-    } else {  // deleted: a panel re-created under this id starts its versions anew
-      c->forget(e.panel);
-      c->send(text);
+  auto deliver = [targets, text, panel = e.panel, version = e.version,
+                  is_render = e.what != render_event::kind::deleted](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      auto& c = (*targets)[i];
+      if (is_render) {
+        c->send(text, panel, version);
+      } else {  // deleted: a panel re-created under this id starts its versions anew
+        c->forget(panel);
+        c->send(text);
+      }
     }
-  }
+  };
+  size_t n = targets->size(), share = n / shares;
+  for (size_t k = 1; k < shares; ++k)
+    run_elsewhere([deliver, from = k * share, to = k + 1 == shares ? n : (k + 1) * share] {
+      deliver(from, to);
+    });
+  deliver(0, shares > 1 ? share : n);
 }
 
 std::shared_ptr<ws_handler> make_live_session(const route_context& ctx,

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <caf/actor.hpp>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,8 +53,14 @@ class live_hub {
 
   void add(const std::string& panel, const std::shared_ptr<ws_connection>& c);
   void remove(const std::string& panel, const ws_connection* c);
-  // Formats the event once and queues it on every subscribed connection.
+  // Formats the event once and queues it on every subscribed connection. With many
+  // subscribers, shares of them are handed to the helper threads (see set_helpers), so the
+  // sends of one fan-out run on every core.
   void publish(const panel::render_event& e);
+
+  // Runs a share of a large fan-out on one of `count` other threads (the HTTP I/O threads);
+  // cleared by stop().
+  void set_helpers(std::function<void(std::function<void()>)> run, unsigned count);
 
   // Whether any connection subscribes to `panel` (panel actors render only then).
   bool watched(const std::string& panel);
@@ -76,6 +83,8 @@ class live_hub {
                      std::unordered_map<const ws_connection*, std::weak_ptr<ws_connection>>>
       subscribers_;
   caf::actor panels_;
+  std::function<void(std::function<void()>)> run_elsewhere_;
+  unsigned helpers_ = 0;
 };
 
 // The handler for a new connection: speaks the protocol above with the panel directory.

@@ -263,6 +263,9 @@ int serve(const config::settings& s) {
       std::make_unique<web::http_server>(opts, [routes](web::request req, web::responder done) {
         routes->handle(std::move(req), std::move(done));
       });
+  // A large fan-out shares its sends with the I/O threads (one share stays on the caller).
+  hub->set_helpers([srv = server.get()](std::function<void()> f) { srv->post(std::move(f)); },
+                   opts.threads > 1 ? opts.threads - 1 : 0);
   auto bound = server->start();
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);

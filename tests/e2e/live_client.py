@@ -136,37 +136,49 @@ def renders(messages, panel):
 
 # --- a WebSocket client on a raw socket --------------------------------------------------------
 
-def client_frame(payload, opcode=0x1):
-    """One final, masked client frame (RFC 6455 section 5.2)."""
+def client_frame(payload, opcode=0x1, fin=True, masked=True):
+    """One client frame (RFC 6455 section 5.2): final and masked unless told otherwise."""
     if isinstance(payload, str):
         payload = payload.encode()
-    head = bytes([0x80 | opcode])
+    head = bytes([(0x80 if fin else 0) | opcode])
+    mask_bit = 0x80 if masked else 0
     if len(payload) < 126:
-        head += bytes([0x80 | len(payload)])
+        head += bytes([mask_bit | len(payload)])
     elif len(payload) < 1 << 16:
-        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        head += bytes([mask_bit | 126]) + struct.pack("!H", len(payload))
     else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", len(payload))
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", len(payload))
+    if not masked:
+        return head + payload
     mask = os.urandom(4)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def close_code(payload):
+    """The status code of a close frame's payload (None when it has none)."""
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
 class RawWebSocket:
     """The upgrade done by hand. `rcvbuf` shrinks the receive buffer before connecting, so a
     client that never reads pushes back on the server quickly."""
 
-    def __init__(self, srv, path="/ws", headers=None, rcvbuf=None, timeout=WS_DEADLINE):
+    def __init__(self, srv, path="/ws", headers=None, rcvbuf=None, timeout=WS_DEADLINE,
+                 key=None, version="13", early=b""):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((srv.connect_host, srv.port))
-        self.key = base64.b64encode(os.urandom(16)).decode()
+        self.key = base64.b64encode(os.urandom(16)).decode() if key is None else key
         lines = [f"GET {path} HTTP/1.1", f"Host: {srv.connect_host}:{srv.port}",
-                 "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {self.key}",
-                 "Sec-WebSocket-Version: 13"]
+                 "Upgrade: websocket", "Connection: Upgrade"]
+        if self.key:
+            lines.append(f"Sec-WebSocket-Key: {self.key}")
+        lines.append(f"Sec-WebSocket-Version: {version}")
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        # `early`: frames sent in the same write as the request, before any answer.
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
 
     def handshake(self):
         """Reads the response head, byte by byte so no frame after it is consumed; returns
@@ -208,8 +220,36 @@ class RawWebSocket:
             length = struct.unpack("!Q", self.recv_exactly(8))[0]
         return first & 0x0F, length
 
+    def frame(self):
+        """The next whole server frame: (opcode, fin, payload bytes)."""
+        first, second = self.recv_exactly(2)
+        assert not second & 0x80, "a masked frame from the server"
+        assert not first & 0x70, f"reserved bits set by the server: {first:#x}"
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", self.recv_exactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", self.recv_exactly(8))[0]
+        return first & 0x0F, bool(first & 0x80), self.recv_exactly(length)
+
+    def message(self):
+        """The next server frame, which must be a final text frame of JSON; returns it parsed."""
+        opcode, fin, payload = self.frame()
+        assert opcode == 0x1 and fin, (opcode, fin, payload[:100])
+        return json.loads(payload)
+
+    def closed_by_server(self):
+        """Whether the server ended the TCP connection (EOF, or a reset) within the timeout."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
     def send_json(self, msg):
         self.sock.sendall(client_frame(json.dumps(msg)))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
 
     def close(self):
         self.sock.close()

@@ -1,0 +1,385 @@
+#include "web/ws_session.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <boost/beast/http/field.hpp>
+#include <cerrno>
+#include <vector>
+
+#include "runtime/log.hpp"
+#include "web/ws_protocol.hpp"
+
+namespace tessera::web {
+namespace {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+constexpr auto ping_after = std::chrono::seconds(30);   // silent this long: ping
+constexpr auto idle_limit = std::chrono::seconds(60);   // silent this long: closed
+constexpr auto linger_limit = std::chrono::seconds(5);  // after our close frame
+constexpr size_t read_chunk = 64 * 1024;
+constexpr size_t max_read_per_wakeup = 256 * 1024;  // then other connections get a turn
+
+}  // namespace
+
+class ws_session final : public ws_connection, public std::enable_shared_from_this<ws_session> {
+ public:
+  ws_session(tcp::socket socket, http_server::impl& server)
+      : socket_(std::move(socket)),
+        server_(server),
+        reader_(server.opts.body_limit),
+        stall_timer_(socket_.get_executor()),
+        idle_timer_(socket_.get_executor()) {
+    ++server_.open_sessions;
+    if (auto& hub = server_.opts.ws.hub) hub->connections.Increment();
+  }
+  ~ws_session() override {
+    --server_.open_sessions;
+    if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
+  }
+
+  void start(std::string response, std::string early) {
+    {
+      std::lock_guard lock{server_.ws_mutex};
+      server_.ws_sessions[this] = weak_from_this();
+    }
+    fd_ = socket_.native_handle();
+    last_heard_ = clock::now();
+    {
+      std::lock_guard lock{out_mutex_};
+      outgoing upgrade;  // raw bytes, no frame header
+      upgrade.payload = std::make_shared<const std::string>(std::move(response));
+      push_locked(std::move(upgrade));
+    }
+    handler_ = server_.opts.ws.open(shared_from_this());
+    arm_idle(ping_after);
+    in_ = std::move(early);
+    if (!in_.empty()) process();
+    wait_readable();
+  }
+
+  void send(std::shared_ptr<const std::string> text, const std::string& panel,
+            int64_t version) override {
+    auto header = ws::server_header(ws::opcode::text, text->size());
+    std::lock_guard lock{out_mutex_};
+    if (closing_) return;
+    if (!panel.empty()) {
+      auto& latest = latest_[panel];
+      if (version <= latest) return;  // not newer than what the client has or will get
+      latest = version;
+      for (auto& queued : queue_)
+        if (queued.sent == 0 && queued.panel == panel) {  // only the newest is worth sending
+          pending_bytes_ += text->size() - queued.payload->size();
+          queued.payload = std::move(text);
+          queued.header = header;
+          queued.version = version;
+          if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
+          return;
+        }
+    }
+    push_locked({std::move(text), header, panel, version, /*message=*/true});
+  }
+
+  void forget(const std::string& panel) override {
+    std::lock_guard lock{out_mutex_};
+    latest_.erase(panel);
+    std::erase_if(queue_, [&](const outgoing& o) {
+      if (o.sent != 0 || o.panel != panel) return false;
+      pending_bytes_ -= o.payload->size();
+      return true;
+    });
+  }
+
+  void go_away() {
+    net::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->send_close(ws::close_going_away, "server shutting down");
+    });
+  }
+
+ private:
+  struct outgoing {
+    std::shared_ptr<const std::string> payload;
+    ws::frame_header header;  // size 0: raw bytes (the 101 response)
+    std::string panel;        // non-empty: a render of this panel
+    int64_t version = 0;
+    bool message = false;  // a data message (counted in the metrics)
+    bool closes = false;   // our close frame: nothing is written after it
+    size_t sent = 0;       // bytes of header and payload written so far
+    size_t size() const { return header.size + payload->size(); }
+  };
+
+  // --- output (any thread, under out_mutex_) ---
+
+  void push_locked(outgoing o) {
+    if (ended_) return;
+    pending_bytes_ += o.payload->size();
+    queue_.push_back(std::move(o));
+    if (pending_bytes_ > server_.opts.ws.max_pending_bytes) return close_slow_locked();
+    if (!waiting_) flush_locked();
+  }
+
+  // Writes queued frames until the queue is empty or the socket is full.
+  void flush_locked() {
+    while (!queue_.empty() && !ended_) {
+      auto& o = queue_.front();
+      iovec iov[2];
+      int parts = 0;
+      size_t header = o.header.size;
+      if (o.sent < header)
+        iov[parts++] = {const_cast<char*>(o.header.bytes.data()) + o.sent, header - o.sent};
+      size_t from = o.sent > header ? o.sent - header : 0;
+      if (from < o.payload->size())
+        iov[parts++] = {const_cast<char*>(o.payload->data()) + from, o.payload->size() - from};
+      msghdr m{};
+      m.msg_iov = iov;
+      m.msg_iovlen = parts;
+      ssize_t n = ::sendmsg(fd_, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_writable_locked();
+        return end_locked();  // the client is gone
+      }
+      o.sent += static_cast<size_t>(n);
+      if (o.sent < o.size()) continue;
+      pending_bytes_ -= o.payload->size();
+      bool counted = o.message, closes = o.closes;
+      queue_.erase(queue_.begin());
+      if (counted)
+        if (auto& hub = server_.opts.ws.hub) hub->messages_sent.Increment();
+      if (closes) {
+        ::shutdown(fd_, SHUT_WR);
+        queue_.clear();
+        pending_bytes_ = 0;
+        net::post(socket_.get_executor(), [self = shared_from_this()] { self->linger(); });
+        return;
+      }
+    }
+  }
+
+  // The socket is full: the strand waits until it takes more, and watches for a stall.
+  void wait_writable_locked() {
+    if (waiting_) return;
+    waiting_ = true;
+    progress_ = clock::now();
+    net::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->socket_.async_wait(tcp::socket::wait_write, [self](boost::system::error_code ec) {
+        std::lock_guard lock{self->out_mutex_};
+        self->waiting_ = false;
+        if (ec) return;
+        self->progress_ = clock::now();  // the client took some of what was queued
+        self->flush_locked();
+      });
+      self->watch_stall();
+    });
+  }
+
+  void close_slow_locked() {
+    if (ended_) return;
+    if (auto& hub = server_.opts.ws.hub) hub->slow_closed.Increment();
+    runtime::log_warning("closing a WebSocket client that stopped reading");
+    end_locked();
+  }
+
+  // The connection is over: nothing more is written; the strand closes the socket.
+  void end_locked() {
+    if (ended_) return;
+    ended_ = closing_ = true;
+    queue_.clear();
+    pending_bytes_ = 0;
+    ::shutdown(fd_, SHUT_RDWR);  // fails the strand's pending wait, which then finishes
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->finish(); });
+  }
+
+  // --- the strand ---
+
+  void watch_stall() {
+    if (stall_armed_) return;
+    clock::time_point due;
+    {
+      std::lock_guard lock{out_mutex_};
+      if (!waiting_ || ended_) return;
+      due = progress_ + server_.opts.ws.stall_timeout;
+    }
+    stall_armed_ = true;
+    stall_timer_.expires_at(due);
+    stall_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->stall_armed_ = false;
+      if (ec) return;
+      {
+        std::lock_guard lock{self->out_mutex_};
+        if (!self->waiting_ || self->ended_) return;
+        if (clock::now() - self->progress_ >= self->server_.opts.ws.stall_timeout)
+          return self->close_slow_locked();
+      }
+      self->watch_stall();
+    });
+  }
+
+  void send_control(ws::opcode op, std::string payload, bool closes = false) {
+    std::lock_guard lock{out_mutex_};
+    if (closing_) return;
+    closing_ = closes;
+    auto header = ws::server_header(op, payload.size());
+    push_locked(
+        {std::make_shared<const std::string>(std::move(payload)), header, {}, 0, false, closes});
+  }
+
+  void send_close(uint16_t code, std::string_view reason) {
+    discarding_ = true;  // what the client sends from now on is not read as messages
+    send_control(ws::opcode::close, ws::close_payload(code, reason), true);
+  }
+
+  // Our close frame is out: wait (a while) for the client to close its side.
+  void linger() {
+    discarding_ = lingering_ = true;
+    arm_idle(linger_limit);
+  }
+
+  void arm_idle(clock::duration after) {
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->on_idle_timer();
+    });
+  }
+
+  void on_idle_timer() {
+    if (finished_) return;
+    if (lingering_) return finish();  // the client did not close in time
+    auto silent = clock::now() - last_heard_;
+    if (silent >= idle_limit) {
+      send_close(ws::close_going_away, "nothing heard for 60 s");
+      return arm_idle(linger_limit);
+    }
+    if (silent >= ping_after) send_control(ws::opcode::ping, {});
+    arm_idle(ping_after);
+  }
+
+  void wait_readable() {
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](boost::system::error_code ec) {
+                         if (ec) return self->finish();
+                         self->on_readable();
+                       });
+  }
+
+  void on_readable() {
+    static thread_local std::vector<char> chunk(read_chunk);
+    size_t total = 0;
+    bool eof = false;
+    for (;;) {
+      ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        total += static_cast<size_t>(n);
+        if (!discarding_) in_.append(chunk.data(), static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < chunk.size() || total >= max_read_per_wakeup) break;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+      break;
+    }
+    if (total) last_heard_ = clock::now();
+    if (!discarding_) process();
+    if (eof) return finish();
+    wait_readable();
+  }
+
+  void process() {
+    std::vector<ws::event> events;
+    reader_.feed(in_, events);
+    if (in_.capacity() > 16 * 1024 && in_.size() < 4 * 1024) in_.shrink_to_fit();
+    for (auto& e : events) {
+      if (discarding_) break;
+      switch (e.what) {
+        case ws::event::kind::message:
+          if (handler_) handler_->on_message(std::move(e.data));
+          break;
+        case ws::event::kind::ping:
+          send_control(ws::opcode::pong, std::move(e.data));
+          break;
+        case ws::event::kind::pong:
+          break;
+        case ws::event::kind::close:  // the client closes: answer with its code
+          send_close(e.code == 1005 ? ws::close_normal : e.code, {});
+          break;
+        case ws::event::kind::error:
+          send_close(e.code, e.data);
+          break;
+      }
+    }
+    if (discarding_) in_ = {};
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    {
+      std::lock_guard lock{out_mutex_};
+      ended_ = closing_ = true;
+      queue_.clear();
+      pending_bytes_ = 0;
+      boost::system::error_code ignored;
+      socket_.close(ignored);  // under the lock: no other thread writes to the descriptor now
+    }
+    stall_timer_.cancel();
+    idle_timer_.cancel();
+    {
+      std::lock_guard lock{server_.ws_mutex};
+      server_.ws_sessions.erase(this);
+    }
+    if (auto h = std::move(handler_)) h->on_close();
+  }
+
+  tcp::socket socket_;  // its executor is the connection's strand
+  int fd_ = -1;
+  http_server::impl& server_;
+  ws::frame_reader reader_;
+  net::steady_timer stall_timer_;
+  net::steady_timer idle_timer_;
+  std::shared_ptr<ws_handler> handler_;
+  // The strand's own.
+  std::string in_;  // received bytes not yet a whole frame
+  clock::time_point last_heard_;
+  bool stall_armed_ = false;
+  bool discarding_ = false;  // closing: input is read and dropped
+  bool lingering_ = false;   // our close frame is out
+  bool finished_ = false;
+  // Output, shared with the threads that send.
+  std::mutex out_mutex_;
+  std::vector<outgoing> queue_;
+  std::unordered_map<std::string, int64_t> latest_;  // newest render version per panel
+  uint64_t pending_bytes_ = 0;
+  clock::time_point progress_;  // the socket last took bytes, while waiting
+  bool waiting_ = false;        // the strand waits for the socket to take more
+  bool closing_ = false;        // our close frame is queued: nothing more is accepted
+  bool ended_ = false;          // nothing more is written
+};
+
+void start_ws_session(tcp::socket socket, const http::request<http::string_body>& request,
+                      std::string early, http_server::impl& server) {
+  std::string response =
+      "HTTP/1.1 101 Switching Protocols\r\n"
+      "Upgrade: websocket\r\n"
+      "Connection: Upgrade\r\n"
+      "Server: tessera\r\n"
+      "Sec-WebSocket-Accept: " +
+      ws::accept_key(request[http::field::sec_websocket_key]) + "\r\n\r\n";
+  auto session = std::make_shared<ws_session>(std::move(socket), server);
+  session->start(std::move(response), std::move(early));
+}
+
+void close_ws_sessions(http_server::impl& server) {
+  std::vector<std::shared_ptr<ws_session>> open;
+  {
+    std::lock_guard lock{server.ws_mutex};
+    for (auto& [_, weak] : server.ws_sessions)
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+  }
+  for (auto& s : open) s->go_away();
+}
+
+}  // namespace tessera::web
