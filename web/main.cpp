@@ -196,6 +196,7 @@ int serve(const config::settings& s) {
   penv.metrics = &panel_metrics;
   penv.request_timeout = s.request_timeout * 6;
   penv.call_timeout = slow_timeout;
+  penv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
   penv.max_retries = static_cast<int>(s.panel_max_retries);
   auto panels =
       system.spawn(panel::panel_directory,

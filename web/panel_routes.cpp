@@ -15,7 +15,8 @@ namespace {
 using namespace tessera::panel;
 using json = nlohmann::json;
 
-const std::vector<std::string> metadata_fields = {"title", "desc", "icon", "size", "storage_ids"};
+const std::vector<std::string> metadata_fields = {"title", "desc",        "icon",
+                                                  "size",  "storage_ids", "timeout"};
 
 std::function<void(caf::expected<std::string>)> reply(responder done, unsigned status = 200) {
   return json_reply(std::move(done), status, "id");

@@ -154,6 +154,7 @@ class panel_state {
         return;
       }
       auto meta = metadata_json(rec_);
+      meta["timeout"] = static_cast<double>(rec_.timeout_ms) / 1000;
       json storages = json::object();
       for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
       meta["storages"] = std::move(storages);
@@ -168,7 +169,7 @@ class panel_state {
   void run_update(const std::string& body, const std::vector<std::string>& allowed,
                   const storage::version_list& if_match,
                   std::function<void(caf::expected<std::string>)> done) {
-    auto next = apply_update(rec_, json::parse(body, nullptr, false), allowed);
+    auto next = apply_update(rec_, json::parse(body, nullptr, false), allowed, env_.limits);
     if (!next) return done(next.error());
     if (!if_match.empty() &&
         std::find(if_match.begin(), if_match.end(), rec_.version) == if_match.end())
@@ -250,7 +251,8 @@ class panel_state {
       if (!s) return render_done(started, {}, s.error(), {});
       auto version = stamp(version_of(*s));
       auto versions = versions_of(*s);
-      sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr)};
+      sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr),
+                      call_timeout_ms(rec_)};
       self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
           .then(
               [this, started, version, versions](sandbox::call_result& r) {
@@ -339,7 +341,8 @@ class panel_state {
       hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
     }
     auto make_call = [this, name = a.action, payload = a.payload](const snapshot& s) {
-      return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload)};
+      return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload),
+                           call_timeout_ms(rec_)};
     };
     storage::run_atomically(
         self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),

@@ -52,7 +52,8 @@ struct panel_env {
   std::function<bool(const std::string&)> watched;  // does anyone subscribe to this panel?
   panel_metrics* metrics = nullptr;
   std::chrono::milliseconds request_timeout{5000};  // storage reads, commits
-  std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included
+  panel_limits limits;  // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
+  std::chrono::milliseconds call_timeout{30000};  // one sandbox call, queueing included
   int max_retries = 16;
 };
 

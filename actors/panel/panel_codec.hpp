@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/storage/fields.hpp"
+
 namespace tessera::panel {
 
 inline constexpr std::string_view key_prefix = "panel/";
@@ -25,6 +27,7 @@ struct panel_record {
   std::vector<std::string> storage_ids;
   std::string template_;
   std::string handler;
+  int64_t timeout_ms = 0;  // of each sandbox call (action, render)
   int64_t version = 0;
   int64_t created_at = 0;
   int64_t updated_at = 0;
@@ -32,18 +35,25 @@ struct panel_record {
 
 std::string panel_key(std::string_view id);
 
-// A new panel from a POST body (`id` required; the rest defaults). Does not check the code.
-caf::expected<panel_record> parse_new_panel(const nlohmann::json& body);
+using panel_limits = storage::call_limits;
+
+// A new panel from a POST body (`id` required; the rest defaults, `timeout` to
+// limits.default_timeout_ms). Does not check the code.
+caf::expected<panel_record> parse_new_panel(const nlohmann::json& body, const panel_limits& limits);
 
 // Applies an update body to a copy of `current`. `allowed` lists the fields this route may
-// change (PATCH: metadata and storage_ids; PUT template: template; PUT handler: handler).
+// change (PATCH: metadata, storage_ids and timeout; PUT template: template; PUT handler:
+// handler).
 caf::expected<panel_record> apply_update(const panel_record& current, const nlohmann::json& body,
-                                         const std::vector<std::string>& allowed);
+                                         const std::vector<std::string>& allowed,
+                                         const panel_limits& limits);
 
 std::string encode(const panel_record& r);
-std::optional<panel_record> decode(std::string_view value);
+// A record written before panels had `timeout` gets limits.default_timeout_ms.
+std::optional<panel_record> decode(std::string_view value, const panel_limits& limits);
 
-// The full API object, and the summary listed by GET /api/panels.
+// The full API object, and the summary listed by GET /api/panels (both with `timeout` in
+// seconds).
 nlohmann::json to_json(const panel_record& r);
 nlohmann::json summary_json(const panel_record& r);
 // What templates see as `panel`, and what sandbox calls carry: the metadata without code.

@@ -18,8 +18,8 @@ using json = nlohmann::json;
 using reply_promise = caf::typed_response_promise<std::string>;
 
 constexpr std::string_view started_key = "meta/started";
-const std::vector<std::string> all_fields = {"title",       "desc",     "icon",   "size",
-                                             "storage_ids", "template", "handler"};
+const std::vector<std::string> all_fields = {"title",       "desc",     "icon",    "size",
+                                             "storage_ids", "template", "handler", "timeout"};
 
 caf::error not_found(const std::string& id) {
   return make_error(errc::not_found, "panel '" + id + "' does not exist");
@@ -38,7 +38,7 @@ class directory {
       return;
     }
     for (auto& [key, value] : *rows) {
-      auto r = decode(value);
+      auto r = decode(value, cfg_.env.limits);
       if (!r) {
         runtime::log_error("unreadable panel record " + key + ", skipped");
         continue;
@@ -70,7 +70,7 @@ class directory {
     cfg_.metrics.live->Decrement();
     auto value = cfg_.store->get(panel_key(id));
     if (value && *value)
-      if (auto r = decode(**value)) start(std::move(*r));
+      if (auto r = decode(**value, cfg_.env.limits)) start(std::move(*r));
   }
 
   caf::result<std::string> list() const {
@@ -78,7 +78,7 @@ class directory {
     if (!rows) return rows.error();
     json panels = json::array();
     for (auto& [_, value] : *rows)
-      if (auto r = decode(value)) panels.push_back(summary_json(*r));
+      if (auto r = decode(value, cfg_.env.limits)) panels.push_back(summary_json(*r));
     return json{{"panels", std::move(panels)}}.dump();
   }
 
@@ -187,7 +187,7 @@ class directory {
 
   // Check the code, create missing storages, write the record, start the actor.
   void create(bundle b, reply_promise rp) {
-    auto parsed = parse_new_panel(b.panel);
+    auto parsed = parse_new_panel(b.panel, cfg_.env.limits);
     if (!parsed) {
       rp.deliver(parsed.error());
       return;

@@ -30,6 +30,11 @@ void read_snapshot(caf::event_based_actor* self, const panel_env& env,
 std::string call_body(const panel_record& r, const snapshot& s, const std::string* action,
                       const std::string* payload);
 
+// The timeout of `r`'s sandbox calls.
+inline uint32_t call_timeout_ms(const panel_record& r) {
+  return static_cast<uint32_t>(r.timeout_ms);
+}
+
 // Compiles the template and handler of `r` (the handler must define on_action). A failure is
 // errc::sandbox_failed with the sandbox's answer.
 void check_code(caf::event_based_actor* self, const panel_env& env, const panel_record& r,

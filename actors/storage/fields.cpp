@@ -1,6 +1,8 @@
 #include "actors/storage/fields.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
@@ -36,6 +38,24 @@ caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
     ids.push_back(item.get<std::string>());
   }
   out = std::move(ids);
+  return {};
+}
+
+caf::error read_timeout(const nlohmann::json& v, int64_t& out_ms, const call_limits& limits) {
+  if (v.is_null()) {
+    out_ms = limits.default_timeout_ms;
+    return {};
+  }
+  if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
+    return bad("field 'timeout' must be a positive number of seconds");
+  auto ms = static_cast<int64_t>(std::llround(v.get<double>() * 1000));
+  if (ms < 1 || ms > limits.max_timeout_ms) {
+    char max[32];
+    std::snprintf(max, sizeof max, "%g", static_cast<double>(limits.max_timeout_ms) / 1000);
+    return bad(std::string{"field 'timeout' must be at most "} + max +
+               " seconds (sandbox.max_timeout_ms)");
+  }
+  out_ms = ms;
   return {};
 }
 

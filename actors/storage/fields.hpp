@@ -6,6 +6,7 @@
 
 #include <caf/error.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -23,5 +24,16 @@ caf::error read_text(const nlohmann::json& v, const char* field, std::string& ou
 // An array of distinct valid storage ids; `owner` ("panel", "task") names the binder.
 caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
                             std::vector<std::string>& out);
+
+// The sandbox time limits a panel or task may choose from (sandbox.timeout_ms and
+// sandbox.max_timeout_ms).
+struct call_limits {
+  int64_t default_timeout_ms = 2000;
+  int64_t max_timeout_ms = 30000;
+};
+
+// `timeout`: a positive number of seconds up to limits.max_timeout_ms, stored in ms; null
+// means limits.default_timeout_ms.
+caf::error read_timeout(const nlohmann::json& v, int64_t& out_ms, const call_limits& limits);
 
 }  // namespace tessera::storage

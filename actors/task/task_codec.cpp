@@ -33,24 +33,6 @@ caf::error read_policy(const json& v, const char* field, Policy& out,
   return bad(std::string{"field '"} + field + "' must be one of " + names);
 }
 
-caf::error read_timeout(const json& v, int64_t& out, const task_limits& limits) {
-  if (v.is_null()) {
-    out = limits.default_timeout_ms;
-    return {};
-  }
-  if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
-    return bad("field 'timeout' must be a positive number of seconds");
-  auto ms = static_cast<int64_t>(std::llround(v.get<double>() * 1000));
-  if (ms < 1 || ms > limits.max_timeout_ms) {
-    char max[32];
-    std::snprintf(max, sizeof max, "%g", static_cast<double>(limits.max_timeout_ms) / 1000);
-    return bad(std::string{"field 'timeout' must be at most "} + max +
-               " seconds (sandbox.max_timeout_ms)");
-  }
-  out = ms;
-  return {};
-}
-
 caf::error set_field(task_record& r, const std::string& key, const json& v,
                      const task_limits& limits) {
   if (key == "name") return read_text(v, "name", r.name);
@@ -69,7 +51,7 @@ caf::error set_field(task_record& r, const std::string& key, const json& v,
   if (key == "misfire")
     return read_policy(v, "misfire", r.misfire,
                        {misfire_policy::run_once, misfire_policy::skip, misfire_policy::catch_up});
-  if (key == "timeout") return read_timeout(v, r.timeout_ms, limits);
+  if (key == "timeout") return storage::read_timeout(v, r.timeout_ms, limits);
   return bad("unknown field '" + key + "'");
 }
 

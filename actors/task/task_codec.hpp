@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/storage/fields.hpp"
 #include "runtime/cron.hpp"
 
 namespace tessera::task {
@@ -27,10 +28,7 @@ std::string_view to_string(overlap_policy p);
 std::string_view to_string(misfire_policy p);
 
 // What the validation needs from the configuration.
-struct task_limits {
-  int64_t default_timeout_ms = 2000;  // sandbox.timeout_ms
-  int64_t max_timeout_ms = 30000;     // sandbox.max_timeout_ms
-};
+using task_limits = storage::call_limits;
 
 struct task_record {
   std::string id;

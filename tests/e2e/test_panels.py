@@ -11,7 +11,7 @@ import pytest
 from harness import BINARY, assert_problem, clean_env
 
 PANEL_FIELDS = {"id", "title", "desc", "icon", "size", "storage_ids", "template", "handler",
-                "version", "created_at", "updated_at"}
+                "timeout", "version", "created_at", "updated_at"}
 LISTED_FIELDS = PANEL_FIELDS - {"template", "handler"}
 NO_DEMOS = ("--set", "panels.demos=false")
 TOKEN = "e2e-Panels-Token-0b7c4d"
@@ -137,6 +137,7 @@ def test_post_creates_a_panel_at_version_1_with_the_documented_defaults(srv):
     assert body["id"] == "plain" and body["title"] == "plain", body
     assert (body["desc"], body["icon"], body["size"]) == ("", "", "medium"), body
     assert (body["storage_ids"], body["template"], body["handler"]) == ([], "", ""), body
+    assert body["timeout"] == 2.0, body  # sandbox.timeout_ms
     assert body["version"] == 1, body
     assert_recent_iso_time(body["created_at"])
     assert body["updated_at"] >= body["created_at"], body
@@ -526,6 +527,63 @@ def test_an_action_on_an_unknown_panel_is_404(srv):
     assert_problem(act(srv, "ghost", "inc"), 404, "not_found")
 
 
+# --- per-panel timeout ----------------------------------------------------------------------
+
+SLEEPY = (
+    "def on_action(action, payload, storage):\n"
+    "    time.sleep(payload['seconds'])\n"
+    "    storage['c']['n'] = storage['c'].get('n', 0) + 1\n"
+)
+# 10^10 loop steps: no render of it finishes within any timeout the server allows.
+ENDLESS_TEMPLATE = ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                    "{% endfor %}")
+
+
+def test_an_action_slower_than_the_panels_timeout_fails_and_changes_nothing(srv):
+    create_storage(srv, "c", {"n": 0})
+    create_panel(srv, "slow", storage_ids=["c"], template="n={{ c.n }}", handler=SLEEPY,
+                 timeout=0.3)
+    res = act(srv, "slow", "go", {"seconds": 1.0})
+    assert res.status == 422 and res.body["code"] == "timeout", res
+    assert "300 ms" in res.body["detail"], res.body
+    assert storage(srv, "c")["data"] == {"n": 0}
+    # Given more time, the same action goes through.
+    res = srv.request("PATCH", "/api/panels/slow", {"timeout": 5})
+    assert res.status == 200 and res.body["timeout"] == 5, res
+    res = act(srv, "slow", "go", {"seconds": 1.0})
+    assert res.status == 200 and res.body["html"] == "n=1", res
+
+
+def test_a_render_runs_under_the_panels_timeout(srv):
+    create_panel(srv, "endless", template=ENDLESS_TEMPLATE, timeout=0.4)
+    res = srv.request("GET", "/api/panels/endless/render")
+    assert res.status == 422 and res.body["code"] == "timeout", res
+    assert "400 ms" in res.body["detail"], res.body
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "2", 31, True])
+def test_a_timeout_that_is_not_positive_seconds_up_to_the_maximum_is_refused(srv, timeout):
+    res = srv.request("POST", "/api/panels", {"id": "t", "timeout": timeout})
+    assert res.status == 400 and "timeout" in res.body["detail"], res
+    create_panel(srv, "kept", timeout=1.5)
+    res = srv.request("PATCH", "/api/panels/kept", {"timeout": timeout})
+    assert res.status == 400 and "timeout" in res.body["detail"], res
+    assert srv.request("GET", "/api/panels/kept").body["timeout"] == 1.5
+    assert srv.request("GET", "/api/panels/t").status == 404
+
+
+def test_a_panels_timeout_survives_a_restart_and_travels_in_its_bundle(srv):
+    create_panel(srv, "p", timeout=4.5)
+    srv.restart()
+    assert srv.request("GET", "/api/panels/p").body["timeout"] == 4.5
+    bundle = srv.request("GET", "/api/panels/p/export").body
+    assert bundle["metadata"]["timeout"] == 4.5, bundle
+    bundle["metadata"]["id"] = "copy"
+    res = srv.request("POST", "/api/panels/import", bundle)
+    assert res.status in (200, 201), res
+    assert srv.request("GET", "/api/panels/copy").body["timeout"] == 4.5
+
+
 # --- delete and export -----------------------------------------------------------------------
 
 def test_delete_answers_success_the_panel_is_gone_and_its_storages_remain(srv):
@@ -548,7 +606,8 @@ def test_export_has_the_metadata_with_current_storage_data_and_the_code(srv):
     assert res.status == 200, res
     assert res.body == {
         "metadata": {"id": "p", "title": "T", "desc": "D", "icon": "I", "size": "large",
-                     "storage_ids": ["c", "empty"], "storages": {"c": {"n": 3}, "empty": {}}},
+                     "storage_ids": ["c", "empty"], "timeout": 2.0,
+                     "storages": {"c": {"n": 3}, "empty": {}}},
         "template": COUNTER_TEMPLATE, "handler": COUNTER}, res
 
 
