@@ -1,6 +1,7 @@
 #include "web/live.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
@@ -64,6 +65,8 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
     }
     for (auto& id : subscribed) hub_->remove(id, raw_connection_);
   }
+
+  int pending() const override { return pending_actions_.load(); }
 
   void set_raw(const ws_connection* c) { raw_connection_ = c; }
 
@@ -142,20 +145,24 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
     auto panels = hub_->panels();
     if (!panels) return;  // shutting down
     auto self = shared_from_this();
+    ++pending_actions_;
     ask<std::string>(
         *ctx_.system, panels, slow_timeout_,
         [self, ref](caf::expected<std::string> r) {
-          if (!r)
-            return self->send({{"type", "result"},
-                               {"ref", ref},
-                               {"ok", false},
-                               {"error", problem_object(r.error())}});
-          auto j = json::parse(*r, nullptr, false);
-          self->send({{"type", "result"},
-                      {"ref", ref},
-                      {"ok", true},
-                      {"version", j.value("version", int64_t{0})},
-                      {"changed", j.value("changed", json::array())}});
+          if (!r) {
+            self->send({{"type", "result"},
+                        {"ref", ref},
+                        {"ok", false},
+                        {"error", problem_object(r.error())}});
+          } else {
+            auto j = json::parse(*r, nullptr, false);
+            self->send({{"type", "result"},
+                        {"ref", ref},
+                        {"ok", true},
+                        {"version", j.value("version", int64_t{0})},
+                        {"changed", j.value("changed", json::array())}});
+          }
+          --self->pending_actions_;  // after the send: the answer is queued before any close
         },
         panel::action_atom::value, id, name.get<std::string>(), payload);
   }
@@ -167,6 +174,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
   const ws_connection* raw_connection_ = nullptr;  // the hub's key; set before any message
   std::mutex mutex_;
   std::unordered_set<std::string> subscribed_;
+  std::atomic<int> pending_actions_{0};
 };
 
 }  // namespace

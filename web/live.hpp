@@ -44,6 +44,9 @@ class ws_handler {
   virtual ~ws_handler() = default;
   virtual void on_message(std::string text) = 0;
   virtual void on_close() = 0;
+  // Requests started by messages whose answers are not yet sent (at shutdown the connection
+  // waits for them, within the shutdown grace, before it closes). Any thread.
+  virtual int pending() const = 0;
 };
 
 // Who is subscribed to which panel, and the fan-out of a panel's renders to them.

@@ -18,9 +18,10 @@ namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 using clock = std::chrono::steady_clock;
 
-constexpr auto ping_after = std::chrono::seconds(30);   // silent this long: ping
-constexpr auto idle_limit = std::chrono::seconds(60);   // silent this long: closed
-constexpr auto linger_limit = std::chrono::seconds(5);  // after our close frame
+constexpr auto ping_after = std::chrono::seconds(30);       // silent this long: ping
+constexpr auto idle_limit = std::chrono::seconds(60);       // silent this long: closed
+constexpr auto linger_limit = std::chrono::seconds(5);      // after our close frame
+constexpr auto drain_poll = std::chrono::milliseconds(10);  // shutdown: answers still due?
 constexpr size_t read_chunk = 64 * 1024;
 constexpr size_t max_read_per_wakeup = 256 * 1024;  // then other connections get a turn
 
@@ -95,9 +96,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   }
 
   void go_away() {
-    net::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->send_close(ws::close_going_away, "server shutting down");
-    });
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_then_close(); });
   }
 
  private:
@@ -233,6 +232,28 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     send_control(ws::opcode::close, ws::close_payload(code, reason), true);
   }
 
+  // Shutdown: no new messages are read; actions in flight get their answers (counted as
+  // requests in flight, so the server's drain waits for them within its grace), then close.
+  void drain_then_close() {
+    discarding_ = true;
+    if (!finished_ && handler_ && handler_->pending() > 0) {
+      if (!draining_) server_.in_flight += 1;
+      draining_ = true;
+      auto timer = std::make_shared<net::steady_timer>(socket_.get_executor(), drain_poll);
+      timer->async_wait([self = shared_from_this(), timer](boost::system::error_code) {
+        self->drain_then_close();
+      });
+      return;
+    }
+    stop_draining();
+    send_close(ws::close_going_away, "server shutting down");
+  }
+
+  void stop_draining() {
+    if (draining_) server_.in_flight -= 1;
+    draining_ = false;
+  }
+
   // Our close frame is out: wait (a while) for the client to close its side.
   void linger() {
     discarding_ = lingering_ = true;
@@ -317,6 +338,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   void finish() {
     if (finished_) return;
     finished_ = true;
+    stop_draining();
     {
       std::lock_guard lock{out_mutex_};
       ended_ = closing_ = true;
@@ -347,6 +369,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   bool stall_armed_ = false;
   bool discarding_ = false;  // closing: input is read and dropped
   bool lingering_ = false;   // our close frame is out
+  bool draining_ = false;    // shutdown: counted in the server's in_flight until answered
   bool finished_ = false;
   // Output, shared with the threads that send.
   std::mutex out_mutex_;

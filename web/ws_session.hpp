@@ -13,9 +13,10 @@
 // - A write that makes no progress for `stall_timeout`, or queued output over
 //   `max_pending_bytes`, closes the connection (the client stopped reading).
 // - Keep-alive: a ping after 30 s without a byte from the client, closed after 60 s.
-// - Closing: a close frame from the client is answered with its code; at server shutdown
-//   every connection gets close 1001. After our close frame we half-close and wait up to 5 s
-//   for the client's end, then close.
+// - Closing: a close frame from the client is answered with its code. At server shutdown a
+//   connection stops reading, waits for the answers of its actions in flight (they count as
+//   requests in flight, so the server's drain waits for them within its grace), then sends
+//   close 1001. After our close frame we half-close and wait up to 5 s for the client's end.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>

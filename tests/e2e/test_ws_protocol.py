@@ -152,6 +152,29 @@ def test_at_shutdown_every_open_connection_gets_close_1001(srv):
     assert srv.proc.wait(timeout=30) == 0, srv.stderr()
 
 
+def test_at_shutdown_an_action_in_flight_gets_its_result_before_close_1001(srv):
+    create_storage(srv, "c", {"n": 0})
+    create_panel(srv, "slow", ["c"], "n={{ c.n }}",
+                 handler="def on_action(action, payload, storage):\n"
+                         "    time.sleep(1)\n"
+                         "    storage['c']['n'] = 1\n")
+    raw = upgraded(srv)
+    try:
+        raw.send_json({"type": "action", "panel": "slow", "action": "go", "ref": "r1"})
+        wait_until(lambda: srv.metric("tessera_sandbox_workers", state="busy") >= 1, 10,
+                   "the action running in the sandbox")
+        srv.proc.send_signal(signal.SIGTERM)
+        result = raw.message()
+        assert result["type"] == "result" and result["ref"] == "r1" and result["ok"], result
+        opcode, _, payload = raw.frame()
+        assert opcode == CLOSE and close_code(payload) == 1001, payload
+    finally:
+        raw.close()
+    assert srv.proc.wait(timeout=30) == 0, srv.stderr()
+    srv.start()
+    assert srv.request("GET", "/api/storages/c").body["data"] == {"n": 1}
+
+
 def test_a_slow_reader_gets_whole_frames_in_version_order_ending_on_the_latest_render(srv):
     # 16 renders of 500 KB are more than the socket buffers hold (tcp_wmem's maximum is 4 MiB
     # by default), so the server's writes stop part-way through a frame and go on when the
