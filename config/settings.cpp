@@ -86,6 +86,11 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_millis(v, s.ws_stall_timeout, 100, 3'600'000);
      }},
+    {"server.ws_idle_timeout_ms",
+     "a WebSocket client heard nothing from for this long is closed (pinged at half of it)",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.ws_idle_timeout, 200, 86'400'000);
+     }},
     {"server.ws_max_pending_bytes",
      "WebSocket output queued for one client before it is closed as too slow",
      [](settings& s, const std::string& v) {

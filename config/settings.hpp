@@ -34,6 +34,7 @@ struct settings {
   std::chrono::milliseconds shutdown_grace{5000};
   std::chrono::milliseconds ws_stall_timeout{10000};  // a WebSocket write stuck this long closes
   uint64_t ws_max_pending_bytes = 4 << 20;            // queued WebSocket output before closing
+  std::chrono::milliseconds ws_idle_timeout{60000};   // silent this long: closed (ping at half)
   // [storage]
   std::string data_dir = "./data";
   bool sync = false;  // fsync every commit

@@ -49,6 +49,8 @@ class http_server {
       // the client stopped reading: the connection is closed.
       std::chrono::milliseconds stall_timeout{10000};
       uint64_t max_pending_bytes = 4 << 20;
+      // A client heard nothing from for this long is closed; at half of it, it is pinged.
+      std::chrono::milliseconds idle_timeout{60000};
     } ws;
   };
   using handler = std::function<void(request, responder)>;

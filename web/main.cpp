@@ -260,6 +260,7 @@ int serve(const config::settings& s) {
   opts.ws.hub = hub;
   opts.ws.stall_timeout = s.ws_stall_timeout;
   opts.ws.max_pending_bytes = s.ws_max_pending_bytes;
+  opts.ws.idle_timeout = s.ws_idle_timeout;
   server =
       std::make_unique<web::http_server>(opts, [routes](web::request req, web::responder done) {
         routes->handle(std::move(req), std::move(done));

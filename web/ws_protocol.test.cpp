@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <random>
+
 using namespace tessera::web::ws;
 
 namespace {
@@ -183,6 +185,47 @@ TEST_SUITE("web.ws_protocol") {
     CHECK(events[0].data == "ok");
     CHECK(events[1].what == event::kind::error);
     CHECK(read_all(r, client_frame(opcode::text, "later")).empty());
+  }
+
+  TEST_CASE("any split of a stream of frames into reads yields the same events") {
+    std::string stream;
+    std::vector<std::string> sent;
+    std::mt19937 rng{20261201};
+    for (int i = 0; i < 200; ++i) {
+      std::string text(std::uniform_int_distribution<size_t>{0, 70000}(rng) % (i % 3 ? 300 : 70000),
+                       static_cast<char>('a' + i % 26));
+      if (i % 5 == 0) {  // fragmented, with a ping in between
+        stream +=
+            client_frame(opcode::text, std::string_view{text}.substr(0, text.size() / 2), false);
+        stream += client_frame(opcode::ping, "x");
+        stream +=
+            client_frame(opcode::continuation, std::string_view{text}.substr(text.size() / 2));
+      } else {
+        stream += client_frame(opcode::text, text);
+      }
+      sent.push_back(std::move(text));
+    }
+    for (int round = 0; round < 5; ++round) {
+      frame_reader r{1 << 20};
+      std::vector<event> events;
+      std::string in;
+      for (size_t at = 0; at < stream.size();) {
+        size_t n = std::uniform_int_distribution<size_t>{1, 9000}(rng);
+        in.append(stream, at, n);
+        at += n;
+        r.feed(in, events);
+      }
+      CHECK(in.empty());
+      std::vector<std::string> messages;
+      size_t pings = 0;
+      for (auto& e : events) {
+        REQUIRE(e.what != event::kind::error);
+        if (e.what == event::kind::ping) ++pings;
+        if (e.what == event::kind::message) messages.push_back(e.data);
+      }
+      CHECK(pings == 40);
+      CHECK(messages == sent);
+    }
   }
 
   TEST_CASE("a close payload keeps a long reason within 125 bytes and valid UTF-8") {

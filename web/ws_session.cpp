@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <boost/beast/http/field.hpp>
 #include <cerrno>
 #include <vector>
@@ -18,8 +19,6 @@ namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 using clock = std::chrono::steady_clock;
 
-constexpr auto ping_after = std::chrono::seconds(30);       // silent this long: ping
-constexpr auto idle_limit = std::chrono::seconds(60);       // silent this long: closed
 constexpr auto linger_limit = std::chrono::seconds(5);      // after our close frame
 constexpr auto drain_poll = std::chrono::milliseconds(10);  // shutdown: answers still due?
 constexpr size_t read_chunk = 64 * 1024;
@@ -57,7 +56,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
       push_locked(std::move(upgrade));
     }
     handler_ = server_.opts.ws.open(shared_from_this());
-    arm_idle(ping_after);
+    arm_idle(ping_after());
     in_ = std::move(early);
     if (!in_.empty()) process();
     wait_readable();
@@ -260,6 +259,8 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     arm_idle(linger_limit);
   }
 
+  clock::duration ping_after() const { return server_.opts.ws.idle_timeout / 2; }
+
   void arm_idle(clock::duration after) {
     idle_timer_.expires_after(after);
     idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -271,12 +272,19 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (finished_) return;
     if (lingering_) return finish();  // the client did not close in time
     auto silent = clock::now() - last_heard_;
-    if (silent >= idle_limit) {
-      send_close(ws::close_going_away, "nothing heard for 60 s");
+    if (silent >= server_.opts.ws.idle_timeout) {
+      send_close(ws::close_going_away, "nothing heard from the client within the idle timeout");
       return arm_idle(linger_limit);
     }
-    if (silent >= ping_after) send_control(ws::opcode::ping, {});
-    arm_idle(ping_after);
+    auto next = ping_after() - silent;  // when the silence reaches half the idle timeout
+    if (silent >= ping_after()) {
+      if (last_ping_ < last_heard_) {  // once per silence: a pong ends it
+        send_control(ws::opcode::ping, {});
+        last_ping_ = clock::now();
+      }
+      next = server_.opts.ws.idle_timeout - silent;  // when it reaches the whole
+    }
+    arm_idle(std::max<clock::duration>(next, std::chrono::milliseconds(10)));
   }
 
   void wait_readable() {
@@ -366,6 +374,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   // The strand's own.
   std::string in_;  // received bytes not yet a whole frame
   clock::time_point last_heard_;
+  clock::time_point last_ping_;  // our last keep-alive ping
   bool stall_armed_ = false;
   bool discarding_ = false;  // closing: input is read and dropped
   bool lingering_ = false;   // our close frame is out

@@ -12,7 +12,8 @@
 //   leave whole and in order. Renders coalesce as live.hpp says.
 // - A write that makes no progress for `stall_timeout`, or queued output over
 //   `max_pending_bytes`, closes the connection (the client stopped reading).
-// - Keep-alive: a ping after 30 s without a byte from the client, closed after 60 s.
+// - Keep-alive: a client heard nothing from for half of `idle_timeout` is pinged; one still
+//   silent at `idle_timeout` gets close 1001.
 // - Closing: a close frame from the client is answered with its code. At server shutdown a
 //   connection stops reading, waits for the answers of its actions in flight (they count as
 //   requests in flight, so the server's drain waits for them within its grace), then sends

@@ -5,6 +5,7 @@ client that reads slowly (the server's partial writes)."""
 import json
 import signal
 import struct
+import time
 
 import pytest
 
@@ -79,6 +80,40 @@ def test_a_protocol_violation_gets_the_close_code_of_the_rfc_and_the_server_keep
         raw.close()
     assert srv.request("GET", "/healthz").status == 200
     assert answers_ping(srv, b"still there?")
+
+
+def test_a_silent_client_is_pinged_at_half_the_idle_timeout_and_closed_at_the_whole(server):
+    srv = server(*NO_DEMOS, "--set", "server.ws_idle_timeout_ms=1000")
+    raw = upgraded(srv)
+    try:
+        start = time.monotonic()
+        assert raw.frame() == (PING, True, b"")
+        pinged = time.monotonic() - start
+        opcode, _, payload = raw.frame()
+        closed = time.monotonic() - start
+        assert opcode == CLOSE and close_code(payload) == 1001, payload
+        assert pinged >= 0.4 and closed >= 0.9, (pinged, closed)
+        assert raw.closed_by_server()
+    finally:
+        raw.close()
+
+
+def test_a_client_that_answers_pings_stays_connected_past_the_idle_timeout(server):
+    srv = server(*NO_DEMOS, "--set", "server.ws_idle_timeout_ms=1000")
+    counter(srv)
+    raw = upgraded(srv)
+    try:
+        pings, until = 0, time.monotonic() + 2.5
+        while time.monotonic() < until:
+            opcode, _, payload = raw.frame()
+            assert opcode == PING, (opcode, payload)
+            raw.send_raw(client_frame(payload, opcode=PONG))
+            pings += 1
+        assert pings >= 3, pings
+        raw.send_json({"type": "subscribe", "panel": "p"})
+        assert raw.message()["html"] == "p:n=0"
+    finally:
+        raw.close()
 
 
 def test_a_message_over_the_body_limit_is_refused_with_1009_from_its_header_alone(server):
