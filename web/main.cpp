@@ -217,6 +217,7 @@ int serve(const config::settings& s) {
   tenv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
   tenv.keep_runs = s.task_keep_runs;
   tenv.max_catch_up = s.task_max_catch_up;
+  tenv.gate = std::make_shared<task::run_gate>();
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
@@ -285,6 +286,11 @@ int serve(const config::settings& s) {
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 
   server->run();
+  // Task runs in progress finish (and are recorded) within the grace; no new one starts.
+  if (int left = tenv.gate->close_and_wait(std::chrono::steady_clock::now() + s.shutdown_grace))
+    runtime::log_warning(std::to_string(left) +
+                         " task run(s) still running at the end of the shutdown grace; they "
+                         "will be recorded as interrupted");
   server->clear_handler();
   hub->stop();  // connections closing from now on leave the actors alone
   caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);

@@ -52,7 +52,10 @@ class task_state_machine {
     if (rec_.enabled) handle_due();
   }
 
-  void stopped() { count_enabled(false); }
+  void stopped() {
+    count_enabled(false);
+    for (; in_gate_ > 0; --in_gate_) env_.gate->leave();  // runs cut off by the actor's end
+  }
 
   std::string view() const { return to_json(rec_, st_, next_run_, running_ > 0).dump(); }
 
@@ -60,6 +63,8 @@ class task_state_machine {
 
   void fire(int64_t at) {
     if (deleted_ || !rec_.enabled || at != next_run_) return;  // superseded
+    // Shutting down: the time stays due (not marked handled), so the next start finds it.
+    if (env_.gate && env_.gate->closed()) return;
     next_run_ = 0;
     handle_due();
   }
@@ -284,6 +289,13 @@ class task_state_machine {
   }
 
   void start_run(pending_run run) {
+    if (env_.gate) {
+      if (!env_.gate->enter()) {  // shutting down: no run starts
+        if (run.rp) run.rp->deliver(make_error(errc::unavailable, "the server is shutting down"));
+        return;
+      }
+      ++in_gate_;
+    }
     auto r = std::make_shared<run_record>();
     r->task_id = rec_.id;
     r->seq = ++st_.run_seq;
@@ -364,6 +376,10 @@ class task_state_machine {
     trim(ops, r->seq);
     auto reply = to_json(*r, std::move(entries)).dump();
     auto deliver = [this, seq = r->seq, reply](caf::error err) {
+      if (env_.gate && in_gate_ > 0) {  // the run's record is durable (or cannot be)
+        --in_gate_;
+        env_.gate->leave();
+      }
       auto it = waiting_.find(seq);
       if (it != waiting_.end()) {
         if (err)
@@ -520,6 +536,7 @@ class task_state_machine {
   cron::schedule schedule_;
   int64_t next_run_ = 0;  // registered with the scheduler, 0: none
   int running_ = 0;
+  int in_gate_ = 0;  // runs counted in env_.gate
   bool deleted_ = false;
   int commits_in_flight_ = 0;
   std::optional<reply_promise> erase_promise_;  // while the erase waits or commits

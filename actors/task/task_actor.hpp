@@ -30,7 +30,8 @@
 // commits what it changed atomically (storage/atomic_run.hpp), so bound panels re-render.
 // Its record {run_id, trigger, scheduled_for, started_at, finished_at, status (succeeded |
 // failed | timed_out | skipped), error, logs, changed_storages} is written once finished;
-// only the newest env.keep_runs runs of a task are kept.
+// only the newest env.keep_runs runs of a task are kept. At a graceful shutdown (env.gate)
+// runs in progress finish and are recorded; no new run starts.
 #pragma once
 
 #include <caf/actor.hpp>
@@ -39,6 +40,7 @@
 #include <memory>
 
 #include "actors/storage/atomic_run.hpp"
+#include "actors/task/run_gate.hpp"
 #include "actors/task/task_codec.hpp"
 #include "actors/task/task_metrics.hpp"
 #include "adapters/kv/rocks_store.hpp"
@@ -55,6 +57,10 @@ struct task_env {
   task_limits limits;
   uint32_t keep_runs = 100;
   uint32_t max_catch_up = 10;
+  // Runs in progress, for a graceful shutdown (none: no gate). Once it is closed no run
+  // starts: a manual run is unavailable, a scheduled one stays due (the next start finds it
+  // through the misfire policy), a queued one waits in memory.
+  std::shared_ptr<run_gate> gate;
 };
 
 // `record` and `state` are the RocksDB values (task_codec.hpp; an empty state is a fresh

@@ -432,6 +432,36 @@ def test_a_run_cut_off_by_kill9_is_recorded_as_interrupted_and_not_run_again(srv
     assert task(srv, "t")["status"] == "scheduled"
 
 
+def test_a_graceful_stop_lets_a_run_in_progress_finish_and_records_it(srv):
+    create_task(srv, "t", schedule=EVERY_SECOND, handler=SLOW, timeout=5)
+    # Its record on disk says running: the handler (1.6 s) has started.
+    wait_until(lambda: [r["status"] for r in runs(srv, "t")][:1] == ["running"])
+    started = time.monotonic()
+    srv.stop()  # SIGTERM; must exit 0
+    took = time.monotonic() - started
+    srv.all_stderr += srv.stderr()
+    srv.start()
+    disable(srv, "t")
+    first = runs(srv, "t")[-1]
+    assert first["status"] == "succeeded", first
+    assert counter(srv) >= 1
+    assert not [r for r in runs(srv, "t") if r["error"] and r["error"]["kind"] == "interrupted"]
+    assert took < 5, f"the stop took {took:.1f}s (shutdown grace 5 s)"
+
+
+def test_a_run_longer_than_the_shutdown_grace_is_cut_off_and_recorded_interrupted(server):
+    srv = server("--set", "server.shutdown_grace_ms=300")
+    create_task(srv, "t", handler=SLOW, schedule=EVERY_SECOND, timeout=5)
+    wait_until(lambda: [r["status"] for r in runs(srv, "t")][:1] == ["running"])
+    srv.stop()
+    assert "still running at the end of the shutdown grace" in srv.stderr()
+    srv.all_stderr += srv.stderr()
+    srv.start()
+    disable(srv, "t")
+    first = runs(srv, "t")[-1]
+    assert (first["status"], first["error"]["kind"]) == ("failed", "interrupted"), first
+
+
 def test_tasks_and_their_history_survive_a_restart(srv):
     create_task(srv, "t", schedule="15 4 * * *", timezone="Asia/Taipei")
     r = run_now(srv, "t")
