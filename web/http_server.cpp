@@ -112,11 +112,9 @@ class session : public std::enable_shared_from_this<session> {
       if (auto refusal = server_.opts.ws.check(r)) return write(std::move(*refusal), false);
       if (auto bad = ws::check_upgrade(req[http::field::sec_websocket_key],
                                        req[http::field::sec_websocket_version])) {
-        auto res = problem(errc::invalid_argument, bad->detail);
-        if (bad->status == 426) {
-          res = problem(426, "upgrade_required", "Upgrade Required", bad->detail, "{}");
-          res.headers.emplace_back("Sec-WebSocket-Version", "13");
-        }
+        if (bad->status != 426) return write(problem(errc::invalid_argument, bad->detail), false);
+        auto res = problem(426, "upgrade_required", "Upgrade Required", bad->detail, "{}");
+        res.headers.emplace_back("Sec-WebSocket-Version", "13");
         return write(std::move(res), false);
       }
       stream_.expires_never();

@@ -1,6 +1,7 @@
 #include "web/route_helpers.hpp"
 
 #include "adapters/json/parse.hpp"
+#include "web/if_match.hpp"
 #include "web/problem.hpp"
 
 namespace tessera::web {
@@ -17,6 +18,18 @@ std::optional<nlohmann::json> object_body(const route_context& ctx, const reques
     return std::nullopt;
   }
   return std::move(*body);
+}
+
+std::optional<update_request> parse_update(const route_context& ctx, const request& req,
+                                           const responder& done) {
+  auto body = object_body(ctx, req, done);
+  if (!body) return std::nullopt;
+  auto if_match = parse_if_match(req.if_match);
+  if (!if_match) {
+    done(problem(if_match.error()));
+    return std::nullopt;
+  }
+  return update_request{body->dump(), std::move(*if_match)};
 }
 
 std::function<void(caf::expected<std::string>)> json_reply(responder done, unsigned status,

@@ -13,12 +13,22 @@
 #include <optional>
 #include <string>
 
+#include "actors/storage/messages.hpp"
 #include "web/routes.hpp"
 
 namespace tessera::web {
 
 std::optional<nlohmann::json> object_body(const route_context& ctx, const request& req,
                                           const responder& done);
+
+// The parts of a PATCH/PUT every resource actor takes: the body object as text and the
+// If-Match versions; nullopt when the request has already been answered with the problem.
+struct update_request {
+  std::string body;
+  storage::version_list if_match;
+};
+std::optional<update_request> parse_update(const route_context& ctx, const request& req,
+                                           const responder& done);
 
 std::function<void(caf::expected<std::string>)> json_reply(responder done, unsigned status,
                                                            std::string marker);

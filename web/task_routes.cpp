@@ -7,7 +7,6 @@
 #include "adapters/json/parse.hpp"
 #include "runtime/clock.hpp"
 #include "web/actor_bridge.hpp"
-#include "web/if_match.hpp"
 #include "web/problem.hpp"
 #include "web/route_helpers.hpp"
 #include "web/routes.hpp"
@@ -56,12 +55,10 @@ struct task_routes {
 
   void update(const request& req, const std::string& id, const std::vector<std::string>& allowed,
               responder done) {
-    auto body = object_body(ctx, req, done);
-    if (!body) return;
-    auto if_match = parse_if_match(req.if_match);
-    if (!if_match) return done(problem(if_match.error()));
-    ask_tasks(slow_timeout, std::move(done), 200, update_atom::value, id, body->dump(), allowed,
-              std::move(*if_match));
+    auto u = parse_update(ctx, req, done);
+    if (!u) return;
+    ask_tasks(slow_timeout, std::move(done), 200, update_atom::value, id, std::move(u->body),
+              allowed, std::move(u->if_match));
   }
 };
 

@@ -76,12 +76,16 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
           pending_bytes_ += text->size() - queued.payload->size();
           queued.payload = std::move(text);
           queued.header = header;
-          queued.version = version;
           if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
           return;
         }
     }
-    push_locked({std::move(text), header, panel, version, /*message=*/true});
+    outgoing message;
+    message.payload = std::move(text);
+    message.header = header;
+    message.panel = panel;
+    message.message = true;
+    push_locked(std::move(message));
   }
 
   void forget(const std::string& panel) override {
@@ -103,10 +107,9 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     std::shared_ptr<const std::string> payload;
     ws::frame_header header;  // size 0: raw bytes (the 101 response)
     std::string panel;        // non-empty: a render of this panel
-    int64_t version = 0;
-    bool message = false;  // a data message (counted in the metrics)
-    bool closes = false;   // our close frame: nothing is written after it
-    size_t sent = 0;       // bytes of header and payload written so far
+    bool message = false;     // a data message (counted in the metrics)
+    bool closes = false;      // our close frame: nothing is written after it
+    size_t sent = 0;          // bytes of header and payload written so far
     size_t size() const { return header.size + payload->size(); }
   };
 
@@ -222,8 +225,11 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (closing_) return;
     closing_ = closes;
     auto header = ws::server_header(op, payload.size());
-    push_locked(
-        {std::make_shared<const std::string>(std::move(payload)), header, {}, 0, false, closes});
+    outgoing frame;
+    frame.payload = std::make_shared<const std::string>(std::move(payload));
+    frame.header = header;
+    frame.closes = closes;
+    push_locked(std::move(frame));
   }
 
   void send_close(uint16_t code, std::string_view reason) {

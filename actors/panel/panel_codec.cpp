@@ -55,12 +55,7 @@ caf::expected<panel_record> apply_update(const panel_record& current, const nloh
   if (!body.is_object()) return bad("body must be a JSON object");
   auto next = current;
   for (auto& [key, value] : body.items()) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-      return bad("unknown field '" + key + "' (this request may set: " + [&] {
-        std::string list;
-        for (auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        return list;
-      }() + ")");
+    if (auto err = storage::check_allowed(key, allowed)) return err;
     if (auto err = set_field(next, key, value, limits)) return err;
   }
   return next;

@@ -41,6 +41,13 @@ caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
   return {};
 }
 
+caf::error check_allowed(const std::string& key, const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) return {};
+  std::string list;
+  for (auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  return bad("unknown field '" + key + "' (this request may set: " + list + ")");
+}
+
 caf::error read_timeout(const nlohmann::json& v, int64_t& out_ms, const call_limits& limits) {
   if (v.is_null()) {
     out_ms = limits.default_timeout_ms;

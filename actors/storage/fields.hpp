@@ -25,6 +25,10 @@ caf::error read_text(const nlohmann::json& v, const char* field, std::string& ou
 caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
                             std::vector<std::string>& out);
 
+// Whether an update may set `key`: `allowed` lists the fields of the route (the error names
+// them).
+caf::error check_allowed(const std::string& key, const std::vector<std::string>& allowed);
+
 // The sandbox time limits a panel or task may choose from (sandbox.timeout_ms and
 // sandbox.max_timeout_ms).
 struct call_limits {

@@ -128,12 +128,7 @@ caf::expected<task_record> apply_update(const task_record& current, const json& 
   if (!body.is_object()) return bad("body must be a JSON object");
   auto next = current;
   for (auto& [key, value] : body.items()) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-      return bad("unknown field '" + key + "' (this request may set: " + [&] {
-        std::string list;
-        for (auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        return list;
-      }() + ")");
+    if (auto err = storage::check_allowed(key, allowed)) return err;
     if (auto err = set_field(next, key, value, limits)) return err;
   }
   if (next.handler.empty()) return bad("field 'handler' must not be empty");
