@@ -193,6 +193,26 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_millis(v, s.sandbox_queue_timeout, 1, 3'600'000);
      }},
+    {"sandbox.reuse",
+     "panel (a warm process serves one panel's or task's calls in a row) or call (a fresh "
+     "process per call)",
+     [](settings& s, const std::string& v) -> apply_result {
+       if (v != "panel" && v != "call") return "expected panel or call, got '" + v + "'";
+       s.sandbox_reuse = v;
+       return std::nullopt;
+     }},
+    {"sandbox.reuse_max_calls", "calls one warm process serves before it is replaced",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_reuse_max_calls, 1, 1u << 30);
+     }},
+    {"sandbox.reuse_idle_ms", "a warm process idle this long is retired",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.sandbox_reuse_idle, 1, 86'400'000);
+     }},
+    {"sandbox.warm_processes", "warm processes kept in all (least recently used retired first)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.sandbox_warm_processes, 0, 100000);
+     }},
 };
 
 const setting_key* find_key(const std::string& name) {

@@ -63,6 +63,10 @@ struct settings {
   uint64_t sandbox_scratch_bytes = 16 << 20;
   uint32_t sandbox_queue_limit = 1024;
   std::chrono::milliseconds sandbox_queue_timeout{5000};
+  std::string sandbox_reuse = "panel";  // "panel" (a warm process per panel/task) | "call"
+  uint32_t sandbox_reuse_max_calls = 10000;
+  std::chrono::milliseconds sandbox_reuse_idle{60000};
+  uint32_t sandbox_warm_processes = 64;
 };
 
 // One configurable key: its dotted name, a one-line description, and how to apply a textual

@@ -57,6 +57,11 @@ sandbox::supervisor_config sandbox_config(const config::settings& s,
   c.executor.max_log_bytes = s.sandbox_max_log_bytes;
   c.executor.max_json_depth = s.max_json_depth;
   c.executor.metrics = &metrics;
+  c.executor.reuse = s.sandbox_reuse == "panel";
+  c.executor.reuse_max_calls = s.sandbox_reuse_max_calls;
+  c.executor.reuse_idle_ms = static_cast<uint32_t>(s.sandbox_reuse_idle.count());
+  c.executor.warm_processes =
+      (s.sandbox_warm_processes + c.workers - 1) / std::max<uint32_t>(1, c.workers);
   c.default_timeout = s.sandbox_timeout;
   c.max_timeout = s.sandbox_max_timeout;
   c.default_memory_mb = s.sandbox_memory_mb;

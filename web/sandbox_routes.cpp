@@ -48,9 +48,9 @@ void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const ca
   if (!body) return done(problem(body.error()));
   if (!body->is_object())
     return done(problem(errc::invalid_argument, "body must be a JSON object"));
-  static const std::vector<std::string> fields = {"kind",   "handler",    "template",
-                                                  "action", "payload",    "storage",
-                                                  "panel",  "timeout_ms", "memory_mb"};
+  static const std::vector<std::string> fields = {"kind",      "handler", "template", "action",
+                                                  "payload",   "storage", "panel",    "timeout_ms",
+                                                  "memory_mb", "reuse"};
   for (auto& [key, _] : body->items())
     if (std::find(fields.begin(), fields.end(), key) == fields.end())
       return done(problem(errc::invalid_argument, "unknown field '" + key + "'"));
@@ -68,7 +68,14 @@ void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const ca
     return done(problem(errc::invalid_argument, *err));
   if (auto err = read_limit(*body, "memory_mb", cfg.max_memory_mb, c.memory_mb))
     return done(problem(errc::invalid_argument, *err));
-  for (auto* key : {"kind", "timeout_ms", "memory_mb"}) body->erase(key);
+  // A dry run may name a warm process of its own ("api:" keys never meet a panel's or task's).
+  if (auto r = body->find("reuse"); r != body->end()) {
+    if (!r->is_string() || r->get<std::string>().empty() || r->get<std::string>().size() > 200)
+      return done(problem(errc::invalid_argument,
+                          "field 'reuse' must be a non-empty string of at most 200 characters"));
+    c.reuse_key = "api:" + r->get<std::string>();
+  }
+  for (auto* key : {"kind", "timeout_ms", "memory_mb", "reuse"}) body->erase(key);
   if (auto s = body->find("storage"); s != body->end()) {
     if (!s->is_object())
       return done(problem(errc::invalid_argument, "field 'storage' must map ids to objects"));

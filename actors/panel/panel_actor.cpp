@@ -242,6 +242,11 @@ class panel_state {
     return v;
   }
 
+  // This panel's calls share a warm process while its code stays the same.
+  std::string warm_key() const {
+    return sandbox::reuse_key("panel:" + rec_.id, rec_.handler, rec_.template_);
+  }
+
   void start_render() {
     if (rendering_) return;  // render_done() starts another if the state moved on
     rendering_ = true;
@@ -252,7 +257,7 @@ class panel_state {
       auto version = stamp(version_of(*s));
       auto versions = versions_of(*s);
       sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr),
-                      call_timeout_ms(rec_)};
+                      call_timeout_ms(rec_), 0, warm_key()};
       self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
           .then(
               [this, started, version, versions](sandbox::call_result& r) {
@@ -342,7 +347,7 @@ class panel_state {
     }
     auto make_call = [this, name = a.action, payload = a.payload](const snapshot& s) {
       return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload),
-                           call_timeout_ms(rec_)};
+                           call_timeout_ms(rec_), 0, warm_key()};
     };
     storage::run_atomically(
         self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),

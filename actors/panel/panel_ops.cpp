@@ -39,7 +39,7 @@ void check_code(caf::event_based_actor* self, const panel_env& env, const panel_
     body["require"] = "on_action";
   }
   if (body.empty()) return done({});
-  sandbox::call c{sandbox::call_kind::check, body.dump()};
+  sandbox::call c{sandbox::call_kind::check, body.dump(), 0, 0, {}};
   self->request(env.sandbox, env.call_timeout, sandbox::run_atom::value, std::move(c))
       .then(
           [done](sandbox::call_result& res) {

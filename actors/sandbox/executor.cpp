@@ -170,6 +170,12 @@ std::string frame_payload(const call& c, const executor_config& cfg) {
       {"kind", to_string(c.kind)},          {"timeout_ms", c.timeout_ms},
       {"memory_mb", c.memory_mb},           {"max_output_bytes", cfg.max_output_bytes},
       {"max_log_bytes", cfg.max_log_bytes}, {"max_json_depth", cfg.max_json_depth}};
+  if (cfg.reuse && !c.reuse_key.empty()) {
+    header["reuse_key"] = c.reuse_key;
+    header["reuse_max_calls"] = cfg.reuse_max_calls;
+    header["reuse_idle_ms"] = cfg.reuse_idle_ms;
+    header["warm_processes"] = cfg.warm_processes;
+  }
   auto out = header.dump();
   out += '\n';
   out += c.body;

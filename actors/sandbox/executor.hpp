@@ -34,7 +34,11 @@ struct executor_config {
   std::chrono::milliseconds answer_grace{1000};
   uint64_t max_output_bytes = 1 << 20;
   uint64_t max_log_bytes = 64 << 10;
-  uint32_t max_json_depth = 64;        // changed storages nest no deeper than REST bodies may
+  uint32_t max_json_depth = 64;  // changed storages nest no deeper than REST bodies may
+  bool reuse = true;             // sandbox.reuse = "panel": pass calls' reuse keys on
+  uint32_t reuse_max_calls = 10000;
+  uint32_t reuse_idle_ms = 60000;
+  uint32_t warm_processes = 64;        // per worker (the supervisor divides sandbox.warm_processes)
   sandbox_metrics* metrics = nullptr;  // outlives the actor system
 };
 

@@ -1,6 +1,8 @@
 #include "actors/sandbox/messages.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 namespace tessera::sandbox {
@@ -9,6 +11,16 @@ constexpr std::string_view kind_names[] = {"action", "schedule", "render", "init
 }
 
 std::string_view to_string(call_kind k) { return kind_names[static_cast<size_t>(k)]; }
+
+std::string reuse_key(std::string_view owner, std::string_view handler,
+                      std::string_view template_source) {
+  // Only this server compares keys, so std::hash (stable within one process) is enough; a
+  // collision would only share a process between two versions of the same owner's code.
+  char hashes[40];
+  std::snprintf(hashes, sizeof hashes, ":%016zx%016zx", std::hash<std::string_view>{}(handler),
+                std::hash<std::string_view>{}(template_source));
+  return std::string{owner} + hashes;
+}
 
 std::optional<call_kind> parse_call_kind(std::string_view text) {
   for (size_t i = 0; i < std::size(kind_names); ++i)

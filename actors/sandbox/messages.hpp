@@ -31,11 +31,20 @@ struct call {
   std::string body = "{}";  // JSON object for runner.py
   uint32_t timeout_ms = 0;  // 0: sandbox.timeout_ms; clamped to sandbox.max_timeout_ms
   uint32_t memory_mb = 0;   // 0: sandbox.memory_mb; clamped to sandbox.max_memory_mb
+  // Under sandbox.reuse = "panel", calls with the same non-empty key may share one warm
+  // process (one panel's or task's code and limits: see reuse_key()); empty: a fresh process.
+  std::string reuse_key;
 };
+
+// The key under which one owner's calls share a warm process: the owner ("panel:<id>",
+// "task:<id>") and hashes of its handler and template, so changed code gets a new process.
+std::string reuse_key(std::string_view owner, std::string_view handler,
+                      std::string_view template_source);
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, call& x) {
-  return f(caf::meta::type_name("sandbox_call"), x.kind, x.body, x.timeout_ms, x.memory_mb);
+  return f(caf::meta::type_name("sandbox_call"), x.kind, x.body, x.timeout_ms, x.memory_mb,
+           x.reuse_key);
 }
 
 // Every call gets exactly one result. `outcome` is "ok" or the error kind: handler_error,

@@ -1,7 +1,9 @@
 #include "actors/sandbox/supervisor.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <deque>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 namespace tessera::sandbox {
@@ -94,13 +96,31 @@ class supervisor_logic {
     dispatch();
   }
 
+  // The slot whose worker holds (or will hold) the warm process of calls with this key, so one
+  // panel's calls find their process; calls without a key go to any slot.
+  size_t home_slot(const std::string& key) const {
+    return std::hash<std::string>{}(key) % st_->slots.size();
+  }
+
+  // The oldest queued call slot `i` should take: one without a key, one whose home is `i`, or
+  // one whose home slot cannot serve now (starting or crash-looping).
+  std::deque<pending>::iterator first_call_for(size_t i) {
+    return std::find_if(st_->queue.begin(), st_->queue.end(), [&](const pending& p) {
+      if (p.c.reuse_key.empty()) return true;
+      size_t home = home_slot(p.c.reuse_key);
+      return home == i || st_->slots[home].state != "idle";
+    });
+  }
+
   void dispatch() {
     expire();
     for (size_t i = 0; i < st_->slots.size() && !st_->queue.empty(); ++i) {
       auto& s = st_->slots[i];
       if (s.busy || s.state != "idle") continue;
-      auto p = std::move(st_->queue.front());
-      st_->queue.pop_front();
+      auto next = first_call_for(i);
+      if (next == st_->queue.end()) continue;
+      auto p = std::move(*next);
+      st_->queue.erase(next);
       s.busy = true;
       ++s.calls;
       auto wait = micros(clock::now() - p.arrived);

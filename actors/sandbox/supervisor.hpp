@@ -8,6 +8,9 @@
 //       `queue_timeout` gets `timeout`; one that arrives when `queue_limit` calls wait gets
 //       `overloaded`; when every worker is crash-looping, calls get `unavailable` at once.
 //       Requesters should allow the call's timeout + queue_timeout + a few seconds.
+//       A call with a reuse key waits for its home slot (a hash of the key), whose worker keeps
+//       that key's warm process, unless that slot is starting or crash-looping; calls without
+//       a key go to any idle slot. Calls of one key are therefore served one at a time, in order.
 //   (status_atom) -> std::string, a JSON object:
 //       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n};
 //       restarts counts every start of the slot's worker after its first, last_error is the

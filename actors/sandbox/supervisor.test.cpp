@@ -66,7 +66,7 @@ struct fixture {
 };
 
 call action(std::string body = trivial_action) {
-  return call{call_kind::action, std::move(body), 0, 0};
+  return call{call_kind::action, std::move(body), 0, 0, {}};
 }
 
 }  // namespace
@@ -147,7 +147,7 @@ TEST_SUITE("actors.sandbox") {
 
   TEST_CASE("the request header carries the call's limits") {
     executor_config cfg;
-    auto payload = frame_payload(call{call_kind::schedule, "{}", 1500, 128}, cfg);
+    auto payload = frame_payload(call{call_kind::schedule, "{}", 1500, 128, {}}, cfg);
     auto newline = payload.find('\n');
     REQUIRE(newline != std::string::npos);
     auto header = nlohmann::json::parse(payload.substr(0, newline));

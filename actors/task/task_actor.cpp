@@ -332,12 +332,13 @@ class task_state_machine {
                {"scheduled_for",
                 r->scheduled_for ? json(runtime::iso8601(r->scheduled_for)) : json(nullptr)}}}});
     auto timeout = static_cast<uint32_t>(rec_.timeout_ms);
-    auto make_call = [body, timeout](const storage::snapshot& s) {
+    auto key = sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
+    auto make_call = [body, timeout, key](const storage::snapshot& s) {
       // Storage data is JSON text already: spliced in, not re-encoded.
       auto text = body->dump();
       text.pop_back();
       text += ",\"storage\":" + storage::storage_object(s) + "}";
-      return sandbox::call{sandbox::call_kind::schedule, std::move(text), timeout, 0};
+      return sandbox::call{sandbox::call_kind::schedule, std::move(text), timeout, 0, key};
     };
     storage::run_atomically(
         self_, env_.atomic, rec_.storage_ids, "task '" + rec_.id + "'", std::move(make_call), {},
@@ -519,7 +520,7 @@ class task_state_machine {
     json check = {{"handler", candidate->handler}, {"require", "on_schedule"}};
     self_
         ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
-                  sandbox::call{sandbox::call_kind::check, check.dump()})
+                  sandbox::call{sandbox::call_kind::check, check.dump(), 0, 0, {}})
         .then(
             [write_after_storages, done](sandbox::call_result& res) {
               if (!sandbox::is_ok(res)) return done(make_error(errc::sandbox_failed, res.body));

@@ -191,7 +191,7 @@ class directory {
     json check = {{"handler", r->handler}, {"require", "on_schedule"}};
     self_
         ->request(cfg_.env.atomic.sandbox, cfg_.env.atomic.call_timeout, sandbox::run_atom::value,
-                  sandbox::call{sandbox::call_kind::check, check.dump()})
+                  sandbox::call{sandbox::call_kind::check, check.dump(), 0, 0, {}})
         .then(
             [this, r, checked, fail](sandbox::call_result& res) mutable {
               if (!sandbox::is_ok(res)) return fail(make_error(errc::sandbox_failed, res.body));

@@ -48,6 +48,26 @@ def action(handler, **fields):
     return body
 
 
+# The modes every hostile and leak case runs under: a fresh process per call (sandbox.reuse =
+# "call", and any call without a key), and a warm process reused by one key's calls.
+REUSE_MODES = [pytest.param(None, id="fresh-process"), pytest.param("hostile", id="warm-process")]
+
+
+def warm(body, reuse):
+    """`body` under warm key `reuse` (None: a fresh process per call)."""
+    return dict(body, reuse=reuse) if reuse else body
+
+
+def warm_up(srv, reuse, **extra):
+    """Leaves a warm process for `reuse` (and `extra` limits) that has served a call, so the
+    next call with the same key and limits reuses it."""
+    if reuse:
+        first = run(srv, warm(action(on_action("pass"), **extra), reuse))
+        second = run(srv, warm(action(on_action("pass"), **extra), reuse))
+        assert second.status == 200 and second.body["warm"]["reused"] is True, (first, second)
+        assert second.body["warm"]["kept"] is True, second
+
+
 def run(srv, body, headers=None):
     return srv.request("POST", RUN, body, headers)
 
@@ -146,11 +166,16 @@ def slot_restarts(srv):
     return [w["restarts"] for w in status(srv)["workers"]]
 
 
-def assert_serves_next_call(srv, restarts_before=None):
+def assert_serves_next_call(srv, restarts_before=None, reuse=None, **extra):
     """The next ordinary call succeeds (on the same slot, for one-worker servers), the slot was
-    not restarted, and the storage API still answers."""
-    res = run(srv, action(on_action("storage['c']['n'] += 1\nprint('after')")))
+    not restarted, and the storage API still answers. With `reuse`, the call has that warm key
+    (and `extra` limits) and must have run in a fresh process: the one that ran the hostile call
+    was discarded."""
+    res = run(srv, warm(action(on_action("storage['c']['n'] += 1\nprint('after')"), **extra),
+                        reuse))
     assert res.status == 200, res
+    if reuse:
+        assert res.body["warm"]["reused"] is False, res
     assert res.body["ok"] is True and res.body["changed"] == {"c": {"n": 2}}, res
     assert [line["message"] for line in res.body["logs"]] == ["after"], res
     if restarts_before is not None:
@@ -447,9 +472,10 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("reuse", REUSE_MODES)
 @pytest.mark.parametrize("name", HOSTILE)
 def test_a_hostile_handler_fails_alone_is_counted_and_the_slot_serves_the_next_call(
-        sandbox, name):
+        sandbox, name, reuse):
     case = HOSTILE[name]
     unique = f"tessera-e2e-escape-{os.getpid()}-{name}"
     handler = (case.handler.replace("@PORT@", str(sandbox.port))
@@ -458,10 +484,12 @@ def test_a_hostile_handler_fails_alone_is_counted_and_the_slot_serves_the_next_c
                .replace("@NAME@", unique))
     if "@DATA_DIR@" in case.handler:
         assert (sandbox.data_dir / "CURRENT").is_file(), "the file to read exists on the host"
+    limits = {k: v for k, v in case.extra.items() if k in ("timeout_ms", "memory_mb")}
+    warm_up(sandbox, reuse, **limits)
     restarts = slot_restarts(sandbox)
     count = calls(sandbox, case.code)
     started = time.monotonic()
-    res = run(sandbox, action(handler, **case.extra))
+    res = run(sandbox, warm(action(handler, **case.extra), reuse))
     elapsed = time.monotonic() - started
     if case.creates:
         created = case.creates.replace("@NAME@", unique)
@@ -474,7 +502,7 @@ def test_a_hostile_handler_fails_alone_is_counted_and_the_slot_serves_the_next_c
         assert 0.5 <= elapsed < 3.5, elapsed
     assert calls(sandbox, case.code) == count + 1
     assert sandbox.running, f"tessera died; stderr:\n{sandbox.stderr()}"
-    assert_serves_next_call(sandbox, restarts)
+    assert_serves_next_call(sandbox, restarts, reuse, **limits)
     # Then the report the caller gets.
     body = sandbox_problem(res, 422, case.code)
     error = body["error"]
@@ -573,18 +601,75 @@ LEAKS = {
     "global_set": ("global LEAKED\nLEAKED = 'yes'", "print(globals().get('LEAKED', 'clean'))",
                    "clean"),
     "time_module_changed": ("time.time = lambda: 0", "print(time.time() > 1e9)", "True"),
+    "stdlib_class_attribute_changed": (
+        "json.JSONEncoder.item_separator = ';'\njson.JSONDecoder.extra = 1",
+        "print(repr(json.JSONEncoder.item_separator), hasattr(json.JSONDecoder, 'extra'))",
+        "', ' False"),
+    "sys_hooks_set": (
+        ESCAPE + "sys = imp.load_module('sys')\nsys.excepthook = None\nsys.displayhook = None\n"
+                 "sys.settrace(lambda *a: None)\nsys.setrecursionlimit(77)",
+        ESCAPE + "sys = imp.load_module('sys')\nprint(sys.excepthook is sys.__excepthook__, "
+                 "sys.displayhook is sys.__displayhook__, sys.gettrace(), "
+                 "sys.getrecursionlimit() != 77)",
+        "True True None True"),
+    "signal_handler_set": (
+        ESCAPE + "signal = real_builtins.__import__('signal')\n"
+                 "signal.signal(signal.SIGUSR1, signal.SIG_IGN)",
+        ESCAPE + "signal = real_builtins.__import__('signal')\n"
+                 "print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)",
+        "True"),
+    "working_directory_changed": (
+        ESCAPE + "posix.mkdir('elsewhere')\nposix.chdir('elsewhere')",
+        ESCAPE + "print(posix.getcwd().endswith('elsewhere'), posix.listdir('.'))",
+        "False []"),
+    "environment_changed": (
+        ESCAPE + "os = real_builtins.__import__('os')\nos.environ['LEAK'] = '1'",
+        ESCAPE + "os = real_builtins.__import__('os')\nprint(os.environ.get('LEAK', 'clean'))",
+        "clean"),
+    "c_environment_changed": (
+        ESCAPE + "posix.putenv(b'LEAK', b'1')",
+        ESCAPE + "ctypes = real_builtins.__import__('ctypes')\nlibc = ctypes.CDLL(None)\n"
+                 "libc.getenv.restype = ctypes.c_char_p\nprint(libc.getenv(b'LEAK'))",
+        "None"),
+    "file_left_in_scratch": (
+        "open('left.txt', 'w').write('x')",
+        "try:\n    open('left.txt')\n    print('found')\nexcept FileNotFoundError:\n"
+        "    print('clean')", "clean"),
+    "descriptor_left_open": (
+        ESCAPE + "posix.dup(0)\nposix.dup(0)",
+        ESCAPE + "fd = posix.dup(0)\nposix.close(fd)\nprint(fd)", None),
 }
 
 
+def fd_probe(srv, reuse):
+    """The descriptor number a fresh call gets for its first new descriptor."""
+    res = run(srv, warm(action(on_action(LEAKS["descriptor_left_open"][1])), reuse))
+    assert res.status == 200, res
+    return res.body["logs"][0]["message"]
+
+
+@pytest.mark.parametrize("reuse", REUSE_MODES)
 @pytest.mark.parametrize("name", LEAKS)
-def test_state_a_handler_changes_does_not_reach_the_next_call(sandbox, name):
+def test_state_a_handler_changes_does_not_reach_the_next_call(sandbox, name, reuse):
     sabotage, probe, expected = LEAKS[name]
-    # The sabotage runs at module level of the handler source (before on_action).
-    first = run(sandbox, action(sabotage + "\n" + on_action("pass")))
-    second = run(sandbox, action(on_action(probe)))
+    if expected is None:
+        expected = fd_probe(sandbox, reuse)
+    warm_up(sandbox, reuse)
+    # The sabotage runs at module level of the handler source (before on_action), in the warm
+    # process when there is one.
+    first = run(sandbox, warm(action(sabotage + "\n" + on_action("pass")), reuse))
+    second = run(sandbox, warm(action(on_action(probe)), reuse))
     assert second.status == 200, (first, second)
     assert [l["message"] for l in second.body["logs"]] == [expected], second
     assert first.status in (200, 422), first
+    if reuse and first.status == 200:
+        assert first.body["warm"]["reused"] is True, first
+        # Only a call whose changes died with its own namespace may leave its process warm.
+        assert first.body["warm"]["kept"] is (name in ("global_set", "file_left_in_scratch")), \
+            first
+        if not first.body["warm"]["kept"]:
+            assert first.body["warm"]["discarded"], first
+            assert second.body["warm"]["reused"] is False, second
 
 
 # --- POST /api/sandbox/check -----------------------------------------------------------------

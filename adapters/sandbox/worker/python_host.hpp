@@ -38,8 +38,23 @@ class python_host {
 
   // `fresh_template` is set when the call compiled a template or handler the zygote has not
   // cached.
+  // `ok` is set when the call succeeded (the runner answered {"ok": true}).
   std::string run(std::string_view kind, std::string_view body, const call_limits& limits,
-                  bool& fresh_template);
+                  bool& fresh_template, bool& ok);
+
+  // Warm reuse (sandbox.reuse = "panel"). In a call process, `begin_reuse_watch` records the
+  // interpreter-wide state once, before its first call; `reuse_spoiled` then says, after each
+  // call, what a call changed that the next one could see: builtins (the real ones and the
+  // handlers'), sys.modules, the dict of any loaded module or of a class defined in one (these
+  // include sys's hooks: excepthook, displayhook, stdout), trace and profile functions, the
+  // recursion limit, signal dispositions, the working directory, the environment, open
+  // descriptors. Empty means nothing changed. It compares CPython 3.11's dict version tags
+  // (stamped from one global counter at every change) against the counter's value when the
+  // watch began: a few microseconds for a few thousand dicts, no walk of the heap. What it
+  // cannot see: a mutation inside an object graph (a list held by a module, an instance's
+  // attributes). The watched dicts are listed in the zygote (`start`), so the list is shared.
+  void begin_reuse_watch();
+  std::string reuse_spoiled() const;
 
   // Compiles a call's template and handler into the zygote's caches (after a call process
   // proved they compile), so later calls inherit them compiled. Best effort, never throws.

@@ -57,7 +57,16 @@ _code_cache = {}
 CACHE_ENTRIES = 256
 CACHE_MAX_SOURCE = 256 * 1024
 # Set by a call that compiled a source the caches did not have; the zygote then caches it.
-fresh_template = False
+class _CallState:
+    """What one call leaves for its caller. Kept on an instance, not in module globals: a warm
+    call process checks after every call that no module's dict changed (python_host.cpp)."""
+
+    fresh_template = False  # the call compiled a template or handler the zygote has not cached
+    ok = False  # the call succeeded (only then may a warm process serve another call)
+    current_source = ""
+
+
+_state = _CallState()
 
 
 def preload():
@@ -70,7 +79,8 @@ def preload():
     # interned strings, Jinja's runtime) is built once here and shared by every call process.
     remember(template=_WARMUP_TEMPLATE)
     run("action", _WARMUP_CALL, {})
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    # sys.stdout and sys.stderr stay the capture streams (fd 1 is the protocol pipe anyway), so a
+    # call does not change the sys module; only the streams' target changes.
 
 
 _WARMUP_TEMPLATE = "<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
@@ -171,6 +181,9 @@ class _Stream:
         return False
 
 
+_STREAMS = (_Stream(None, "INFO", "print"), _Stream(None, "ERROR", "stderr"))
+
+
 class _LogHandler(logging.Handler):
     def __init__(self, capture):
         super().__init__(logging.DEBUG)
@@ -194,8 +207,11 @@ def _install_capture(limits):
     installed once, in the zygote, so a call only swaps its target."""
     global _log_handler
     capture = _Capture(limits.get("max_log_bytes", 65536), limits.get("max_log_lines", 1000))
-    capture.streams = (_Stream(capture, "INFO", "print"), _Stream(capture, "ERROR", "stderr"))
-    sys.stdout, sys.stderr = capture.streams
+    capture.streams = _STREAMS
+    for stream in _STREAMS:
+        stream._capture, stream._pending = capture, ""
+    if sys.stdout is not _STREAMS[0] or sys.stderr is not _STREAMS[1]:
+        sys.stdout, sys.stderr = _STREAMS
     if _log_handler is None:
         root = logging.getLogger()
         for h in list(root.handlers):
@@ -257,7 +273,6 @@ def _handler_globals():
 
 
 def _compile_handler(source):
-    global fresh_template
     if not isinstance(source, str):
         raise _Failure(_bad_request("field 'handler' must be a string"))
     cached = _code_cache.get(source)
@@ -265,7 +280,7 @@ def _compile_handler(source):
         return cached
     try:
         code = compile(source, HANDLER_FILE, "exec", dont_inherit=True)
-        fresh_template = len(source) <= CACHE_MAX_SOURCE
+        _state.fresh_template = len(source) <= CACHE_MAX_SOURCE
         return code
     except (SyntaxError, ValueError) as e:  # ValueError: source contains NUL bytes
         raise _Failure(_syntax_error(e, "handler"))
@@ -360,7 +375,7 @@ def _handler_error(exc):
         frames = frames[: MAX_FRAMES // 2] + [{"line": 0, "function": "...", "skipped": skipped}] + frames[-MAX_FRAMES // 2 :]
     for f in frames:
         if f["line"]:
-            f["code"] = _line_of(_current_source, f["line"])
+            f["code"] = _line_of(_state.current_source, f["line"])
     error = {"kind": "handler_error", "type": _type_name(exc), "message": _message_of(exc),
              "traceback": frames}
     if frames:
@@ -368,7 +383,6 @@ def _handler_error(exc):
     return error
 
 
-_current_source = ""
 
 
 def _line_of(source, line):
@@ -525,7 +539,6 @@ def _cache_put(cache, source, build):
 
 
 def _compile_template(source):
-    global fresh_template
     if not isinstance(source, str):
         raise _Failure(_bad_request("field 'template' must be a string"))
     cached = _template_cache.get(source)
@@ -533,7 +546,7 @@ def _compile_template(source):
         return cached
     try:
         template = _env.from_string(source)
-        fresh_template = len(source) <= CACHE_MAX_SOURCE
+        _state.fresh_template = len(source) <= CACHE_MAX_SOURCE
         return template
     except jinja2.TemplateSyntaxError as e:
         raise _Failure(
@@ -590,11 +603,10 @@ def _template_line(exc):
 
 
 def _run_handler(req, limits, function, args_before_storage, required):
-    global _current_source
-    _current_source = req.get("handler", "")
+    _state.current_source = req.get("handler", "")
     storage = _bound_storage(req)
     before = _fingerprints(storage)
-    fn = _load_handler(_current_source, function, required)
+    fn = _load_handler(_state.current_source, function, required)
     if fn is not None:
         _call_handler(fn, *args_before_storage, storage)
     return storage, _changed(storage, before, limits)
@@ -682,6 +694,7 @@ def run(kind, body, limits):
     """Runs one call; returns the response as UTF-8 JSON bytes. Never raises."""
     started = _perf_counter()
     random.seed()  # the zygote skips Python's at-fork hooks; every call gets its own sequence
+    _state.fresh_template = _state.ok = False
     capture = _install_capture(limits)
     try:
         try:
@@ -708,7 +721,9 @@ def run(kind, body, limits):
             stream.flush()
         response["logs"] = capture.finish()
         response["duration_ms"] = round((_perf_counter() - started) * 1000, 3)
-        return _encode(response)
+        text = _encode(response)
+        _state.ok = response.get("ok") is True
+        return text
     except BaseException as e:  # the runner itself failed: still answer
         return _encode({"ok": False, "error": {
             "kind": "handler_error", "type": _type_name(e),

@@ -1,6 +1,7 @@
 #include "adapters/sandbox/worker/zygote.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <vector>
 
 #include "adapters/sandbox/wire.hpp"
 
@@ -28,7 +30,24 @@ struct call_header {
   std::string kind;
   int timeout_ms = 2000;
   call_limits limits;
+  // Warm reuse: empty means a fresh process for this call. Otherwise the server's key (panel or
+  // task id and code hashes); the zygote adds the limits, so one process serves one key only.
+  std::string reuse_key;
+  int reuse_max_calls = 10000;
+  int reuse_idle_ms = 60000;
+  int warm_processes = 64;
+
+  std::string warm_key() const {
+    return reuse_key + '|' + std::to_string(timeout_ms) + '|' + std::to_string(limits.memory_mb) +
+           '|' + std::to_string(limits.max_output_bytes) + '|' +
+           std::to_string(limits.max_log_bytes) + '|' + std::to_string(limits.max_log_lines) + '|' +
+           std::to_string(limits.max_json_depth);
+  }
 };
+
+// A warm process may not use more CPU than this over its life (RLIMIT_CPU cannot be raised
+// again under seccomp); it is retired before a call could reach the limit.
+constexpr unsigned warm_cpu_budget_s = 600;
 
 int64_t cpu_micros(const rusage& u) {
   return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000 + u.ru_utime.tv_usec +
@@ -63,6 +82,11 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   number("max_log_bytes", out.limits.max_log_bytes);
   number("max_log_lines", out.limits.max_log_lines);
   number("max_json_depth", out.limits.max_json_depth);
+  if (auto it = j.find("reuse_key"); it != j.end() && it->is_string())
+    out.reuse_key = it->get<std::string>();
+  number("reuse_max_calls", out.reuse_max_calls);
+  number("reuse_idle_ms", out.reuse_idle_ms);
+  number("warm_processes", out.warm_processes);
   if (out.timeout_ms <= 0 || out.limits.memory_mb <= 0) {
     problem = "timeout_ms and memory_mb must be positive";
     return false;
@@ -79,6 +103,10 @@ struct spare {
   int64_t fork_us = 0;
 };
 
+// Runs calls from `request_fd` until one may not be followed by another: a call without a
+// reuse key, a failed call, a call that changed interpreter-wide state (python_host's watch),
+// or a CPU budget too small for one more call. Each answer is one frame: the runner's JSON, a
+// NUL (which JSON text never contains), and a trailer the zygote reads (below).
 [[noreturn]] void call_process(python_host& python, const confinement& rules, int request_fd,
                                int result_fd, size_t address_space, size_t scratch_bytes) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -89,37 +117,51 @@ struct spare {
   ::dup2(null_fd, 2);
   if (null_fd > 2) ::close(null_fd);
   std::string payload;
-  if (wire::read_frame(request_fd, payload, size_t{1} << 32, wire::clock::time_point::max()) !=
-      wire::status::ok)
-    ::_exit(0);  // the zygote is gone or shutting down: nothing to answer
-  ::close(request_fd);
-  auto parts = wire::split_request(payload);
-  call_header header;
-  std::string problem;
-  if (!parse_header(parts.header, header, problem)) ::_exit(exit_confinement_failed);
-  std::signal(SIGXFSZ, SIG_IGN);  // a write past the file size limit fails with EFBIG instead
-  call_rlimits limits;
-  limits.address_space_bytes = address_space + size_t(header.limits.memory_mb) * (1 << 20);
-  limits.cpu_seconds = static_cast<unsigned>(header.timeout_ms / 1000 + 1);
-  limits.file_size_bytes = scratch_bytes;
-  if (!rules.apply(limits)) ::_exit(exit_confinement_failed);
-  bool fresh = false;
-  try {
-    auto response = python.run(header.kind, parts.body, header.limits, fresh);
-    // The trailer after a NUL (which JSON text never contains): whether the zygote should
-    // cache this call's sources, and what the process cost so far. Then close, so the zygote
-    // sees EOF and answers without waiting for this process's exit.
-    rusage usage{};
-    ::getrusage(RUSAGE_SELF, &usage);
-    response += '\0';
-    response += (fresh ? "1 " : "0 ") + std::to_string(cpu_micros(usage)) + " " +
-                std::to_string(usage.ru_minflt);
-    wire::write_all(result_fd, response);
-    ::close(result_fd);
-  } catch (const std::bad_alloc&) {
-    ::_exit(exit_out_of_memory);
+  rusage before{};
+  unsigned cpu_limit_s = 0;
+  for (bool first = true;; first = false) {
+    // EOF: the zygote is gone, shutting down, or retired this warm process.
+    if (wire::read_frame(request_fd, payload, size_t{1} << 32, wire::clock::time_point::max()) !=
+        wire::status::ok)
+      ::_exit(0);
+    auto parts = wire::split_request(payload);
+    call_header header;
+    std::string problem;
+    if (!parse_header(parts.header, header, problem)) ::_exit(exit_confinement_failed);
+    bool warm = !header.reuse_key.empty();
+    if (first) {
+      std::signal(SIGXFSZ, SIG_IGN);  // a write past the file size limit fails with EFBIG
+      call_rlimits limits;
+      limits.address_space_bytes = address_space + size_t(header.limits.memory_mb) * (1 << 20);
+      cpu_limit_s = warm ? warm_cpu_budget_s : static_cast<unsigned>(header.timeout_ms / 1000 + 1);
+      limits.cpu_seconds = cpu_limit_s;
+      limits.file_size_bytes = scratch_bytes;
+      if (!rules.apply(limits)) ::_exit(exit_confinement_failed);
+      if (warm) python.begin_reuse_watch();
+    }
+    bool fresh = false, ok = false;
+    try {
+      auto response = python.run(header.kind, parts.body, header.limits, fresh, ok);
+      rusage usage{};
+      ::getrusage(RUSAGE_SELF, &usage);
+      auto check_started = wire::clock::now();
+      std::string spoiled = !warm ? "" : !ok ? "the call failed" : python.reuse_spoiled();
+      auto check_us = micros(wire::clock::now() - check_started);
+      auto cpu_s = cpu_micros(usage) / 1'000'000 + header.timeout_ms / 1000 + 2;
+      if (warm && spoiled.empty() && cpu_s >= cpu_limit_s) spoiled = "its CPU budget is spent";
+      bool keep = warm && spoiled.empty();
+      // The trailer: whether the zygote should cache this call's sources, this call's CPU time
+      // and page faults, whether this process waits for another call, and if not, why.
+      response += '\0';
+      response += (fresh ? "1 " : "0 ") + std::to_string(cpu_micros(usage) - cpu_micros(before)) +
+                  " " + std::to_string(usage.ru_minflt - before.ru_minflt) +
+                  (keep ? " 1 " : " 0 ") + std::to_string(check_us) + " " + spoiled;
+      before = usage;
+      if (wire::write_frame(result_fd, response) != wire::status::ok || !keep) ::_exit(0);
+    } catch (const std::bad_alloc&) {
+      ::_exit(exit_out_of_memory);
+    }
   }
-  ::_exit(0);
 }
 
 spare fork_spare(python_host& python, const confinement& rules, size_t scratch_bytes) {
@@ -203,16 +245,23 @@ struct call_answer {
   bool fresh = false;
   int64_t cpu_us = 0;
   int64_t faults = 0;
+  bool keep = false;     // the process waits for another call of its key
+  int64_t check_us = 0;  // what the state check after the call cost
+  std::string spoiled;   // if not, why (empty for a call without a reuse key)
 };
 
 std::optional<call_answer> split_answer(std::string& out) {
   auto nul = out.rfind('\0');
   if (nul == std::string::npos || nul == 0) return std::nullopt;
   call_answer a;
-  int fresh = 0;
-  long long cpu = 0, faults = 0;
-  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld", &fresh, &cpu, &faults) != 3)
+  int fresh = 0, keep = 0, used = 0;
+  long long cpu = 0, faults = 0, check = 0;
+  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld %d %lld %n", &fresh, &cpu, &faults, &keep,
+                  &check, &used) != 5)
     return std::nullopt;
+  a.check_us = check;
+  a.keep = keep == 1;
+  a.spoiled = out.substr(nul + 1 + used);
   out.resize(nul);
   if (out.front() != '{' || out.back() != '}' || !nlohmann::json::accept(out)) return std::nullopt;
   a.json = std::move(out);
@@ -222,37 +271,57 @@ std::optional<call_answer> split_answer(std::string& out) {
   return a;
 }
 
-// Runs one call on `sp` (consumed). When the call process answered properly, the answer goes
-// out before the process is reaped (`pending_reap` is set; its exit is not the caller's wait).
-std::string run_call(spare& sp, const call_header& header, std::string_view payload, bool& fresh,
-                     pid_t& pending_reap) {
-  fresh = false;
-  pending_reap = -1;
+// What happened to the process that ran a call, for the answer's "process" member.
+struct call_outcome {
+  bool fresh = false;        // the call compiled sources the zygote has not cached
+  bool kept = false;         // the process stays warm for its key
+  bool undelivered = false;  // the request could not be written: the process was already gone
+  pid_t pending_reap = -1;   // answered properly: reap after the answer goes out
+  std::string spoiled;       // why a process with a reuse key was not kept
+  int64_t check_us = 0;
+};
+
+// Runs one call on `sp`. When the process may serve its key again (`out.kept`), `sp` stays
+// intact; otherwise it is consumed: killed, and reaped now or (`pending_reap`) after the answer.
+std::string run_call(spare& sp, const call_header& header, std::string_view payload,
+                     call_outcome& out) {
+  out = {};
   if (sp.pid < 0)
     return error_json("crashed", "OSError", std::string{"fork: "} + std::strerror(errno));
   auto started = wire::clock::now();
   auto deadline = started + milliseconds(header.timeout_ms);
   auto sent = wire::write_frame(sp.request_fd, payload);
-  ::close(sp.request_fd);
-  std::string out;
+  out.undelivered = sent != wire::status::ok;
+  std::string answer_text;
   // Room for the storages and the HTML (each up to the limit) plus logs and JSON framing.
   size_t max_answer = 2 * header.limits.max_output_bytes + 2 * header.limits.max_log_bytes +
                       64 * header.limits.max_log_lines + (64 << 10);
-  auto got =
-      sent != wire::status::ok ? sent : wire::read_to_end(sp.result_fd, out, max_answer, deadline);
-  ::close(sp.result_fd);
+  auto got = sent != wire::status::ok
+                 ? sent
+                 : wire::read_frame(sp.result_fd, answer_text, max_answer, deadline);
   auto answered = wire::clock::now();
+  std::optional<call_answer> answer;
+  if (got == wire::status::ok) answer = split_answer(answer_text);
+  bool keep = answer && answer->keep && !header.reuse_key.empty();
   pid_t pid = sp.pid;
   auto fork_us = sp.fork_us;
-  sp = {};
-  std::optional<call_answer> answer;
-  if (got == wire::status::ok) answer = split_answer(out);
+  sp.fork_us = 0;
+  if (!keep) {
+    ::close(sp.request_fd);
+    ::close(sp.result_fd);
+    sp = {};
+  }
   std::string result;
   int64_t cpu_us = 0, faults = 0;
   if (answer) {
-    ::kill(pid, SIGKILL);  // it has nothing left to do but exit; make sure it does
-    pending_reap = pid;
-    fresh = answer->fresh;
+    if (!keep) {
+      ::kill(pid, SIGKILL);  // it has nothing left to do but exit; make sure it does
+      out.pending_reap = pid;
+    }
+    out.kept = keep;
+    out.fresh = answer->fresh;
+    out.spoiled = std::move(answer->spoiled);
+    out.check_us = answer->check_us;
     cpu_us = answer->cpu_us;
     faults = answer->faults;
     result = std::move(answer->json);
@@ -275,14 +344,83 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
                                           "the call process sent a malformed answer (did the "
                                           "handler write to or close its descriptors?)");
   }
+  if (!answer && !header.reuse_key.empty()) out.spoiled = "the call failed";
   // Where the time went, for the benchmarks' overhead figures: the fork (done before the call
-  // arrived), the call process from receiving the request to its answer, and the CPU time and
-  // page faults of the call process until it answered.
+  // arrived; 0 for a warm process), the call from sending the request to its answer, and the CPU
+  // time and page faults of the call process for this call.
   result.pop_back();
   result += R"(,"zygote_us":{"fork":)" + std::to_string(fork_us) + R"(,"call":)" +
             std::to_string(micros(answered - started)) + R"(},"process":{"cpu_us":)" +
-            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults) + "}}";
+            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults);
   return result;
+}
+
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+// Warm call processes, most recently used first. Each serves one key only.
+struct warm_process {
+  std::string key;
+  spare process;
+  int calls = 0;
+  wire::clock::time_point last_used;
+};
+
+class warm_pool {
+ public:
+  // The warm process for `key`, taken out of the pool; nullopt if there is none.
+  std::optional<warm_process> take(const std::string& key) {
+    for (auto it = pool_.begin(); it != pool_.end(); ++it)
+      if (it->key == key) {
+        auto w = std::move(*it);
+        pool_.erase(it);
+        return w;
+      }
+    return std::nullopt;
+  }
+
+  void put(warm_process w, size_t capacity) {
+    pool_.insert(pool_.begin(), std::move(w));
+    while (pool_.size() > capacity) retire_last();
+  }
+
+  // Retires the processes idle for longer than `idle`; returns how long until the next one is due.
+  std::optional<milliseconds> retire_idle(milliseconds idle) {
+    auto now = wire::clock::now();
+    while (!pool_.empty() && now - pool_.back().last_used >= idle) retire_last();
+    if (pool_.empty()) return std::nullopt;
+    return std::chrono::duration_cast<milliseconds>(pool_.back().last_used + idle - now) +
+           milliseconds(1);
+  }
+
+  void clear() {
+    while (!pool_.empty()) retire_last();
+  }
+
+ private:
+  void retire_last() {
+    auto& w = pool_.back();
+    ::close(w.process.request_fd);
+    ::close(w.process.result_fd);
+    kill_and_reap(w.process.pid);
+    pool_.pop_back();
+  }
+
+  std::vector<warm_process> pool_;
+};
+
+// Waits for the next request on fd 0, retiring idle warm processes meanwhile.
+bool wait_for_request(warm_pool& warm, milliseconds idle) {
+  for (;;) {
+    auto next_due = warm.retire_idle(idle);
+    pollfd p{0, POLLIN, 0};
+    int r = ::poll(&p, 1, next_due ? static_cast<int>(next_due->count()) : -1);
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
 }
 
 }  // namespace
@@ -307,32 +445,67 @@ void empty_dir(const std::string& dir) {
 int run_zygote(python_host& python, const confinement& rules, const zygote_options& options) {
   std::string payload;
   auto next = fork_spare(python, rules, options.scratch_bytes);
+  warm_pool warm;
+  milliseconds idle{60000};
   for (;;) {
-    auto got =
-        wire::read_frame(0, payload, options.max_request_bytes, wire::clock::time_point::max());
+    auto got = wait_for_request(warm, idle)
+                   ? wire::read_frame(0, payload, options.max_request_bytes,
+                                      wire::clock::time_point::max())
+                   : wire::status::io_error;
     if (got != wire::status::ok) {
-      if (next.pid > 0) {
-        ::kill(next.pid, SIGKILL);
-        ::waitpid(next.pid, nullptr, 0);
-      }
+      warm.clear();
+      if (next.pid > 0) kill_and_reap(next.pid);
       return got == wire::status::closed ? 0 : 1;
     }
     auto parts = wire::split_request(payload);
     call_header header;
     std::string problem;
-    bool fresh = false;
-    pid_t pending_reap = -1;
+    call_outcome outcome;
     bool ran = parse_header(parts.header, header, problem);
-    std::string answer = ran ? run_call(next, header, payload, fresh, pending_reap)
-                             : error_json("bad_request", "ValueError", problem);
+    std::string answer;
+    bool used_spare = false;
+    int calls_before = 0;
+    if (!ran) {
+      answer = error_json("bad_request", "ValueError", problem);
+    } else {
+      idle = milliseconds(std::max(1, header.reuse_idle_ms));
+      std::optional<warm_process> w;
+      if (!header.reuse_key.empty()) w = warm.take(header.warm_key());
+      if (w) {
+        calls_before = w->calls;
+        answer = run_call(w->process, header, payload, outcome);
+        // A warm process that died while idle never saw the request: run it on a fresh one.
+        if (outcome.undelivered) w.reset();
+      }
+      if (!w) {
+        used_spare = true;
+        w = warm_process{header.warm_key(), next, 0, {}};
+        answer = run_call(w->process, header, payload, outcome);
+      }
+      answer += R"(},"warm":{"reused":)" + std::string(calls_before ? "true" : "false") +
+                R"(,"calls":)" + std::to_string(calls_before + 1) + R"(,"kept":)" +
+                (outcome.kept ? "true" : "false") + R"(,"check_us":)" +
+                std::to_string(outcome.check_us);
+      if (!outcome.spoiled.empty())
+        answer += R"(,"discarded":)" + nlohmann::json(outcome.spoiled).dump();
+      answer += "}}";
+      if (outcome.kept) {
+        w->calls = calls_before + 1;
+        w->last_used = wire::clock::now();
+        if (w->calls < header.reuse_max_calls)
+          warm.put(std::move(*w), static_cast<size_t>(std::max(0, header.warm_processes)));
+        else
+          warm.put(std::move(*w), 0);  // served its maximum: retired at once
+      }
+    }
     if (wire::write_frame(1, answer) != wire::status::ok) return 1;
     // Off the caller's path: reap, clean up, learn the sources, fork the next call's process.
-    if (pending_reap > 0)
-      while (::waitpid(pending_reap, nullptr, 0) < 0 && errno == EINTR) {
+    if (outcome.pending_reap > 0)
+      while (::waitpid(outcome.pending_reap, nullptr, 0) < 0 && errno == EINTR) {
       }
     empty_dir(options.scratch_dir);
-    if (fresh) python.remember(std::string{parts.body});
-    if (ran) next = fork_spare(python, rules, options.scratch_bytes);
+    if (outcome.fresh) python.remember(std::string{parts.body});
+    if (used_spare) next = fork_spare(python, rules, options.scratch_bytes);
   }
 }
 
