@@ -21,6 +21,8 @@ std::string_view to_string(errc code) {
       return "payload_too_large";
     case errc::headers_too_large:
       return "headers_too_large";
+    case errc::request_timeout:
+      return "request_timeout";
     case errc::not_found:
       return "not_found";
     case errc::conflict:

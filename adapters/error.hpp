@@ -21,6 +21,7 @@ enum class errc : uint8_t {
   json_too_deep,        // nesting over server.max_json_depth
   payload_too_large,    // body over server.max_body_bytes
   headers_too_large,    // request headers over the parser's limit
+  request_timeout,      // a request's head or body did not arrive in server.header_timeout_ms
   not_found,            // no such resource
   conflict,             // already exists, or a concurrent change won
   precondition_failed,  // If-Match did not match

@@ -69,6 +69,16 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint64_t>(v, s.max_body_bytes, 1, uint64_t{1} << 30);
      }},
+    {"server.max_connections",
+     "connections open at once, HTTP and WebSocket together (past it: 503, closed)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.max_connections, 1, 1'000'000);
+     }},
+    {"server.header_timeout_ms",
+     "a request whose head and body have not arrived in this time gets 408 and is closed",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.header_timeout, 100, 600'000);
+     }},
     {"server.max_json_depth", "deepest accepted JSON nesting in a request body",
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.max_json_depth, 1, 512);
@@ -113,6 +123,11 @@ const std::vector<setting_key> keys = {
     {"panels.max_retries", "re-runs of an action whose commit conflicted, before 409",
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.panel_max_retries, 0, 1000);
+     }},
+    {"panels.max_batch",
+     "queued actions of one panel run in one sandbox call and one commit (1: one per call)",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.panel_max_batch, 1, 1024);
      }},
     {"tasks.keep_runs", "newest runs kept per task; older runs and their logs are deleted",
      [](settings& s, const std::string& v) {

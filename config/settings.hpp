@@ -32,6 +32,8 @@ struct settings {
   uint32_t max_json_depth = 64;
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds shutdown_grace{5000};
+  uint64_t max_connections = 10000;                   // HTTP + WebSocket; past it: 503, closed
+  std::chrono::milliseconds header_timeout{10000};    // a request's head and body must arrive
   std::chrono::milliseconds ws_stall_timeout{10000};  // a WebSocket write stuck this long closes
   uint64_t ws_max_pending_bytes = 4 << 20;            // queued WebSocket output before closing
   std::chrono::milliseconds ws_idle_timeout{60000};   // silent this long: closed (ping at half)
@@ -42,6 +44,7 @@ struct settings {
   // [panels]
   bool panel_demos = true;  // import the demo panels on the first start of an empty data dir
   uint32_t panel_max_retries = 16;
+  uint32_t panel_max_batch = 64;  // queued actions of one panel sent in one sandbox call
   // [tasks]
   uint32_t task_keep_runs = 100;  // newest runs kept per task (older ones and their logs go)
   uint32_t task_log_retention_days = 30;  // log lines older than this are deleted (hourly sweep)

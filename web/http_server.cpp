@@ -1,5 +1,7 @@
 #include "web/http_server.hpp"
 
+#include <prometheus/registry.h>
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -26,7 +28,7 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr auto idle_timeout = std::chrono::seconds(60);
+constexpr auto idle_timeout = std::chrono::seconds(60);  // keep-alive, between requests
 constexpr auto drain_timeout = std::chrono::seconds(2);
 constexpr uint32_t header_limit = 16 * 1024;
 
@@ -37,21 +39,50 @@ namespace {
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket socket, http_server::impl& server)
-      : stream_(std::move(socket)), server_(server) {
-    ++server_.open_sessions;
+      : stream_(std::move(socket)), server_(server), arrival_(stream_.get_executor()) {
+    server_.session_opened();
   }
-  ~session() { --server_.open_sessions; }
+  ~session() { server_.session_closed(); }
 
   void start() { read_header(); }
 
+  // Past server.max_connections: a 503 instead of a session.
+  void refuse() {
+    if (server_.opts.metrics) server_.opts.metrics->refused.Increment();
+    fail_and_close(errc::unavailable, "too many connections: the server holds at most " +
+                                          std::to_string(server_.opts.max_connections) +
+                                          " (server.max_connections); retry later");
+  }
+
  private:
+  // The head and body of a request must arrive within header_timeout of this call.
   void read_header() {
     parser_.emplace();
     parser_->body_limit(server_.opts.body_limit);
     parser_->header_limit(header_limit);
-    stream_.expires_after(idle_timeout);
+    stream_.expires_never();
+    timed_out_ = false;
+    arrival_.expires_after(server_.opts.header_timeout);
+    arrival_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // cancelled: the request arrived, or the connection closed
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  // Keep-alive: waits up to idle_timeout for the next request's first bytes, then reads it.
+  void await_request() {
+    if (buffer_.size() > 0) return read_header();  // pipelined: already here
+    stream_.expires_after(idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->close();
+                              self->buffer_.commit(n);
+                              self->read_header();
+                            });
   }
 
   void on_header(beast::error_code ec, size_t) {
@@ -80,6 +111,15 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void on_read_error(beast::error_code ec) {
+    arrival_.cancel();
+    if (timed_out_) {
+      if (server_.opts.metrics) server_.opts.metrics->timed_out.Increment();
+      if (!parser_->got_some() && buffer_.size() == 0) return close();  // never began
+      return fail_and_close(errc::request_timeout,
+                            "the request did not arrive within " +
+                                std::to_string(server_.opts.header_timeout.count()) +
+                                " ms (server.header_timeout_ms)");
+    }
     if (ec == http::error::body_limit)
       return fail_and_close(
           errc::payload_too_large,
@@ -94,6 +134,7 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_read(beast::error_code ec, size_t) {
     if (ec) return on_read_error(ec);
+    arrival_.cancel();
     auto& req = parser_->get();
     request r;
     r.method = std::string{req.method_string()};
@@ -153,7 +194,7 @@ class session : public std::enable_shared_from_this<session> {
           if (counted) --self->server_.in_flight;
           if (ec) return self->close();
           if (!keep_alive) return self->linger_close();
-          self->read_header();
+          self->await_request();
         });
   }
 
@@ -175,6 +216,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void close() {
+    arrival_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -184,6 +226,8 @@ class session : public std::enable_shared_from_this<session> {
   http_server::impl& server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  net::steady_timer arrival_;  // header_timeout for the request being read
+  bool timed_out_ = false;
   std::array<char, 4096> scratch_{};
   bool keep_alive_ = true;
   bool head_ = false;
@@ -207,7 +251,12 @@ void http_server::impl::accept() {
     } else {
       accept_failing = false;
       socket.set_option(tcp::no_delay{true}, ec);
-      std::make_shared<session>(std::move(socket), *this)->start();
+      bool full = static_cast<uint64_t>(open_sessions.load()) >= opts.max_connections;
+      auto s = std::make_shared<session>(std::move(socket), *this);
+      if (full)
+        s->refuse();
+      else
+        s->start();
     }
     accept();
   });
@@ -250,6 +299,23 @@ void http_server::impl::wait_for_drain(std::shared_ptr<net::steady_timer> timer,
     wait_for_drain(timer, deadline, quiet_since);
   });
 }
+
+http_metrics::http_metrics(prometheus::Registry& registry)
+    : open(prometheus::BuildGauge()
+               .Name("tessera_http_connections")
+               .Help("Open connections, HTTP and WebSocket (server.max_connections bounds them)")
+               .Register(registry)
+               .Add({})),
+      refused(prometheus::BuildCounter()
+                  .Name("tessera_http_connections_refused_total")
+                  .Help("Connections answered 503 because server.max_connections were open")
+                  .Register(registry)
+                  .Add({})),
+      timed_out(prometheus::BuildCounter()
+                    .Name("tessera_http_request_timeouts_total")
+                    .Help("Requests not complete within server.header_timeout_ms (closed)")
+                    .Register(registry)
+                    .Add({})) {}
 
 http_server::http_server(options opts, handler h)
     : impl_(std::make_unique<impl>(std::move(opts), std::move(h))) {}

@@ -8,6 +8,11 @@
 //   responder, from any thread (the response is posted back to the connection's strand).
 // - A body over `body_limit` is answered 413 (before reading it, when Content-Length says so);
 //   an unparsable request 400; headers over 16 KiB 431. Such connections are closed.
+// - Bad clients: a connection past `max_connections` (HTTP and WebSocket together) is answered
+//   503 and closed; a request whose head and body are not complete `header_timeout` after the
+//   server began waiting for it (at accept, or at its first byte on a keep-alive connection) is
+//   answered 408 and closed. A keep-alive connection idle between requests is closed after
+//   60 s.
 // - Shutdown: stop accepting, finish in-flight requests for at most `grace`, close the rest.
 // - WebSocket (`options::ws`): GET /ws with an upgrade is checked (the token, then the key and
 //   version: 400, or 426 for a version other than 13), then becomes a connection
@@ -28,7 +33,22 @@
 #include "web/http_types.hpp"
 #include "web/live.hpp"
 
+namespace prometheus {
+class Counter;
+class Gauge;
+class Registry;
+}  // namespace prometheus
+
 namespace tessera::web {
+
+// The listener's own metrics: open connections, connections refused over the limit, requests
+// that timed out arriving.
+struct http_metrics {
+  explicit http_metrics(prometheus::Registry& registry);
+  prometheus::Gauge& open;
+  prometheus::Counter& refused;
+  prometheus::Counter& timed_out;
+};
 
 class http_server {
  public:
@@ -38,6 +58,9 @@ class http_server {
     uint64_t body_limit = 1 << 20;
     unsigned threads = 1;
     std::chrono::milliseconds shutdown_grace{5000};
+    uint64_t max_connections = 10000;
+    std::chrono::milliseconds header_timeout{10000};
+    std::shared_ptr<http_metrics> metrics;  // optional
     // WebSocket upgrades of GET /ws (off when `open` is empty).
     struct websocket {
       // A refusal (e.g. 401) to answer instead of upgrading, or nullopt to accept.

@@ -2,6 +2,9 @@
 // WebSocket sessions (ws_session.cpp). Internal to web/: Asio is visible here.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <mutex>
@@ -24,7 +27,16 @@ struct http_server::impl {
   boost::asio::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> draining{false};
   std::atomic<int64_t> in_flight{0};
-  std::atomic<int64_t> open_sessions{0};
+  std::atomic<int64_t> open_sessions{0};  // HTTP and WebSocket connections
+
+  void session_opened() {
+    ++open_sessions;
+    if (opts.metrics) opts.metrics->open.Increment();
+  }
+  void session_closed() {
+    --open_sessions;
+    if (opts.metrics) opts.metrics->open.Decrement();
+  }
   // Open WebSocket connections, told to go away at shutdown.
   std::mutex ws_mutex;
   std::unordered_map<const ws_session*, std::weak_ptr<ws_session>> ws_sessions;

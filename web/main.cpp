@@ -203,6 +203,7 @@ int serve(const config::settings& s) {
   penv.call_timeout = slow_timeout;
   penv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
   penv.max_retries = static_cast<int>(s.panel_max_retries);
+  penv.max_batch = s.panel_max_batch;
   auto panels =
       system.spawn(panel::panel_directory,
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
@@ -251,6 +252,9 @@ int serve(const config::settings& s) {
   opts.body_limit = s.max_body_bytes;
   opts.threads = s.io_threads ? s.io_threads : cores();
   opts.shutdown_grace = s.shutdown_grace;
+  opts.max_connections = s.max_connections;
+  opts.header_timeout = s.header_timeout;
+  opts.metrics = std::make_shared<web::http_metrics>(*registry);
   // Browsers cannot set headers on a WebSocket: the token may also come as ?token=.
   opts.ws.check = [routes](const web::request& req) -> std::optional<web::response> {
     auto with_query_token = req;

@@ -14,8 +14,8 @@ namespace {
 using namespace tessera::panel;
 using json = nlohmann::json;
 
-const std::vector<std::string> metadata_fields = {"title", "desc",        "icon",
-                                                  "size",  "storage_ids", "timeout"};
+const std::vector<std::string> metadata_fields = {"title",       "desc",    "icon",         "size",
+                                                  "storage_ids", "timeout", "fresh_process"};
 
 std::function<void(caf::expected<std::string>)> reply(responder done, unsigned status = 200) {
   return json_reply(std::move(done), status, "id");

@@ -29,6 +29,8 @@ problem_entry entry(errc code) {
       return {413, "Payload too large"};
     case errc::headers_too_large:
       return {431, "Request header fields too large"};
+    case errc::request_timeout:
+      return {408, "Request timeout"};
     case errc::not_found:
       return {404, "Not found"};
     case errc::conflict:

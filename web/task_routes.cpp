@@ -17,8 +17,9 @@ namespace {
 using namespace tessera::task;
 using json = nlohmann::json;
 
-const std::vector<std::string> patch_fields = {"name",    "schedule", "timezone", "storage_ids",
-                                               "enabled", "overlap",  "misfire",  "timeout"};
+const std::vector<std::string> patch_fields = {"name",        "schedule", "timezone",
+                                               "storage_ids", "enabled",  "overlap",
+                                               "misfire",     "timeout",  "fresh_process"};
 
 std::function<void(caf::expected<std::string>)> reply(responder done, unsigned status = 200) {
   return json_reply(std::move(done), status, "schedule");

@@ -34,11 +34,11 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
         reader_(server.opts.body_limit),
         stall_timer_(socket_.get_executor()),
         idle_timer_(socket_.get_executor()) {
-    ++server_.open_sessions;
+    server_.session_opened();
     if (auto& hub = server_.opts.ws.hub) hub->connections.Increment();
   }
   ~ws_session() override {
-    --server_.open_sessions;
+    server_.session_closed();
     if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
   }
 

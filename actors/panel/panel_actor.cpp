@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "actors/panel/action_batch.hpp"
 #include "actors/panel/panel_ops.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/atomic_run.hpp"
@@ -25,6 +26,7 @@ struct pending_action {
   std::string payload;
   reply_promise rp;
   clock::time_point start = clock::now();
+  bool alone = false;  // its batch failed as a whole: it runs in a call of its own
 };
 
 // The outcome of a render: what subscribers and GET /render get.
@@ -155,6 +157,7 @@ class panel_state {
       }
       auto meta = metadata_json(rec_);
       meta["timeout"] = static_cast<double>(rec_.timeout_ms) / 1000;
+      meta["fresh_process"] = rec_.fresh_process;
       json storages = json::object();
       for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
       meta["storages"] = std::move(storages);
@@ -242,8 +245,10 @@ class panel_state {
     return v;
   }
 
-  // This panel's calls share a warm process while its code stays the same.
+  // This panel's calls share a warm process while its code stays the same (none when the
+  // panel asks for a fresh process per call).
   std::string warm_key() const {
+    if (rec_.fresh_process) return {};
     return sandbox::reuse_key("panel:" + rec_.id, rec_.handler, rec_.template_);
   }
 
@@ -321,14 +326,19 @@ class panel_state {
                out.version, out.body});
   }
 
-  // Runs the action at the queue's head (storage/atomic_run.hpp): optimistically up to
-  // env.max_retries conflicts, then once more with its storages locked, which cannot conflict.
+  // Runs the actions at the queue's head, up to env.max_batch in one sandbox call
+  // (action_batch.hpp), through storage/atomic_run.hpp: optimistically up to env.max_retries
+  // conflicts, then once more with the storages locked, which cannot conflict.
   void next_action() {
     if (actions_.empty()) {
       acting_ = false;
       return;
     }
     acting_ = true;
+    size_t n = 1;
+    if (!actions_.front().alone)
+      while (n < actions_.size() && n < env_.max_batch && !actions_[n].alone) ++n;
+    if (n > 1) return next_batch(n);
     auto& a = actions_.front();
     storage::atomic_env aenv{env_.storages,        env_.sandbox,      env_.committer,
                              env_.request_timeout, env_.call_timeout, env_.max_retries};
@@ -360,29 +370,86 @@ class panel_state {
 
   void action_committed(const snapshot& s, const json& answer, const json& changed,
                         uint64_t generation) {
-    // Published and cached only if nothing else changed the panel or its storages meanwhile;
-    // otherwise the change that did triggers a render of the newer state.
+    auto version = committed_version(s, answer, generation);
+    json ids = json::array();
+    for (auto& [id, _] : changed.items()) ids.push_back(id);
+    finish_action(
+        action_reply(version, std::move(ids), answer.value("logs", json::array()), answer));
+  }
+
+  // The version of a committed state; its render (in `answer`) is published and cached only if
+  // nothing else changed the panel or its storages meanwhile, otherwise the change that did
+  // triggers a render of the newer state.
+  int64_t committed_version(const snapshot& s, const json& answer, uint64_t generation) {
     bool current = generation_ == generation && !rendering_;
     auto version = current ? stamp(version_of(s)) : version_of(s);
-    json reply = {{"success", true}, {"version", version}, {"changed", json::array()}};
-    for (auto& [id, _] : changed.items()) reply["changed"].push_back(id);
-    reply["logs"] = answer.value("logs", json::array());
     auto html = answer.find("html");
-    if (html != answer.end() && html->is_string()) {
-      reply["html"] = *html;
+    if (current && html != answer.end() && html->is_string()) {
       rendered out{true, version, html->get<std::string>()};
-      if (current) {
-        remember(out, versions_of(s));
-        publish(out);
-      }
-    } else {
-      reply["html"] = nullptr;
-      if (auto e = answer.find("render_error"); e != answer.end()) reply["render_error"] = *e;
+      remember(out, versions_of(s));
+      publish(out);
     }
-    finish_action(reply.dump());
+    return version;
+  }
+
+  // The n actions at the queue's head in one call. The commit holds what the ones that
+  // succeeded changed; each action gets its own reply. When the call fails as a whole (a
+  // timeout, a crash, a forged answer) each action runs again in a call of its own, so each
+  // gets its own outcome.
+  void next_batch(size_t n) {
+    storage::atomic_env aenv{env_.storages,        env_.sandbox,      env_.committer,
+                             env_.request_timeout, env_.call_timeout, env_.max_retries};
+    storage::atomic_hooks hooks;
+    hooks.before_attempt = [this]() -> caf::error {
+      if (clock::now() - actions_.front().start > env_.call_timeout)
+        return make_error(errc::timeout, "the action waited too long in its queue");
+      action_generation_ = generation_;
+      return {};
+    };
+    if (env_.metrics) {
+      hooks.conflict = [m = env_.metrics] { m->count_conflict(); };
+      hooks.retry = [m = env_.metrics] { m->count_retry(); };
+      hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
+    }
+    std::vector<queued_action> batch;
+    for (size_t i = 0; i < n; ++i) batch.push_back({actions_[i].action, actions_[i].payload});
+    auto make_call = [this, batch = std::move(batch)](const snapshot& s) {
+      return sandbox::call{sandbox::call_kind::action, batch_body(rec_, s, batch),
+                           call_timeout_ms(rec_), 0, warm_key()};
+    };
+    if (env_.metrics) env_.metrics->count_batch(n);
+    storage::run_atomically(
+        self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),
+        std::move(hooks), [this, n](caf::expected<storage::atomic_outcome> out) {
+          auto outcomes = out ? split_batch(out->answer, n, out->after) : std::nullopt;
+          bool failed_whole = out ? !outcomes : code_of(out.error()) == errc::sandbox_failed;
+          if (failed_whole) {
+            // (a forged answer may have committed: the ones run alone see that state)
+            for (size_t i = 0; i < n; ++i) actions_[i].alone = true;
+            return next_action();
+          }
+          if (!out) {
+            for (size_t i = 0; i < n; ++i) finish_one(out.error());
+            return next_action();
+          }
+          auto version = committed_version(out->after, out->answer, action_generation_);
+          for (auto& o : *outcomes) {
+            if (o.ok)
+              finish_one(
+                  action_reply(version, std::move(o.changed), std::move(o.logs), out->answer));
+            else
+              finish_one(make_error(errc::sandbox_failed, std::move(o.failure)));
+          }
+          next_action();
+        });
   }
 
   void finish_action(caf::expected<std::string> result) {
+    finish_one(std::move(result));
+    next_action();
+  }
+
+  void finish_one(caf::expected<std::string> result) {
     auto a = std::move(actions_.front());
     actions_.pop_front();
     if (env_.metrics)
@@ -395,7 +462,6 @@ class panel_state {
       a.rp.deliver(std::move(*result));
     else
       a.rp.deliver(result.error());
-    next_action();
   }
 
   caf::event_based_actor* self_;

@@ -20,11 +20,16 @@
 //       "changed":[ids],"logs"[,"render_error"]} | invalid_argument (no handler) | conflict
 //       | sandbox_failed | timeout (it waited in the queue longer than env.call_timeout) |
 //       unavailable (1024 actions already wait).
-//       Actions of one panel run one at a time in arrival order: read every bound storage
-//       (missing ones are {} at version 0), run on_action in the sandbox, then commit what it
-//       changed through a storage transaction (transaction.hpp) that also checks the unchanged
-//       ones are still at the versions read; a conflict re-reads and re-runs, and after
-//       env.max_retries conflicts the action runs once more with its storages locked.
+//       Actions of one panel run in arrival order: read every bound storage (missing ones are
+//       {} at version 0), run on_action in the sandbox, then commit what it changed through a
+//       storage transaction (transaction.hpp) that also checks the unchanged ones are still at
+//       the versions read; a conflict re-reads and re-runs, and after env.max_retries
+//       conflicts the action runs once more with its storages locked. The actions waiting when
+//       the sandbox is free go together, up to env.max_batch, in one call and one commit
+//       (action_batch.hpp): each runs on the state the ones before it left, one that fails
+//       changes nothing and gets its own error, the others commit; all get the version and
+//       html of the state after the batch. A batch that fails as a whole (timeout, memory,
+//       crash) runs again one action per call, so each gets its own outcome.
 //   (export_atom, id) -> {"metadata":{...,"storages":{id: data}},"template","handler"}
 //   (storage::changed_atom, storage_id, version) from the directory -> no reply; invalidates
 //       the render cache, re-renders when subscribed. Renders coalesce: one in flight at a time;
@@ -55,6 +60,7 @@ struct panel_env {
   panel_limits limits;  // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
   std::chrono::milliseconds call_timeout{30000};  // one sandbox call, queueing included
   int max_retries = 16;
+  size_t max_batch = 64;  // queued actions sent to the sandbox in one call (1: no batching)
 };
 
 caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,

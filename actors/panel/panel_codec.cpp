@@ -25,6 +25,7 @@ caf::error set_field(panel_record& r, const std::string& key, const nlohmann::js
   if (key == "template") return read_text(v, "template", r.template_, SIZE_MAX);
   if (key == "handler") return read_text(v, "handler", r.handler, SIZE_MAX);
   if (key == "timeout") return storage::read_timeout(v, r.timeout_ms, limits);
+  if (key == "fresh_process") return storage::read_flag(v, "fresh_process", r.fresh_process);
   return bad("unknown field '" + key + "'");
 }
 
@@ -69,6 +70,7 @@ nlohmann::json metadata_json(const panel_record& r) {
 nlohmann::json summary_json(const panel_record& r) {
   auto j = metadata_json(r);
   j["timeout"] = static_cast<double>(r.timeout_ms) / 1000;
+  j["fresh_process"] = r.fresh_process;
   j["version"] = r.version;
   j["created_at"] = runtime::iso8601(r.created_at);
   j["updated_at"] = runtime::iso8601(r.updated_at);
@@ -87,6 +89,7 @@ std::string encode(const panel_record& r) {
   j["template"] = r.template_;
   j["handler"] = r.handler;
   j["timeout_ms"] = r.timeout_ms;
+  j["fresh_process"] = r.fresh_process;
   j["version"] = r.version;
   j["created_at"] = r.created_at;  // ms since the epoch on disk; ISO-8601 in the API
   j["updated_at"] = r.updated_at;
@@ -107,6 +110,7 @@ std::optional<panel_record> decode(std::string_view value, const panel_limits& l
     r.template_ = j.at("template").get<std::string>();
     r.handler = j.at("handler").get<std::string>();
     r.timeout_ms = j.value("timeout_ms", limits.default_timeout_ms);
+    r.fresh_process = j.value("fresh_process", false);
     r.version = j.at("version").get<int64_t>();
     r.created_at = j.at("created_at").get<int64_t>();
     r.updated_at = j.at("updated_at").get<int64_t>();

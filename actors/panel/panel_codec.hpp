@@ -27,7 +27,8 @@ struct panel_record {
   std::vector<std::string> storage_ids;
   std::string template_;
   std::string handler;
-  int64_t timeout_ms = 0;  // of each sandbox call (action, render)
+  int64_t timeout_ms = 0;      // of each sandbox call (action, render)
+  bool fresh_process = false;  // every call in a fresh process, even under sandbox.reuse=panel
   int64_t version = 0;
   int64_t created_at = 0;
   int64_t updated_at = 0;

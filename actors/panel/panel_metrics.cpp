@@ -47,7 +47,13 @@ panel_metrics::panel_metrics(prometheus::Registry& registry)
                        .Name("tessera_panel_locked_runs_total")
                        .Help("Actions run with their storages locked after too many conflicts")
                        .Register(registry)
-                       .Add({})) {}
+                       .Add({})),
+      batch_sizes_(
+          prometheus::BuildHistogram()
+              .Name("tessera_panel_action_batch_size")
+              .Help("Actions per sandbox call, for calls of two actions or more")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{2, 4, 8, 16, 32, 64, 128, 256})) {}
 
 void panel_metrics::count_action(const std::string& result,
                                  std::chrono::steady_clock::duration took) {

@@ -1,7 +1,7 @@
 // Prometheus metrics of panels (prefix tessera_panel_): actions by result and their latency,
 // renders by result and their latency, renders skipped by coalescing, commit conflicts,
-// retries and locked runs. Thread-safe (prometheus-cpp); owned by main, outliving every panel
-// actor.
+// retries and locked runs, and the sizes of action batches (one sandbox call each). Thread-safe
+// (prometheus-cpp); owned by main, outliving every panel actor.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,7 @@ class panel_metrics {
   void count_conflict() { conflicts_.Increment(); }
   void count_retry() { retries_.Increment(); }
   void count_locked_run() { locked_runs_.Increment(); }
+  void count_batch(size_t actions) { batch_sizes_.Observe(static_cast<double>(actions)); }
 
  private:
   prometheus::Family<prometheus::Counter>& actions_;
@@ -31,6 +32,7 @@ class panel_metrics {
   prometheus::Counter& conflicts_;
   prometheus::Counter& retries_;
   prometheus::Counter& locked_runs_;
+  prometheus::Histogram& batch_sizes_;
 };
 
 }  // namespace tessera::panel

@@ -48,6 +48,12 @@ caf::error check_allowed(const std::string& key, const std::vector<std::string>&
   return bad("unknown field '" + key + "' (this request may set: " + list + ")");
 }
 
+caf::error read_flag(const nlohmann::json& v, const char* field, bool& out) {
+  if (!v.is_boolean()) return bad(std::string{"field '"} + field + "' must be true or false");
+  out = v.get<bool>();
+  return {};
+}
+
 caf::error read_timeout(const nlohmann::json& v, int64_t& out_ms, const call_limits& limits) {
   if (v.is_null()) {
     out_ms = limits.default_timeout_ms;

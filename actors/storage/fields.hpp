@@ -21,6 +21,9 @@ inline constexpr size_t max_storage_ids = 64;  // storages one panel or task may
 caf::error read_text(const nlohmann::json& v, const char* field, std::string& out,
                      size_t limit = max_text);
 
+// true or false.
+caf::error read_flag(const nlohmann::json& v, const char* field, bool& out);
+
 // An array of distinct valid storage ids; `owner` ("panel", "task") names the binder.
 caf::error read_storage_ids(const nlohmann::json& v, std::string_view owner,
                             std::vector<std::string>& out);

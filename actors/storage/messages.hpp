@@ -43,12 +43,15 @@ struct storage_record {
   int64_t version = 0;     // 1 on creation, +1 per change
   int64_t created_at = 0;  // ms since epoch
   int64_t updated_at = 0;
+  // Absent (version 0) only: the version the storage had when it was erased (its tombstone),
+  // so a storage created again continues at floor + 1 and no version ever repeats.
+  int64_t floor = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, storage_record& x) {
   return f(caf::meta::type_name("storage_record"), x.id, x.data, x.version, x.created_at,
-           x.updated_at);
+           x.updated_at, x.floor);
 }
 
 struct storage_summary {

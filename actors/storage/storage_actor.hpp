@@ -1,20 +1,29 @@
 // The actor owning one storage: {id, data, version, created_at, updated_at}.
 //
 // Activation: spawned by the storage directory on the first message for its id; loads its
-// state from RocksDB at start (an id with no record is "absent": reads answer not_found, create
-// makes it). Every change is written to RocksDB before it is acknowledged, so memory never runs
-// ahead of disk. Messages are handled one at a time, in arrival order: writes to one storage are
-// serialized, so concurrent PATCHes of distinct keys all land and exactly one of two writers
-// holding the same If-Match wins.
+// state from RocksDB at start (storage_owner.hpp; an id with no record is "absent": reads
+// answer not_found, create makes it). Every change is written to RocksDB before it is
+// acknowledged, and nothing is read while a change is on its way to disk. Messages are served
+// in arrival order: writes to one storage are serialized, so concurrent PATCHes of distinct keys
+// all land and exactly one of two writers holding the same If-Match wins. Writes that arrive
+// while a batch is being committed wait and then go together: each is computed on the state
+// the ones before it left, all go to the group committer as one batch (one WriteBatch, one
+// fsync under --sync), and each is acknowledged once that batch is durable. A batch that fails
+// fails each of its writes, answers what waits `unavailable`, and the actor quits (the next
+// activation reads what RocksDB holds).
 //
 // Protocol (all replies are storage_record unless said; errors are tessera errc):
 //   (read_atom, id)                                  -> record | not_found
-//   (create_atom, id, data)                          -> record (version 1) | conflict
+//   (create_atom, id, data)                          -> record | conflict
+//       version 1, or for an id erased before, the erased version + 1 (its tombstone):
+//       versions never repeat, so no If-Match or transaction takes a re-created storage for
+//       the one it read
 //   (replace_atom, id, data, version_list if_match)  -> record | not_found | precondition_failed
 //   (merge_atom, id, patch, version_list if_match)   -> record | not_found | precondition_failed
 //       shallow merge of top-level keys; a key set to null is removed
 //   (erase_atom, id, version_list if_match)          -> the erased record | not_found |
 //                                                       precondition_failed
+//       removes the record and writes its tombstone in one batch (storage_codec.hpp)
 //   (prepare_atom, id, int64_t expected, data, int64_t lease_ms) -> no reply; a step of a
 //   transaction
 //       (transaction.hpp) sent by the transaction actor T. If the storage is not at `expected`
@@ -36,10 +45,10 @@
 // After every change it sends (changed_atom, id, int64_t version) to env.changes when set
 // (version 0: erased); the directory sets env.changes on (watch_atom, actor).
 // Any write may also fail with storage_failure (RocksDB refused it; state unchanged) or
-// invalid_argument (data is not a JSON object). Writes go through the group committer; the actor
-// handles nothing else while a commit is pending; a commit that times out (env.commit_timeout)
-// fails the request and the actor quits, so the next activation reads what RocksDB really
-// holds. Reads are safe to
+// invalid_argument (data is not a JSON object). Writes go through the group committer; while a
+// batch or a transaction step is in flight, everything else waits its turn; a commit that
+// times out (env.commit_timeout) fails its writes and the actor quits, so the next activation
+// reads what RocksDB really holds. Reads are safe to
 // repeat; writes are not idempotent except replace and erase with If-Match. Idle: after
 // `idle_passivate` without messages it sends (passivate_atom, id, handled) to the directory,
 // repeating every idle period until retired.

@@ -11,6 +11,13 @@ std::string storage_key(std::string_view id) {
   return key;
 }
 
+std::string tombstone_key(std::string_view id) {
+  std::string key{"tombstone/"};
+  key += key_prefix;
+  key += id;
+  return key;
+}
+
 std::string encode(const storage_record& r) {
   std::string out = "v1 " + std::to_string(r.version) + ' ' + std::to_string(r.created_at) + ' ' +
                     std::to_string(r.updated_at) + '\n';
@@ -37,7 +44,7 @@ std::optional<storage_record> decode(std::string_view id, std::string_view value
 }
 
 storage_record next_record(const storage_record& current, std::string data, int64_t now_ms) {
-  if (current.version == 0) return {current.id, std::move(data), 1, now_ms, now_ms};
+  if (current.version == 0) return {current.id, std::move(data), current.floor + 1, now_ms, now_ms};
   return {current.id, std::move(data), current.version + 1, current.created_at,
           std::max(now_ms, current.updated_at)};
 }

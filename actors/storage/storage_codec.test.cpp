@@ -15,6 +15,19 @@ TEST_SUITE("actors.storage") {
     CHECK(back->updated_at == r.updated_at);
   }
 
+  TEST_CASE("an absent storage is created at its tombstone's version + 1") {
+    CHECK(next_record({"s", "", 0, 0, 0}, "{}", 5).version == 1);
+    auto again = next_record({"s", "", 0, 0, 0, 7}, "{}", 5);
+    CHECK(again.version == 8);
+    CHECK(again.created_at == 5);
+    CHECK(next_record(again, "{}", 6).version == 9);
+  }
+
+  TEST_CASE("tombstones live outside the storages' key range") {
+    CHECK_FALSE(tombstone_key("a").starts_with(key_prefix));
+    CHECK(tombstone_key("a") == "tombstone/storage/a");
+  }
+
   TEST_CASE("an unreadable value decodes to nothing") {
     CHECK_FALSE(decode("x", ""));
     CHECK_FALSE(decode("x", "v2 1 2 3\n{}"));

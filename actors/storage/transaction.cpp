@@ -120,6 +120,8 @@ caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, ca
             if (it == writes.end() || it->second.empty()) continue;
             st->after[i] = next_record(st->current[i], std::move(it->second), now);
             st->ops.push_back({storage_key(st->ids[i]), encode(st->after[i]), false});
+            if (st->current[i].version == 0 && st->current[i].floor > 0)  // created again
+              st->ops.push_back({tombstone_key(st->ids[i]), {}, true});
           }
           write_batch();
           return st->reply;

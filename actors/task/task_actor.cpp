@@ -332,7 +332,8 @@ class task_state_machine {
                {"scheduled_for",
                 r->scheduled_for ? json(runtime::iso8601(r->scheduled_for)) : json(nullptr)}}}});
     auto timeout = static_cast<uint32_t>(rec_.timeout_ms);
-    auto key = sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
+    auto key = rec_.fresh_process ? std::string{}
+                                  : sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
     auto make_call = [body, timeout, key](const storage::snapshot& s) {
       // Storage data is JSON text already: spliced in, not re-encoded.
       auto text = body->dump();

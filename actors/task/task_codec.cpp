@@ -52,6 +52,7 @@ caf::error set_field(task_record& r, const std::string& key, const json& v,
     return read_policy(v, "misfire", r.misfire,
                        {misfire_policy::run_once, misfire_policy::skip, misfire_policy::catch_up});
   if (key == "timeout") return storage::read_timeout(v, r.timeout_ms, limits);
+  if (key == "fresh_process") return storage::read_flag(v, "fresh_process", r.fresh_process);
   return bad("unknown field '" + key + "'");
 }
 
@@ -151,6 +152,7 @@ json definition_json(const task_record& r) {
           {"enabled", r.enabled},
           {"overlap", to_string(r.overlap)},
           {"misfire", to_string(r.misfire)},
+          {"fresh_process", r.fresh_process},
           {"version", r.version}};
 }
 
@@ -180,6 +182,7 @@ std::optional<task_record> decode(std::string_view value, cron::schedule* parsed
                     {misfire_policy::run_once, misfire_policy::skip, misfire_policy::catch_up}))
       return std::nullopt;
     r.timeout_ms = j.at("timeout_ms").get<int64_t>();
+    r.fresh_process = j.value("fresh_process", false);
     r.version = j.at("version").get<int64_t>();
     r.created_at = j.at("created_at").get<int64_t>();
     r.updated_at = j.at("updated_at").get<int64_t>();

@@ -40,7 +40,8 @@ struct task_record {
   bool enabled = true;
   overlap_policy overlap = overlap_policy::skip;
   misfire_policy misfire = misfire_policy::run_once;
-  int64_t timeout_ms = 0;  // one run's limit
+  int64_t timeout_ms = 0;      // one run's limit
+  bool fresh_process = false;  // every run in a fresh process, even under sandbox.reuse=panel
   int64_t version = 0;
   int64_t created_at = 0;
   int64_t updated_at = 0;

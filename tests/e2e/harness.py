@@ -281,6 +281,20 @@ def parse_metrics(text):
     return samples
 
 
+def wait_idle(srv, timeout=15):
+    """Every sandbox worker slot idle with a live process; returns GET /api/sandbox."""
+    seen = {}
+
+    def idle():
+        res = srv.request("GET", "/api/sandbox")
+        assert res.status == 200, res
+        seen["status"] = res.body
+        return all(w["state"] == "idle" and w["pid"] > 0 for w in seen["status"]["workers"])
+
+    wait_until(idle, timeout=timeout, message=lambda: f"every worker idle (last: {seen})")
+    return seen["status"]
+
+
 def assert_problem(res, status, code=None):
     """`res` is an application/problem+json error with the documented fields."""
     assert res.status == status, res

@@ -101,8 +101,9 @@ def test_concurrent_increments_through_two_panels_and_rest_patches_all_land(serv
     assert final["data"]["n"] == INCREMENTS, final["data"]
     patched = {f"k{t}_{k}": k for t in range(PATCH_THREADS) for k in range(PATCHES_PER_THREAD)}
     assert {k: v for k, v in final["data"].items() if k != "n"} == patched, final["data"]
-    # One commit per action and per PATCH, none lost and none doubled by a retry.
-    assert final["version"] == 1 + INCREMENTS + len(patches), final
+    # One commit per PATCH and at most one per action (queued actions commit as one batch);
+    # none lost (n is exact) and none doubled by a retry.
+    assert len(patches) + 2 <= final["version"] <= 1 + INCREMENTS + len(patches), final
     for id in ("left", "right"):
         res = srv.request("GET", f"/api/panels/{id}/render")
         assert res.status == 200 and res.body["html"] == str(INCREMENTS), res

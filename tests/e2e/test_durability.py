@@ -72,8 +72,10 @@ class WriteLoad:
 
     SHARED = [f"shared-{n}" for n in range(3)]
 
-    def __init__(self, srv, threads=6):
+    def __init__(self, srv, threads=6, shared=None, own=True):
         self.srv = srv
+        self.shared = shared or self.SHARED
+        self.own = own  # each thread also creates and PATCHes storages of its own
         self.lock = threading.Lock()
         self.acked_version = defaultdict(int)  # id -> highest acknowledged version
         self.acked_keys = {}  # (id, key) -> value, keys are never written twice
@@ -120,17 +122,19 @@ class WriteLoad:
             for n in range(1_000_000):
                 if self.stopping.is_set():
                     return
-                if n % 10 == 0:  # a new storage of our own
+                if self.own and n % 10 == 0:  # a new storage of our own
                     own = f"t{t}-{n}"
                     res = send("POST", "/api/storages",
                                          {"id": own, "data": {"first": n}})
                     assert res.status == 201, res
                     self.ack(res, "first", n)
-                shared = self.SHARED[n % len(self.SHARED)]
+                shared = self.shared[n % len(self.shared)]
                 key = f"t{t}-{n}"
                 res = send("PATCH", f"/api/storages/{shared}", {"data": {key: n}})
                 assert res.status == 200, res
                 self.ack(res, key, n)
+                if not self.own:
+                    continue
                 res = send("PATCH", f"/api/storages/{own}",
                                      {"data": {key: n, "last": n}})
                 assert res.status == 200, res
@@ -172,11 +176,11 @@ def assert_every_ack_survived(srv, load):
     assert set(versions) <= set(listed)
 
 
-def interrupt_a_write_load(srv, acks, interrupt, answers_required=False):
+def interrupt_a_write_load(srv, acks, interrupt, answers_required=False, **load_args):
     """Runs a WriteLoad against `srv`, calls `interrupt()` after `acks` acknowledged writes."""
-    for id in WriteLoad.SHARED:
+    load = WriteLoad(srv, **load_args)
+    for id in load.shared:
         assert srv.request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
-    load = WriteLoad(srv)
     load.answers_required = answers_required
     load.start()
     try:
@@ -192,6 +196,17 @@ def interrupt_a_write_load(srv, acks, interrupt, answers_required=False):
 def test_every_acknowledged_write_survives_kill_9(server, mode):
     srv = server(*mode)
     load = interrupt_a_write_load(srv, 600, srv.kill9)
+    assert srv.proc.returncode == -9
+    assert not load.errors, load.errors[:3]
+    assert_every_ack_survived(srv, load)
+
+
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["wal", "fsync"])
+def test_every_acknowledged_write_of_16_writers_on_one_storage_survives_kill_9(server, mode):
+    # Writes to one storage that arrive while a batch is on its way to disk go together in the
+    # next one; each is acknowledged only once its batch is durable.
+    srv = server(*mode)
+    load = interrupt_a_write_load(srv, 1500, srv.kill9, threads=16, shared=["hot"], own=False)
     assert srv.proc.returncode == -9
     assert not load.errors, load.errors[:3]
     assert_every_ack_survived(srv, load)

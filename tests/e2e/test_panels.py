@@ -11,7 +11,7 @@ import pytest
 from harness import BINARY, assert_problem, clean_env
 
 PANEL_FIELDS = {"id", "title", "desc", "icon", "size", "storage_ids", "template", "handler",
-                "timeout", "version", "created_at", "updated_at"}
+                "timeout", "fresh_process", "version", "created_at", "updated_at"}
 LISTED_FIELDS = PANEL_FIELDS - {"template", "handler"}
 NO_DEMOS = ("--set", "panels.demos=false")
 TOKEN = "e2e-Panels-Token-0b7c4d"

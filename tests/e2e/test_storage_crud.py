@@ -189,3 +189,23 @@ def test_head_answers_like_get_without_a_body_and_the_connection_stays_usable(se
     assert get.status == 200 and get.body["data"] == {"a": 1}
     assert int(head.headers["Content-Length"]) == len(get.raw)
     client.close()
+
+
+def test_a_storage_created_again_continues_from_its_deleted_version(server):
+    srv = server()
+    create(srv, "r", {"n": 1})
+    srv.request("PATCH", "/api/storages/r", {"data": {"n": 2}})
+    assert srv.request("DELETE", "/api/storages/r").status == 200
+    again = create(srv, "r", {"n": 1})
+    assert again["version"] == 3, again
+    # A client that read the old storage at version 1 or 2 cannot write over the new one.
+    for stale in ('"1"', '"2"'):
+        res = srv.request("PUT", "/api/storages/r", {"data": {"n": 9}}, {"If-Match": stale})
+        assert_problem(res, 412, "precondition_failed")
+    # The tombstone survives a restart, and a storage that never existed still starts at 1.
+    assert srv.request("DELETE", "/api/storages/r", None, {"If-Match": '"3"'}).status == 200
+    srv.restart()
+    assert create(srv, "r", {})["version"] == 4
+    assert create(srv, "fresh", {})["version"] == 1
+    srv.restart()
+    assert srv.request("GET", "/api/storages/r").body["version"] == 4

@@ -14,7 +14,7 @@ from live_client import live, run
 
 TASK_FIELDS = {"id", "name", "schedule", "timezone", "storage_ids", "handler", "enabled",
                "overlap", "misfire", "timeout", "status", "last_run", "last_status", "next_run",
-               "version", "created_at", "updated_at"}
+               "fresh_process", "version", "created_at", "updated_at"}
 RUN_FIELDS = {"run_id", "task_id", "trigger", "scheduled_for", "started_at", "finished_at",
               "status", "error", "logs", "changed_storages"}
 

@@ -63,6 +63,7 @@ class _CallState:
 
     fresh_template = False  # the call compiled a template or handler the zygote has not cached
     ok = False  # the call succeeded (only then may a warm process serve another call)
+    part_failed = False  # an action of a batch failed (the call answers, the process goes)
     current_source = ""
 
 
@@ -74,21 +75,39 @@ def preload():
     global _env
     for name in sorted(ALLOWED_MODULES):
         __import__(name)
+    # Codecs load lazily on first use (Jinja's lexer decodes every string literal with
+    # unicode_escape; a handler may decode latin-1): a warm call process that imported one would
+    # see sys.modules change and be discarded, so the zygote loads them all once.
+    import encodings
+    import pkgutil
+    for codec in pkgutil.iter_modules(encodings.__path__):
+        try:
+            __import__("encodings." + codec.name)
+        except Exception:  # a platform's own codec (mbcs, oem on Windows)
+            pass
     _env = _Environment(autoescape=True)
     # Run one call through every code path, so the interpreter's lazy state (method caches,
     # interned strings, Jinja's runtime) is built once here and shared by every call process.
     remember(template=_WARMUP_TEMPLATE)
     run("action", _WARMUP_CALL, {})
+    run("action", _WARMUP_BATCH, {})
     # sys.stdout and sys.stderr stay the capture streams (fd 1 is the protocol pipe anyway), so a
     # call does not change the sys module; only the streams' target changes.
 
 
-_WARMUP_TEMPLATE = "<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
+_WARMUP_TEMPLATE = ("<p>{{ c.n }}</p>{% for x in c.items %}{{ x }}{% endfor %}"
+                    "{{ storage['c'].n }}{{ 'x' ~ c.missing }}")
 _WARMUP_CALL = json.dumps({
     "handler": "def on_action(action, payload, storage):\n    storage['c']['n'] += 1\n"
                "    print('warm')\n",
     "action": "warm", "payload": {"a": [1, "x"]}, "storage": {"c": {"n": 1, "items": [1, 2]}},
     "panel": {"id": "warm"}, "template": _WARMUP_TEMPLATE}).encode()
+_WARMUP_BATCH = json.dumps({
+    "handler": "def on_action(action, payload, storage):\n    storage['c']['n'] += 1\n"
+               "    if action == 'fail':\n        raise ValueError('warm')\n",
+    "actions": [{"action": "warm", "payload": {}}, {"action": "fail", "payload": {}}],
+    "storage": {"c": {"n": 1, "items": [1, 2]}}, "panel": {"id": "warm"},
+    "template": _WARMUP_TEMPLATE}).encode()
 
 
 class _Environment(jinja2.sandbox.SandboxedEnvironment):
@@ -613,6 +632,8 @@ def _run_handler(req, limits, function, args_before_storage, required):
 
 
 def _kind_action(req, limits):
+    if "actions" in req:
+        return _kind_batch(req, limits)
     action = req.get("action")
     if not isinstance(action, str):
         raise _Failure(_bad_request("field 'action' must be a string"))
@@ -623,6 +644,65 @@ def _kind_action(req, limits):
         try:
             result["html"] = _render(req, storage, limits)
         except _Failure as f:  # the action itself succeeded; the caller decides what to commit
+            result["render_error"] = f.error
+    return result
+
+
+def _batch_items(req):
+    actions = req.get("actions")
+    if (not isinstance(actions, list) or not actions
+            or not all(isinstance(a, dict) and isinstance(a.get("action"), str) for a in actions)):
+        raise _Failure(_bad_request(
+            "field 'actions' must be a non-empty list of {\"action\": string, \"payload\"}"))
+    return actions
+
+
+def _kind_batch(req, limits):
+    """A panel's queued actions in one call: each runs in a fresh module namespace on the
+    state the ones before it left, with its own log capture; one that fails is undone and the
+    others stand. One render of the final state. A failure of the call itself (timeout,
+    memory, crash) fails the whole batch; the caller then runs the actions one by one."""
+    actions = _batch_items(req)
+    _state.current_source = req.get("handler", "")
+    storage = _bound_storage(req)
+    initial = _fingerprints(storage)
+    before = dict(initial)
+    results = []
+    for item in actions:
+        capture = _install_capture(limits)
+        try:
+            try:
+                fn = _load_handler(_state.current_source, "on_action", True)
+                _call_handler(fn, item["action"], item.get("payload", {}), storage)
+                step = _changed(storage, before, limits)
+            except RecursionError as e:
+                raise _Failure({"kind": "handler_error", "type": "RecursionError",
+                                "message": _safe_str(e)})
+        except _Failure as f:
+            _state.part_failed = True
+            storage.clear()  # undo: the state the actions before it left
+            storage.update({sid: _loads(text) for sid, text in before.items()})
+            result = {"ok": False, "error": f.error}
+        else:
+            before.update(step)
+            result = {"ok": True, "changed": sorted(step)}
+        for stream in capture.streams:
+            stream.flush()
+        result["logs"] = capture.finish()
+        results.append(result)
+    _install_capture(limits)
+    changed = {sid: text for sid, text in before.items() if text != initial[sid]}
+    total, limit = sum(map(len, changed.values())), limits.get("max_output_bytes", 1 << 20)
+    if total > limit:
+        raise _Failure(
+            {"kind": "output_limit", "type": "ValueError",
+             "message": "changed storages are %d bytes of JSON, over the limit of %d" % (total, limit)}
+        )
+    result = {"results": results, "changed": changed}
+    if "template" in req:
+        try:
+            result["html"] = _render(req, storage, limits)
+        except _Failure as f:
             result["render_error"] = f.error
     return result
 
@@ -694,7 +774,7 @@ def run(kind, body, limits):
     """Runs one call; returns the response as UTF-8 JSON bytes. Never raises."""
     started = _perf_counter()
     random.seed()  # the zygote skips Python's at-fork hooks; every call gets its own sequence
-    _state.fresh_template = _state.ok = False
+    _state.fresh_template = _state.ok = _state.part_failed = False
     capture = _install_capture(limits)
     try:
         try:
@@ -722,7 +802,7 @@ def run(kind, body, limits):
         response["logs"] = capture.finish()
         response["duration_ms"] = round((_perf_counter() - started) * 1000, 3)
         text = _encode(response)
-        _state.ok = response.get("ok") is True
+        _state.ok = response.get("ok") is True and not _state.part_failed
         return text
     except BaseException as e:  # the runner itself failed: still answer
         return _encode({"ok": False, "error": {

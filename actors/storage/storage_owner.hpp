@@ -1,0 +1,74 @@
+// The state of one storage and the rules for changing it: what the storage actor
+// (storage_actor.hpp) owns. Pure apart from the load at construction: every change is computed
+// from the current state (`create`, `replace`, `merge`, `erase`, `prepare`) as a `change` that
+// is not yet durable, and made current by `apply` once it is.
+//
+// Contract:
+// - Construction reads the record (or, when absent, its tombstone) from RocksDB; a read error
+//   or an unreadable record makes every later call answer storage_failure.
+// - A change carries the write ops of one RocksDB batch: the record, and the tombstone an
+//   erase writes (or a create removes), so versions continue across delete and create.
+// - Errors: not_found, conflict (create of an existing id; prepare at another version),
+//   precondition_failed (If-Match), invalid_argument (data not a JSON object).
+#pragma once
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/storage/messages.hpp"
+#include "adapters/kv/rocks_store.hpp"
+
+namespace tessera::storage {
+
+// A change computed from the current state, not yet durable.
+struct change {
+  std::optional<storage_record> next;   // nullopt: the storage is erased
+  nlohmann::json document;              // next->data parsed
+  storage_record reply;                 // what the requester gets once it is durable
+  std::vector<adapters::write_op> ops;  // one batch: the record and the tombstone
+};
+
+class storage_owner {
+ public:
+  storage_owner(const adapters::rocks_store& store, std::string id);
+
+  const std::string& id() const { return id_; }
+  int64_t version() const { return record_ ? record_->version : 0; }
+
+  caf::expected<storage_record> read() const;
+  caf::expected<change> create(const std::string& data) const;
+  caf::expected<change> replace(const std::string& data, const version_list& if_match) const;
+  // Shallow merge of top-level keys; a key set to null is removed.
+  caf::expected<change> merge(const std::string& patch, const version_list& if_match) const;
+  caf::expected<change> erase(const version_list& if_match) const;
+  // The change a transaction step makes: the storage must be at `expected` (0: absent); an
+  // empty `data` only checks that (nullopt: nothing to write).
+  caf::expected<std::optional<change>> prepare(int64_t expected, const std::string& data) const;
+
+  // What a locked transaction is handed for an absent storage: version 0, and the floor its
+  // next version continues from.
+  storage_record absent() const { return storage_record{id_, "{}", 0, 0, 0, floor_}; }
+
+  // Makes a durable change the current state.
+  void apply(change c);
+  // Makes a record a locked transaction committed the current state.
+  void apply_committed(storage_record r);
+
+ private:
+  caf::error check_write(const version_list& if_match) const;
+  caf::error not_found() const;
+  storage_record next_version() const;
+  change with_data(storage_record next, nlohmann::json document) const;
+  void load_floor(const adapters::rocks_store& store);
+
+  std::string id_;
+  std::optional<storage_record> record_;  // nullopt: absent
+  nlohmann::json document_;               // record_->data parsed, to merge without re-parsing
+  int64_t floor_ = 0;                     // absent: the version it was erased at (tombstone)
+  caf::error load_error_;                 // RocksDB could not be read at activation
+};
+
+}  // namespace tessera::storage
