@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/panel_bench.py [--runs 3] [--duration 6] [--workers 2]
                                           [--connections 8] [--reuse panel|call]
+                                          [--max-batch 64]
 
 Each run starts a server with a fresh data dir, so the demo panel `todo-v2-demo` (bound to
 storage `todos`) is loaded; one item is added (action `add` {"text": "x"}) and the load is the
@@ -264,12 +265,14 @@ def main():
     ap.add_argument("--duration", type=int, default=6, help="seconds per measurement")
     ap.add_argument("--workers", type=int, default=2, help="sandbox.workers")
     ap.add_argument("--reuse", default="panel", help="sandbox.reuse: panel|call")
+    ap.add_argument("--max-batch", type=int, default=64, help="panels.max_batch (1: no batching)")
     ap.add_argument("--connections", type=int, default=8,
                     help="wrk connections / WebSocket clients at the peak (paced: twice)")
     a = ap.parse_args()
     rows = {k: [] for k in ("http", "http paced", "ws", "ws paced")}
     for run in range(a.runs):
-        srv = Server("--set", "sandbox.workers=%d" % a.workers, "--set", "sandbox.reuse=" + a.reuse)
+        srv = Server("--set", "sandbox.workers=%d" % a.workers, "--set", "sandbox.reuse=" + a.reuse,
+                     "--set", "panels.max_batch=%d" % a.max_batch)
         try:
             item = add_item(srv)
             peak, paced = http_runs(srv, item, a)
@@ -289,7 +292,7 @@ def main():
         "ws": "toggle over WebSocket, peak (%d connections, back to back)" % c,
         "ws paced": "toggle over WebSocket, paced at half the peak (%d connections)" % (2 * c),
     }
-    print("sandbox.reuse=%s" % a.reuse)
+    print("sandbox.reuse=%s panels.max_batch=%d" % (a.reuse, a.max_batch))
     print("panel %s, action toggle: %d runs of %d s, sandbox.workers=%d, %d cores"
           % (PANEL, a.runs, a.duration, a.workers, os.cpu_count()))
     print()

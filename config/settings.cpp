@@ -114,6 +114,11 @@ const std::vector<setting_key> keys = {
      }},
     {"storage.sync", "fsync every commit (power-loss durability)",
      [](settings& s, const std::string& v) { return parse_bool(v, s.sync); }},
+    {"storage.max_live",
+     "live storage actors at most; beyond it the least recently used are passivated",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.max_live, 1, 100'000'000);
+     }},
     {"storage.idle_passivate_ms", "an idle storage actor is passivated after this long",
      [](settings& s, const std::string& v) {
        return parse_millis(v, s.idle_passivate, 10, 86'400'000);

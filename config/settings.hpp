@@ -41,6 +41,7 @@ struct settings {
   std::string data_dir = "./data";
   bool sync = false;  // fsync every commit
   std::chrono::milliseconds idle_passivate{30000};
+  uint64_t max_live = 100000;  // live storage actors; the least recently used beyond are passivated
   // [panels]
   bool panel_demos = true;  // import the demo panels on the first start of an empty data dir
   uint32_t panel_max_retries = 16;

@@ -182,11 +182,15 @@ int serve(const config::settings& s) {
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
   auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
-  auto directory =
-      system.spawn(storage::storage_directory,
-                   storage::storage_env{
-                       *store, s.idle_passivate, &commits, committer, s.request_timeout * 6, {}},
-                   actor_metrics.for_kind("storage"));
+  auto directory = system.spawn(storage::storage_directory,
+                                storage::storage_env{*store,
+                                                     s.idle_passivate,
+                                                     &commits,
+                                                     committer,
+                                                     s.request_timeout * 6,
+                                                     {},
+                                                     static_cast<size_t>(s.max_live)},
+                                actor_metrics.for_kind("storage"));
   if (s.sandbox_isolation == "process")
     runtime::log_info(
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "

@@ -58,7 +58,7 @@ void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const ca
   auto kind = kind_it != body->end() && kind_it->is_string()
                   ? parse_call_kind(kind_it->get<std::string>())
                   : std::nullopt;
-  if (!kind || *kind == call_kind::check)
+  if (!kind || *kind == call_kind::check || *kind == call_kind::discard)
     return done(problem(errc::invalid_argument,
                         "field 'kind' must be one of action, schedule, render, init "
                         "(syntax checks are POST /api/sandbox/check)"));

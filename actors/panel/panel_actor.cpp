@@ -142,6 +142,7 @@ class panel_state {
               update_promises_.clear();
               updates_.clear();
               rp.deliver(std::string{R"({"success":true})"});
+              sandbox::discard_warm(env_.sandbox, warm_key());
               self_->quit();
             },
             [rp](caf::error& err) mutable { rp.deliver(err); });
@@ -187,7 +188,11 @@ class panel_state {
           .then(
               [this, candidate, done](caf::ok_atom) {
                 bool rebound = candidate->storage_ids != rec_.storage_ids;
+                auto old_key = warm_key();
+                bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
                 rec_ = *candidate;
+                if (old_key != warm_key() || limits_changed)
+                  sandbox::discard_warm(env_.sandbox, old_key);
                 if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
                 changed();
                 done(to_json(rec_).dump());

@@ -197,6 +197,7 @@ std::optional<call_result> read_answer(std::string answer) {
       return std::nullopt;
     r.outcome = (*err)["kind"].get<std::string>();
   }
+  if (auto warm = j.find("warm"); warm != j.end() && warm->is_object()) r.warm = warm->dump();
   r.body = std::move(answer);
   return r;
 }

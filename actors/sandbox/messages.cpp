@@ -1,13 +1,15 @@
 #include "actors/sandbox/messages.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/all.hpp>
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 namespace tessera::sandbox {
 namespace {
-constexpr std::string_view kind_names[] = {"action", "schedule", "render", "init", "check"};
+constexpr std::string_view kind_names[] = {"action", "schedule", "render",
+                                           "init",   "check",    "discard"};
 }
 
 std::string_view to_string(call_kind k) { return kind_names[static_cast<size_t>(k)]; }
@@ -28,6 +30,11 @@ std::optional<call_kind> parse_call_kind(std::string_view text) {
   return std::nullopt;
 }
 
+void discard_warm(const caf::actor& sandbox, std::string key) {
+  if (!sandbox || key.empty()) return;
+  caf::anon_send(sandbox, run_atom::value, call{call_kind::discard, "{}", 0, 0, std::move(key)});
+}
+
 bool is_ok(const call_result& r) { return r.outcome == "ok"; }
 
 call_result failed_result(std::string_view kind, std::string_view type,
@@ -35,7 +42,7 @@ call_result failed_result(std::string_view kind, std::string_view type,
   nlohmann::json j = {{"ok", false},
                       {"error", {{"kind", kind}, {"type", type}, {"message", message}}},
                       {"logs", nlohmann::json::array()}};
-  return {std::string{kind}, j.dump(), 0, 0};
+  return {std::string{kind}, j.dump(), 0, 0, {}};
 }
 
 std::string error_kind(std::string_view answer) {

@@ -21,7 +21,9 @@ using run_atom = caf::atom_constant<caf::atom("run")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
-enum class call_kind : uint8_t { action, schedule, render, init, check };
+// `discard` is no user code: it retires the warm processes of `reuse_key` (whatever their
+// limits), when its owner's code changed or the owner was deleted.
+enum class call_kind : uint8_t { action, schedule, render, init, check, discard };
 
 std::string_view to_string(call_kind k);
 std::optional<call_kind> parse_call_kind(std::string_view text);
@@ -41,6 +43,10 @@ struct call {
 std::string reuse_key(std::string_view owner, std::string_view handler,
                       std::string_view template_source);
 
+// Tells `sandbox` (the supervisor) to retire the warm processes of `key` (a discard call whose
+// answer nobody waits for): the owner's code or limits changed, or the owner was deleted.
+void discard_warm(const caf::actor& sandbox, std::string key);
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, call& x) {
   return f(caf::meta::type_name("sandbox_call"), x.kind, x.body, x.timeout_ms, x.memory_mb,
@@ -57,11 +63,15 @@ struct call_result {
   std::string body;
   int64_t queue_wait_us = 0;
   int64_t run_us = 0;
+  // The answer's "warm" object as JSON text ("" when it has none): reused, calls, kept, pid,
+  // uss_kib, pss_kib, discarded, and "retired": [[key, reason], ...] (warm_pool.hpp).
+  std::string warm;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, call_result& x) {
-  return f(caf::meta::type_name("sandbox_result"), x.outcome, x.body, x.queue_wait_us, x.run_us);
+  return f(caf::meta::type_name("sandbox_result"), x.outcome, x.body, x.queue_wait_us, x.run_us,
+           x.warm);
 }
 
 bool is_ok(const call_result& r);

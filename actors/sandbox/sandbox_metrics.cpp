@@ -30,7 +30,24 @@ sandbox_metrics::sandbox_metrics(prometheus::Registry& registry)
       restarts_(prometheus::BuildCounter()
                     .Name("tessera_sandbox_worker_restarts_total")
                     .Help("Worker processes replaced, by reason")
-                    .Register(registry)) {
+                    .Register(registry)),
+      warm_processes_(prometheus::BuildGauge()
+                          .Name("tessera_sandbox_warm_processes")
+                          .Help("Warm call processes kept for their panel or task")
+                          .Register(registry)
+                          .Add({})),
+      warm_private_(prometheus::BuildGauge()
+                        .Name("tessera_sandbox_warm_private_bytes")
+                        .Help("Private memory (USS) of the warm call processes, as last measured")
+                        .Register(registry)
+                        .Add({})),
+      warm_discarded_(prometheus::BuildCounter()
+                          .Name("tessera_sandbox_warm_discarded_total")
+                          .Help("Warm call processes retired, by reason")
+                          .Register(registry)) {
+  for (auto* reason : {"failed", "state_changed", "cpu_budget", "max_calls", "idle", "evicted",
+                       "discarded", "stopped"})
+    warm_discarded_.Add({{"reason", reason}});
   for (auto* state : worker_states) workers_.Add({{"state", state}});
   for (auto* reason : {"crashed", "hung", "protocol", "start_failed"})
     restarts_.Add({{"reason", reason}});
@@ -56,5 +73,14 @@ void sandbox_metrics::set_workers(const std::map<std::string, int>& by_state) {
 }
 
 void sandbox_metrics::set_queue_depth(size_t n) { queue_depth_.Set(static_cast<double>(n)); }
+
+void sandbox_metrics::set_warm(size_t processes, int64_t private_kib) {
+  warm_processes_.Set(static_cast<double>(processes));
+  warm_private_.Set(static_cast<double>(private_kib) * 1024);
+}
+
+void sandbox_metrics::count_warm_discarded(const std::string& reason) {
+  warm_discarded_.Add({{"reason", reason}}).Increment();
+}
 
 }  // namespace tessera::sandbox

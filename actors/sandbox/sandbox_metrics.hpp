@@ -7,6 +7,11 @@
 //   tessera_sandbox_queue_wait_seconds             time from arrival to a worker taking it
 //   tessera_sandbox_queue_depth                    calls waiting now
 //   tessera_sandbox_worker_restarts_total{reason}  crashed | hung | protocol | start_failed
+//   tessera_sandbox_warm_processes                 warm call processes now (sandbox.reuse)
+//   tessera_sandbox_warm_private_bytes             their private memory (USS), as measured
+//   tessera_sandbox_warm_discarded_total{reason}   failed | state_changed | cpu_budget |
+//                                                  max_calls | idle | evicted | discarded |
+//                                                  stopped
 #pragma once
 
 #include <prometheus/counter.h>
@@ -33,6 +38,8 @@ class sandbox_metrics {
   void count_restart(const std::string& reason);
   void set_workers(const std::map<std::string, int>& by_state);
   void set_queue_depth(size_t n);
+  void set_warm(size_t processes, int64_t private_kib);
+  void count_warm_discarded(const std::string& reason);
 
  private:
   prometheus::Family<prometheus::Gauge>& workers_;
@@ -41,6 +48,9 @@ class sandbox_metrics {
   prometheus::Histogram& queue_wait_;
   prometheus::Gauge& queue_depth_;
   prometheus::Family<prometheus::Counter>& restarts_;
+  prometheus::Gauge& warm_processes_;
+  prometheus::Gauge& warm_private_;
+  prometheus::Family<prometheus::Counter>& warm_discarded_;
 };
 
 }  // namespace tessera::sandbox

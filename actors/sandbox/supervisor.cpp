@@ -4,6 +4,7 @@
 #include <caf/all.hpp>
 #include <deque>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 namespace tessera::sandbox {
@@ -20,8 +21,18 @@ struct pending {
   bool answered = false;
 };
 
+// A warm call process on a slot's worker, as its last answer told (warm_pool.hpp).
+struct warm_entry {
+  int64_t pid = 0;
+  int64_t calls = 0;
+  int64_t uss_kib = -1;
+  int64_t pss_kib = -1;
+  clock::time_point last_used;
+};
+
 struct slot {
   caf::actor executor;
+  std::map<std::string, warm_entry> warm;  // by reuse key
   std::string state = "starting";
   int64_t pid = 0;
   std::string reason;
@@ -152,6 +163,7 @@ class supervisor_logic {
     if (i < st_->slots.size()) {
       st_->slots[i].busy = false;
       st_->slots[i].current.reset();
+      if (!r.warm.empty()) track_warm(st_->slots[i], p.c, r.warm);
     }
     finish(p, std::move(r));
     dispatch();
@@ -185,6 +197,8 @@ class supervisor_logic {
     if (state == "starting") {
       if (s.started_once) ++s.restarts;  // every start after the first replaces a worker
       s.started_once = true;
+      s.warm.clear();  // they died with their worker
+      publish_warm();
     }
     s.state = std::move(state);
     s.pid = pid;
@@ -201,7 +215,70 @@ class supervisor_logic {
     m->set_queue_depth(st_->queue.size());
   }
 
+  // The warm processes a call's answer reports: the one that ran it (kept or not), and the
+  // ones its worker retired since its last answer.
+  void track_warm(slot& s, const call& c, const std::string& text) {
+    auto w = nlohmann::json::parse(text, nullptr, false);
+    if (!w.is_object()) return;
+    auto* m = st_->cfg.executor.metrics;
+    auto number = [&](const char* key) {
+      auto it = w.find(key);
+      return it != w.end() && it->is_number_integer() ? it->get<int64_t>() : int64_t{-1};
+    };
+    if (!c.reuse_key.empty() && c.kind != call_kind::discard) {
+      if (w.value("kept", false)) {
+        auto& e = s.warm[c.reuse_key];
+        e = {number("pid"), number("calls"), number("uss_kib"), number("pss_kib"), clock::now()};
+      } else {
+        s.warm.erase(c.reuse_key);
+        if (m) m->count_warm_discarded(discard_reason(w));
+      }
+    }
+    if (auto retired = w.find("retired"); retired != w.end() && retired->is_array())
+      for (auto& r : *retired)
+        if (r.is_array() && r.size() == 2 && r[0].is_string() && r[1].is_string()) {
+          s.warm.erase(r[0].get<std::string>());
+          if (m) m->count_warm_discarded(r[1].get<std::string>());
+        }
+    publish_warm();
+  }
+
+  static std::string discard_reason(const nlohmann::json& w) {
+    auto text = w.value("discarded", std::string{"the call failed"});
+    if (text == "the call failed") return "failed";
+    if (text.find("CPU budget") != std::string::npos) return "cpu_budget";
+    return "state_changed";
+  }
+
+  void publish_warm() {
+    auto* m = st_->cfg.executor.metrics;
+    if (!m) return;
+    size_t n = 0;
+    int64_t kib = 0;
+    for (auto& s : st_->slots)
+      for (auto& [_, e] : s.warm) {
+        ++n;
+        kib += std::max<int64_t>(0, e.uss_kib);
+      }
+    m->set_warm(n, kib);
+  }
+
   std::string status() const {
+    nlohmann::json warm = nlohmann::json::array();
+    auto now = clock::now();
+    auto idle_limit = std::chrono::milliseconds(st_->cfg.executor.reuse_idle_ms);
+    for (size_t i = 0; i < st_->slots.size(); ++i)
+      for (auto& [key, e] : st_->slots[i].warm) {
+        if (now - e.last_used >= idle_limit) continue;  // retired by now
+        auto opt = [](int64_t v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
+        warm.push_back({{"slot", i},
+                        {"key", key},
+                        {"pid", e.pid},
+                        {"calls", e.calls},
+                        {"idle_ms", micros(now - e.last_used) / 1000},
+                        {"uss_kib", opt(e.uss_kib)},
+                        {"pss_kib", opt(e.pss_kib)}});
+      }
     nlohmann::json workers = nlohmann::json::array();
     for (size_t i = 0; i < st_->slots.size(); ++i) {
       auto& s = st_->slots[i];
@@ -212,7 +289,8 @@ class supervisor_logic {
                          {"restarts", s.restarts},
                          {"last_error", s.reason}});
     }
-    return nlohmann::json{{"workers", workers}, {"queued", st_->queue.size()}}.dump();
+    return nlohmann::json{{"workers", workers}, {"queued", st_->queue.size()}, {"warm", warm}}
+        .dump();
   }
 
   void on_down(const caf::down_msg& msg) {

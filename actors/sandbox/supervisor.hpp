@@ -12,9 +12,14 @@
 //       that key's warm process, unless that slot is starting or crash-looping; calls without
 //       a key go to any idle slot. Calls of one key are therefore served one at a time, in order.
 //   (status_atom) -> std::string, a JSON object:
-//       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n};
+//       {"workers":[{"slot","state","pid","calls","restarts","last_error"}],"queued":n,
+//        "warm":[{"slot","key","pid","calls","idle_ms","uss_kib","pss_kib"}]};
 //       restarts counts every start of the slot's worker after its first, last_error is the
-//       most recent reason the slot's worker failed (kept after it is replaced).
+//       most recent reason the slot's worker failed (kept after it is replaced). `warm` lists
+//       the warm call processes as their last answers told (pid in the sandbox's own PID
+//       namespace; memory as last measured, null before), tracked from each answer's "warm"
+//       object, which also names the processes the worker retired and why (counted in
+//       tessera_sandbox_warm_discarded_total{reason}).
 //   exit (user_shutdown): stops every executor (killing its worker), answers queued calls and
 //       calls in flight with `unavailable` (a call in flight may still have run), quits.
 // Executors report (worker_atom, slot, state, pid, reason) events (executor.hpp); the

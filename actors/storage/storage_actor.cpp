@@ -266,6 +266,9 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
         st->lock(caf::actor_cast<caf::actor>(self->current_sender()), lease_ms);
       },
       [self](retire_atom) { self->quit(); },
+      [st, self, directory](passivate_atom) {
+        if (st->idle()) self->send(directory, passivate_atom::value, st->id(), st->handled);
+      },
       caf::after(idle) >>
           [st, self, directory] {
             if (st->idle()) self->send(directory, passivate_atom::value, st->id(), st->handled);

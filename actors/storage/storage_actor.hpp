@@ -51,7 +51,8 @@
 // reads what RocksDB really holds. Reads are safe to
 // repeat; writes are not idempotent except replace and erase with If-Match. Idle: after
 // `idle_passivate` without messages it sends (passivate_atom, id, handled) to the directory,
-// repeating every idle period until retired.
+// repeating every idle period until retired; (passivate_atom) from the directory (too many live
+// storages) asks for the same at once, answered only when nothing is in flight or waiting.
 #pragma once
 
 #include <caf/actor.hpp>
@@ -77,7 +78,8 @@ struct storage_env {
   // many scheduler threads contends inside RocksDB, and an fsync would block the scheduler).
   caf::actor committer;
   std::chrono::milliseconds commit_timeout{30000};
-  caf::actor changes;  // optional: told (changed_atom, id, version) after every change
+  caf::actor changes;   // optional: told (changed_atom, id, version) after every change
+  size_t max_live = 0;  // the directory passivates the least recently used beyond it (0: none)
 };
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,

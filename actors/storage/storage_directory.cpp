@@ -1,6 +1,7 @@
 #include "actors/storage/storage_directory.hpp"
 
 #include <caf/all.hpp>
+#include <list>
 #include <unordered_map>
 
 #include "actors/storage/storage_codec.hpp"
@@ -33,6 +34,7 @@ caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::r
 struct live_entry {
   caf::actor handle;
   uint64_t delegated = 0;
+  std::list<std::string>::iterator recent;  // its place in directory::recent_
 };
 
 class directory {
@@ -49,12 +51,29 @@ class directory {
       auto handle = self_->spawn(storage_actor, env_, caf::actor{self_}, id);
       self_->monitor(handle);
       by_address_.emplace(handle.address(), id);
-      it = live_.emplace(id, live_entry{handle, 0}).first;
+      recent_.push_front(id);
+      it = live_.emplace(id, live_entry{handle, 0, recent_.begin()}).first;
       metrics_.activations->Increment();
       metrics_.live->Increment();
+      if (env_.max_live && live_.size() > env_.max_live) ask_least_recent();
+    } else if (it->second.recent != recent_.begin()) {
+      recent_.splice(recent_.begin(), recent_, it->second.recent);
     }
     ++it->second.delegated;
     return it->second.handle;
+  }
+
+  // Over storage.max_live: asks the least recently used to passivate now (it answers with the
+  // usual handshake once idle). Asked ones move to the front, so a busy one is not asked again
+  // before the others.
+  void ask_least_recent() {
+    auto over = live_.size() - env_.max_live;
+    for (size_t n = 0; n < over && recent_.size() > 1; ++n) {
+      auto& id = recent_.back();
+      auto& entry = live_.at(id);
+      self_->send(entry.handle, passivate_atom::value);
+      recent_.splice(recent_.begin(), recent_, entry.recent);
+    }
   }
 
   // Storage actors activated from now on report their changes to `sink`.
@@ -67,6 +86,7 @@ class directory {
       return;
     self_->send(it->second.handle, retire_atom::value);
     // by_address_ keeps the retiring actor until its exit message arrives (child_exited).
+    recent_.erase(it->second.recent);
     live_.erase(it);
     metrics_.live->Decrement();
     metrics_.passivations->Increment();
@@ -78,6 +98,7 @@ class directory {
     if (by == by_address_.end()) return;
     auto it = live_.find(by->second);
     if (it != live_.end() && it->second.handle.address() == source) {  // died while live
+      recent_.erase(it->second.recent);
       live_.erase(it);
       metrics_.live->Decrement();
     }
@@ -90,6 +111,7 @@ class directory {
       self_->send_exit(address, caf::exit_reason::user_shutdown);
     metrics_.live->Decrement(static_cast<double>(live_.size()));
     live_.clear();
+    recent_.clear();
     by_address_.clear();
   }
 
@@ -98,6 +120,7 @@ class directory {
   storage_env env_;
   runtime::actor_kind_metrics metrics_;
   std::unordered_map<std::string, live_entry> live_;
+  std::list<std::string> recent_;  // live ids, most recently used first
   std::unordered_map<caf::actor_addr, std::string> by_address_;
 };
 

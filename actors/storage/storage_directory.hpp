@@ -17,6 +17,9 @@
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
 //       `handled` equals the number of messages delegated to it, so no request is ever lost or
 //       served by a stale instance (the retire message is the last one it gets)
+//   Over env.max_live (storage.max_live) live actors, each activation asks the least recently
+//   used one to passivate at once ((passivate_atom) to it; it answers with the handshake above
+//   once idle), so the live count stays near the limit under any number of storages.
 // Shutdown: send it an exit (user_shutdown); it stops every storage actor (they are monitored,
 // not linked) and its catalog, then quits.
 // Ordering: requests for one id are delivered in the order the directory received them.

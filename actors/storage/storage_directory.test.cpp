@@ -33,8 +33,9 @@ struct fixture {
 
   caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
 
-  caf::actor start(std::chrono::milliseconds idle = 30s) {
-    return sys.spawn(storage_directory, storage_env{store, idle, nullptr, committer, 5s, {}}, kind);
+  caf::actor start(std::chrono::milliseconds idle = 30s, size_t max_live = 0) {
+    return sys.spawn(storage_directory,
+                     storage_env{store, idle, nullptr, committer, 5s, {}, max_live}, kind);
   }
 
   template <class T = storage_record, class... Ts>
@@ -264,6 +265,21 @@ TEST_SUITE("actors.storage") {
     auto again = ask(storages, create_atom::value, std::string{"r"}, std::string{"{}"});
     CHECK(again->version == 3);
     CHECK_FALSE(*store->get(tombstone_key("r")));  // removed by the create's batch
+    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
+  }
+
+  TEST_CASE_FIXTURE(fixture, "beyond max_live the least recently used storages are passivated") {
+    auto storages = start(30s, 10);
+    for (int i = 0; i < 50; ++i)
+      REQUIRE(ask(storages, create_atom::value, "m" + std::to_string(i), std::string{"{}"}));
+    CHECK(eventually([&] { return kind.live->Value() <= 10; }));
+    CHECK(kind.passivations->Value() >= 40);
+    // The most recent stayed; an early one comes back from RocksDB.
+    for (int i : {49, 0}) {
+      auto r = ask(storages, read_atom::value, "m" + std::to_string(i));
+      REQUIRE(r);
+      CHECK(r->version == 1);
+    }
     caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
   }
 }

@@ -140,6 +140,13 @@ class task_state_machine {
   }
 
  private:
+  // This task's runs share a warm process while its handler stays the same (none when the
+  // task asks for a fresh process per run).
+  std::string warm_key() const {
+    if (rec_.fresh_process) return {};
+    return sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
+  }
+
   void erase_history() {
     ops_t ops{{task_key(rec_.id), {}, true}, {state_key(rec_.id), {}, true}};
     // Every run record and log line of the task (both log indexes), and any marker.
@@ -168,6 +175,7 @@ class task_state_machine {
               updates_.clear();
               erase_promise_->deliver(std::string{R"({"success":true})"});
               erase_promise_.reset();
+              sandbox::discard_warm(env_.atomic.sandbox, warm_key());
               self_->quit();
             },
             [this](caf::error& err) {
@@ -332,8 +340,7 @@ class task_state_machine {
                {"scheduled_for",
                 r->scheduled_for ? json(runtime::iso8601(r->scheduled_for)) : json(nullptr)}}}});
     auto timeout = static_cast<uint32_t>(rec_.timeout_ms);
-    auto key = rec_.fresh_process ? std::string{}
-                                  : sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
+    auto key = warm_key();
     auto make_call = [body, timeout, key](const storage::snapshot& s) {
       // Storage data is JSON text already: spliced in, not re-encoded.
       auto text = body->dump();
@@ -492,7 +499,11 @@ class task_state_machine {
       commit(std::move(ops), [this, candidate, stopped, done](caf::error err) {
         if (err) return done(err);
         if (deleted_) return done(gone());
+        auto old_key = warm_key();
+        bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
         rec_ = *candidate;
+        if (old_key != warm_key() || limits_changed)
+          sandbox::discard_warm(env_.atomic.sandbox, old_key);
         schedule_ = schedule_of(rec_);
         count_enabled(rec_.enabled);
         if (stopped) cancel_queued();

@@ -114,3 +114,20 @@ def test_a_flood_of_half_heads_past_the_limit_keeps_the_server_serving_with_boun
     assert metrics[("tessera_http_connections_refused_total", frozenset())] >= answers[503]
     # 4,000 abusive connections cost no more than a few MiB that stay.
     assert rss_kib(srv) - baseline < 32 * 1024, (baseline, rss_kib(srv))
+
+
+def test_past_storage_max_live_the_least_recently_used_storages_are_passivated(server):
+    srv = server("--set", "storage.max_live=100")
+    baseline = rss_kib(srv)
+    client = srv.client()
+    for i in range(2000):
+        res = client.request("POST", "/api/storages", {"id": f"s{i}", "data": {"i": i}})
+        assert res.status == 201, res
+    live = lambda: srv.metric("tessera_actors_live", kind="storage")
+    wait_until(lambda: live() <= 100, message="at most 100 live storage actors")
+    assert srv.metric("tessera_actor_passivations_total", kind="storage") >= 1900
+    # Every storage is still there, read back from RocksDB.
+    for i in (0, 999, 1999):
+        assert client.request("GET", f"/api/storages/s{i}").body["data"] == {"i": i}
+    assert rss_kib(srv) - baseline < 64 * 1024, (baseline, rss_kib(srv))
+    client.close()

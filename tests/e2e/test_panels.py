@@ -606,7 +606,7 @@ def test_export_has_the_metadata_with_current_storage_data_and_the_code(srv):
     assert res.status == 200, res
     assert res.body == {
         "metadata": {"id": "p", "title": "T", "desc": "D", "icon": "I", "size": "large",
-                     "storage_ids": ["c", "empty"], "timeout": 2.0,
+                     "storage_ids": ["c", "empty"], "timeout": 2.0, "fresh_process": False,
                      "storages": {"c": {"n": 3}, "empty": {}}},
         "template": COUNTER_TEMPLATE, "handler": COUNTER}, res
 

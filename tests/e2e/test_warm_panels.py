@@ -158,3 +158,61 @@ def test_a_task_that_asks_for_a_fresh_process_gets_one_per_run(server):
         wait_until(lambda: srv.request("GET", "/api/storages/t").body["data"].get("runs") == run,
                    timeout=10, message=f"run {run} committed")
     assert srv.request("GET", "/api/storages/t").body["data"]["seen"] == [1, 1]
+
+
+def warm_of(srv, pid):
+    return [w for w in srv.request("GET", "/api/sandbox").body["warm"]
+            if w["key"].startswith(f"panel:{pid}:")]
+
+
+def discarded(srv, reason):
+    return srv.metric("tessera_sandbox_warm_discarded_total", reason=reason)
+
+
+def test_get_sandbox_lists_a_panels_warm_process_with_its_calls_and_memory(server):
+    srv = start(server)
+    make_panel(srv, "a", "sa")
+    for _ in range(3):
+        act(srv, "a", "sa")
+    (w,) = warm_of(srv, "a")
+    assert w["calls"] == 3 and w["pid"] > 0 and w["idle_ms"] >= 0, w
+    assert 0 < w["uss_kib"] <= w["pss_kib"], w  # private pages, and its share of the rest
+    assert srv.metric("tessera_sandbox_warm_processes") == 1
+    assert srv.metric("tessera_sandbox_warm_private_bytes") == w["uss_kib"] * 1024
+    assert warm_of(srv, "b") == []
+
+
+def test_deleting_a_panel_discards_its_warm_process_at_once(server):
+    srv = start(server)
+    make_panel(srv, "a", "sa")
+    act(srv, "a", "sa")
+    assert len(warm_of(srv, "a")) == 1
+    assert srv.request("DELETE", "/api/panels/a").status == 200
+    wait_until(lambda: warm_of(srv, "a") == [], message="the deleted panel's process gone")
+    assert discarded(srv, "discarded") == 1
+    assert srv.metric("tessera_sandbox_warm_processes") == 0
+
+
+def test_changed_code_discards_the_old_warm_process_at_once(server):
+    srv = start(server)
+    make_panel(srv, "a", "sa")
+    act(srv, "a", "sa")
+    (old,) = warm_of(srv, "a")
+    res = srv.request("PUT", "/api/panels/a/handler", {"handler": COUNTING + "\n# v2\n"})
+    assert res.status == 200, res
+    wait_until(lambda: all(w["key"] != old["key"] for w in warm_of(srv, "a")),
+               message="the old code's process gone")
+    assert discarded(srv, "discarded") == 1
+    assert act(srv, "a", "sa") == 1
+    (new,) = warm_of(srv, "a")
+    assert new["key"] != old["key"] and new["calls"] == 1
+
+
+def test_a_failed_call_is_counted_as_a_discard_by_reason(server):
+    srv = start(server)
+    make_panel(srv, "a", "sa")
+    act(srv, "a", "sa")
+    res = srv.request("POST", "/api/panels/a/action", {"action": "go", "payload": {}})
+    assert res.status == 422, res
+    assert discarded(srv, "failed") == 1
+    assert warm_of(srv, "a") == []

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "adapters/sandbox/wire.hpp"
+#include "adapters/sandbox/worker/warm_pool.hpp"
 
 namespace tessera::sandbox_worker {
 namespace {
@@ -94,15 +95,6 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   return true;
 }
 
-// A spare call process: forked ahead of its call, it waits for the request frame, confines
-// itself with that call's limits, runs it and exits.
-struct spare {
-  pid_t pid = -1;
-  int request_fd = -1;  // write end: the zygote forwards the request here
-  int result_fd = -1;   // read end: the answer
-  int64_t fork_us = 0;
-};
-
 // Runs calls from `request_fd` until one may not be followed by another: a call without a
 // reuse key, a failed call, a call that changed interpreter-wide state (python_host's watch),
 // or a CPU budget too small for one more call. Each answer is one frame: the runner's JSON, a
@@ -119,6 +111,9 @@ struct spare {
   std::string payload;
   rusage before{};
   unsigned cpu_limit_s = 0;
+  int smaps_fd = -1;  // /proc/self/smaps_rollup, for a warm process's memory
+  wire::clock::time_point measured{};
+  int64_t uss_kib = -1, pss_kib = -1;
   for (bool first = true;; first = false) {
     // EOF: the zygote is gone, shutting down, or retired this warm process.
     if (wire::read_frame(request_fd, payload, size_t{1} << 32, wire::clock::time_point::max()) !=
@@ -136,6 +131,7 @@ struct spare {
       cpu_limit_s = warm ? warm_cpu_budget_s : static_cast<unsigned>(header.timeout_ms / 1000 + 1);
       limits.cpu_seconds = cpu_limit_s;
       limits.file_size_bytes = scratch_bytes;
+      if (warm) smaps_fd = ::open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
       if (!rules.apply(limits)) ::_exit(exit_confinement_failed);
       if (warm) python.begin_reuse_watch();
     }
@@ -150,12 +146,21 @@ struct spare {
       auto cpu_s = cpu_micros(usage) / 1'000'000 + header.timeout_ms / 1000 + 2;
       if (warm && spoiled.empty() && cpu_s >= cpu_limit_s) spoiled = "its CPU budget is spent";
       bool keep = warm && spoiled.empty();
+      if (keep && smaps_fd >= 0 &&
+          (uss_kib < 0 || wire::clock::now() - measured >= std::chrono::seconds(1))) {
+        char text[4096];
+        auto n = ::pread(smaps_fd, text, sizeof text - 1, 0);
+        if (n > 0 && parse_smaps_rollup({text, static_cast<size_t>(n)}, uss_kib, pss_kib))
+          measured = wire::clock::now();
+      }
       // The trailer: whether the zygote should cache this call's sources, this call's CPU time
-      // and page faults, whether this process waits for another call, and if not, why.
+      // and page faults, whether this process waits for another call, the private memory and
+      // PSS it last measured (KiB, -1: not yet), and if it does not stay, why.
       response += '\0';
       response += (fresh ? "1 " : "0 ") + std::to_string(cpu_micros(usage) - cpu_micros(before)) +
                   " " + std::to_string(usage.ru_minflt - before.ru_minflt) +
-                  (keep ? " 1 " : " 0 ") + std::to_string(check_us) + " " + spoiled;
+                  (keep ? " 1 " : " 0 ") + std::to_string(check_us) + " " +
+                  std::to_string(uss_kib) + " " + std::to_string(pss_kib) + " " + spoiled;
       before = usage;
       if (wire::write_frame(result_fd, response) != wire::status::ok || !keep) ::_exit(0);
     } catch (const std::bad_alloc&) {
@@ -247,7 +252,9 @@ struct call_answer {
   int64_t faults = 0;
   bool keep = false;     // the process waits for another call of its key
   int64_t check_us = 0;  // what the state check after the call cost
-  std::string spoiled;   // if not, why (empty for a call without a reuse key)
+  int64_t uss_kib = -1;  // memory as the process last measured itself (-1: not yet)
+  int64_t pss_kib = -1;
+  std::string spoiled;  // if not, why (empty for a call without a reuse key)
 };
 
 std::optional<call_answer> split_answer(std::string& out) {
@@ -255,11 +262,13 @@ std::optional<call_answer> split_answer(std::string& out) {
   if (nul == std::string::npos || nul == 0) return std::nullopt;
   call_answer a;
   int fresh = 0, keep = 0, used = 0;
-  long long cpu = 0, faults = 0, check = 0;
-  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld %d %lld %n", &fresh, &cpu, &faults, &keep,
-                  &check, &used) != 5)
+  long long cpu = 0, faults = 0, check = 0, uss = -1, pss = -1;
+  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld %d %lld %lld %lld %n", &fresh, &cpu, &faults,
+                  &keep, &check, &uss, &pss, &used) != 7)
     return std::nullopt;
   a.check_us = check;
+  a.uss_kib = uss;
+  a.pss_kib = pss;
   a.keep = keep == 1;
   a.spoiled = out.substr(nul + 1 + used);
   out.resize(nul);
@@ -279,6 +288,8 @@ struct call_outcome {
   pid_t pending_reap = -1;   // answered properly: reap after the answer goes out
   std::string spoiled;       // why a process with a reuse key was not kept
   int64_t check_us = 0;
+  int64_t uss_kib = -1;  // the process's memory as it last measured itself
+  int64_t pss_kib = -1;
 };
 
 // Runs one call on `sp`. When the process may serve its key again (`out.kept`), `sp` stays
@@ -322,6 +333,8 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
     out.fresh = answer->fresh;
     out.spoiled = std::move(answer->spoiled);
     out.check_us = answer->check_us;
+    out.uss_kib = answer->uss_kib;
+    out.pss_kib = answer->pss_kib;
     cpu_us = answer->cpu_us;
     faults = answer->faults;
     result = std::move(answer->json);
@@ -354,63 +367,6 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
             std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults);
   return result;
 }
-
-void kill_and_reap(pid_t pid) {
-  ::kill(pid, SIGKILL);
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-}
-
-// Warm call processes, most recently used first. Each serves one key only.
-struct warm_process {
-  std::string key;
-  spare process;
-  int calls = 0;
-  wire::clock::time_point last_used;
-};
-
-class warm_pool {
- public:
-  // The warm process for `key`, taken out of the pool; nullopt if there is none.
-  std::optional<warm_process> take(const std::string& key) {
-    for (auto it = pool_.begin(); it != pool_.end(); ++it)
-      if (it->key == key) {
-        auto w = std::move(*it);
-        pool_.erase(it);
-        return w;
-      }
-    return std::nullopt;
-  }
-
-  void put(warm_process w, size_t capacity) {
-    pool_.insert(pool_.begin(), std::move(w));
-    while (pool_.size() > capacity) retire_last();
-  }
-
-  // Retires the processes idle for longer than `idle`; returns how long until the next one is due.
-  std::optional<milliseconds> retire_idle(milliseconds idle) {
-    auto now = wire::clock::now();
-    while (!pool_.empty() && now - pool_.back().last_used >= idle) retire_last();
-    if (pool_.empty()) return std::nullopt;
-    return std::chrono::duration_cast<milliseconds>(pool_.back().last_used + idle - now) +
-           milliseconds(1);
-  }
-
-  void clear() {
-    while (!pool_.empty()) retire_last();
-  }
-
- private:
-  void retire_last() {
-    auto& w = pool_.back();
-    ::close(w.process.request_fd);
-    ::close(w.process.result_fd);
-    kill_and_reap(w.process.pid);
-    pool_.pop_back();
-  }
-
-  std::vector<warm_process> pool_;
-};
 
 // Waits for the next request on fd 0, retiring idle warm processes meanwhile.
 bool wait_for_request(warm_pool& warm, milliseconds idle) {
@@ -467,6 +423,10 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
     int calls_before = 0;
     if (!ran) {
       answer = error_json("bad_request", "ValueError", problem);
+    } else if (header.kind == "discard") {  // the key's code changed or its owner is gone
+      int n = warm.discard(header.reuse_key);
+      answer = R"({"ok":true,"discarded":)" + std::to_string(n) +
+               R"(,"logs":[],"warm":{"retired":)" + warm.drain_retired().dump() + "}}";
     } else {
       idle = milliseconds(std::max(1, header.reuse_idle_ms));
       std::optional<warm_process> w;
@@ -488,15 +448,25 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
                 std::to_string(outcome.check_us);
       if (!outcome.spoiled.empty())
         answer += R"(,"discarded":)" + nlohmann::json(outcome.spoiled).dump();
-      answer += "}}";
       if (outcome.kept) {
         w->calls = calls_before + 1;
         w->last_used = wire::clock::now();
+        if (outcome.uss_kib >= 0) {
+          w->uss_kib = outcome.uss_kib;
+          w->pss_kib = outcome.pss_kib;
+        }
+        answer += R"(,"pid":)" + std::to_string(w->process.pid);
+        if (w->uss_kib >= 0)
+          answer += R"(,"uss_kib":)" + std::to_string(w->uss_kib) + R"(,"pss_kib":)" +
+                    std::to_string(w->pss_kib);
         if (w->calls < header.reuse_max_calls)
           warm.put(std::move(*w), static_cast<size_t>(std::max(0, header.warm_processes)));
         else
-          warm.put(std::move(*w), 0);  // served its maximum: retired at once
+          warm.retire(*w, "max_calls");  // served its maximum
       }
+      auto retired = warm.drain_retired();
+      if (!retired.empty()) answer += R"(,"retired":)" + retired.dump();
+      answer += "}}";
     }
     if (wire::write_frame(1, answer) != wire::status::ok) return 1;
     // Off the caller's path: reap, clean up, learn the sources, fork the next call's process.
