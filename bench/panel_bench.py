@@ -3,7 +3,11 @@
 
     /usr/bin/python3 bench/panel_bench.py [--runs 3] [--duration 6] [--workers 2]
                                           [--connections 8] [--reuse panel|call]
-                                          [--max-batch 64]
+                                          [--max-batch 64] [--panels 1]
+
+--panels N (N > 1) measures instead N counter panels c0..cN-1, each bound to a storage of its
+own, their `inc` action POSTed by wrk -t2 -c<connections> cycling through the panels: HTTP peak
+only.
 
 Each run starts a server with a fresh data dir, so the demo panel `todo-v2-demo` (bound to
 storage `todos`) is loaded; one item is added (action `add` {"text": "x"}) and the load is the
@@ -124,11 +128,12 @@ end
 """
 
 
-def wrk(port, item, seconds, connections, delay_ms=0):
+def wrk(port, item, seconds, connections, delay_ms=0, script=None):
     """-> (successful actions/s, p50 ms, p99 ms, failed requests, steal %); the latencies are
-    wrk's, over all requests."""
+    wrk's, over all requests. `script`: a wrk script of its own instead of toggling `item`."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % {"body": json.dumps(json.dumps(toggle(item))), "delay": delay_ms})
+        f.write(script or WRK_SCRIPT % {"body": json.dumps(json.dumps(toggle(item))),
+                                        "delay": delay_ms})
         script = f.name
     before = steal()
     out = subprocess.run(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
@@ -153,6 +158,52 @@ def wrk(port, item, seconds, connections, delay_ms=0):
 def ms(m):
     value, unit = float(m.group(1)), m.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+COUNTER = "def on_action(action, payload, storage):\n    storage['%s']['n'] += 1\n"
+
+MULTI_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"action": "inc", "payload": {}}'
+local panels = %(panels)d
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/api/panels/c" .. (n %% panels) .. "/action")
+end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failed = {} end
+function response(status, headers, body)
+  if status ~= 200 then failed[status] = (failed[status] or 0) + 1 end
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("failed")) do
+      io.write(string.format("failed status %%d: %%d\\n", status, n))
+    end
+  end
+end
+"""
+
+
+def multi_panel_run(srv, a):
+    """-> HTTP peak over a.panels counter panels (the wrk tuple)."""
+    for k in range(a.panels):
+        sid = "c%d" % k
+        status, r = srv.request("POST", "/api/panels", {
+            "id": sid, "storage_ids": [sid], "template": "<b>{{ %s.n }}</b>" % sid,
+            "handler": COUNTER % sid})
+        if status != 201:
+            raise SystemExit("cannot create panel %s: %d %s" % (sid, status, r))
+        srv.request("PATCH", "/api/storages/" + sid, {"data": {"n": 0}})
+        for _ in range(3):
+            status, r = srv.request("POST", "/api/panels/%s/action" % sid, {"action": "inc"})
+            if status != 200:
+                raise SystemExit("inc failed on %s: %d %s" % (sid, status, r))
+    script = MULTI_SCRIPT % {"panels": a.panels}
+    return wrk(srv.port, None, a.duration, a.connections, script=script)
 
 
 def http_runs(srv, item, a):
@@ -266,6 +317,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="sandbox.workers")
     ap.add_argument("--reuse", default="panel", help="sandbox.reuse: panel|call")
     ap.add_argument("--max-batch", type=int, default=64, help="panels.max_batch (1: no batching)")
+    ap.add_argument("--panels", type=int, default=1, help="N counter panels instead (HTTP peak)")
     ap.add_argument("--connections", type=int, default=8,
                     help="wrk connections / WebSocket clients at the peak (paced: twice)")
     a = ap.parse_args()
@@ -274,6 +326,9 @@ def main():
         srv = Server("--set", "sandbox.workers=%d" % a.workers, "--set", "sandbox.reuse=" + a.reuse,
                      "--set", "panels.max_batch=%d" % a.max_batch)
         try:
+            if a.panels > 1:
+                rows["http"].append(multi_panel_run(srv, a))
+                continue
             item = add_item(srv)
             peak, paced = http_runs(srv, item, a)
             rows["http"].append(peak)
@@ -299,7 +354,11 @@ def main():
     print("| figure | actions/s | p50 | p99 | failed | steal |")
     print("|---|---|---|---|---|---|")
     med = lambda rs, i: statistics.median(r[i] for r in rs)
+    if a.panels > 1:
+        labels["http"] = "inc over HTTP across %d panels, peak (wrk -t2 -c%d)" % (a.panels, c)
     for key, rs in rows.items():
+        if not rs:
+            continue
         print("| %s | %s | %.2f ms | %.2f ms | %d | %.0f%% |"
               % (labels[key], format(round(med(rs, 0)), ","), med(rs, 1), med(rs, 2),
                  max(r[3] for r in rs), med(rs, 4)))

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/sandbox_bench.py [--runs 3] [--duration 6] [--workers 0]
                                             [--calls 300] [--isolation bwrap|gvisor|process]
+                                            [--warm-keys 0]
 
 Prints, as medians over `runs` fresh servers:
   throughput  trivial action calls/s (handler + template, through POST /api/sandbox/run and the
@@ -77,10 +78,18 @@ class Server:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def wrk(port, body, seconds, connections=8):
+def wrk(port, body, seconds, connections=8, keys=0):
+    """`keys` > 0: the calls cycle through that many warm keys ("reuse": "bench-<n>"), as that
+    many panels would."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                 "wrk.body = %s\n" % json.dumps(json.dumps(body)))
+        if keys:
+            bodies = [json.dumps(dict(body, reuse="bench-%d" % k)) for k in range(keys)]
+            f.write("local bodies = {%s}\nlocal n = 0\n"
+                    "request = function()\n  n = n + 1\n"
+                    "  return wrk.format(nil, nil, nil, bodies[n %% %d + 1])\nend\n"
+                    % (", ".join(json.dumps(b) for b in bodies), keys))
         script = f.name
     before = steal()
     out = subprocess.run(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
@@ -99,12 +108,13 @@ def ms(m):
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def overhead(srv, calls):
+def overhead(srv, calls, keys=0):
     rows = []
     before = steal()
+    body = dict(TRIVIAL, reuse="bench-0") if keys else TRIVIAL
     for _ in range(calls):
         t = time.perf_counter()
-        status, r = srv.post("/api/sandbox/run", TRIVIAL)
+        status, r = srv.post("/api/sandbox/run", body)
         rtt = (time.perf_counter() - t) * 1000
         assert status == 200, r
         rows.append((rtt, rtt - r["duration_ms"], r["zygote_us"]["fork"] / 1000,
@@ -138,6 +148,9 @@ def main():
     ap.add_argument("--workers", type=int, default=0, help="sandbox.workers (0: one per core)")
     ap.add_argument("--calls", type=int, default=300, help="sequential calls for the overhead")
     ap.add_argument("--isolation", default="bwrap", help="sandbox.isolation: bwrap|gvisor|process")
+    ap.add_argument("--warm-keys", type=int, default=0,
+                    help="calls carry one of this many reuse keys (warm processes, as panels' "
+                         "calls do); 0: a fresh process per call")
     a = ap.parse_args()
     results = {"throughput": [], "render": [], "overhead": [], "recovery": []}
     for run in range(a.runs):
@@ -146,9 +159,10 @@ def main():
         try:
             srv.post("/api/sandbox/run", TRIVIAL)
             srv.post("/api/sandbox/run", TABLE)
-            results["throughput"].append(wrk(srv.port, TRIVIAL, a.duration))
-            results["render"].append(wrk(srv.port, TABLE, a.duration))
-            rows, st = overhead(srv, a.calls)
+            k = a.warm_keys
+            results["throughput"].append(wrk(srv.port, TRIVIAL, a.duration, keys=k))
+            results["render"].append(wrk(srv.port, TABLE, a.duration, keys=k))
+            rows, st = overhead(srv, a.calls, keys=k)
             cols = list(zip(*rows))
             results["overhead"].append((pct(cols[1], 50), pct(cols[1], 99), pct(cols[0], 50),
                                         statistics.median(cols[2]), statistics.median(cols[3]),

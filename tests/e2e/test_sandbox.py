@@ -572,6 +572,11 @@ def test_a_handler_that_breaks_json_still_gets_a_complete_answer(sandbox):
     assert_serves_next_call(sandbox)
 
 
+# Prints how many of descriptors 0-255 are open.
+OPEN_DESCRIPTORS = ("n = 0\nfor fd in range(256):\n    try:\n        posix.fstat(fd)\n"
+                    "        n += 1\n    except OSError:\n        pass\nprint(n)")
+
+
 LEAKS = {
     "json_dumps_replaced": ("json.dumps = None", "print(json.dumps({'a': 1}))", '{"a": 1}'),
     "builtins_dict_changed": (
@@ -625,15 +630,29 @@ LEAKS = {
         "    print('clean')", "clean"),
     "descriptor_left_open": (
         ESCAPE + "posix.dup(0)\nposix.dup(0)",
-        ESCAPE + "fd = posix.dup(0)\nposix.close(fd)\nprint(fd)", None),
+        ESCAPE + OPEN_DESCRIPTORS, None),
 }
 
 
 def fd_probe(srv, reuse):
-    """The descriptor number a fresh call gets for its first new descriptor."""
+    """How many descriptors a fresh call has open (a fresh warm process has two more than a
+    process for one call: its own /proc/self files; nothing of the zygote's)."""
     res = run(srv, warm(action(on_action(LEAKS["descriptor_left_open"][1])), reuse))
     assert res.status == 200, res
     return res.body["logs"][0]["message"]
+
+
+@pytest.mark.parametrize("reuse", [None, "fd-count"])
+def test_a_call_process_holds_no_descriptor_of_other_warm_processes(server, reuse):
+    """A call process is forked from the zygote, which holds the pipes of every warm process:
+    the call keeps none of them, so no handler can talk to another panel's process."""
+    srv = server("--set", "sandbox.workers=1")
+    wait_idle(srv)
+    before = fd_probe(srv, reuse and reuse + "-0")
+    for k in range(1, 6):  # five more warm processes in the zygote's pool
+        assert run(srv, warm(action(on_action("pass")), "other-%d" % k)).status == 200
+    assert len(status(srv)["warm"]) >= 5
+    assert fd_probe(srv, reuse and reuse + "-9") == before
 
 
 @pytest.mark.parametrize("reuse", REUSE_MODES)

@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -95,6 +97,20 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   return true;
 }
 
+// A forked call process holds every descriptor the zygote had, among them the pipes of the
+// warm processes of other keys (CLOEXEC only acts on exec): it keeps its own two and 0-2.
+void close_inherited(int request_fd, int result_fd) {
+  unsigned lo = static_cast<unsigned>(std::min(request_fd, result_fd));
+  unsigned hi = static_cast<unsigned>(std::max(request_fd, result_fd));
+  auto close_range = [](unsigned first, unsigned last) {
+    if (first <= last && ::syscall(SYS_close_range, first, last, 0) != 0)
+      for (unsigned fd = first; fd <= std::min(last, 4096u); ++fd) ::close(static_cast<int>(fd));
+  };
+  close_range(3, lo - 1);
+  close_range(lo + 1, hi - 1);
+  close_range(hi + 1, ~0u);
+}
+
 // Runs calls from `request_fd` until one may not be followed by another: a call without a
 // reuse key, a failed call, a call that changed interpreter-wide state (python_host's watch),
 // or a CPU budget too small for one more call. Each answer is one frame: the runner's JSON, a
@@ -108,6 +124,7 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   ::dup2(null_fd, 1);
   ::dup2(null_fd, 2);
   if (null_fd > 2) ::close(null_fd);
+  close_inherited(request_fd, result_fd);
   std::string payload;
   rusage before{};
   unsigned cpu_limit_s = 0;
