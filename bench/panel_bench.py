@@ -136,7 +136,9 @@ def wrk(port, item, seconds, connections, delay_ms=0, script=None):
                                         "delay": delay_ms})
         script = f.name
     before = steal()
-    out = subprocess.run(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
+    threads = min(2, connections)  # wrk needs at least one connection per thread
+    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds,
+                          "--latency",
                           "-s", script, "http://127.0.0.1:%d%s" % (port, ACTION_PATH)],
                          capture_output=True, text=True).stdout
     st = steal_pct(before, steal())
