@@ -104,14 +104,7 @@ def toggle(item):
 
 # --- HTTP (wrk) ---------------------------------------------------------------------------
 
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = %(body)s
-local delay_ms = %(delay)d
-if delay_ms > 0 then
-  delay = function() return delay_ms end
-end
+WRK_COUNT_FAILURES = """\
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) failed = {} end
@@ -126,6 +119,16 @@ function done(summary, latency, requests)
   end
 end
 """
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = %(body)s
+local delay_ms = %(delay)d
+if delay_ms > 0 then
+  delay = function() return delay_ms end
+end
+""" + WRK_COUNT_FAILURES
 
 
 def wrk(port, item, seconds, connections, delay_ms=0, script=None):
@@ -174,20 +177,7 @@ request = function()
   n = n + 1
   return wrk.format(nil, "/api/panels/c" .. (n %% panels) .. "/action")
 end
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) failed = {} end
-function response(status, headers, body)
-  if status ~= 200 then failed[status] = (failed[status] or 0) + 1 end
-end
-function done(summary, latency, requests)
-  for _, t in ipairs(threads) do
-    for status, n in pairs(t:get("failed")) do
-      io.write(string.format("failed status %%d: %%d\\n", status, n))
-    end
-  end
-end
-"""
+""" + WRK_COUNT_FAILURES
 
 
 def multi_panel_run(srv, a):

@@ -331,6 +331,29 @@ class panel_state {
                out.version, out.body});
   }
 
+  storage::atomic_env atomic_env() const {
+    return {env_.storages,        env_.sandbox,      env_.committer,
+            env_.request_timeout, env_.call_timeout, env_.max_retries};
+  }
+
+  // What an action run (one action or a batch) does between its attempts.
+  storage::atomic_hooks action_hooks() {
+    storage::atomic_hooks hooks;
+    hooks.before_attempt = [this]() -> caf::error {
+      // Actions whose oldest caller has given up by now are not run.
+      if (clock::now() - actions_.front().start > env_.call_timeout)
+        return make_error(errc::timeout, "the action waited too long in its queue");
+      action_generation_ = generation_;
+      return {};
+    };
+    if (env_.metrics) {
+      hooks.conflict = [m = env_.metrics] { m->count_conflict(); };
+      hooks.retry = [m = env_.metrics] { m->count_retry(); };
+      hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
+    }
+    return hooks;
+  }
+
   // Runs the actions at the queue's head, up to env.max_batch in one sandbox call
   // (action_batch.hpp), through storage/atomic_run.hpp: optimistically up to env.max_retries
   // conflicts, then once more with the storages locked, which cannot conflict.
@@ -345,21 +368,8 @@ class panel_state {
       while (n < actions_.size() && n < env_.max_batch && !actions_[n].alone) ++n;
     if (n > 1) return next_batch(n);
     auto& a = actions_.front();
-    storage::atomic_env aenv{env_.storages,        env_.sandbox,      env_.committer,
-                             env_.request_timeout, env_.call_timeout, env_.max_retries};
-    storage::atomic_hooks hooks;
-    hooks.before_attempt = [this]() -> caf::error {
-      // An action whose caller has given up by now is not run.
-      if (clock::now() - actions_.front().start > env_.call_timeout)
-        return make_error(errc::timeout, "the action waited too long in its queue");
-      action_generation_ = generation_;
-      return {};
-    };
-    if (env_.metrics) {
-      hooks.conflict = [m = env_.metrics] { m->count_conflict(); };
-      hooks.retry = [m = env_.metrics] { m->count_retry(); };
-      hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
-    }
+    auto aenv = atomic_env();
+    auto hooks = action_hooks();
     auto make_call = [this, name = a.action, payload = a.payload](const snapshot& s) {
       return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload),
                            call_timeout_ms(rec_), 0, warm_key()};
@@ -402,20 +412,8 @@ class panel_state {
   // timeout, a crash, a forged answer) each action runs again in a call of its own, so each
   // gets its own outcome.
   void next_batch(size_t n) {
-    storage::atomic_env aenv{env_.storages,        env_.sandbox,      env_.committer,
-                             env_.request_timeout, env_.call_timeout, env_.max_retries};
-    storage::atomic_hooks hooks;
-    hooks.before_attempt = [this]() -> caf::error {
-      if (clock::now() - actions_.front().start > env_.call_timeout)
-        return make_error(errc::timeout, "the action waited too long in its queue");
-      action_generation_ = generation_;
-      return {};
-    };
-    if (env_.metrics) {
-      hooks.conflict = [m = env_.metrics] { m->count_conflict(); };
-      hooks.retry = [m = env_.metrics] { m->count_retry(); };
-      hooks.locked = [m = env_.metrics] { m->count_locked_run(); };
-    }
+    auto aenv = atomic_env();
+    auto hooks = action_hooks();
     std::vector<queued_action> batch;
     for (size_t i = 0; i < n; ++i) batch.push_back({actions_[i].action, actions_[i].payload});
     auto make_call = [this, batch = std::move(batch)](const snapshot& s) {

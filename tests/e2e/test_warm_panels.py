@@ -27,6 +27,25 @@ def start(server, *extra):
     return srv
 
 
+# Counts, per run, how many runs this process has served, in storage t's "seen".
+TASK_COUNTING = ("def on_schedule(storage):\n"
+                 "    json.__all__.append('warm-probe')\n"
+                 "    t = storage['t']\n"
+                 "    t['runs'] = t.get('runs', 0) + 1\n"
+                 "    t['seen'] = t.get('seen', []) + [json.__all__.count('warm-probe')]\n")
+
+
+def run_task_times(srv, n):
+    """Runs task `job` n times, each once the one before committed; returns storage t's
+    "seen"."""
+    for run in range(1, n + 1):
+        res = srv.request("POST", "/api/tasks/job/run", {})
+        assert res.status in (200, 202), res
+        wait_until(lambda: srv.request("GET", "/api/storages/t").body["data"].get("runs") == run,
+                   timeout=10, message=f"run {run} committed")
+    return srv.request("GET", "/api/storages/t").body["data"]["seen"]
+
+
 def create(srv, path, body):
     res = srv.request("POST", path, body)
     assert res.status == 201, res
@@ -98,19 +117,9 @@ def test_a_warm_process_serves_at_most_reuse_max_calls(server):
 def test_a_task_reuses_its_warm_process_between_runs(server):
     srv = start(server)
     create(srv, "/api/storages", {"id": "t", "data": {}})
-    handler = ("def on_schedule(storage):\n"
-               "    json.__all__.append('warm-probe')\n"
-               "    t = storage['t']\n"
-               "    t['runs'] = t.get('runs', 0) + 1\n"
-               "    t['seen'] = t.get('seen', []) + [json.__all__.count('warm-probe')]\n")
     create(srv, "/api/tasks", {"id": "job", "schedule": "0 0 1 1 *", "storage_ids": ["t"],
-                               "handler": handler})
-    for run in (1, 2, 3):
-        res = srv.request("POST", "/api/tasks/job/run", {})
-        assert res.status in (200, 202), res
-        wait_until(lambda: srv.request("GET", "/api/storages/t").body["data"].get("runs") == run,
-                   timeout=10, message=f"run {run} committed")
-    assert srv.request("GET", "/api/storages/t").body["data"]["seen"] == [1, 2, 3]
+                               "handler": TASK_COUNTING})
+    assert run_task_times(srv, 3) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("value", ["sometimes", ""])
@@ -144,20 +153,11 @@ def test_a_panel_that_asks_for_a_fresh_process_gets_one_per_call_and_keeps_the_f
 def test_a_task_that_asks_for_a_fresh_process_gets_one_per_run(server):
     srv = start(server)
     create(srv, "/api/storages", {"id": "t", "data": {}})
-    handler = ("def on_schedule(storage):\n"
-               "    json.__all__.append('warm-probe')\n"
-               "    t = storage['t']\n"
-               "    t['runs'] = t.get('runs', 0) + 1\n"
-               "    t['seen'] = t.get('seen', []) + [json.__all__.count('warm-probe')]\n")
     res = srv.request("POST", "/api/tasks", {"id": "job", "schedule": "0 0 1 1 *",
-                                             "storage_ids": ["t"], "handler": handler,
+                                             "storage_ids": ["t"], "handler": TASK_COUNTING,
                                              "fresh_process": True})
     assert res.status == 201 and res.body["fresh_process"] is True, res
-    for run in (1, 2):
-        assert srv.request("POST", "/api/tasks/job/run", {}).status in (200, 202)
-        wait_until(lambda: srv.request("GET", "/api/storages/t").body["data"].get("runs") == run,
-                   timeout=10, message=f"run {run} committed")
-    assert srv.request("GET", "/api/storages/t").body["data"]["seen"] == [1, 1]
+    assert run_task_times(srv, 2) == [1, 1]
 
 
 def warm_of(srv, pid):
