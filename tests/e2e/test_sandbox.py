@@ -697,6 +697,25 @@ def test_a_first_call_of_new_code_keeps_its_warm_process(sandbox, code):
     assert second.body["warm"]["reused"] is True, second
 
 
+def test_a_warm_process_compiles_its_code_once(sandbox):
+    """New code is compiled by the first call only: the warm process keeps it for its later
+    calls, and a fresh process for the same code gets it compiled from the zygote."""
+    code = {"handler": on_action("storage['c']['n'] += 1"), "template": "<i>{{ c.n }} once</i>"}
+    body = warm(action(code["handler"], template=code["template"]), "compile-once")
+    answers = [run(sandbox, body) for _ in range(4)]
+    assert [a.status for a in answers] == [200] * 4, answers
+    assert [a.body["warm"]["reused"] for a in answers] == [False, True, True, True], answers
+    assert [a.body["process"]["compiled"] for a in answers] == [True, False, False, False], \
+        answers
+    assert [a.body["html"] for a in answers] == ["<i>2 once</i>"] * 4, answers
+    fresh = run(sandbox, action(code["handler"], template=code["template"]))
+    assert fresh.status == 200 and fresh.body["process"]["compiled"] is False, fresh
+    changed = run(sandbox, warm(action(on_action("storage['c']['n'] += 2"),
+                                       template=code["template"]), "compile-once"))
+    assert changed.status == 200 and changed.body["process"]["compiled"] is True, changed
+    assert changed.body["html"] == "<i>3 once</i>", changed
+
+
 # --- POST /api/sandbox/check -----------------------------------------------------------------
 
 @pytest.mark.parametrize("body,checked", [

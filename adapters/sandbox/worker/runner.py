@@ -51,7 +51,9 @@ _env = None
 
 # Templates and handlers compiled in the zygote (remember), inherited compiled by every call
 # process. Compiling runs no user code; a call process compiles new sources first, within its
-# limits, and only then does the zygote compile them too.
+# limits, and only then does the zygote compile them too. A call process also keeps what it
+# compiled, so a warm process compiles its panel's sources once, not on every call (these dicts
+# are not module dicts: filling them does not count as a change of interpreter state).
 _template_cache = {}
 _code_cache = {}
 CACHE_ENTRIES = 256
@@ -299,7 +301,7 @@ def _compile_handler(source):
         return cached
     try:
         code = compile(source, HANDLER_FILE, "exec", dont_inherit=True)
-        _state.fresh_template = len(source) <= CACHE_MAX_SOURCE
+        _state.fresh_template = _cache_store(_code_cache, source, code) or _state.fresh_template
         return code
     except (SyntaxError, ValueError) as e:  # ValueError: source contains NUL bytes
         raise _Failure(_syntax_error(e, "handler"))
@@ -549,12 +551,20 @@ def remember(template=None, handler=None):
 def _cache_put(cache, source, build):
     if len(source) > CACHE_MAX_SOURCE or source in cache:
         return
-    if len(cache) >= CACHE_ENTRIES:
-        cache.pop(next(iter(cache)))  # oldest first
     try:
-        cache[source] = build(source)
+        _cache_store(cache, source, build(source))
     except Exception:
         pass
+
+
+def _cache_store(cache, source, compiled):
+    """Keeps `compiled` for `source`; True if it fits the cache (the zygote will keep it too)."""
+    if len(source) > CACHE_MAX_SOURCE:
+        return False
+    if len(cache) >= CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))  # oldest first
+    cache[source] = compiled
+    return True
 
 
 def _compile_template(source):
@@ -565,7 +575,7 @@ def _compile_template(source):
         return cached
     try:
         template = _env.from_string(source)
-        _state.fresh_template = len(source) <= CACHE_MAX_SOURCE
+        _state.fresh_template = _cache_store(_template_cache, source, template) or _state.fresh_template
         return template
     except jinja2.TemplateSyntaxError as e:
         raise _Failure(

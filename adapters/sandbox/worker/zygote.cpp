@@ -377,11 +377,13 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
   if (!answer && !header.reuse_key.empty()) out.spoiled = "the call failed";
   // Where the time went, for the benchmarks' overhead figures: the fork (done before the call
   // arrived; 0 for a warm process), the call from sending the request to its answer, and the CPU
-  // time and page faults of the call process for this call.
+  // time and page faults of the call process for this call, and whether it had to compile its
+  // sources (false when the zygote or the warm process itself already held them compiled).
   result.pop_back();
   result += R"(,"zygote_us":{"fork":)" + std::to_string(fork_us) + R"(,"call":)" +
             std::to_string(micros(answered - started)) + R"(},"process":{"cpu_us":)" +
-            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults);
+            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults) +
+            R"(,"compiled":)" + (out.fresh ? "true" : "false");
   return result;
 }
 
