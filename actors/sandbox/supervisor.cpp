@@ -18,6 +18,7 @@ struct pending {
   call c;
   caf::response_promise promise;
   clock::time_point arrived;
+  int64_t queue_wait_us = -1;  // arrival to a worker taking it; -1 while it waits
   bool answered = false;
 };
 
@@ -79,7 +80,9 @@ class supervisor_logic {
   void finish(pending& p, call_result r) {
     if (p.answered) return;
     p.answered = true;
-    if (r.queue_wait_us == 0) r.queue_wait_us = micros(clock::now() - p.arrived);
+    // A call answered without reaching a worker waited until now (a dispatched call's wait may
+    // be 0 us; it must not count its run time as waiting).
+    r.queue_wait_us = p.queue_wait_us >= 0 ? p.queue_wait_us : micros(clock::now() - p.arrived);
     if (auto* m = st_->cfg.executor.metrics) m->count_call(p.c.kind, r);
     p.promise.deliver(std::move(r));
   }
@@ -134,23 +137,18 @@ class supervisor_logic {
       st_->queue.erase(next);
       s.busy = true;
       ++s.calls;
-      auto wait = micros(clock::now() - p.arrived);
+      p.queue_wait_us = micros(clock::now() - p.arrived);
       auto timeout = std::chrono::milliseconds(p.c.timeout_ms) + st_->cfg.executor.answer_grace +
                      std::chrono::seconds(10);
       auto shared = std::make_shared<pending>(std::move(p));
       s.current = shared;
       self_->request(s.executor, timeout, run_atom::value, shared->c)
-          .then(
-              [this, i, shared, wait](call_result& r) {
-                r.queue_wait_us = wait;
-                done(i, *shared, std::move(r));
-              },
-              [this, i, shared, wait](caf::error&) {
-                auto r =
-                    failed_result("crashed", "SandboxError", "the sandbox executor did not answer");
-                r.queue_wait_us = wait;
-                done(i, *shared, std::move(r));
-              });
+          .then([this, i, shared](call_result& r) { done(i, *shared, std::move(r)); },
+                [this, i, shared](caf::error&) {
+                  done(i, *shared,
+                       failed_result("crashed", "SandboxError",
+                                     "the sandbox executor did not answer"));
+                });
     }
     publish();
     if (!st_->queue.empty() && !st_->ticking) {

@@ -952,6 +952,21 @@ def test_a_call_waiting_past_queue_timeout_ms_times_out_saying_no_worker_was_fre
 
 # --- metrics ---------------------------------------------------------------------------------
 
+def test_a_call_taken_at_once_waits_for_nothing(server):
+    """One call at a time on an idle worker: each is taken as it arrives, so the queue waits
+    are a small part of the run times (a wait never counts the call's own run)."""
+    srv = server("--set", "sandbox.workers=1")
+    wait_idle(srv)
+    for _ in range(40):
+        res = run(srv, warm(action(on_action("pass")), "waits"))
+        assert res.status == 200, res
+    m = srv.metrics()
+    waited = m.get(("tessera_sandbox_queue_wait_seconds_sum", frozenset()), 0)
+    ran = m.get(("tessera_sandbox_call_duration_seconds_sum", frozenset({("kind", "action")})), 0)
+    assert m.get(("tessera_sandbox_queue_wait_seconds_count", frozenset()), 0) == 40
+    assert 0 < ran and waited < ran / 20, (waited, ran)
+
+
 def test_calls_are_counted_by_kind_and_result_with_durations_and_queue_waits(server):
     srv = server("--set", "sandbox.workers=1")
     wait_idle(srv)
