@@ -1,9 +1,13 @@
 #include "actors/sandbox/executor.hpp"
 
+#include <unistd.h>
+
 #include <caf/all.hpp>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "adapters/error.hpp"
+#include "adapters/sandbox/call_answer.hpp"
 #include "runtime/log.hpp"
 
 namespace tessera::sandbox {
@@ -14,6 +18,51 @@ using namespace std::chrono_literals;
 
 constexpr int crash_loop_after = 5;
 constexpr auto liveness_check = 250ms;
+constexpr size_t max_log_lines = 1000;  // the worker's limit (python_host.hpp, call_limits)
+constexpr auto release_timeout = 5s;    // the zygote ends a released process within this
+
+nlohmann::json header_of(const call& c, const executor_config& cfg) {
+  nlohmann::json header = {
+      {"kind", to_string(c.kind)},          {"timeout_ms", c.timeout_ms},
+      {"memory_mb", c.memory_mb},           {"max_output_bytes", cfg.max_output_bytes},
+      {"max_log_bytes", cfg.max_log_bytes}, {"max_json_depth", cfg.max_json_depth}};
+  if (cfg.reuse && !c.reuse_key.empty()) {
+    header["reuse_key"] = c.reuse_key;
+    header["reuse_max_calls"] = cfg.reuse_max_calls;
+    header["reuse_idle_ms"] = cfg.reuse_idle_ms;
+    header["warm_processes"] = cfg.warm_processes;
+  }
+  return header;
+}
+
+std::string framed(const nlohmann::json& header, const std::string& body) {
+  auto out = header.dump();
+  out += '\n';
+  out += body;
+  return out;
+}
+
+int64_t micros(wire::clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+// A warm process the worker's zygote lent this executor: its pipes, and what the zygote would
+// know of it had it relayed the calls.
+struct lent_process {
+  int64_t pid = 0;  // in the sandbox's pid namespace: the zygote's name for it
+  int request_fd = -1;
+  int result_fd = -1;
+  int64_t calls = 0;
+  int64_t uss_kib = -1;
+  int64_t pss_kib = -1;
+  wire::clock::time_point last_used;
+};
+
+// The key under which the zygote keeps a warm process: the reuse key and the call's limits
+// (the other limits are this executor's, the same for every call).
+std::string lend_key(const call& c) {
+  return c.reuse_key + '|' + std::to_string(c.timeout_ms) + '|' + std::to_string(c.memory_mb);
+}
 
 std::chrono::milliseconds backoff(int failures) {
   if (failures <= 1) return 0ms;
@@ -28,10 +77,19 @@ class slot_runner {
   void run() {
     while (!stopping_) {
       if (!worker_ && !start_worker()) continue;
-      self_->receive([&](run_atom, call& c) { self_->make_response_promise().deliver(execute(c)); },
-                     [&](stop_atom) { stopping_ = true; },
-                     caf::after(liveness_check) >> [&] { check_worker(); });
+      self_->receive(
+          [&](run_atom, call& c) {
+            self_->make_response_promise().deliver(execute(c));
+            retire_idle_lent();
+          },
+          [&](stop_atom) { stopping_ = true; },
+          caf::after(liveness_check) >>
+              [&] {
+                check_worker();
+                retire_idle_lent();
+              });
     }
+    drop_all_lent();
     worker_.reset();
   }
 
@@ -45,6 +103,7 @@ class slot_runner {
     if (cfg_.metrics) cfg_.metrics->count_restart(reason);
     runtime::log_error("sandbox worker " + std::to_string(slot_) + " replaced (" + reason +
                        "): " + why);
+    drop_all_lent();  // they die with their zygote
     worker_.reset();
     if (served_since_start_)
       failures_ = 1;
@@ -117,18 +176,30 @@ class slot_runner {
 
   call_result execute(const call& c) {
     auto started = wire::clock::now();
-    if (send(frame_payload(c, cfg_)) != wire::status::ok)
+    bool reusable = cfg_.reuse && !c.reuse_key.empty() && c.kind != call_kind::discard;
+    if (reusable) {
+      if (auto it = lent_.find(lend_key(c)); it != lent_.end())
+        if (auto direct = call_lent(it, c)) return finish(std::move(*direct), started);
+    }
+    auto header = header_of(c, cfg_);
+    if (reusable && worker_ && worker_->can_lend()) {
+      header["lend"] = true;
+      if (!lent_.empty()) header["lent_use"] = lent_use();
+    }
+    if (send(framed(header, c.body)) != wire::status::ok)
       return failed_result("unavailable", "SandboxUnavailable",
                            "no sandbox worker is running: " + last_error_);
     std::string answer;
     auto deadline = started + std::chrono::milliseconds(c.timeout_ms) + cfg_.answer_grace;
     auto got = worker_->receive(answer, deadline);
+    auto fds = worker_->take_fds();
     call_result result;
     if (got == wire::status::ok) {
       if (auto parsed = read_answer(std::move(answer))) {
         result = std::move(*parsed);
         served_since_start_ = true;
         failures_ = 0;
+        adopt_lent(c, result, fds);
       } else {
         last_error_ = "the worker sent an answer that is not a response object";
         restart("protocol", last_error_);
@@ -146,10 +217,217 @@ class slot_runner {
       restart("crashed", last_error_);
       result = failed_result("crashed", "SandboxError", last_error_);
     }
-    result.run_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(wire::clock::now() - started).count();
+    for (int fd : fds) ::close(fd);  // none left unless the answer did not lend them
+    return finish(std::move(result), started);
+  }
+
+  call_result finish(call_result result, wire::clock::time_point started) {
+    result.run_us = micros(wire::clock::now() - started);
+    if (!retired_.empty()) {  // retirements the zygote told of outside a call's answer
+      auto warm = nlohmann::json::parse(result.warm.empty() ? "{}" : result.warm, nullptr, false);
+      if (warm.is_object()) {
+        auto& list = warm["retired"];
+        if (!list.is_array()) list = nlohmann::json::array();
+        for (auto& r : retired_) list.push_back(std::move(r));
+        result.warm = warm.dump();
+      }
+      retired_ = nlohmann::json::array();
+    }
     if (worker_) report("idle");
     return result;
+  }
+
+  // --- lent warm processes -------------------------------------------------------------------
+  // The zygote lends a process that stays warm (its answer says "lent" and carries its two
+  // pipes); the key's next calls go to it directly, without the zygote's relay. The executor
+  // validates its answers as the zygote would, and gives it back ("release") when it may not
+  // serve again; the zygote ends it, and says how it ended when it did not answer.
+
+  // Takes the pipes an answer carried, when the zygote lent the process that ran the call.
+  void adopt_lent(const call& c, const call_result& result, std::vector<int>& fds) {
+    if (result.warm.empty()) return;
+    auto warm = nlohmann::json::parse(result.warm, nullptr, false);
+    if (!warm.is_object()) return;
+    forget_retired(warm);
+    if (fds.size() != 2 || !warm.value("lent", false)) return;
+    lent_process l;
+    l.pid = warm.value("pid", int64_t{0});
+    l.calls = warm.value("calls", int64_t{1});
+    l.uss_kib = warm.value("uss_kib", int64_t{-1});
+    l.pss_kib = warm.value("pss_kib", int64_t{-1});
+    l.request_fd = fds[0];
+    l.result_fd = fds[1];
+    l.last_used = wire::clock::now();
+    fds.clear();
+    auto key = lend_key(c);
+    if (auto old = lent_.find(key); old != lent_.end()) drop(old);
+    lent_.emplace(std::move(key), l);
+  }
+
+  // Drops the lent processes the zygote retired (evicted, discarded, replaced).
+  void forget_retired(const nlohmann::json& warm) {
+    auto retired = warm.find("retired");
+    if (retired == warm.end() || !retired->is_array()) return;
+    for (auto& r : *retired)
+      if (r.is_array() && r.size() >= 3 && r[2].is_number_integer())
+        for (auto it = lent_.begin(); it != lent_.end(); ++it)
+          if (it->second.pid == r[2].get<int64_t>()) {
+            drop(it);
+            break;
+          }
+  }
+
+  // [[pid, idle_ms, calls], ...]: how this executor used its lent processes, so the zygote's
+  // least-recently-used order stays true.
+  nlohmann::json lent_use() const {
+    auto now = wire::clock::now();
+    auto out = nlohmann::json::array();
+    for (auto& [_, l] : lent_)
+      out.push_back(
+          {l.pid, std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_used).count(),
+           l.calls});
+    return out;
+  }
+
+  void drop(std::map<std::string, lent_process>::iterator it) {
+    ::close(it->second.request_fd);
+    ::close(it->second.result_fd);
+    lent_.erase(it);
+  }
+
+  void drop_all_lent() {
+    while (!lent_.empty()) drop(lent_.begin());
+  }
+
+  // Runs `c` on its lent process; nullopt when the process was gone before it saw the call
+  // (the caller then runs it through the zygote).
+  std::optional<call_result> call_lent(std::map<std::string, lent_process>::iterator it,
+                                       const call& c) {
+    auto l = it->second;
+    auto sent_at = wire::clock::now();
+    if (wire::write_frame(l.request_fd, framed(header_of(c, cfg_), c.body)) != wire::status::ok) {
+      drop(it);
+      release(l.pid, "gone", c);
+      return std::nullopt;
+    }
+    size_t max_answer =
+        wire::max_answer_bytes(cfg_.max_output_bytes, cfg_.max_log_bytes, max_log_lines);
+    std::string text;
+    auto got = wire::read_frame(l.result_fd, text, max_answer,
+                                sent_at + std::chrono::milliseconds(c.timeout_ms));
+    wire::call_report report;
+    report.call_us = micros(wire::clock::now() - sent_at);
+    report.reused = true;
+    report.calls = l.calls + 1;
+    std::optional<wire::call_answer> answer;
+    if (got == wire::status::ok) answer = wire::split_answer(text);
+    std::string body;
+    if (answer) {
+      report.cpu_us = answer->cpu_us;
+      report.faults = answer->faults;
+      report.compiled = answer->fresh;
+      report.check_us = answer->check_us;
+      report.kept = answer->keep;
+      report.discarded = answer->spoiled;
+      body = std::move(answer->json);
+      if (answer->keep) {
+        auto& kept = it->second;
+        kept.calls = report.calls;
+        kept.last_used = wire::clock::now();
+        if (answer->uss_kib >= 0) {
+          kept.uss_kib = answer->uss_kib;
+          kept.pss_kib = answer->pss_kib;
+        }
+        report.pid = kept.pid;
+        report.uss_kib = kept.uss_kib;
+        report.pss_kib = kept.pss_kib;
+        report.lent = true;
+        if (kept.calls >= cfg_.reuse_max_calls) {
+          drop(it);
+          release(l.pid, "max_calls", c);
+        }
+      } else {
+        drop(it);
+        release(l.pid, "answered", c);
+      }
+    } else {
+      drop(it);
+      report.discarded = "the call failed";
+      if (got == wire::status::timed_out) {
+        release(l.pid, "timeout", c);
+        body = wire::timeout_error(static_cast<int>(c.timeout_ms));
+      } else if (got == wire::status::too_large) {
+        release(l.pid, "output_limit", c);
+        body = wire::output_limit_error(max_answer);
+      } else {
+        body = release(l.pid, "no_answer", c);
+        if (body.empty())
+          body = wire::error_json("crashed", "SandboxError",
+                                  "the handler's process ended without answering");
+      }
+    }
+    wire::close_answer(body, report);
+    auto parsed = read_answer(std::move(body));
+    if (!parsed)
+      return failed_result("crashed", "SandboxError", "the call process sent a malformed answer");
+    served_since_start_ = true;
+    failures_ = 0;
+    return parsed;
+  }
+
+  // Gives lent process `pid` back to the zygote, which ends it. Returns the zygote's account
+  // of how it ended when it gave no proper answer (an error answer), else "".
+  std::string release(int64_t pid, const char* reason, const call& c) {
+    if (!worker_) return {};
+    nlohmann::json header = {{"kind", "release"},
+                             {"pid", pid},
+                             {"reason", reason},
+                             {"timeout_ms", std::max<uint32_t>(c.timeout_ms, 1)},
+                             {"memory_mb", std::max<uint32_t>(c.memory_mb, 1)}};
+    std::string answer;
+    if (worker_->send(framed(header, "{}")) != wire::status::ok ||
+        worker_->receive(answer, wire::clock::now() + release_timeout) != wire::status::ok) {
+      for (int fd : worker_->take_fds()) ::close(fd);
+      worker_->kill();
+      last_error_ = "the worker did not answer a release (" + worker_->exit_description() + ")";
+      restart("protocol", last_error_);
+      return {};
+    }
+    for (int fd : worker_->take_fds()) ::close(fd);
+    auto j = nlohmann::json::parse(answer, nullptr, false);
+    if (!j.is_object()) return {};
+    if (auto warm = j.find("warm"); warm != j.end() && warm->is_object()) {
+      forget_retired(*warm);
+      if (auto r = warm->find("retired"); r != warm->end() && r->is_array())
+        for (auto& x : *r) retired_.push_back(x);
+    }
+    auto ended = j.find("ended");
+    return ended != j.end() && ended->is_object() ? ended->dump() : std::string{};
+  }
+
+  // Gives back the lent processes idle for sandbox.reuse_idle_ms, at most every liveness_check.
+  void retire_idle_lent() {
+    auto now = wire::clock::now();
+    if (lent_.empty() || now - last_idle_scan_ < liveness_check) return;
+    last_idle_scan_ = now;
+    auto idle = std::chrono::milliseconds(cfg_.reuse_idle_ms);
+    call probe;
+    probe.timeout_ms = 1000;
+    probe.memory_mb = 1;
+    std::vector<int64_t> idle_pids;
+    for (auto it = lent_.begin(); it != lent_.end();) {
+      auto next = std::next(it);
+      if (now - it->second.last_used >= idle) {
+        idle_pids.push_back(it->second.pid);
+        drop(it);
+      }
+      it = next;
+    }
+    for (auto pid : idle_pids) release(pid, "idle", probe);
+    if (!retired_.empty()) {
+      caf::anon_send(supervisor_, warm_atom::value, slot_, retired_.dump());
+      retired_ = nlohmann::json::array();
+    }
   }
 
   caf::blocking_actor* self_;
@@ -157,6 +435,9 @@ class slot_runner {
   size_t slot_;
   caf::actor supervisor_;
   std::unique_ptr<adapters::worker_process> worker_;
+  std::map<std::string, lent_process> lent_;          // by lend_key
+  nlohmann::json retired_ = nlohmann::json::array();  // told by release answers, not sent yet
+  wire::clock::time_point last_idle_scan_{};
   bool stopping_ = false;
   bool served_since_start_ = false;
   int failures_ = 0;
@@ -166,20 +447,7 @@ class slot_runner {
 }  // namespace
 
 std::string frame_payload(const call& c, const executor_config& cfg) {
-  nlohmann::json header = {
-      {"kind", to_string(c.kind)},          {"timeout_ms", c.timeout_ms},
-      {"memory_mb", c.memory_mb},           {"max_output_bytes", cfg.max_output_bytes},
-      {"max_log_bytes", cfg.max_log_bytes}, {"max_json_depth", cfg.max_json_depth}};
-  if (cfg.reuse && !c.reuse_key.empty()) {
-    header["reuse_key"] = c.reuse_key;
-    header["reuse_max_calls"] = cfg.reuse_max_calls;
-    header["reuse_idle_ms"] = cfg.reuse_idle_ms;
-    header["warm_processes"] = cfg.warm_processes;
-  }
-  auto out = header.dump();
-  out += '\n';
-  out += c.body;
-  return out;
+  return framed(header_of(c, cfg), c.body);
 }
 
 std::optional<call_result> read_answer(std::string answer) {

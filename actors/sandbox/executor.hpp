@@ -12,6 +12,17 @@
 //   (worker_atom, slot, state, pid, reason): state is starting | idle | backoff | crash_loop;
 //       pid the host pid of the worker's outermost process (0 when none); reason why it is not
 //       serving (empty when idle).
+//   (warm_atom, slot, retired): retired is a JSON array [[reuse_key, reason, pid], ...] of warm
+//       processes retired outside any call's answer (a lent process idle for
+//       sandbox.reuse_idle_ms).
+// Lent warm processes: under sandbox.reuse = "panel", the worker's zygote lends a warm process
+// that stays (its answer carries the process's two pipes over the worker's socket); the key's
+// next calls go to that process directly, skipping the zygote's relay. The executor checks each
+// answer as the zygote does (call_answer.hpp) and hands the process back ("release") once it
+// may not serve again (it failed, changed interpreter-wide state, timed out, served
+// reuse_max_calls, or sat idle for reuse_idle_ms); the zygote kills and reaps it and, for a
+// process that ended without answering, says why. Results look the same either way, with
+// "lent": true in their "warm" object.
 // Restarts: the first restart after a worker served calls is immediate; consecutive failures
 // (start failures, or deaths before a call succeeds) back off 100 ms, 200 ms, ... up to 10 s,
 // and from the fifth in a row the slot reports crash_loop and logs it once. While not serving,
@@ -28,6 +39,7 @@
 namespace tessera::sandbox {
 
 using worker_atom = caf::atom_constant<caf::atom("worker")>;
+using warm_atom = caf::atom_constant<caf::atom("warm")>;
 
 struct executor_config {
   adapters::worker_spawn_options spawn;

@@ -232,13 +232,28 @@ class supervisor_logic {
         if (m) m->count_warm_discarded(discard_reason(w));
       }
     }
-    if (auto retired = w.find("retired"); retired != w.end() && retired->is_array())
-      for (auto& r : *retired)
-        if (r.is_array() && r.size() == 2 && r[0].is_string() && r[1].is_string()) {
-          s.warm.erase(r[0].get<std::string>());
+    forget_retired(s, w.value("retired", nlohmann::json::array()));
+  }
+
+  // Warm processes a worker retired: [[reuse_key, reason, pid], ...].
+  void forget_retired(slot& s, const nlohmann::json& retired) {
+    auto* m = st_->cfg.executor.metrics;
+    if (retired.is_array())
+      for (auto& r : retired)
+        if (r.is_array() && r.size() >= 2 && r[0].is_string() && r[1].is_string()) {
+          // A record names the process's pid: the key may already have a newer process.
+          auto it = s.warm.find(r[0].get<std::string>());
+          bool same = r.size() < 3 || !r[2].is_number_integer() ||
+                      (it != s.warm.end() && it->second.pid == r[2].get<int64_t>());
+          if (it != s.warm.end() && same) s.warm.erase(it);
           if (m) m->count_warm_discarded(r[1].get<std::string>());
         }
     publish_warm();
+  }
+
+  void on_retired(size_t i, const std::string& text) {
+    if (i < st_->slots.size())
+      forget_retired(st_->slots[i], nlohmann::json::parse(text, nullptr, false));
   }
 
   static std::string discard_reason(const nlohmann::json& w) {
@@ -340,6 +355,7 @@ caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config
       [logic](worker_atom, size_t slot, std::string& state, int64_t pid, std::string& reason) {
         logic->on_event(slot, std::move(state), pid, std::move(reason));
       },
+      [logic](warm_atom, size_t slot, std::string& retired) { logic->on_retired(slot, retired); },
       [logic](tick_atom) { logic->on_tick(); },
   };
 }

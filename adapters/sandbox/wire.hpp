@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tessera::sandbox_wire {
 
@@ -29,6 +30,15 @@ status write_frame(int fd, std::string_view payload);
 
 // Reads one frame into `out`. `closed` means a clean EOF before any byte of the frame.
 status read_frame(int fd, std::string& out, size_t max_bytes, clock::time_point deadline);
+
+// Descriptor passing, for a Unix socket (the zygote lends a warm process's pipes to the
+// server this way): `write_frame_with_fds` sends `fds` (SCM_RIGHTS) with the frame's first
+// byte; `read_frame_with_fds` reads a frame as `read_frame` does and appends the descriptors
+// that came with it to `fds` (close-on-exec). On a pipe both behave as the plain calls, with
+// no descriptors.
+status write_frame_with_fds(int fd, std::string_view payload, const std::vector<int>& fds);
+status read_frame_with_fds(int fd, std::string& out, size_t max_bytes, clock::time_point deadline,
+                           std::vector<int>& fds);
 
 // Reads until EOF or `max_bytes` (then too_large), waiting at most until `deadline`.
 status read_to_end(int fd, std::string& out, size_t max_bytes, clock::time_point deadline);

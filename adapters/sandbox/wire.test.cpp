@@ -2,7 +2,11 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <thread>
+#include <vector>
 
 using namespace tessera::sandbox_wire;
 using namespace std::chrono_literals;
@@ -76,5 +80,39 @@ TEST_SUITE("adapters.sandbox") {
     p.close_writer();
     std::string out;
     CHECK(read_to_end(p.fds[0], out, 4096, clock::now() + 1s) == status::too_large);
+  }
+
+  TEST_CASE("a frame over a Unix socket carries descriptors the receiver can use") {
+    int sock[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) == 0);
+    pipe_pair lent;                // the receiver gets its write end and talks through it
+    std::string big(200000, 'z');  // more than the socket takes in one send
+    std::string out;
+    std::vector<int> fds;
+    std::thread reader{[&] {
+      CHECK(read_frame_with_fds(sock[1], out, 1 << 20, clock::now() + 5s, fds) == status::ok);
+    }};
+    REQUIRE(write_frame_with_fds(sock[0], big, {lent.fds[1]}) == status::ok);
+    reader.join();
+    CHECK(out == big);
+    REQUIRE(fds.size() == 1);
+    CHECK(fds[0] != lent.fds[1]);
+    CHECK((::fcntl(fds[0], F_GETFD) & FD_CLOEXEC) != 0);
+    REQUIRE(write_frame(fds[0], "through the passed pipe") == status::ok);
+    CHECK(read_frame(lent.fds[0], out, 1024, clock::now() + 1s) == status::ok);
+    CHECK(out == "through the passed pipe");
+    ::close(fds[0]);
+    ::close(sock[0]);
+    ::close(sock[1]);
+  }
+
+  TEST_CASE("on a pipe, the descriptor-passing read is a plain read with no descriptors") {
+    pipe_pair p;
+    REQUIRE(write_frame(p.fds[1], "plain") == status::ok);
+    std::string out;
+    std::vector<int> fds;
+    CHECK(read_frame_with_fds(p.fds[0], out, 1024, clock::now() + 1s, fds) == status::ok);
+    CHECK(out == "plain");
+    CHECK(fds.empty());
   }
 }

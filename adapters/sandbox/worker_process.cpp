@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,7 +195,10 @@ caf::expected<std::unique_ptr<worker_process>> worker_process::start(
 
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return spawn_error(strerror(errno));
-  if (::pipe2(out, O_CLOEXEC) != 0) {
+  w->can_lend_ = opts.level != isolation::gvisor;
+  int made = w->can_lend_ ? ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out)
+                          : ::pipe2(out, O_CLOEXEC);
+  if (made != 0) {
     ::close(in[0]);
     ::close(in[1]);
     return spawn_error(strerror(errno));
@@ -255,6 +259,7 @@ caf::expected<std::unique_ptr<worker_process>> worker_process::start(
 
 worker_process::~worker_process() {
   kill();
+  for (int fd : fds_) ::close(fd);
   if (to_worker_ >= 0) ::close(to_worker_);
   if (from_worker_ >= 0) ::close(from_worker_);
   if (!bundle_dir_.empty()) {
@@ -279,7 +284,8 @@ wire::status worker_process::send(std::string_view payload) {
 }
 
 wire::status worker_process::receive(std::string& answer, wire::clock::time_point deadline) {
-  return wire::read_frame(from_worker_, answer, max_answer_bytes_, deadline);
+  if (!can_lend_) return wire::read_frame(from_worker_, answer, max_answer_bytes_, deadline);
+  return wire::read_frame_with_fds(from_worker_, answer, max_answer_bytes_, deadline, fds_);
 }
 
 void worker_process::kill() {

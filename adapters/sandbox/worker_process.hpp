@@ -14,7 +14,9 @@
 //            slower (a fork costs ~15 ms there); for deployments that want a second kernel.
 //   process  no namespaces: only the per-call rlimits and seccomp filter of the worker itself.
 //            For machines without user namespaces; the server warns at start-up.
-// Either way the worker gets a minimal environment, no inherited descriptors beyond its pipes,
+// Either way the worker gets a minimal environment, no inherited descriptors beyond its pipes
+// (requests on a pipe; answers on a Unix socket, which can carry a lent process's pipes, or
+// under gvisor on a pipe),
 // its own process group, and dies with the server.
 //
 // Contract: `start` returns a worker that has sent its ready frame, or an error (unavailable)
@@ -31,6 +33,8 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "adapters/sandbox/wire.hpp"
 
@@ -62,6 +66,13 @@ class worker_process {
   sandbox_wire::status send(std::string_view payload);
   sandbox_wire::status receive(std::string& answer, sandbox_wire::clock::time_point deadline);
 
+  // Whether the worker can lend warm processes (hand their pipes over with an answer): its
+  // answers come over a Unix socket. Not under gvisor, whose descriptors are not the host's.
+  bool can_lend() const { return can_lend_; }
+  // The descriptors that came with the answers received since the last call (close-on-exec);
+  // the caller owns them.
+  std::vector<int> take_fds() { return std::exchange(fds_, {}); }
+
   // Host pid of the process the server started (bwrap, or the worker itself).
   pid_t pid() const { return pid_; }
 
@@ -86,6 +97,8 @@ class worker_process {
   std::string bundle_dir_;    // gvisor only: the OCI bundle and runsc's state
   std::string container_id_;  // gvisor only
   std::string exit_description_;
+  bool can_lend_ = false;
+  std::vector<int> fds_;
 };
 
 }  // namespace tessera::adapters

@@ -66,6 +66,9 @@ def warm_up(srv, reuse, **extra):
         second = run(srv, warm(action(on_action("pass"), **extra), reuse))
         assert second.status == 200 and second.body["warm"]["reused"] is True, (first, second)
         assert second.body["warm"]["kept"] is True, second
+        # The server now calls the process directly (it was lent), so the hostile and leaking
+        # calls below run on the path without the zygote's relay.
+        assert second.body["warm"]["lent"] is True, second
 
 
 def run(srv, body, headers=None):
@@ -714,6 +717,74 @@ def test_a_warm_process_compiles_its_code_once(sandbox):
                                        template=code["template"]), "compile-once"))
     assert changed.status == 200 and changed.body["process"]["compiled"] is True, changed
     assert changed.body["html"] == "<i>3 once</i>", changed
+
+
+def zygote_pids(srv):
+    """Host pids of the zygotes (the outermost tessera-sandbox of each worker)."""
+    parent, comm = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            parent[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            comm[int(entry)] = name
+
+    def under_server(pid):
+        while pid > 1:
+            if pid == srv.pid:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+    return [p for p, name in comm.items() if name == "tessera-sandbox" and under_server(p)
+            and comm.get(parent.get(p)) != "tessera-sandbox"]
+
+
+def test_a_lent_warm_process_serves_its_key_while_the_zygote_is_stopped(server):
+    """Once a key's process stays warm, the zygote lends it to the server: its later calls go to
+    it directly, so they are answered even while the zygote cannot run at all."""
+    srv = server("--set", "sandbox.workers=1")
+    wait_idle(srv)
+    body = warm(action(on_action("storage['c']['n'] += 1"), timeout_ms=1500), "direct")
+    first = run(srv, body)
+    assert first.status == 200 and first.body["warm"]["lent"] is True, first
+    (zygote,) = zygote_pids(srv)
+    os.kill(zygote, signal.SIGSTOP)
+    try:
+        answers = [run(srv, body) for _ in range(3)]
+    finally:
+        os.kill(zygote, signal.SIGCONT)
+    assert [a.status for a in answers] == [200] * 3, answers
+    assert [a.body["changed"] for a in answers] == [{"c": {"n": 2}}] * 3, answers
+    assert [a.body["warm"]["calls"] for a in answers] == [2, 3, 4], answers
+    assert {a.body["warm"]["pid"] for a in answers} == {first.body["warm"]["pid"]}, answers
+    assert all(a.body["warm"]["lent"] for a in answers), answers
+    (listed,) = [w for w in status(srv)["warm"] if w["key"] == "api:direct"]
+    assert listed["calls"] == 4 and listed["pid"] == first.body["warm"]["pid"], listed
+
+
+def test_warm_processes_beyond_the_bound_are_evicted_least_recently_used_first(server):
+    """The bound counts lent processes too, and "least recently used" is their use by the server
+    (which calls them directly), not the order in which the zygote lent them."""
+    srv = server("--set", "sandbox.workers=1", "--set", "sandbox.warm_processes=2")
+    wait_idle(srv)
+
+    def call(key):
+        res = run(srv, warm(action(on_action("pass")), key))
+        assert res.status == 200, res
+        return res.body["warm"]
+    call("a"), call("b")  # lent in this order: a, then b
+    for _ in range(3):
+        assert call("a")["reused"] is True  # a is now the most recently used
+    evicted = srv.metric("tessera_sandbox_warm_discarded_total", reason="evicted")
+    call("c")  # a third process: one of a and b must go
+    assert sorted(w["key"] for w in status(srv)["warm"]) == ["api:a", "api:c"]
+    assert srv.metric("tessera_sandbox_warm_discarded_total", reason="evicted") == evicted + 1
+    assert call("a")["reused"] is True
+    assert call("b")["reused"] is False
 
 
 # --- POST /api/sandbox/check -----------------------------------------------------------------

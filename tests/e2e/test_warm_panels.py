@@ -103,6 +103,11 @@ def test_an_idle_warm_process_is_retired_after_reuse_idle_ms(server):
     srv = start(server, "--set", "sandbox.reuse_idle_ms=200")
     make_panel(srv, "a", "sa")
     assert act(srv, "a", "sa") == 1
+    # Retired without any further call: the metrics and the listing say so on their own.
+    wait_until(lambda: discarded(srv, "idle") == 1, timeout=10,
+               message="the idle process counted as retired")
+    assert srv.metric("tessera_sandbox_warm_processes") == 0
+    assert warm_of(srv, "a") == []
     # The warm process is retired once idle for 200 ms: wait until a call finds a fresh one.
     wait_until(lambda: act(srv, "a", "sa") == 1, timeout=10, interval=0.3,
                message="a fresh process after the idle time")

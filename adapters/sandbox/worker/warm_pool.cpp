@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,13 +37,43 @@ void kill_and_reap(pid_t pid) {
 }
 
 std::optional<warm_process> warm_pool::take(const std::string& key) {
+  for (size_t i = 0; i < pool_.size(); ++i)
+    if (pool_[i].key == key) {
+      if (pool_[i].lent) {
+        retire_at(i, "replaced");
+        return std::nullopt;
+      }
+      auto w = std::move(pool_[i]);
+      pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(i));
+      return w;
+    }
+  return std::nullopt;
+}
+
+std::optional<warm_process> warm_pool::release(pid_t pid) {
   for (auto it = pool_.begin(); it != pool_.end(); ++it)
-    if (it->key == key) {
+    if (it->lent && it->process.pid == pid) {
       auto w = std::move(*it);
       pool_.erase(it);
       return w;
     }
   return std::nullopt;
+}
+
+void warm_pool::touch(pid_t pid, milliseconds idle, int calls) {
+  auto now = wire::clock::now();
+  for (auto& w : pool_)
+    if (w.lent && w.process.pid == pid) {
+      w.last_used = now - idle;
+      w.calls = calls;
+    }
+  std::stable_sort(pool_.begin(), pool_.end(), [](const warm_process& a, const warm_process& b) {
+    return a.last_used > b.last_used;
+  });
+}
+
+void warm_pool::record(const warm_process& w, const char* reason) {
+  retired_.push_back({w.key.substr(0, w.key.find('|')), reason, w.process.pid});
 }
 
 void warm_pool::put(warm_process w, size_t capacity) {
@@ -57,11 +88,18 @@ void warm_pool::retire(warm_process& w, const char* reason) {
 
 std::optional<milliseconds> warm_pool::retire_idle(milliseconds idle) {
   auto now = wire::clock::now();
-  while (!pool_.empty() && now - pool_.back().last_used >= idle)
-    retire_at(pool_.size() - 1, "idle");
-  if (pool_.empty()) return std::nullopt;
-  return std::chrono::duration_cast<milliseconds>(pool_.back().last_used + idle - now) +
-         milliseconds(1);
+  std::optional<milliseconds> next;
+  for (size_t i = pool_.size(); i-- > 0;) {
+    if (pool_[i].lent) continue;
+    if (now - pool_[i].last_used >= idle) {
+      retire_at(i, "idle");
+      continue;
+    }
+    auto due =
+        std::chrono::duration_cast<milliseconds>(pool_[i].last_used + idle - now) + milliseconds(1);
+    if (!next || due < *next) next = due;
+  }
+  return next;
 }
 
 int warm_pool::discard(const std::string& reuse_key) {
@@ -103,10 +141,10 @@ nlohmann::json warm_pool::drain_retired() {
 
 void warm_pool::retire_at(size_t i, const char* reason) {
   auto& w = pool_[i];
-  ::close(w.process.request_fd);
-  ::close(w.process.result_fd);
+  if (w.process.request_fd >= 0) ::close(w.process.request_fd);
+  if (w.process.result_fd >= 0) ::close(w.process.result_fd);
   kill_and_reap(w.process.pid);
-  retired_.push_back({w.key.substr(0, w.key.find('|')), reason});
+  record(w, reason);
   pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 

@@ -5,9 +5,13 @@
 // - `take` hands out the process of a key (it leaves the pool while it runs a call); `put`
 //   brings it back, evicting the least recently used beyond `capacity`.
 // - Retiring a process closes its pipes and kills and reaps it. Every retirement is recorded
-//   with its reason (`idle`, `evicted`, `max_calls`, `discarded`, `stopped`) until
+//   with its reason (`idle`, `evicted`, `max_calls`, `discarded`, `stopped`, `replaced`) until
 //   `drain_retired` hands the records to the next answer, so the server can tell why each
 //   process went.
+// - A lent process (see warm_process::lent) is never retired for idleness here: the server,
+//   which sees its calls, retires it (`release`). `take` does not hand it out: a call that
+//   reaches the zygote for a lent key means the server let go of it, so it is retired
+//   (`replaced`) and the call gets a fresh process. Records are [key, reason, pid].
 // - `list` describes the pool for GET /api/sandbox: key, pid (in the sandbox's namespace),
 //   calls served, idle time, and private memory (USS) and PSS in KiB as the process last
 //   measured itself (its own /proc/self/smaps_rollup, opened before confinement: the zygote
@@ -45,6 +49,10 @@ struct warm_process {
   wire::clock::time_point last_used;
   int64_t uss_kib = -1;  // -1: not measured yet
   int64_t pss_kib = -1;
+  // Lent to the server: the server holds its pipes (the zygote closed its own) and calls it
+  // directly; the zygote still owns its life (kill, reap) and its place in the pool, and
+  // learns its use from the server (`touch`).
+  bool lent = false;
 };
 
 // USS (Private_Clean + Private_Dirty) and PSS from the text of /proc/<pid>/smaps_rollup.
@@ -62,10 +70,18 @@ class warm_pool {
   std::optional<std::chrono::milliseconds> retire_idle(std::chrono::milliseconds idle);
   // Retires every process whose key starts with `reuse_key` (any limits); returns how many.
   int discard(const std::string& reuse_key);
+  // Takes the lent process `pid` out of the pool (not killed, no record): the server is done
+  // with it.
+  std::optional<warm_process> release(pid_t pid);
+  // The server used lent process `pid` `idle` ago and it has served `calls`: keeps the pool's
+  // use order (and so its evictions) true to the server's use.
+  void touch(pid_t pid, std::chrono::milliseconds idle, int calls);
+  // Records a retirement the caller carried out itself.
+  void record(const warm_process& w, const char* reason);
   void clear();
 
   nlohmann::json list() const;
-  // [[key, reason], ...] of the processes retired since the last call.
+  // [[key, reason, pid], ...] of the processes retired since the last call.
   nlohmann::json drain_retired();
 
  private:

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <vector>
 
+#include "adapters/sandbox/call_answer.hpp"
 #include "adapters/sandbox/wire.hpp"
 #include "adapters/sandbox/worker/warm_pool.hpp"
 
@@ -39,6 +41,14 @@ struct call_header {
   int reuse_max_calls = 10000;
   int reuse_idle_ms = 60000;
   int warm_processes = 64;
+  // Lend a process that stays warm to the server (its pipes go out with the answer; fd 1 is a
+  // Unix socket then), so the key's next calls skip the zygote.
+  bool lend = false;
+  // The server's use of its lent processes since it last said: [pid, idle_ms, calls] each.
+  std::vector<std::array<int64_t, 3>> lent_use;
+  // kind "release": the lent process `release_pid` is done, and how it ended for the server.
+  int64_t release_pid = -1;
+  std::string release_reason;
 
   std::string warm_key() const {
     return reuse_key + '|' + std::to_string(timeout_ms) + '|' + std::to_string(limits.memory_mb) +
@@ -61,12 +71,7 @@ int64_t micros(wire::clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-std::string error_json(std::string_view kind, std::string_view type, const std::string& message) {
-  nlohmann::json j = {{"ok", false},
-                      {"error", {{"kind", kind}, {"type", type}, {"message", message}}},
-                      {"logs", nlohmann::json::array()}};
-  return j.dump();
-}
+using wire::error_json;
 
 bool parse_header(std::string_view text, call_header& out, std::string& problem) {
   auto j = nlohmann::json::parse(text, nullptr, false);
@@ -90,6 +95,16 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
   number("reuse_max_calls", out.reuse_max_calls);
   number("reuse_idle_ms", out.reuse_idle_ms);
   number("warm_processes", out.warm_processes);
+  if (auto it = j.find("lend"); it != j.end() && it->is_boolean()) out.lend = it->get<bool>();
+  if (auto it = j.find("lent_use"); it != j.end() && it->is_array())
+    for (auto& u : *it)
+      if (u.is_array() && u.size() == 3 && u[0].is_number_integer() && u[1].is_number_integer() &&
+          u[2].is_number_integer())
+        out.lent_use.push_back({u[0].get<int64_t>(), u[1].get<int64_t>(), u[2].get<int64_t>()});
+  if (auto it = j.find("pid"); it != j.end() && it->is_number_integer())
+    out.release_pid = it->get<int64_t>();
+  if (auto it = j.find("reason"); it != j.end() && it->is_string())
+    out.release_reason = it->get<std::string>();
   if (out.timeout_ms <= 0 || out.limits.memory_mb <= 0) {
     problem = "timeout_ms and memory_mb must be positive";
     return false;
@@ -116,7 +131,8 @@ void close_inherited(int request_fd, int result_fd) {
 // or a CPU budget too small for one more call. Each answer is one frame: the runner's JSON, a
 // NUL (which JSON text never contains), and a trailer the zygote reads (below).
 [[noreturn]] void call_process(python_host& python, const confinement& rules, int request_fd,
-                               int result_fd, size_t address_space, size_t scratch_bytes) {
+                               int result_fd, size_t address_space, size_t scratch_bytes,
+                               const std::string& scratch_dir) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   int null_fd = ::open("/dev/null", O_RDWR);
   if (null_fd < 0) ::_exit(exit_confinement_failed);
@@ -179,6 +195,10 @@ void close_inherited(int request_fd, int result_fd) {
                   (keep ? " 1 " : " 0 ") + std::to_string(check_us) + " " +
                   std::to_string(uss_kib) + " " + std::to_string(pss_kib) + " " + spoiled;
       before = usage;
+      // A process that stays leaves the scratch dir empty for whatever runs next: with a lent
+      // process the zygote does not see the call end. (No thread of the handler can outlive
+      // the call: seccomp denies clone.)
+      if (keep) empty_dir(scratch_dir);
       if (wire::write_frame(result_fd, response) != wire::status::ok || !keep) ::_exit(0);
     } catch (const std::bad_alloc&) {
       ::_exit(exit_out_of_memory);
@@ -186,7 +206,8 @@ void close_inherited(int request_fd, int result_fd) {
   }
 }
 
-spare fork_spare(python_host& python, const confinement& rules, size_t scratch_bytes) {
+spare fork_spare(python_host& python, const confinement& rules, size_t scratch_bytes,
+                 const std::string& scratch_dir) {
   int req[2], res[2];
   if (::pipe2(req, O_CLOEXEC) != 0) return {};
   if (::pipe2(res, O_CLOEXEC) != 0) {
@@ -200,7 +221,7 @@ spare fork_spare(python_host& python, const confinement& rules, size_t scratch_b
   if (pid == 0) {
     ::close(req[1]);
     ::close(res[0]);
-    call_process(python, rules, req[0], res[1], address_space, scratch_bytes);
+    call_process(python, rules, req[0], res[1], address_space, scratch_bytes, scratch_dir);
   }
   ::close(req[0]);
   ::close(res[1]);
@@ -261,42 +282,6 @@ int reap(pid_t pid, wire::clock::time_point deadline) {
   }
 }
 
-// A well-formed answer from the call process: the JSON object, the trailer's numbers.
-struct call_answer {
-  std::string json;
-  bool fresh = false;
-  int64_t cpu_us = 0;
-  int64_t faults = 0;
-  bool keep = false;     // the process waits for another call of its key
-  int64_t check_us = 0;  // what the state check after the call cost
-  int64_t uss_kib = -1;  // memory as the process last measured itself (-1: not yet)
-  int64_t pss_kib = -1;
-  std::string spoiled;  // if not, why (empty for a call without a reuse key)
-};
-
-std::optional<call_answer> split_answer(std::string& out) {
-  auto nul = out.rfind('\0');
-  if (nul == std::string::npos || nul == 0) return std::nullopt;
-  call_answer a;
-  int fresh = 0, keep = 0, used = 0;
-  long long cpu = 0, faults = 0, check = 0, uss = -1, pss = -1;
-  if (std::sscanf(out.c_str() + nul + 1, "%d %lld %lld %d %lld %lld %lld %n", &fresh, &cpu, &faults,
-                  &keep, &check, &uss, &pss, &used) != 7)
-    return std::nullopt;
-  a.check_us = check;
-  a.uss_kib = uss;
-  a.pss_kib = pss;
-  a.keep = keep == 1;
-  a.spoiled = out.substr(nul + 1 + used);
-  out.resize(nul);
-  if (out.front() != '{' || out.back() != '}' || !nlohmann::json::accept(out)) return std::nullopt;
-  a.json = std::move(out);
-  a.fresh = fresh == 1;
-  a.cpu_us = cpu;
-  a.faults = faults;
-  return a;
-}
-
 // What happened to the process that ran a call, for the answer's "process" member.
 struct call_outcome {
   bool fresh = false;        // the call compiled sources the zygote has not cached
@@ -307,7 +292,18 @@ struct call_outcome {
   int64_t check_us = 0;
   int64_t uss_kib = -1;  // the process's memory as it last measured itself
   int64_t pss_kib = -1;
+  wire::call_report report;  // the figures of the call (fork, call, CPU, faults, compiled)
 };
+
+// What the zygote answers for a process that ended without a proper answer: how it ended says
+// why (`status` from waitpid).
+std::string unanswered_error(int status, const call_header& header) {
+  bool exited_cleanly = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return !exited_cleanly ? classify_exit(status, header)
+                         : error_json("crashed", "SandboxError",
+                                      "the call process sent a malformed answer (did the "
+                                      "handler write to or close its descriptors?)");
+}
 
 // Runs one call on `sp`. When the process may serve its key again (`out.kept`), `sp` stays
 // intact; otherwise it is consumed: killed, and reaped now or (`pending_reap`) after the answer.
@@ -321,15 +317,14 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
   auto sent = wire::write_frame(sp.request_fd, payload);
   out.undelivered = sent != wire::status::ok;
   std::string answer_text;
-  // Room for the storages and the HTML (each up to the limit) plus logs and JSON framing.
-  size_t max_answer = 2 * header.limits.max_output_bytes + 2 * header.limits.max_log_bytes +
-                      64 * header.limits.max_log_lines + (64 << 10);
+  size_t max_answer = wire::max_answer_bytes(
+      header.limits.max_output_bytes, header.limits.max_log_bytes, header.limits.max_log_lines);
   auto got = sent != wire::status::ok
                  ? sent
                  : wire::read_frame(sp.result_fd, answer_text, max_answer, deadline);
   auto answered = wire::clock::now();
-  std::optional<call_answer> answer;
-  if (got == wire::status::ok) answer = split_answer(answer_text);
+  std::optional<wire::call_answer> answer;
+  if (got == wire::status::ok) answer = wire::split_answer(answer_text);
   bool keep = answer && answer->keep && !header.reuse_key.empty();
   pid_t pid = sp.pid;
   auto fork_us = sp.fork_us;
@@ -357,33 +352,25 @@ std::string run_call(spare& sp, const call_header& header, std::string_view payl
     result = std::move(answer->json);
   } else if (got == wire::status::timed_out) {
     reap(pid, answered);
-    result = error_json("timeout", "TimeoutError",
-                        "the call did not finish within its timeout of " +
-                            std::to_string(header.timeout_ms) + " ms");
+    result = wire::timeout_error(header.timeout_ms);
   } else if (got == wire::status::too_large) {
     reap(pid, answered);
-    result = error_json("output_limit", "ValueError",
-                        "the call's answer exceeded " + std::to_string(max_answer) + " bytes");
+    result = wire::output_limit_error(max_answer);
   } else {
     // No proper answer: how the process ended says why (it may still be running if a handler
     // closed the pipe itself; it gets until the deadline).
-    int status = reap(pid, deadline);
-    bool exited_cleanly = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    result = !exited_cleanly ? classify_exit(status, header)
-                             : error_json("crashed", "SandboxError",
-                                          "the call process sent a malformed answer (did the "
-                                          "handler write to or close its descriptors?)");
+    result = unanswered_error(reap(pid, deadline), header);
   }
   if (!answer && !header.reuse_key.empty()) out.spoiled = "the call failed";
   // Where the time went, for the benchmarks' overhead figures: the fork (done before the call
   // arrived; 0 for a warm process), the call from sending the request to its answer, and the CPU
   // time and page faults of the call process for this call, and whether it had to compile its
   // sources (false when the zygote or the warm process itself already held them compiled).
-  result.pop_back();
-  result += R"(,"zygote_us":{"fork":)" + std::to_string(fork_us) + R"(,"call":)" +
-            std::to_string(micros(answered - started)) + R"(},"process":{"cpu_us":)" +
-            std::to_string(cpu_us) + R"(,"minor_faults":)" + std::to_string(faults) +
-            R"(,"compiled":)" + (out.fresh ? "true" : "false");
+  out.report.fork_us = fork_us;
+  out.report.call_us = micros(answered - started);
+  out.report.cpu_us = cpu_us;
+  out.report.faults = faults;
+  out.report.compiled = out.fresh;
   return result;
 }
 
@@ -396,6 +383,30 @@ bool wait_for_request(warm_pool& warm, milliseconds idle) {
     if (r > 0) return true;
     if (r < 0 && errno != EINTR) return false;
   }
+}
+
+// A lent process the server is done with (kind "release"): ends it and answers how it ended.
+// The server sends one when the process answered but may not stay ("answered": it exits by
+// itself), gave no proper answer ("no_answer": the answer says why, as for a relayed call),
+// took too long or answered too much ("timeout", "output_limit"), is idle or served its
+// maximum ("idle", "max_calls": recorded as retirements), or was gone when the server wrote
+// to it ("gone").
+std::string release(warm_pool& warm, const call_header& header) {
+  auto w = warm.release(static_cast<pid_t>(header.release_pid));
+  std::string ended = "null";
+  if (w) {
+    const auto& why = header.release_reason;
+    pid_t pid = w->process.pid;
+    if (why == "answered" || why == "no_answer" || why == "gone") {
+      int status = reap(pid, wire::clock::now() + milliseconds(header.timeout_ms));
+      if (why == "no_answer") ended = unanswered_error(status, header);
+    } else {
+      kill_and_reap(pid);
+    }
+    if (why == "idle" || why == "max_calls") warm.record(*w, why.c_str());
+  }
+  return std::string{R"({"ok":true,"released":)"} + (w ? "true" : "false") + R"(,"ended":)" +
+         ended + R"(,"logs":[],"warm":{"retired":)" + warm.drain_retired().dump() + "}}";
 }
 
 }  // namespace
@@ -419,7 +430,7 @@ void empty_dir(const std::string& dir) {
 
 int run_zygote(python_host& python, const confinement& rules, const zygote_options& options) {
   std::string payload;
-  auto next = fork_spare(python, rules, options.scratch_bytes);
+  auto next = fork_spare(python, rules, options.scratch_bytes, options.scratch_dir);
   warm_pool warm;
   milliseconds idle{60000};
   for (;;) {
@@ -437,18 +448,23 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
     std::string problem;
     call_outcome outcome;
     bool ran = parse_header(parts.header, header, problem);
+    for (auto& [pid, idle_ms, calls] : header.lent_use)
+      warm.touch(static_cast<pid_t>(pid), milliseconds(idle_ms), static_cast<int>(calls));
     std::string answer;
+    std::vector<int> lend_fds;
     bool used_spare = false;
-    int calls_before = 0;
     if (!ran) {
       answer = error_json("bad_request", "ValueError", problem);
     } else if (header.kind == "discard") {  // the key's code changed or its owner is gone
       int n = warm.discard(header.reuse_key);
       answer = R"({"ok":true,"discarded":)" + std::to_string(n) +
                R"(,"logs":[],"warm":{"retired":)" + warm.drain_retired().dump() + "}}";
+    } else if (header.kind == "release") {
+      answer = release(warm, header);
     } else {
       idle = milliseconds(std::max(1, header.reuse_idle_ms));
       std::optional<warm_process> w;
+      int calls_before = 0;
       if (!header.reuse_key.empty()) w = warm.take(header.warm_key());
       if (w) {
         calls_before = w->calls;
@@ -458,15 +474,16 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
       }
       if (!w) {
         used_spare = true;
+        calls_before = 0;
         w = warm_process{header.warm_key(), next, 0, {}};
         answer = run_call(w->process, header, payload, outcome);
       }
-      answer += R"(},"warm":{"reused":)" + std::string(calls_before ? "true" : "false") +
-                R"(,"calls":)" + std::to_string(calls_before + 1) + R"(,"kept":)" +
-                (outcome.kept ? "true" : "false") + R"(,"check_us":)" +
-                std::to_string(outcome.check_us);
-      if (!outcome.spoiled.empty())
-        answer += R"(,"discarded":)" + nlohmann::json(outcome.spoiled).dump();
+      auto& report = outcome.report;
+      report.reused = calls_before > 0;
+      report.calls = calls_before + 1;
+      report.kept = outcome.kept;
+      report.check_us = outcome.check_us;
+      report.discarded = outcome.spoiled;
       if (outcome.kept) {
         w->calls = calls_before + 1;
         w->last_used = wire::clock::now();
@@ -474,27 +491,36 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
           w->uss_kib = outcome.uss_kib;
           w->pss_kib = outcome.pss_kib;
         }
-        answer += R"(,"pid":)" + std::to_string(w->process.pid);
-        if (w->uss_kib >= 0)
-          answer += R"(,"uss_kib":)" + std::to_string(w->uss_kib) + R"(,"pss_kib":)" +
-                    std::to_string(w->pss_kib);
-        if (w->calls < header.reuse_max_calls)
-          warm.put(std::move(*w), static_cast<size_t>(std::max(0, header.warm_processes)));
-        else
+        report.pid = w->process.pid;
+        report.uss_kib = w->uss_kib;
+        report.pss_kib = w->pss_kib;
+        if (w->calls >= header.reuse_max_calls) {
           warm.retire(*w, "max_calls");  // served its maximum
+        } else {
+          if (header.lend) {
+            // The server calls it directly from now on; the zygote keeps only its pid.
+            lend_fds = {w->process.request_fd, w->process.result_fd};
+            w->process.request_fd = w->process.result_fd = -1;
+            w->lent = true;
+            report.lent = true;
+          }
+          warm.put(std::move(*w), static_cast<size_t>(std::max(0, header.warm_processes)));
+        }
       }
-      auto retired = warm.drain_retired();
-      if (!retired.empty()) answer += R"(,"retired":)" + retired.dump();
-      answer += "}}";
+      report.retired_json = warm.drain_retired().dump();
+      wire::close_answer(answer, report);
     }
-    if (wire::write_frame(1, answer) != wire::status::ok) return 1;
+    auto sent = lend_fds.empty() ? wire::write_frame(1, answer)
+                                 : wire::write_frame_with_fds(1, answer, lend_fds);
+    for (int fd : lend_fds) ::close(fd);
+    if (sent != wire::status::ok) return 1;
     // Off the caller's path: reap, clean up, learn the sources, fork the next call's process.
     if (outcome.pending_reap > 0)
       while (::waitpid(outcome.pending_reap, nullptr, 0) < 0 && errno == EINTR) {
       }
     empty_dir(options.scratch_dir);
     if (outcome.fresh) python.remember(std::string{parts.body});
-    if (used_spare) next = fork_spare(python, rules, options.scratch_bytes);
+    if (used_spare) next = fork_spare(python, rules, options.scratch_bytes, options.scratch_dir);
   }
 }
 
