@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/panel_bench.py [--runs 3] [--duration 6] [--workers 2]
                                           [--connections 8] [--reuse panel|call]
-                                          [--max-batch 64] [--panels 1]
+                                          [--max-batch 64] [--panels 1] [--set KEY=VALUE ...]
 
 --panels N (N > 1) measures instead N counter panels c0..cN-1, each bound to a storage of its
 own, their `inc` action POSTed by wrk -t2 -c<connections> cycling through the panels: HTTP peak
@@ -312,11 +312,14 @@ def main():
     ap.add_argument("--panels", type=int, default=1, help="N counter panels instead (HTTP peak)")
     ap.add_argument("--connections", type=int, default=8,
                     help="wrk connections / WebSocket clients at the peak (paced: twice)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="another server setting (repeatable), e.g. runtime.scheduler_threads=2")
     a = ap.parse_args()
+    extra = [x for kv in a.set for x in ("--set", kv)]
     rows = {k: [] for k in ("http", "http paced", "ws", "ws paced")}
     for run in range(a.runs):
         srv = Server("--set", "sandbox.workers=%d" % a.workers, "--set", "sandbox.reuse=" + a.reuse,
-                     "--set", "panels.max_batch=%d" % a.max_batch)
+                     "--set", "panels.max_batch=%d" % a.max_batch, *extra)
         try:
             if a.panels > 1:
                 rows["http"].append(multi_panel_run(srv, a))

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/sandbox_bench.py [--runs 3] [--duration 6] [--workers 0]
                                             [--calls 300] [--isolation bwrap|gvisor|process]
-                                            [--warm-keys 0]
+                                            [--warm-keys 0] [--set KEY=VALUE ...]
 
 Prints, as medians over `runs` fresh servers:
   throughput  trivial action calls/s (handler + template, through POST /api/sandbox/run and the
@@ -151,10 +151,13 @@ def main():
     ap.add_argument("--warm-keys", type=int, default=0,
                     help="calls carry one of this many reuse keys (warm processes, as panels' "
                          "calls do); 0: a fresh process per call")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="another server setting (repeatable), e.g. runtime.scheduler_threads=2")
     a = ap.parse_args()
+    extra = [x for kv in a.set for x in ("--set", kv)]
     results = {"throughput": [], "render": [], "overhead": [], "recovery": []}
     for run in range(a.runs):
-        iso = ("--set", "sandbox.isolation=" + a.isolation)
+        iso = ("--set", "sandbox.isolation=" + a.isolation, *extra)
         srv = Server("--set", "sandbox.workers=%d" % a.workers, *iso)
         try:
             srv.post("/api/sandbox/run", TRIVIAL)

@@ -1,6 +1,8 @@
 #include "runtime/system.hpp"
 
+#include <algorithm>
 #include <string>
+#include <thread>
 
 #include "adapters/error.hpp"
 
@@ -18,7 +20,11 @@ system_config::system_config(
     }
     return out;
   });
-  if (scheduler_threads > 0) set("scheduler.max-threads", static_cast<size_t>(scheduler_threads));
+  // 0 means one per core. CAF's own default is at least 4, which on a 2-core machine puts four
+  // workers to sleep and wakes them on every hop of an action's path (24 sleeps per todo
+  // action, against 2 cores: bench/README.md, "lent warm processes; scheduler threads").
+  if (scheduler_threads == 0) scheduler_threads = std::max(1u, std::thread::hardware_concurrency());
+  set("scheduler.max-threads", static_cast<size_t>(scheduler_threads));
   // Work sharing: one queue, and every enqueue wakes a sleeping worker at once. CAF's default
   // work stealing lets an idle worker poll with 50 us sleeps (about 130 us on this machine class)
   // before an enqueue from an I/O or executor thread is seen, on every hop of an action's path

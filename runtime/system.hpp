@@ -14,7 +14,8 @@ namespace tessera::runtime {
 
 class system_config : public caf::actor_system_config {
  public:
-  // `scheduler_threads` 0 keeps CAF's default of one per core.
+  // `scheduler_threads` 0: one per core (std::thread::hardware_concurrency), not CAF's default
+  // of at least 4.
   explicit system_config(
       uint32_t scheduler_threads,
       const std::vector<std::function<void(caf::actor_system_config&)>>& message_registrations);
