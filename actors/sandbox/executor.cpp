@@ -260,7 +260,11 @@ class slot_runner {
     l.last_used = wire::clock::now();
     fds.clear();
     auto key = lend_key(c);
-    if (auto old = lent_.find(key); old != lent_.end()) drop(old);
+    if (auto old = lent_.find(key); old != lent_.end()) {  // not expected: give it back
+      auto old_pid = old->second.pid;
+      drop(old);
+      release(old_pid, "replaced", c);
+    }
     lent_.emplace(std::move(key), l);
   }
 
@@ -360,7 +364,11 @@ class slot_runner {
         release(l.pid, "output_limit", c);
         body = wire::output_limit_error(max_answer);
       } else {
-        body = release(l.pid, "no_answer", c);
+        // It may still run (a handler that closed its own pipe): it gets what is left of the
+        // call's time before the zygote kills it.
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            sent_at + std::chrono::milliseconds(c.timeout_ms) - wire::clock::now());
+        body = release(l.pid, "no_answer", c, std::max<int64_t>(1, left.count()));
         if (body.empty())
           body = wire::error_json("crashed", "SandboxError",
                                   "the handler's process ended without answering");
@@ -370,23 +378,29 @@ class slot_runner {
     auto parsed = read_answer(std::move(body));
     if (!parsed)
       return failed_result("crashed", "SandboxError", "the call process sent a malformed answer");
-    served_since_start_ = true;
-    failures_ = 0;
+    if (worker_) {  // not when a release found the worker broken and replaced it
+      served_since_start_ = true;
+      failures_ = 0;
+    }
     return parsed;
   }
 
-  // Gives lent process `pid` back to the zygote, which ends it. Returns the zygote's account
-  // of how it ended when it gave no proper answer (an error answer), else "".
-  std::string release(int64_t pid, const char* reason, const call& c) {
+  // Gives lent process `pid` back to the zygote, which ends it: at once, or for a process that
+  // ends by itself ("answered", "no_answer", "gone") after at most `wait_ms`. `c` is the call
+  // it ran (its limits name the failure). Returns the zygote's account of how the process
+  // ended when it gave no proper answer (an error answer), else "".
+  std::string release(int64_t pid, const char* reason, const call& c, int64_t wait_ms = 1000) {
     if (!worker_) return {};
     nlohmann::json header = {{"kind", "release"},
                              {"pid", pid},
                              {"reason", reason},
+                             {"wait_ms", wait_ms},
                              {"timeout_ms", std::max<uint32_t>(c.timeout_ms, 1)},
                              {"memory_mb", std::max<uint32_t>(c.memory_mb, 1)}};
     std::string answer;
+    auto deadline = wire::clock::now() + std::chrono::milliseconds(wait_ms) + release_timeout;
     if (worker_->send(framed(header, "{}")) != wire::status::ok ||
-        worker_->receive(answer, wire::clock::now() + release_timeout) != wire::status::ok) {
+        worker_->receive(answer, deadline) != wire::status::ok) {
       for (int fd : worker_->take_fds()) ::close(fd);
       worker_->kill();
       last_error_ = "the worker did not answer a release (" + worker_->exit_description() + ")";

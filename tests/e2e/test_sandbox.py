@@ -766,6 +766,25 @@ def test_a_lent_warm_process_serves_its_key_while_the_zygote_is_stopped(server):
     assert listed["calls"] == 4 and listed["pid"] == first.body["warm"]["pid"], listed
 
 
+def test_a_lent_process_that_closes_its_pipes_and_spins_times_out_without_a_worker_restart(
+        sandbox):
+    """A handler in a lent process that closes its answer pipe and keeps running gives the
+    server an end of file long before its deadline: the process still gets the rest of its
+    time, then is killed and reported as a timeout, and the worker is not replaced."""
+    limits = {"timeout_ms": 6500}
+    warm_up(sandbox, "spinner", **limits)
+    restarts = slot_restarts(sandbox)
+    spin = on_action("for fd in range(3, 64):\n    try:\n        posix.close(fd)\n"
+                     "    except OSError:\n        pass\nwhile True:\n    pass", ESCAPE)
+    started = time.monotonic()
+    res = run(sandbox, warm(action(spin, **limits), "spinner"))
+    elapsed = time.monotonic() - started
+    body = sandbox_problem(res, 422, "timeout")
+    assert "6500 ms" in body["error"]["message"], body
+    assert 6.0 <= elapsed < 9.0, elapsed
+    assert_serves_next_call(sandbox, restarts, "spinner", **limits)
+
+
 def test_warm_processes_beyond_the_bound_are_evicted_least_recently_used_first(server):
     """The bound counts lent processes too, and "least recently used" is their use by the server
     (which calls them directly), not the order in which the zygote lent them."""

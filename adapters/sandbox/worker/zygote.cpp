@@ -49,6 +49,7 @@ struct call_header {
   // kind "release": the lent process `release_pid` is done, and how it ended for the server.
   int64_t release_pid = -1;
   std::string release_reason;
+  int release_wait_ms = 1000;  // how long a process that ends by itself may take
 
   std::string warm_key() const {
     return reuse_key + '|' + std::to_string(timeout_ms) + '|' + std::to_string(limits.memory_mb) +
@@ -105,6 +106,7 @@ bool parse_header(std::string_view text, call_header& out, std::string& problem)
     out.release_pid = it->get<int64_t>();
   if (auto it = j.find("reason"); it != j.end() && it->is_string())
     out.release_reason = it->get<std::string>();
+  number("wait_ms", out.release_wait_ms);
   if (out.timeout_ms <= 0 || out.limits.memory_mb <= 0) {
     problem = "timeout_ms and memory_mb must be positive";
     return false;
@@ -389,8 +391,9 @@ bool wait_for_request(warm_pool& warm, milliseconds idle) {
 // The server sends one when the process answered but may not stay ("answered": it exits by
 // itself), gave no proper answer ("no_answer": the answer says why, as for a relayed call),
 // took too long or answered too much ("timeout", "output_limit"), is idle or served its
-// maximum ("idle", "max_calls": recorded as retirements), or was gone when the server wrote
-// to it ("gone").
+// maximum ("idle", "max_calls": recorded as retirements), was gone when the server wrote
+// to it ("gone"), or was lent twice for one key ("replaced"). A process that ends by itself
+// gets `wait_ms` (what was left of its call's time) before it is killed.
 std::string release(warm_pool& warm, const call_header& header) {
   auto w = warm.release(static_cast<pid_t>(header.release_pid));
   std::string ended = "null";
@@ -398,7 +401,7 @@ std::string release(warm_pool& warm, const call_header& header) {
     const auto& why = header.release_reason;
     pid_t pid = w->process.pid;
     if (why == "answered" || why == "no_answer" || why == "gone") {
-      int status = reap(pid, wire::clock::now() + milliseconds(header.timeout_ms));
+      int status = reap(pid, wire::clock::now() + milliseconds(header.release_wait_ms));
       if (why == "no_answer") ended = unanswered_error(status, header);
     } else {
       kill_and_reap(pid);
