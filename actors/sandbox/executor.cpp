@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "actors/sandbox/lent_pool.hpp"
 #include "adapters/error.hpp"
 #include "adapters/sandbox/call_answer.hpp"
 #include "runtime/log.hpp"
@@ -14,6 +15,7 @@ namespace tessera::sandbox {
 namespace {
 
 namespace wire = tessera::sandbox_wire;
+using wire::micros;
 using namespace std::chrono_literals;
 
 constexpr int crash_loop_after = 5;
@@ -42,28 +44,6 @@ std::string framed(const nlohmann::json& header, const std::string& body) {
   return out;
 }
 
-int64_t micros(wire::clock::duration d) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-}
-
-// A warm process the worker's zygote lent this executor: its pipes, and what the zygote would
-// know of it had it relayed the calls.
-struct lent_process {
-  int64_t pid = 0;  // in the sandbox's pid namespace: the zygote's name for it
-  int request_fd = -1;
-  int result_fd = -1;
-  int64_t calls = 0;
-  int64_t uss_kib = -1;
-  int64_t pss_kib = -1;
-  wire::clock::time_point last_used;
-};
-
-// The key under which the zygote keeps a warm process: the reuse key and the call's limits
-// (the other limits are this executor's, the same for every call).
-std::string lend_key(const call& c) {
-  return c.reuse_key + '|' + std::to_string(c.timeout_ms) + '|' + std::to_string(c.memory_mb);
-}
-
 std::chrono::milliseconds backoff(int failures) {
   if (failures <= 1) return 0ms;
   return std::min<std::chrono::milliseconds>(100ms * (1 << std::min(failures - 2, 7)), 10s);
@@ -89,7 +69,7 @@ class slot_runner {
                 retire_idle_lent();
               });
     }
-    drop_all_lent();
+    lent_.clear();
     worker_.reset();
   }
 
@@ -103,7 +83,7 @@ class slot_runner {
     if (cfg_.metrics) cfg_.metrics->count_restart(reason);
     runtime::log_error("sandbox worker " + std::to_string(slot_) + " replaced (" + reason +
                        "): " + why);
-    drop_all_lent();  // they die with their zygote
+    lent_.clear();  // they die with their zygote
     worker_.reset();
     if (served_since_start_)
       failures_ = 1;
@@ -178,13 +158,14 @@ class slot_runner {
     auto started = wire::clock::now();
     bool reusable = cfg_.reuse && !c.reuse_key.empty() && c.kind != call_kind::discard;
     if (reusable) {
-      if (auto it = lent_.find(lend_key(c)); it != lent_.end())
-        if (auto direct = call_lent(it, c)) return finish(std::move(*direct), started);
+      auto key = lend_key(c);
+      if (auto* l = lent_.find(key))
+        if (auto direct = call_lent(key, *l, c)) return finish(std::move(*direct), started);
     }
     auto header = header_of(c, cfg_);
     if (reusable && worker_ && worker_->can_lend()) {
       header["lend"] = true;
-      if (!lent_.empty()) header["lent_use"] = lent_use();
+      if (!lent_.empty()) header["lent_use"] = lent_.use(wire::clock::now());
     }
     if (send(framed(header, c.body)) != wire::status::ok)
       return failed_result("unavailable", "SandboxUnavailable",
@@ -243,74 +224,27 @@ class slot_runner {
   // validates its answers as the zygote would, and gives it back ("release") when it may not
   // serve again; the zygote ends it, and says how it ended when it did not answer.
 
-  // Takes the pipes an answer carried, when the zygote lent the process that ran the call.
+  // Takes the pipes an answer carried, when the zygote lent the process that ran the call, and
+  // forgets the lent processes the zygote says it retired.
   void adopt_lent(const call& c, const call_result& result, std::vector<int>& fds) {
     if (result.warm.empty()) return;
     auto warm = nlohmann::json::parse(result.warm, nullptr, false);
     if (!warm.is_object()) return;
-    forget_retired(warm);
-    if (fds.size() != 2 || !warm.value("lent", false)) return;
-    lent_process l;
-    l.pid = warm.value("pid", int64_t{0});
-    l.calls = warm.value("calls", int64_t{1});
-    l.uss_kib = warm.value("uss_kib", int64_t{-1});
-    l.pss_kib = warm.value("pss_kib", int64_t{-1});
-    l.request_fd = fds[0];
-    l.result_fd = fds[1];
-    l.last_used = wire::clock::now();
-    fds.clear();
-    auto key = lend_key(c);
-    if (auto old = lent_.find(key); old != lent_.end()) {  // not expected: give it back
-      auto old_pid = old->second.pid;
-      drop(old);
-      release(old_pid, "replaced", c);
-    }
-    lent_.emplace(std::move(key), l);
-  }
-
-  // Drops the lent processes the zygote retired (evicted, discarded, replaced).
-  void forget_retired(const nlohmann::json& warm) {
-    auto retired = warm.find("retired");
-    if (retired == warm.end() || !retired->is_array()) return;
-    for (auto& r : *retired)
-      if (r.is_array() && r.size() >= 3 && r[2].is_number_integer())
-        for (auto it = lent_.begin(); it != lent_.end(); ++it)
-          if (it->second.pid == r[2].get<int64_t>()) {
-            drop(it);
-            break;
-          }
-  }
-
-  // [[pid, idle_ms, calls], ...]: how this executor used its lent processes, so the zygote's
-  // least-recently-used order stays true.
-  nlohmann::json lent_use() const {
-    auto now = wire::clock::now();
-    auto out = nlohmann::json::array();
-    for (auto& [_, l] : lent_)
-      out.push_back(
-          {l.pid, std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_used).count(),
-           l.calls});
-    return out;
-  }
-
-  void drop(std::map<std::string, lent_process>::iterator it) {
-    ::close(it->second.request_fd);
-    ::close(it->second.result_fd);
-    lent_.erase(it);
-  }
-
-  void drop_all_lent() {
-    while (!lent_.empty()) drop(lent_.begin());
+    lent_.forget_retired(warm.value("retired", nlohmann::json::array()));
+    auto l = lent_from(warm, fds, wire::clock::now());
+    if (!l) return;
+    fds.clear();                                       // the pool owns them now
+    if (auto replaced = lent_.adopt(lend_key(c), *l))  // not expected: give it back
+      release(*replaced, "replaced", c);
   }
 
   // Runs `c` on its lent process; nullopt when the process was gone before it saw the call
   // (the caller then runs it through the zygote).
-  std::optional<call_result> call_lent(std::map<std::string, lent_process>::iterator it,
-                                       const call& c) {
-    auto l = it->second;
+  std::optional<call_result> call_lent(const std::string& key, lent_process& kept, const call& c) {
+    auto l = kept;  // `kept` goes when the pool drops it
     auto sent_at = wire::clock::now();
     if (wire::write_frame(l.request_fd, framed(header_of(c, cfg_), c.body)) != wire::status::ok) {
-      drop(it);
+      lent_.drop(key);
       release(l.pid, "gone", c);
       return std::nullopt;
     }
@@ -335,7 +269,6 @@ class slot_runner {
       report.discarded = answer->spoiled;
       body = std::move(answer->json);
       if (answer->keep) {
-        auto& kept = it->second;
         kept.calls = report.calls;
         kept.last_used = wire::clock::now();
         if (answer->uss_kib >= 0) {
@@ -347,15 +280,15 @@ class slot_runner {
         report.pss_kib = kept.pss_kib;
         report.lent = true;
         if (kept.calls >= cfg_.reuse_max_calls) {
-          drop(it);
+          lent_.drop(key);
           release(l.pid, "max_calls", c);
         }
       } else {
-        drop(it);
+        lent_.drop(key);
         release(l.pid, "answered", c);
       }
     } else {
-      drop(it);
+      lent_.drop(key);
       report.discarded = "the call failed";
       if (got == wire::status::timed_out) {
         release(l.pid, "timeout", c);
@@ -411,7 +344,7 @@ class slot_runner {
     auto j = nlohmann::json::parse(answer, nullptr, false);
     if (!j.is_object()) return {};
     if (auto warm = j.find("warm"); warm != j.end() && warm->is_object()) {
-      forget_retired(*warm);
+      lent_.forget_retired(warm->value("retired", nlohmann::json::array()));
       if (auto r = warm->find("retired"); r != warm->end() && r->is_array())
         for (auto& x : *r) retired_.push_back(x);
     }
@@ -428,16 +361,7 @@ class slot_runner {
     call probe;
     probe.timeout_ms = 1000;
     probe.memory_mb = 1;
-    std::vector<int64_t> idle_pids;
-    for (auto it = lent_.begin(); it != lent_.end();) {
-      auto next = std::next(it);
-      if (now - it->second.last_used >= idle) {
-        idle_pids.push_back(it->second.pid);
-        drop(it);
-      }
-      it = next;
-    }
-    for (auto pid : idle_pids) release(pid, "idle", probe);
+    for (auto pid : lent_.take_idle(now, idle)) release(pid, "idle", probe);
     if (!retired_.empty()) {
       caf::anon_send(supervisor_, warm_atom::value, slot_, retired_.dump());
       retired_ = nlohmann::json::array();
@@ -449,7 +373,7 @@ class slot_runner {
   size_t slot_;
   caf::actor supervisor_;
   std::unique_ptr<adapters::worker_process> worker_;
-  std::map<std::string, lent_process> lent_;          // by lend_key
+  lent_pool lent_;
   nlohmann::json retired_ = nlohmann::json::array();  // told by release answers, not sent yet
   wire::clock::time_point last_idle_scan_{};
   bool stopping_ = false;

@@ -25,6 +25,11 @@ std::string_view to_string(status s);
 
 using clock = std::chrono::steady_clock;
 
+// A duration in whole microseconds, as the answers report times.
+inline int64_t micros(clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
 status write_all(int fd, std::string_view bytes);
 status write_frame(int fd, std::string_view payload);
 

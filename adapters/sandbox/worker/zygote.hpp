@@ -3,9 +3,10 @@
 // It reads request frames from fd 0 and answers each with exactly one response frame on fd 1,
 // in order. A call runs in a process forked from the zygote's warm interpreter: a fresh one
 // (forked ahead as a spare) for a keyless call or a new key, or the key's warm process
-// (sandbox.reuse = "panel"; warm_pool.hpp). A call process: stdin/stdout/stderr become
-// /dev/null (the protocol pipes are out of reach), rlimits and the seccomp filter go on, then
-// runner.run() executes the call and writes its answer on a private pipe. The zygote waits at
+// (sandbox.reuse = "panel"; warm_pool.hpp). A call process (call_process.hpp): stdin/stdout/
+// stderr become /dev/null (the protocol pipes are out of reach), rlimits and the seccomp
+// filter go on, then runner.run() executes the call and writes its answer on a private pipe
+// (the request header: call_header.hpp). The zygote waits at
 // most the call's timeout, kills the process on timeout or when its answer exceeds the output
 // limit, reaps it, empties the scratch dir, and answers with the runner's JSON or with an
 // error it writes itself: timeout, memory_limit, crashed (signal or exit status) or
@@ -36,8 +37,5 @@ struct zygote_options {
 
 // Serves until fd 0 closes; returns the process exit code.
 int run_zygote(python_host& python, const confinement& rules, const zygote_options& options);
-
-// Removes everything inside `dir`, not `dir` itself.
-void empty_dir(const std::string& dir);
 
 }  // namespace tessera::sandbox_worker
