@@ -60,13 +60,15 @@ std::optional<warm_process> warm_pool::release(pid_t pid) {
   return std::nullopt;
 }
 
-void warm_pool::touch(pid_t pid, milliseconds idle, int calls) {
+void warm_pool::touch(const std::vector<std::array<int64_t, 3>>& use) {
+  if (use.empty()) return;
   auto now = wire::clock::now();
-  for (auto& w : pool_)
-    if (w.lent && w.process.pid == pid) {
-      w.last_used = now - idle;
-      w.calls = calls;
-    }
+  for (auto& [pid, idle_ms, calls] : use)
+    for (auto& w : pool_)
+      if (w.lent && w.process.pid == pid) {
+        w.last_used = now - milliseconds(idle_ms);
+        w.calls = static_cast<int>(calls);
+      }
   std::stable_sort(pool_.begin(), pool_.end(), [](const warm_process& a, const warm_process& b) {
     return a.last_used > b.last_used;
   });

@@ -20,6 +20,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -73,9 +74,9 @@ class warm_pool {
   // Takes the lent process `pid` out of the pool (not killed, no record): the server is done
   // with it.
   std::optional<warm_process> release(pid_t pid);
-  // The server used lent process `pid` `idle` ago and it has served `calls`: keeps the pool's
-  // use order (and so its evictions) true to the server's use.
-  void touch(pid_t pid, std::chrono::milliseconds idle, int calls);
+  // The server's use of its lent processes, [pid, idle_ms, calls] each: keeps the pool's use
+  // order (and so its evictions) true to the server's use.
+  void touch(const std::vector<std::array<int64_t, 3>>& use);
   // Records a retirement the caller carried out itself.
   void record(const warm_process& w, const char* reason);
   void clear();

@@ -225,8 +225,7 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
     std::string problem;
     call_outcome outcome;
     bool ran = parse_header(parts.header, header, problem);
-    for (auto& [pid, idle_ms, calls] : header.lent_use)
-      warm.touch(static_cast<pid_t>(pid), milliseconds(idle_ms), static_cast<int>(calls));
+    warm.touch(header.lent_use);
     std::string answer;
     std::vector<int> lend_fds;
     bool used_spare = false;
