@@ -286,8 +286,7 @@ int run_zygote(python_host& python, const confinement& rules, const zygote_optio
       report.retired_json = warm.drain_retired().dump();
       wire::close_answer(answer, report);
     }
-    auto sent = lend_fds.empty() ? wire::write_frame(1, answer)
-                                 : wire::write_frame_with_fds(1, answer, lend_fds);
+    auto sent = wire::write_frame_with_fds(1, answer, lend_fds);  // a plain frame without fds
     for (int fd : lend_fds) ::close(fd);
     if (sent != wire::status::ok) return 1;
     // Off the caller's path: reap, clean up, learn the sources, fork the next call's process.
