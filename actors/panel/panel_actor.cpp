@@ -4,8 +4,11 @@
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
 
 #include "actors/panel/action_batch.hpp"
+#include "actors/panel/call_ahead.hpp"
 #include "actors/panel/panel_ops.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/atomic_run.hpp"
@@ -27,6 +30,7 @@ struct pending_action {
   reply_promise rp;
   clock::time_point start = clock::now();
   bool alone = false;  // its batch failed as a whole: it runs in a call of its own
+  uint64_t seq = 0;    // arrival number
 };
 
 // The outcome of a render: what subscribers and GET /render get.
@@ -75,6 +79,12 @@ class panel_state {
   }
 
   void storage_changed(const std::string& id, int64_t version) {
+    auto& heard = heard_[id];
+    heard = std::max(heard, version);
+    if (known_) {
+      auto it = known_->find(id);
+      if (it == known_->end() || it->second.version != version) known_.reset();
+    }
     if (cache_valid_) {
       auto it = cache_versions_.find(id);
       if (it != cache_versions_.end() && it->second == version) return;  // the state we show
@@ -97,6 +107,7 @@ class panel_state {
       return rp;
     }
     actions_.push_back({std::move(name), std::move(payload), rp});
+    actions_.back().seq = next_seq_++;
     if (!acting_) next_action();
     return rp;
   }
@@ -191,6 +202,9 @@ class panel_state {
                 auto old_key = warm_key();
                 bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
                 rec_ = *candidate;
+                ++definition_;
+                known_.reset();
+                if (rebound) heard_.clear();
                 if (old_key != warm_key() || limits_changed)
                   sandbox::discard_warm(env_.sandbox, old_key);
                 if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
@@ -337,8 +351,9 @@ class panel_state {
   }
 
   // What an action run (one action or a batch) does between its attempts.
-  storage::atomic_hooks action_hooks() {
+  storage::atomic_hooks action_hooks(size_t n) {
     storage::atomic_hooks hooks;
+    hooks.committing = [this, n](const snapshot& after) { speculate(n, after); };
     hooks.before_attempt = [this]() -> caf::error {
       // Actions whose oldest caller has given up by now are not run.
       if (clock::now() - actions_.front().start > env_.call_timeout)
@@ -363,21 +378,15 @@ class panel_state {
       return;
     }
     acting_ = true;
-    size_t n = 1;
-    if (!actions_.front().alone)
-      while (n < actions_.size() && n < env_.max_batch && !actions_[n].alone) ++n;
-    if (n > 1) return next_batch(n);
-    auto& a = actions_.front();
-    auto aenv = atomic_env();
-    auto hooks = action_hooks();
-    auto make_call = [this, name = a.action, payload = a.payload](const snapshot& s) {
-      return sandbox::call{sandbox::call_kind::action, call_body(rec_, s, &name, &payload),
-                           call_timeout_ms(rec_), 0, warm_key()};
-    };
+    auto start = ahead();
+    size_t n = start.answer ? spec_->count : runnable(0);
+    spec_.reset();
+    if (n > 1) return next_batch(n, std::move(start));
     storage::run_atomically(
-        self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),
-        std::move(hooks), [this](caf::expected<storage::atomic_outcome> out) {
+        self_, atomic_env(), rec_.storage_ids, "panel '" + rec_.id + "'", call_for(0, 1),
+        action_hooks(1), std::move(start), [this](caf::expected<storage::atomic_outcome> out) {
           if (!out) return finish_action(out.error());
+          remember_state(*out);
           const json& changed = out->answer["changed"];
           action_committed(out->after, out->answer, changed, action_generation_);
         });
@@ -411,19 +420,12 @@ class panel_state {
   // succeeded changed; each action gets its own reply. When the call fails as a whole (a
   // timeout, a crash, a forged answer) each action runs again in a call of its own, so each
   // gets its own outcome.
-  void next_batch(size_t n) {
-    auto aenv = atomic_env();
-    auto hooks = action_hooks();
-    std::vector<queued_action> batch;
-    for (size_t i = 0; i < n; ++i) batch.push_back({actions_[i].action, actions_[i].payload});
-    auto make_call = [this, batch = std::move(batch)](const snapshot& s) {
-      return sandbox::call{sandbox::call_kind::action, batch_body(rec_, s, batch),
-                           call_timeout_ms(rec_), 0, warm_key()};
-    };
+  void next_batch(size_t n, storage::atomic_start start) {
     if (env_.metrics) env_.metrics->count_batch(n);
     storage::run_atomically(
-        self_, aenv, rec_.storage_ids, "panel '" + rec_.id + "'", std::move(make_call),
-        std::move(hooks), [this, n](caf::expected<storage::atomic_outcome> out) {
+        self_, atomic_env(), rec_.storage_ids, "panel '" + rec_.id + "'", call_for(0, n),
+        action_hooks(n), std::move(start), [this, n](caf::expected<storage::atomic_outcome> out) {
+          if (out) remember_state(*out);
           auto outcomes = out ? split_batch(out->answer, n, out->after) : std::nullopt;
           bool failed_whole = out ? !outcomes : code_of(out.error()) == errc::sandbox_failed;
           if (failed_whole) {
@@ -445,6 +447,78 @@ class panel_state {
           }
           next_action();
         });
+  }
+
+  // The next run starts on the state this one committed, without reading it, unless this one
+  // had to retry (others write these storages too: the next run reads) or a change heard
+  // meanwhile is newer. A state gone stale unheard costs one conflict (atomic_run.hpp).
+  void remember_state(const storage::atomic_outcome& out) {
+    if (out.conflicts > 0) return;
+    for (auto& [id, entry] : out.after) {
+      auto h = heard_.find(id);
+      if (h != heard_.end() && h->second > entry.version) return;
+    }
+    known_ = out.after;
+  }
+
+  // How many actions from queue position `from` go in one call: up to env.max_batch, and one
+  // alone when its batch failed as a whole.
+  size_t runnable(size_t from) const {
+    if (from >= actions_.size()) return 0;
+    if (actions_[from].alone) return 1;
+    size_t n = 1;
+    while (from + n < actions_.size() && n < env_.max_batch && !actions_[from + n].alone) ++n;
+    return n;
+  }
+
+  // The sandbox call of the `n` actions from queue position `from` (a batch when n > 1).
+  std::function<sandbox::call(const snapshot&)> call_for(size_t from, size_t n) {
+    std::vector<queued_action> batch;
+    for (size_t i = from; i < from + n; ++i)
+      batch.push_back({actions_[i].action, actions_[i].payload});
+    return [this, batch = std::move(batch)](const snapshot& s) {
+      auto body = batch.size() == 1 ? call_body(rec_, s, &batch[0].name, &batch[0].payload)
+                                    : batch_body(rec_, s, batch);
+      return sandbox::call{sandbox::call_kind::action, std::move(body), call_timeout_ms(rec_), 0,
+                           warm_key()};
+    };
+  }
+
+  // The run of the first `n` queued actions is committing, and would leave `after`: the
+  // actions behind them get their call now, on that state, so the sandbox works while the
+  // commit and its replies are on their way. Their own commit waits for this one (ahead()).
+  void speculate(size_t n, const snapshot& after) {
+    spec_.reset();  // an earlier attempt's guess
+    size_t m = runnable(n);
+    if (m == 0 || actions_[n].alone) return;
+    auto sp = std::make_shared<call_ahead>();
+    sp->first = actions_[n].seq;
+    sp->count = m;
+    sp->definition = definition_;
+    sp->state = after;
+    spec_ = sp;
+    if (env_.metrics) env_.metrics->count_call_ahead(false);
+    self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, call_for(n, m)(after))
+        .then([sp](sandbox::call_result& r) { sp->answer(std::move(r)); },
+              [sp](caf::error&) { sp->answer(std::nullopt); });
+  }
+
+  // How the run at the queue's head starts: on the call made ahead for it when the run before
+  // committed exactly the state that call saw (versions never repeat, so that commit's
+  // If-Match then holds only if nothing else wrote since), else on the state the last run
+  // committed, if any (remember_state), else on a read.
+  storage::atomic_start ahead() {
+    storage::atomic_start start{std::exchange(known_, std::nullopt), {}};
+    auto sp = spec_;
+    if (!sp) return start;
+    bool usable = start.known && sp->first == actions_.front().seq &&
+                  sp->count <= actions_.size() && sp->definition == definition_ &&
+                  same_state(*start.known, sp->state);
+    for (size_t i = 0; usable && i < sp->count; ++i) usable = !actions_[i].alone;
+    if (!usable) return start;
+    if (env_.metrics) env_.metrics->count_call_ahead(true);
+    start.answer = [sp](auto k) { sp->when_answered(std::move(k)); };
+    return start;
   }
 
   void finish_action(caf::expected<std::string> result) {
@@ -484,7 +558,12 @@ class panel_state {
   std::vector<reply_promise> waiters_;
   std::deque<pending_action> actions_;
   bool acting_ = false;
-  uint64_t action_generation_ = 0;             // the generation the current attempt read
+  uint64_t action_generation_ = 0;        // the generation the current attempt read
+  std::optional<snapshot> known_;         // what the last action run committed (remember_state)
+  std::shared_ptr<call_ahead> spec_;      // the call made ahead for the next run (speculate)
+  uint64_t next_seq_ = 0;                 // the next action's arrival number
+  uint64_t definition_ = 0;               // +1 per change of the panel's definition
+  std::map<std::string, int64_t> heard_;  // the newest version heard of each bound storage
   std::deque<std::function<void()>> updates_;  // the head is running
   std::deque<reply_promise> update_promises_;  // one per queued update
 };

@@ -30,6 +30,11 @@
 //       changes nothing and gets its own error, the others commit; all get the version and
 //       html of the state after the batch. A batch that fails as a whole (timeout, memory,
 //       crash) runs again one action per call, so each gets its own outcome.
+//       The read is skipped when the actor knows the state (what its last run committed, no
+//       newer change heard); the sandbox call of the actions queued behind a committing run is
+//       made during that commit, on the state it leaves, and used only if that is exactly the
+//       state committed (docs/architecture.md, "Calls ahead"). Neither changes what commits:
+//       the commit checks every version, and a stale guess only costs a conflict or a call.
 //   (export_atom, id) -> {"metadata":{...,"storages":{id: data}},"template","handler"}
 //   (storage::changed_atom, storage_id, version) from the directory -> no reply; invalidates
 //       the render cache, re-renders when subscribed. Renders coalesce: one in flight at a time;

@@ -33,6 +33,13 @@ panel_metrics::panel_metrics(prometheus::Registry& registry)
                      .Help("Storage changes whose render was skipped for a later one")
                      .Register(registry)
                      .Add({})),
+      ahead_(prometheus::BuildCounter()
+                 .Name("tessera_panel_calls_ahead_total")
+                 .Help("Sandbox calls made for a panel's next run while the run before it "
+                       "commits: made, and used (the others were dropped for a fresh run)")
+                 .Register(registry)),
+      ahead_made_(ahead_.Add({{"outcome", "made"}})),
+      ahead_used_(ahead_.Add({{"outcome", "used"}})),
       conflicts_(prometheus::BuildCounter()
                      .Name("tessera_panel_commit_conflicts_total")
                      .Help("Action commits refused because a bound storage changed meanwhile")

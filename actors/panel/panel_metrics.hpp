@@ -1,6 +1,7 @@
 // Prometheus metrics of panels (prefix tessera_panel_): actions by result and their latency,
 // renders by result and their latency, renders skipped by coalescing, commit conflicts,
-// retries and locked runs, and the sizes of action batches (one sandbox call each). Thread-safe
+// retries and locked runs, the sizes of action batches (one sandbox call each), and the calls
+// made ahead while the run before commits (made, and used: the rest were dropped). Thread-safe
 // (prometheus-cpp); owned by main, outliving every panel actor.
 #pragma once
 
@@ -22,6 +23,7 @@ class panel_metrics {
   void count_retry() { retries_.Increment(); }
   void count_locked_run() { locked_runs_.Increment(); }
   void count_batch(size_t actions) { batch_sizes_.Observe(static_cast<double>(actions)); }
+  void count_call_ahead(bool used) { (used ? ahead_used_ : ahead_made_).Increment(); }
 
  private:
   prometheus::Family<prometheus::Counter>& actions_;
@@ -29,6 +31,9 @@ class panel_metrics {
   prometheus::Family<prometheus::Counter>& renders_;
   prometheus::Histogram& render_latency_;
   prometheus::Counter& coalesced_;
+  prometheus::Family<prometheus::Counter>& ahead_;
+  prometheus::Counter& ahead_made_;
+  prometheus::Counter& ahead_used_;
   prometheus::Counter& conflicts_;
   prometheus::Counter& retries_;
   prometheus::Counter& locked_runs_;

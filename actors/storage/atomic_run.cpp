@@ -32,6 +32,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
   std::string owner;
   std::function<sandbox::call(const snapshot&)> make_call;
   atomic_hooks hooks;
+  atomic_start start;  // the first attempt's state and answer, instead of a read and a call
   std::function<void(caf::expected<atomic_outcome>)> done;
   int conflicts = 0;
 
@@ -40,39 +41,72 @@ struct run_state : std::enable_shared_from_this<run_state> {
       if (auto err = hooks.before_attempt()) return done(err);
     if (conflicts > env.max_retries) return locked_attempt();
     auto me = shared_from_this();
-    read_snapshot(self, env.storages, env.request_timeout, ids, [me](caf::expected<snapshot> s) {
+    auto run_on = [me](caf::expected<snapshot> s) {
       if (!s) return me->done(s.error());
       auto snap = std::make_shared<snapshot>(std::move(*s));
       me->call(*snap, [me, snap](caf::expected<json> answer) {
         if (!answer) return me->done(answer.error());
         me->commit_optimistic(std::move(*snap), std::move(*answer));
       });
-    });
+    };
+    if (start.known) {
+      auto first = std::exchange(start, {});  // a conflict re-runs on a fresh read
+      if (names_exactly(*first.known, ids)) {
+        if (!first.answer) return run_on(std::move(*first.known));
+        auto snap = std::make_shared<snapshot>(std::move(*first.known));
+        return first.answer([me, snap](std::optional<sandbox::call_result> r) {
+          auto then = [me, snap](caf::expected<json> answer) {
+            if (!answer) return me->done(answer.error());
+            me->commit_optimistic(std::move(*snap), std::move(*answer));
+          };
+          if (!r) return me->call(*snap, then);
+          then(me->checked(*snap, *r));
+        });
+      }
+    }
+    read_snapshot(self, env.storages, env.request_timeout, ids, std::move(run_on));
+  }
+
+  static bool names_exactly(const snapshot& s, const std::vector<std::string>& ids) {
+    if (s.size() != ids.size()) return false;
+    for (auto& id : ids)
+      if (!s.count(id)) return false;
+    return true;
   }
 
   // Runs the call on `s`; the answer is untrusted (a hostile handler can forge it), so only
   // storages of `ids` holding objects pass.
   void call(const snapshot& s, std::function<void(caf::expected<json>)> then) {
-    auto bound = versions_of(s);
+    auto bound = std::make_shared<snapshot>(s);
     self->request(env.sandbox, env.call_timeout, sandbox::run_atom::value, make_call(s))
-        .then(
-            [me = shared_from_this(), then, bound](sandbox::call_result& r) {
-              if (!sandbox::is_ok(r)) return then(make_error(errc::sandbox_failed, r.body));
-              auto answer = json::parse(r.body, nullptr, false);
-              if (!answer.is_object()) answer = json::object();
-              if (!answer.contains("changed") || !answer["changed"].is_object())
-                answer["changed"] = json::object();
-              for (auto& [id, data] : answer["changed"].items())
-                if (!bound.count(id) || !data.is_object())
-                  return then(make_error(
-                      errc::sandbox_failed,
-                      sandbox::failed_result("invalid_result", "ValueError",
-                                             "the handler returned storage '" + id +
-                                                 "', which is not an object bound to " + me->owner)
-                          .body));
-              then(std::move(answer));
-            },
-            [then](caf::error& err) { then(err); });
+        .then([me = shared_from_this(), then,
+               bound](sandbox::call_result& r) { then(me->checked(*bound, r)); },
+              [then](caf::error& err) { then(err); });
+  }
+
+  caf::expected<json> checked(const snapshot& s, const sandbox::call_result& r) const {
+    if (!sandbox::is_ok(r)) return make_error(errc::sandbox_failed, r.body);
+    auto answer = json::parse(r.body, nullptr, false);
+    if (!answer.is_object()) answer = json::object();
+    if (!answer.contains("changed") || !answer["changed"].is_object())
+      answer["changed"] = json::object();
+    for (auto& [id, data] : answer["changed"].items())
+      if (!s.count(id) || !data.is_object())
+        return make_error(errc::sandbox_failed,
+                          sandbox::failed_result("invalid_result", "ValueError",
+                                                 "the handler returned storage '" + id +
+                                                     "', which is not an object bound to " + owner)
+                              .body);
+    return answer;
+  }
+
+  // What `s` becomes if `answer` commits.
+  static snapshot after_commit(snapshot s, const json& answer) {
+    for (auto& [id, data] : answer["changed"].items()) {
+      s[id].version += 1;
+      s[id].data = data.dump();
+    }
+    return s;
   }
 
   void commit_optimistic(snapshot s, json answer) {
@@ -80,17 +114,40 @@ struct run_state : std::enable_shared_from_this<run_state> {
     std::vector<txn_entry> entries;
     for (auto& [id, entry] : s)
       entries.push_back({id, entry.version, changed.contains(id) ? changed[id].dump() : ""});
+    if (hooks.committing) hooks.committing(after_commit(s, answer));
+    if (entries.size() == 1 && !entries[0].data.empty() && entries[0].expected > 0)
+      return replace_one(std::move(s), std::move(answer), std::move(entries[0]));
     auto txn = self->spawn(transaction, env.storages, env.committer, env.request_timeout);
     self->request(txn, env.request_timeout + std::chrono::seconds(1), runtime::commit_atom::value,
                   std::move(entries))
         .then([me = shared_from_this(), snap = std::move(s),
                answer](caf::ok_atom) mutable { me->committed(std::move(snap), std::move(answer)); },
-              [me = shared_from_this()](caf::error& err) {
-                if (code_of(err) != errc::conflict) return me->done(err);
-                if (me->hooks.conflict) me->hooks.conflict();
-                if (++me->conflicts <= me->env.max_retries && me->hooks.retry) me->hooks.retry();
-                me->attempt();  // on fresh state (locked once retries are used up)
-              });
+              [me = shared_from_this()](caf::error& err) { me->commit_failed(err); });
+  }
+
+  // One existing storage changed: its own conditional replace is the whole transaction (the
+  // storage checks the version and commits in its write batch, in one request).
+  void replace_one(snapshot s, json answer, txn_entry e) {
+    self->request(env.storages, env.request_timeout, replace_atom::value, e.id, std::move(e.data),
+                  version_list{e.expected})
+        .then(
+            [me = shared_from_this(), snap = std::move(s), answer](storage_record& r) mutable {
+              snap[r.id] = {std::move(r.data), r.version};
+              me->done(atomic_outcome{std::move(snap), std::move(answer), me->conflicts});
+            },
+            [me = shared_from_this()](caf::error& err) {
+              auto code = code_of(err);
+              if (code == errc::precondition_failed || code == errc::not_found)
+                return me->commit_failed(make_error(errc::conflict, detail_of(err)));
+              me->done(err);
+            });
+  }
+
+  void commit_failed(const caf::error& err) {
+    if (code_of(err) != errc::conflict) return done(err);
+    if (hooks.conflict) hooks.conflict();
+    if (++conflicts <= env.max_retries && hooks.retry) hooks.retry();
+    attempt();  // on fresh state (locked once retries are used up)
   }
 
   // The last attempt: the transaction locks every storage first (other writers wait), hands
@@ -124,8 +181,8 @@ struct run_state : std::enable_shared_from_this<run_state> {
   }
 
   void committed(snapshot s, json answer) {
-    for (auto& [id, _] : answer["changed"].items()) s[id].version += 1;
-    done(atomic_outcome{std::move(s), std::move(answer)});
+    auto after = after_commit(std::move(s), answer);
+    done(atomic_outcome{std::move(after), std::move(answer), conflicts});
   }
 };
 
@@ -192,7 +249,7 @@ std::string storage_object(const snapshot& s) {
 void run_atomically(caf::event_based_actor* self, const atomic_env& env,
                     std::vector<std::string> ids, std::string owner,
                     std::function<sandbox::call(const snapshot&)> make_call, atomic_hooks hooks,
-                    std::function<void(caf::expected<atomic_outcome>)> done) {
+                    atomic_start start, std::function<void(caf::expected<atomic_outcome>)> done) {
   auto st = std::make_shared<run_state>();
   st->self = self;
   st->env = env;
@@ -200,6 +257,7 @@ void run_atomically(caf::event_based_actor* self, const atomic_env& env,
   st->owner = std::move(owner);
   st->make_call = std::move(make_call);
   st->hooks = std::move(hooks);
+  st->start = std::move(start);
   st->done = std::move(done);
   st->attempt();
 }

@@ -9,9 +9,16 @@
 // storages through a storage transaction (transaction.hpp) that also checks that the unchanged
 // ones are still at the versions read. A conflict re-runs on fresh state; after
 // `env.max_retries` conflicts, one last attempt locks the storages first, which cannot
-// conflict. Outcomes: the answer and the snapshot as committed (changed storages one version
-// up) | sandbox_failed (the call's answer as detail; nothing committed) | the transaction's
-// errors (storage_failure, timeout) | what `hooks.before_attempt` returned.
+// conflict. A caller that knows the state (what its last run committed, not changed since as
+// far as it has heard) passes it in `start`, possibly with the answer of a call it already
+// made on it: the first attempt runs on that without reading (and without calling). A stale
+// state costs only a conflict and a re-run on a fresh read, since the commit checks every
+// version, and versions never repeat. A commit that changes exactly one existing storage
+// is that storage's conditional replace (If-Match the version read), which goes in the
+// storage's own write batch without a transaction actor. Outcomes: the answer and the
+// snapshot as committed (changed storages one version up, with their new data) | sandbox_failed
+// (the call's answer as detail; nothing committed) | the transaction's errors (storage_failure,
+// timeout) | what `hooks.before_attempt` returned.
 #pragma once
 
 #include <caf/actor.hpp>
@@ -20,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,17 +73,35 @@ struct atomic_hooks {
   std::function<void()> conflict;              // a commit lost to a concurrent change
   std::function<void()> retry;                 // an optimistic re-run follows
   std::function<void()> locked;                // the locked attempt starts
+  // An optimistic attempt's answer is in and its commit starts: `after` is the state it
+  // leaves if it commits (changed storages one version up, with their new data). A caller may
+  // start the call of its next run on it meanwhile (atomic_start::answer).
+  std::function<void(const snapshot& after)> committing;
+};
+
+// How a run's first attempt starts. Default: it reads the storages and calls the sandbox.
+struct atomic_start {
+  // The state the caller knows (what its last run committed, unchanged as far as it has
+  // heard): the first attempt runs on it without reading, when it names exactly the run's ids.
+  std::optional<snapshot> known;
+  // With `known`: the first attempt's call was made by the caller ahead of time, on `known`.
+  // Given a continuation, it calls it once with that call's result, or with nullopt to have
+  // the call made now. Its answer is checked like any other.
+  using answer_source =
+      std::function<void(std::function<void(std::optional<sandbox::call_result>)>)>;
+  answer_source answer;
 };
 
 struct atomic_outcome {
-  snapshot after;         // the state committed: changed storages at version + 1
+  snapshot after;         // the state committed: changed storages at version + 1, new data
   nlohmann::json answer;  // the sandbox's answer ("changed" checked, always an object)
+  int conflicts = 0;      // commits lost to concurrent changes before this one
 };
 
 // `owner` names the caller in error messages ("panel 'todo'").
 void run_atomically(caf::event_based_actor* self, const atomic_env& env,
                     std::vector<std::string> ids, std::string owner,
                     std::function<sandbox::call(const snapshot&)> make_call, atomic_hooks hooks,
-                    std::function<void(caf::expected<atomic_outcome>)> done);
+                    atomic_start start, std::function<void(caf::expected<atomic_outcome>)> done);
 
 }  // namespace tessera::storage

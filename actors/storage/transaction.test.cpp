@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/storage/storage_directory.hpp"
+#include "actors/storage/test_storages.hpp"
 #include "adapters/error.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
@@ -17,30 +18,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct txn_fixture {
-  std::filesystem::path data_dir =
-      std::filesystem::temp_directory_path() /
-      ("tessera-txn-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-  std::shared_ptr<adapters::rocks_store> store =
-      *adapters::rocks_store::open({data_dir.string(), /*sync=*/false, nullptr});
-  std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
-  runtime::actor_metrics metrics{*registry};
-  runtime::system_config cfg{2, {add_storage_messages, runtime::add_committer_messages}};
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
-  caf::actor storages =
-      sys.spawn(storage_directory, storage_env{store, 30s, nullptr, committer, 5s, {}},
-                metrics.for_kind("s"));
-
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
-    caf::expected<T> out = make_error(errc::internal, "no reply");
-    self->request(dst, 5s, std::forward<Ts>(xs)...)
-        .receive([&](T& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });
-    return out;
-  }
-
+struct txn_fixture : test_storages {
   storage_record create(const std::string& id, const std::string& data) {
     auto r = ask<storage_record>(storages, create_atom::value, id, data);
     REQUIRE(r);
@@ -63,12 +41,6 @@ struct txn_fixture {
   caf::error commit(std::vector<txn_entry> entries) {
     auto r = ask<caf::ok_atom>(transaction(), runtime::commit_atom::value, std::move(entries));
     return r ? caf::error{} : r.error();
-  }
-
-  ~txn_fixture() {
-    caf::anon_send_exit(storages, caf::exit_reason::user_shutdown);
-    caf::anon_send(committer, runtime::stop_atom::value);
-    std::filesystem::remove_all(data_dir);
   }
 };
 

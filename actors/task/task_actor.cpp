@@ -350,6 +350,7 @@ class task_state_machine {
     };
     storage::run_atomically(
         self_, env_.atomic, rec_.storage_ids, "task '" + rec_.id + "'", std::move(make_call), {},
+        {},
         [this, r](caf::expected<storage::atomic_outcome> out) { finish_run(r, std::move(out)); });
   }
 

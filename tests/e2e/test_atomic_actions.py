@@ -187,3 +187,33 @@ def test_moves_between_two_storages_commit_both_or_neither_and_the_sum_holds(ser
     assert {k: v for k, v in b.items() if k.startswith("note")} == notes, b
     res = srv.request("GET", "/api/panels/mover/render")
     assert res.status == 200 and res.body["html"] == str(TOTAL), res
+
+
+def test_each_action_runs_on_the_writes_before_it_even_when_the_panel_remembers_its_last_state(
+        server):
+    """A panel starts its next run on the state its last one committed, without reading it
+    (atomic_run.hpp). A REST write or another panel's action in between must still be seen:
+    the remembered state is dropped when the change is heard, and a commit over a state gone
+    stale unheard conflicts and re-runs on a fresh read. Either way nothing is lost."""
+    srv = server(*SETTINGS)
+    create(srv, "/api/storages", {"id": "c", "data": {"n": 0}})
+    for id in ("left", "right"):
+        create(srv, "/api/panels", {"id": id, "storage_ids": ["c"], "template": "{{ c.n }}",
+                                    "handler": INCREMENT})
+    expected = 0
+    for round in range(20):
+        for _ in range(2):
+            res = srv.request("POST", "/api/panels/left/action", {"action": "inc"})
+            expected += 1
+            assert res.status == 200 and res.body["html"] == str(expected), (round, res)
+        if round % 2 == 0:
+            expected += 100
+            res = srv.request("PUT", "/api/storages/c", {"data": {"n": expected}})
+        else:
+            expected += 1
+            res = srv.request("POST", "/api/panels/right/action", {"action": "inc"})
+        assert res.status == 200, (round, res)
+    res = srv.request("POST", "/api/panels/left/action", {"action": "inc"})
+    expected += 1
+    assert res.status == 200 and res.body["html"] == str(expected), res
+    assert srv.request("GET", "/api/storages/c").body["data"] == {"n": expected}

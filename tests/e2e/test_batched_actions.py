@@ -148,3 +148,32 @@ def test_max_batch_1_runs_every_action_in_a_call_of_its_own(server):
     versions = [r.body["version"] for r in replies]
     assert len(set(versions)) == len(replies), versions
     assert srv.metric("tessera_panel_action_batch_size_count") == 0
+
+
+def test_actions_queued_behind_a_commit_get_their_call_ahead_and_still_land_in_order(server):
+    """While a run commits, the actions queued behind it are already computed on the state it
+    leaves (docs/architecture.md, "Calls ahead"). That must not reorder, lose or double
+    anything, also when REST writes between them make some of those calls stale."""
+    srv = server(*SETTINGS)
+    make_panel(srv)
+    clients, per_client, patchers = 8, 40, 2
+
+    def work(t, _):
+        if t >= clients:
+            return [srv.request("PATCH", "/api/storages/s", {"data": {f"k{t}_{k}": k}})
+                    for k in range(per_client)]
+        return [act(srv, {"i": t * 1000 + k}) for k in range(per_client)]
+
+    replies = run_together(clients + patchers, work, timeout=240)
+    flat = [r for share in replies for r in share]
+    assert all(r.status == 200 for r in flat), [r for r in flat if r.status != 200][:3]
+    data = storage_data(srv)
+    assert data["n"] == clients * per_client, data["n"]
+    for t in range(clients):  # each client's actions landed once each, in the order it sent
+        mine = [i for i in data["seen"] if i // 1000 == t]
+        assert mine == [t * 1000 + k for k in range(per_client)], (t, mine)
+    assert all(data[f"k{t}_{k}"] == k for t in range(clients, clients + patchers)
+               for k in range(per_client))
+    made = srv.metric("tessera_panel_calls_ahead_total", outcome="made")
+    used = srv.metric("tessera_panel_calls_ahead_total", outcome="used")
+    assert 0 < used <= made, (made, used)

@@ -1,0 +1,187 @@
+#include "actors/storage/atomic_run.hpp"
+
+#include <doctest/doctest.h>
+
+#include <caf/all.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "actors/storage/storage_directory.hpp"
+#include "actors/storage/test_storages.hpp"
+#include "adapters/error.hpp"
+#include "runtime/committer.hpp"
+#include "runtime/system.hpp"
+
+using namespace tessera;
+using namespace tessera::storage;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+// A sandbox whose "handler" adds 1 to n of every storage in the call's body (the snapshot as
+// storage_object() writes it) and says how many calls it has served.
+caf::behavior counting_sandbox(caf::event_based_actor* self, std::shared_ptr<int> calls) {
+  return {
+      [calls](sandbox::run_atom, sandbox::call& c) {
+        ++*calls;
+        auto state = json::parse(c.body);
+        json changed = json::object();
+        for (auto& [id, data] : state.items()) {
+          data["n"] = data.value("n", 0) + 1;
+          changed[id] = data;
+        }
+        return sandbox::call_result{"ok", json{{"changed", changed}}.dump(), 0, 0, ""};
+      },
+  };
+}
+
+struct atomic_fixture : test_storages {
+  std::shared_ptr<int> calls = std::make_shared<int>(0);
+  caf::actor sandbox = sys.spawn(counting_sandbox, calls);
+
+  storage_record replace(const std::string& id, const std::string& data) {
+    auto r = ask<storage_record>(storages, replace_atom::value, id, data, version_list{});
+    REQUIRE(r);
+    return *r;
+  }
+
+  // One run over `ids` on an actor of its own; its outcome.
+  caf::expected<atomic_outcome> run(std::vector<std::string> ids, std::optional<snapshot> known,
+                                    atomic_hooks hooks = {},
+                                    atomic_start::answer_source answer = {}) {
+    auto result = std::make_shared<std::optional<caf::expected<atomic_outcome>>>();
+    atomic_env env{storages, sandbox, committer, 5s, 5s, 16};
+    auto runner = sys.spawn([=](caf::event_based_actor* a) -> caf::behavior {
+      run_atomically(
+          a, env, ids, "test",
+          [](const snapshot& s) {
+            return sandbox::call{sandbox::call_kind::action, storage_object(s), 0, 0, ""};
+          },
+          hooks, atomic_start{known, answer},
+          [=](caf::expected<atomic_outcome> out) {
+            *result = std::move(out);
+            a->quit();
+          });
+      return {};
+    });
+    self->wait_for(runner);
+    REQUIRE(result->has_value());
+    return std::move(**result);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("actors.storage.atomic_run") {
+  TEST_CASE_FIXTURE(atomic_fixture, "a run's outcome holds the data and versions it committed") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto out = run({"c"}, std::nullopt);
+    REQUIRE(out);
+    CHECK(out->conflicts == 0);
+    CHECK(out->after.at("c").version == 2);
+    CHECK(json::parse(out->after.at("c").data) == json{{"n", 2}});
+    auto stored = ask<storage_record>(storages, read_atom::value, std::string{"c"});
+    REQUIRE(stored);
+    CHECK(stored->version == 2);
+    CHECK(json::parse(stored->data) == json{{"n", 2}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture, "a run starts on the known state without reading it") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto first = run({"c"}, std::nullopt);
+    REQUIRE(first);
+    auto second = run({"c"}, first->after);
+    REQUIRE(second);
+    CHECK(*calls == 2);  // one call each: the known state was current
+    CHECK(second->conflicts == 0);
+    CHECK(json::parse(second->after.at("c").data) == json{{"n", 3}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a known state gone stale conflicts and the run re-runs on what is there") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto first = run({"c"}, std::nullopt);
+    REQUIRE(first);
+    replace("c", R"({"n":100})");  // version 3, unknown to the caller
+    auto second = run({"c"}, first->after);
+    REQUIRE(second);
+    CHECK(second->conflicts == 1);
+    CHECK(*calls == 3);  // the stale attempt's call, then the one on fresh state
+    CHECK(second->after.at("c").version == 4);
+    CHECK(json::parse(second->after.at("c").data) == json{{"n", 101}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a known state that names other storages than the run's is not used") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "a", std::string{R"({"n":1})"}));
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "b", std::string{R"({"n":5})"}));
+    snapshot only_a{{"a", {R"({"n":1})", 1}}};
+    auto out = run({"a", "b"}, only_a);
+    REQUIRE(out);
+    CHECK(out->conflicts == 0);
+    CHECK(*calls == 1);
+    CHECK(json::parse(out->after.at("a").data) == json{{"n", 2}});
+    CHECK(json::parse(out->after.at("b").data) == json{{"n", 6}});
+    CHECK(out->after.at("b").version == 2);
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a run over a missing storage creates it through a transaction") {
+    auto out = run({"fresh"}, std::nullopt);
+    REQUIRE(out);
+    CHECK(json::parse(out->after.at("fresh").data) == json{{"n", 1}});
+    auto stored = ask<storage_record>(storages, read_atom::value, std::string{"fresh"});
+    REQUIRE(stored);
+    CHECK(json::parse(stored->data) == json{{"n", 1}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "an answer obtained ahead on the known state commits without another call") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    std::optional<snapshot> ahead;
+    atomic_hooks hooks;
+    hooks.committing = [&](const snapshot& after) { ahead = after; };
+    auto first = run({"c"}, std::nullopt, hooks);
+    REQUIRE(first);
+    REQUIRE(ahead);
+    CHECK(ahead->at("c").version == first->after.at("c").version);
+    CHECK(ahead->at("c").data == first->after.at("c").data);
+    // The caller's own call on that state, as a panel makes it while the commit is on its way.
+    auto forged = sandbox::call_result{"ok", R"({"changed":{"c":{"n":42}}})", 0, 0, ""};
+    auto second = run({"c"}, *ahead, {}, [forged](auto k) { k(forged); });
+    REQUIRE(second);
+    CHECK(*calls == 1);
+    CHECK(json::parse(second->after.at("c").data) == json{{"n", 42}});
+    auto none = run({"c"}, second->after, {}, [](auto k) { k(std::nullopt); });
+    REQUIRE(none);
+    CHECK(*calls == 2);  // nullopt: the run made the call itself
+    CHECK(json::parse(none->after.at("c").data) == json{{"n", 43}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "an answer obtained ahead on a state gone stale is dropped for a fresh run") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto first = run({"c"}, std::nullopt);
+    REQUIRE(first);
+    replace("c", R"({"n":100})");
+    auto ahead = sandbox::call_result{"ok", R"({"changed":{"c":{"n":2}}})", 0, 0, ""};
+    auto second = run({"c"}, first->after, {}, [ahead](auto k) { k(ahead); });
+    REQUIRE(second);
+    CHECK(second->conflicts == 1);
+    CHECK(json::parse(second->after.at("c").data) == json{{"n", 101}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture, "an answer obtained ahead is checked like any other") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto first = run({"c"}, std::nullopt);
+    REQUIRE(first);
+    auto forged = sandbox::call_result{"ok", R"({"changed":{"other":{"n":2}}})", 0, 0, ""};
+    auto out = run({"c"}, first->after, {}, [forged](auto k) { k(forged); });
+    REQUIRE_FALSE(out);
+    CHECK(code_of(out.error()) == errc::sandbox_failed);
+    CHECK(json::parse(ask<storage_record>(storages, read_atom::value, std::string{"c"})->data) ==
+          json{{"n", 2}});
+  }
+}
