@@ -64,17 +64,28 @@ class panel_state {
 
   // --- renders -------------------------------------------------------------------------------
 
+  // The cache is served only after reading that the bound storages are still at the versions
+  // it showed: the change notice (storage_changed) can lose the race with a client's next
+  // request, and a client that wrote a storage must see its write in the next render.
   caf::result<std::string> render() {
     auto rp = self_->make_response_promise<std::string>();
-    if (cache_valid_) {
-      if (cache_.ok)
-        rp.deliver(render_reply(cache_));
-      else
-        rp.deliver(render_failure(cache_));
+    if (!cache_valid_) {
+      waiters_.push_back(rp);
+      start_render();
       return rp;
     }
-    waiters_.push_back(rp);
-    start_render();
+    read_snapshot(self_, env_, rec_.storage_ids, [this, rp](caf::expected<snapshot> s) mutable {
+      if (s && cache_valid_ && versions_of(*s) == cache_versions_) {
+        if (cache_.ok)
+          rp.deliver(render_reply(cache_));
+        else
+          rp.deliver(render_failure(cache_));
+        return;
+      }
+      if (s && cache_valid_) changed();  // what the change notice will say
+      waiters_.push_back(rp);
+      start_render();
+    });
     return rp;
   }
 

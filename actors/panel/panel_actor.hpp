@@ -12,6 +12,8 @@
 //   (erase_atom, id) -> {"success":true}; publishes `deleted`, tells the directory
 //       (gone_atom, id), answers queued work not_found, quits.
 //   (render_atom, id) -> {"html","version"} | sandbox_failed (template_error, version in it)
+//       The cached render only if a read finds the bound storages still at the versions it
+//       showed, so a client sees its own storage write in the next render (read your writes).
 //       While env.watched(id) says someone subscribes to the panel, every change of a bound
 //       storage or of the panel re-renders it and publishes the result to env.sink (a render
 //       the sandbox had no capacity for, or whose storage read failed, is retried after 1 s

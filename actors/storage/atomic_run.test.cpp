@@ -22,7 +22,7 @@ namespace {
 
 // A sandbox whose "handler" adds 1 to n of every storage in the call's body (the snapshot as
 // storage_object() writes it) and says how many calls it has served.
-caf::behavior counting_sandbox(caf::event_based_actor* self, std::shared_ptr<int> calls) {
+caf::behavior counting_sandbox(caf::event_based_actor*, std::shared_ptr<int> calls) {
   return {
       [calls](sandbox::run_atom, sandbox::call& c) {
         ++*calls;
@@ -53,19 +53,22 @@ struct atomic_fixture : test_storages {
                                     atomic_start::answer_source answer = {}) {
     auto result = std::make_shared<std::optional<caf::expected<atomic_outcome>>>();
     atomic_env env{storages, sandbox, committer, 5s, 5s, 16};
-    auto runner = sys.spawn([=](caf::event_based_actor* a) -> caf::behavior {
-      run_atomically(
-          a, env, ids, "test",
-          [](const snapshot& s) {
-            return sandbox::call{sandbox::call_kind::action, storage_object(s), 0, 0, ""};
-          },
-          hooks, atomic_start{known, answer},
-          [=](caf::expected<atomic_outcome> out) {
-            *result = std::move(out);
-            a->quit();
-          });
-      return {};
-    });
+    // (An argument, as CAF 0.17 spawns a function without one through a null tuple pointer.)
+    auto runner = sys.spawn(
+        [=](caf::event_based_actor* a, int) -> caf::behavior {
+          run_atomically(
+              a, env, ids, "test",
+              [](const snapshot& s) {
+                return sandbox::call{sandbox::call_kind::action, storage_object(s), 0, 0, ""};
+              },
+              hooks, atomic_start{known, answer},
+              [=](caf::expected<atomic_outcome> out) {
+                *result = std::move(out);
+                a->quit();
+              });
+          return {};
+        },
+        0);
     self->wait_for(runner);
     REQUIRE(result->has_value());
     return std::move(**result);

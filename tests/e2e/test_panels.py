@@ -391,6 +391,18 @@ def test_patch_of_storage_ids_binds_the_new_storages_creating_missing_ones_empty
     assert render(srv, "p")["html"] == "n=1 extra=1"
 
 
+def test_a_render_right_after_a_storage_write_shows_that_write(srv):
+    """Read your writes: the panel's render cache learns of storage changes from an
+    asynchronous notice, which must not make a client's next render show the state before its
+    own write."""
+    counter_panel(srv)
+    client = srv.client()
+    for n in range(2, 60):
+        assert client.request("PUT", "/api/storages/c", {"data": {"n": n}}).status == 200
+        res = client.request("GET", "/api/panels/p/render")
+        assert res.status == 200 and res.body["html"] == f"n={n}", (n, res)
+
+
 def test_unbinding_a_storage_keeps_it_and_takes_it_out_of_the_template_context(srv):
     counter_panel(srv)
     srv.request("PUT", "/api/panels/p/template", {"template": "{{ 'c' in storage }}"})
