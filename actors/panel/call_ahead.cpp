@@ -7,6 +7,8 @@ namespace tessera::panel {
 void call_ahead::answer(std::optional<sandbox::call_result> r) {
   if (answered) return;
   answered = true;
+  // A sandbox that was busy or restarting ahead of time may not be by now: the run calls again.
+  if (r && (r->outcome == "overloaded" || r->outcome == "unavailable")) r.reset();
   result = std::move(r);
   if (auto w = std::exchange(waiting, {})) w(result);
 }

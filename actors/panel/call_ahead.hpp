@@ -4,7 +4,9 @@
 //
 // Contract:
 // - `answer` is given the call's result once (nullopt when the call failed); a continuation
-//   set in `waiting` before then gets it at that moment, exactly once.
+//   set in `waiting` before then gets it at that moment, exactly once. A result saying the
+//   sandbox was `overloaded` or `unavailable` is kept as nullopt: the run makes its own call
+//   rather than answer with a refusal that may no longer hold.
 // - `same_state` says whether two snapshots hold the same storages at the same versions with
 //   the same data: the run uses the answer only if the commit before it left exactly the
 //   `state` the call saw.

@@ -37,4 +37,17 @@ TEST_SUITE("actors.panel.call_ahead") {
     CHECK_FALSE(same_state(a, {{"t", {R"({"n":1})", 2}}}));
     CHECK_FALSE(same_state(a, {{"s", {R"({"n":1})", 2}}, {"t", {"{}", 1}}}));
   }
+
+  TEST_CASE("a sandbox's refusal ahead of time is no answer: the run calls again") {
+    for (auto outcome : {"overloaded", "unavailable"}) {
+      call_ahead c;
+      c.answer(sandbox::call_result{outcome, "{}", 0, 0, ""});
+      bool none = false;
+      c.when_answered([&](std::optional<sandbox::call_result> r) { none = !r; });
+      CHECK_MESSAGE(none, outcome);
+    }
+    call_ahead failed;  // a handler's own failure is its answer
+    failed.answer(sandbox::call_result{"timeout", "{}", 0, 0, ""});
+    CHECK(failed.result);
+  }
 }

@@ -525,10 +525,14 @@ class panel_state {
     bool usable = start.known && sp->first == actions_.front().seq &&
                   sp->count <= actions_.size() && sp->definition == definition_ &&
                   same_state(*start.known, sp->state);
-    for (size_t i = 0; usable && i < sp->count; ++i) usable = !actions_[i].alone;
+    // (No action among them runs alone: speculate() made the call for runnable() actions.)
     if (!usable) return start;
-    if (env_.metrics) env_.metrics->count_call_ahead(true);
-    start.answer = [sp](auto k) { sp->when_answered(std::move(k)); };
+    start.answer = [sp, m = env_.metrics](auto k) {
+      sp->when_answered([k = std::move(k), m](std::optional<sandbox::call_result> r) {
+        if (r && m) m->count_call_ahead(true);
+        k(std::move(r));
+      });
+    };
     return start;
   }
 

@@ -114,7 +114,8 @@ struct run_state : std::enable_shared_from_this<run_state> {
     std::vector<txn_entry> entries;
     for (auto& [id, entry] : s)
       entries.push_back({id, entry.version, changed.contains(id) ? changed[id].dump() : ""});
-    if (hooks.committing) hooks.committing(after_commit(s, answer));
+    // (After a conflict the caller reads afresh, so a call made on this state would be wasted.)
+    if (hooks.committing && conflicts == 0) hooks.committing(after_commit(s, answer));
     if (entries.size() == 1 && !entries[0].data.empty() && entries[0].expected > 0)
       return replace_one(std::move(s), std::move(answer), std::move(entries[0]));
     auto txn = self->spawn(transaction, env.storages, env.committer, env.request_timeout);
@@ -126,10 +127,16 @@ struct run_state : std::enable_shared_from_this<run_state> {
   }
 
   // One existing storage changed: its own conditional replace is the whole transaction (the
-  // storage checks the version and commits in its write batch, in one request).
+  // storage checks the version and commits in its write batch, in one request). The replace
+  // has a deadline of its own, and the request waits a second longer, so a storage held past
+  // request_timeout (by a locked transaction) answers `timeout` having written nothing,
+  // rather than committing after this run has answered `timeout`, which a retry would apply
+  // twice. As with the transaction, only a commit that itself stalls past that second leaves
+  // the outcome unknown.
   void replace_one(snapshot s, json answer, txn_entry e) {
-    self->request(env.storages, env.request_timeout, replace_atom::value, e.id, std::move(e.data),
-                  version_list{e.expected})
+    self->request(env.storages, env.request_timeout + std::chrono::seconds(1), replace_atom::value,
+                  e.id, std::move(e.data), version_list{e.expected},
+                  static_cast<int64_t>(env.request_timeout.count()))
         .then(
             [me = shared_from_this(), snap = std::move(s), answer](storage_record& r) mutable {
               snap[r.id] = {std::move(r.data), r.version};

@@ -14,9 +14,11 @@
 // made on it: the first attempt runs on that without reading (and without calling). A stale
 // state costs only a conflict and a re-run on a fresh read, since the commit checks every
 // version, and versions never repeat. A commit that changes exactly one existing storage
-// is that storage's conditional replace (If-Match the version read), which goes in the
-// storage's own write batch without a transaction actor. Outcomes: the answer and the
-// snapshot as committed (changed storages one version up, with their new data) | sandbox_failed
+// is that storage's conditional replace (If-Match the version read, with a deadline of
+// request_timeout for its turn), which goes in the storage's own write batch without a
+// transaction actor. A `timeout` outcome means nothing was committed, unless the commit
+// itself (RocksDB) stalled for more than a second past request_timeout. Outcomes: the answer and
+// the snapshot as committed (changed storages one version up, with their new data) | sandbox_failed
 // (the call's answer as detail; nothing committed) | the transaction's errors (storage_failure,
 // timeout) | what `hooks.before_attempt` returned.
 #pragma once
@@ -73,9 +75,10 @@ struct atomic_hooks {
   std::function<void()> conflict;              // a commit lost to a concurrent change
   std::function<void()> retry;                 // an optimistic re-run follows
   std::function<void()> locked;                // the locked attempt starts
-  // An optimistic attempt's answer is in and its commit starts: `after` is the state it
-  // leaves if it commits (changed storages one version up, with their new data). A caller may
-  // start the call of its next run on it meanwhile (atomic_start::answer).
+  // The first attempt's answer is in and its commit starts (never on a retry: the caller's
+  // next run then reads afresh): `after` is the state it leaves if it commits (changed storages one
+  // version up, with their new data). A caller may start the call of its next run on it meanwhile
+  // (atomic_start::answer).
   std::function<void(const snapshot& after)> committing;
 };
 

@@ -9,6 +9,7 @@
 
 #include "actors/storage/storage_directory.hpp"
 #include "actors/storage/test_storages.hpp"
+#include "actors/storage/transaction.hpp"
 #include "adapters/error.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
@@ -40,6 +41,7 @@ caf::behavior counting_sandbox(caf::event_based_actor*, std::shared_ptr<int> cal
 struct atomic_fixture : test_storages {
   std::shared_ptr<int> calls = std::make_shared<int>(0);
   caf::actor sandbox = sys.spawn(counting_sandbox, calls);
+  std::chrono::milliseconds request_timeout = 5s;  // the runs' reads and commits
 
   storage_record replace(const std::string& id, const std::string& data) {
     auto r = ask<storage_record>(storages, replace_atom::value, id, data, version_list{});
@@ -52,7 +54,7 @@ struct atomic_fixture : test_storages {
                                     atomic_hooks hooks = {},
                                     atomic_start::answer_source answer = {}) {
     auto result = std::make_shared<std::optional<caf::expected<atomic_outcome>>>();
-    atomic_env env{storages, sandbox, committer, 5s, 5s, 16};
+    atomic_env env{storages, sandbox, committer, request_timeout, 5s, 16};
     // (An argument, as CAF 0.17 spawns a function without one through a null tuple pointer.)
     auto runner = sys.spawn(
         [=](caf::event_based_actor* a, int) -> caf::behavior {
@@ -186,5 +188,40 @@ TEST_SUITE("actors.storage.atomic_run") {
     CHECK(code_of(out.error()) == errc::sandbox_failed);
     CHECK(json::parse(ask<storage_record>(storages, read_atom::value, std::string{"c"})->data) ==
           json{{"n", 2}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture, "only a run's first attempt announces its commit") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto first = run({"c"}, std::nullopt);
+    REQUIRE(first);
+    replace("c", R"({"n":100})");  // the known state goes stale: the first attempt conflicts
+    int announced = 0;
+    atomic_hooks hooks;
+    hooks.committing = [&](const snapshot&) { ++announced; };
+    auto second = run({"c"}, first->after, hooks);
+    REQUIRE(second);
+    CHECK(second->conflicts == 1);
+    CHECK(announced == 1);  // the retry's commit is not announced: a call on it would be wasted
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a one-storage commit held up past the request timeout answers timeout and "
+                    "writes nothing, even once the storage is free") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    // Another writer's locked transaction holds the storage.
+    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);
+    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"c"}));
+    request_timeout = 200ms;
+    snapshot known{{"c", {R"({"n":1})", 1}}};  // current: the run goes straight to its replace
+    auto out = run({"c"}, known);
+    REQUIRE_FALSE(out);
+    CHECK(code_of(out.error()) == errc::timeout);
+    // The lock is released; the replace waiting behind it must not land now, or a client
+    // retrying the action it was told timed out would apply it twice.
+    REQUIRE(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
+    auto stored = ask<storage_record>(storages, read_atom::value, std::string{"c"});
+    REQUIRE(stored);
+    CHECK(stored->version == 1);
+    CHECK(json::parse(stored->data) == json{{"n", 1}});
   }
 }

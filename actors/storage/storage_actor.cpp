@@ -44,10 +44,13 @@ class storage_state {
     return rp;
   }
 
-  // A write computed on the state when its turn comes (after the writes queued before it).
-  caf::result<storage_record> write(std::function<caf::expected<change>(storage_owner&)> make) {
+  // A write computed on the state when its turn comes (after the writes queued before it). If
+  // that turn comes more than `within` after now, it is answered `timeout` and writes nothing.
+  caf::result<storage_record> write(std::function<caf::expected<change>(storage_owner&)> make,
+                                    std::chrono::milliseconds within = forever) {
     auto rp = self_->make_response_promise<storage_record>();
-    queue_.push_back({std::move(make), {}, rp});
+    auto due = within == forever ? clock::time_point::max() : clock::now() + within;
+    queue_.push_back({std::move(make), {}, rp, due});
     pump();
     return rp;
   }
@@ -111,11 +114,16 @@ class storage_state {
     return err;
   }
 
+  static constexpr std::chrono::milliseconds forever = std::chrono::milliseconds::max();
+
  private:
+  using clock = std::chrono::steady_clock;
+
   struct item {
     std::function<caf::expected<change>(storage_owner&)> write;  // a write, or
     std::function<void()> other;                                 // a read or a step
     promise rp;                                                  // a write's requester
+    clock::time_point due = clock::time_point::max();            // a write's last turn
   };
 
   // Runs `f` now if nothing is in flight or waiting, else in its turn.
@@ -146,6 +154,12 @@ class storage_state {
       while (!queue_.empty() && queue_.front().write) {
         auto it = std::move(queue_.front());
         queue_.pop_front();
+        if (clock::now() > it.due) {  // its requester has given up on it by now
+          it.rp.deliver(make_error(errc::timeout, "storage '" + owner_.id() +
+                                                      "' was busy past the write's deadline; "
+                                                      "nothing was written"));
+          continue;
+        }
         auto c = it.write(owner_);
         if (!c) {
           it.rp.deliver(fail(std::move(c.error())));
@@ -244,6 +258,13 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
         return st->write([data = std::move(data), m = std::move(m)](storage_owner& o) {
           return o.replace(data, m);
         });
+      },
+      [st](replace_atom, const std::string&, std::string& data, version_list& m,
+           int64_t within_ms) {
+        ++st->handled;
+        return st->write([data = std::move(data),
+                          m = std::move(m)](storage_owner& o) { return o.replace(data, m); },
+                         std::chrono::milliseconds(std::max<int64_t>(within_ms, 0)));
       },
       [st](merge_atom, const std::string&, std::string& patch, version_list& m) {
         ++st->handled;

@@ -19,6 +19,11 @@
 //       versions never repeat, so no If-Match or transaction takes a re-created storage for
 //       the one it read
 //   (replace_atom, id, data, version_list if_match)  -> record | not_found | precondition_failed
+//   (replace_atom, id, data, version_list if_match, int64_t within_ms) -> the same | timeout
+//       a replace with a deadline: if its turn comes more than within_ms after it arrived (a
+//       locked transaction or slow batches ahead of it), it writes nothing and answers
+//       timeout. A requester that waits longer than within_ms (plus the commit's own time)
+//       thus never sees `timeout` for a write that lands later.
 //   (merge_atom, id, patch, version_list if_match)   -> record | not_found | precondition_failed
 //       shallow merge of top-level keys; a key set to null is removed
 //   (erase_atom, id, version_list if_match)          -> the erased record | not_found |

@@ -157,6 +157,11 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
         if (!valid_storage_id(id)) return bad_id(id);
         return self->delegate(dir->route(id), a, id, std::move(data), std::move(m));
       },
+      [=](replace_atom a, const std::string& id, std::string& data, version_list& m,
+          int64_t within_ms) -> caf::result<caf::message> {
+        if (!valid_storage_id(id)) return bad_id(id);
+        return self->delegate(dir->route(id), a, id, std::move(data), std::move(m), within_ms);
+      },
       [=](merge_atom a, const std::string& id, std::string& patch,
           version_list& m) -> caf::result<caf::message> {
         if (!valid_storage_id(id)) return bad_id(id);
