@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Action round trip for the todo panel, against a fresh build/tessera per run.
 
-    /usr/bin/python3 bench/panel_bench.py [--runs 3] [--duration 6] [--workers 2]
+    /usr/bin/python3 bench/panel_bench.py [--runs 3] [--duration 6] [--workers 0]
                                           [--connections 8] [--reuse panel|call]
                                           [--max-batch 64] [--panels 1] [--set KEY=VALUE ...]
 
@@ -306,7 +306,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=6, help="seconds per measurement")
-    ap.add_argument("--workers", type=int, default=2, help="sandbox.workers")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="sandbox.workers (0: the server's default, two per core)")
     ap.add_argument("--reuse", default="panel", help="sandbox.reuse: panel|call")
     ap.add_argument("--max-batch", type=int, default=64, help="panels.max_batch (1: no batching)")
     ap.add_argument("--panels", type=int, default=1, help="N counter panels instead (HTTP peak)")

@@ -158,7 +158,7 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.scheduler_threads, 0, 256);
      }},
-    {"sandbox.workers", "Python worker processes (0: one per core)",
+    {"sandbox.workers", "Python worker processes (0: two per core)",
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.sandbox_workers, 0, 256);
      }},

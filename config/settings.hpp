@@ -54,7 +54,7 @@ struct settings {
   // [runtime]
   uint32_t scheduler_threads = 0;  // 0: CAF's default (one per core)
   // [sandbox]
-  uint32_t sandbox_workers = 0;             // 0: one per core
+  uint32_t sandbox_workers = 0;             // 0: two per core
   std::string sandbox_isolation = "bwrap";  // "bwrap" | "gvisor" | "process"
   std::string sandbox_executable;           // empty: tessera-sandbox beside the tessera binary
   bool sandbox_network = false;

@@ -46,7 +46,10 @@ std::string sandbox_executable(const config::settings& s) {
 sandbox::supervisor_config sandbox_config(const config::settings& s,
                                           sandbox::sandbox_metrics& metrics) {
   sandbox::supervisor_config c;
-  c.workers = s.sandbox_workers ? s.sandbox_workers : cores();
+  // Two per core: a call spends much of its time in wake-ups and pipe hops, not on a core, and
+  // one slot serves its keys' calls one at a time (bench/README.md, 2026-12-03 late: 16 panels
+  // 1,577 -> 2,032 actions/s from one to two per core; ~22 MiB PSS per worker).
+  c.workers = s.sandbox_workers ? s.sandbox_workers : 2 * cores();
   c.executor.spawn.executable = sandbox_executable(s);
   c.executor.spawn.level = s.sandbox_isolation == "process"  ? adapters::isolation::process
                            : s.sandbox_isolation == "gvisor" ? adapters::isolation::gvisor
