@@ -356,9 +356,13 @@ class panel_state {
                out.version, out.body});
   }
 
+  // The run of the actions at the queue's head: it commits nothing once the oldest one's
+  // requester has stopped waiting (web/ waits env.call_timeout for an action's answer).
   storage::atomic_env atomic_env() const {
-    return {env_.storages,        env_.sandbox,      env_.committer,
-            env_.request_timeout, env_.call_timeout, env_.max_retries};
+    storage::atomic_env e{env_.storages,        env_.sandbox,      env_.committer,
+                          env_.request_timeout, env_.call_timeout, env_.max_retries};
+    if (!actions_.empty()) e.deadline = actions_.front().start + env_.call_timeout;
+    return e;
   }
 
   // What an action run (one action or a batch) does between its attempts.

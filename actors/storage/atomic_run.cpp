@@ -118,25 +118,42 @@ struct run_state : std::enable_shared_from_this<run_state> {
     if (hooks.committing && conflicts == 0) hooks.committing(after_commit(s, answer));
     if (entries.size() == 1 && !entries[0].data.empty() && entries[0].expected > 0)
       return replace_one(std::move(s), std::move(answer), std::move(entries[0]));
-    auto txn = self->spawn(transaction, env.storages, env.committer, env.request_timeout);
-    self->request(txn, env.request_timeout + std::chrono::seconds(1), runtime::commit_atom::value,
+    auto budget = commit_budget();
+    if (budget.count() <= 0) return done(too_late());
+    auto txn = self->spawn(transaction, env.storages, env.committer, budget);
+    self->request(txn, budget + std::chrono::seconds(1), runtime::commit_atom::value,
                   std::move(entries))
         .then([me = shared_from_this(), snap = std::move(s),
                answer](caf::ok_atom) mutable { me->committed(std::move(snap), std::move(answer)); },
               [me = shared_from_this()](caf::error& err) { me->commit_failed(err); });
   }
 
+  // How long a commit may take: request_timeout, or less when the caller's deadline is
+  // nearer (a second is kept for the answer's way back). Zero or less: too late to commit.
+  std::chrono::milliseconds commit_budget() const {
+    if (env.deadline == std::chrono::steady_clock::time_point::max()) return env.request_timeout;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        env.deadline - std::chrono::steady_clock::now() - std::chrono::seconds(1));
+    return std::min(env.request_timeout, left);
+  }
+
+  caf::error too_late() const {
+    return make_error(errc::timeout,
+                      owner + "'s caller stopped waiting before the commit; nothing was committed");
+  }
+
   // One existing storage changed: its own conditional replace is the whole transaction (the
   // storage checks the version and commits in its write batch, in one request). The replace
-  // has a deadline of its own, and the request waits a second longer, so a storage held past
-  // request_timeout (by a locked transaction) answers `timeout` having written nothing,
-  // rather than committing after this run has answered `timeout`, which a retry would apply
-  // twice. As with the transaction, only a commit that itself stalls past that second leaves
-  // the outcome unknown.
+  // has a deadline of its own (the commit budget), and the request waits a second longer, so
+  // a storage held past it (by a locked transaction) answers `timeout` having written
+  // nothing, rather than committing after this run has answered `timeout`, which a retry
+  // would apply twice. As with the transaction, only a commit that itself stalls past that
+  // second leaves the outcome unknown.
   void replace_one(snapshot s, json answer, txn_entry e) {
-    self->request(env.storages, env.request_timeout + std::chrono::seconds(1), replace_atom::value,
-                  e.id, std::move(e.data), version_list{e.expected},
-                  static_cast<int64_t>(env.request_timeout.count()))
+    auto budget = commit_budget();
+    if (budget.count() <= 0) return done(too_late());
+    self->request(env.storages, budget + std::chrono::seconds(1), replace_atom::value, e.id,
+                  std::move(e.data), version_list{e.expected}, static_cast<int64_t>(budget.count()))
         .then(
             [me = shared_from_this(), snap = std::move(s), answer](storage_record& r) mutable {
               snap[r.id] = {std::move(r.data), r.version};
@@ -171,6 +188,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
               auto snap = std::make_shared<snapshot>(std::move(s));
               me->call(*snap, [me, txn, hold, snap](caf::expected<json> answer) {
                 std::vector<txn_entry> writes;
+                if (answer && me->commit_budget().count() <= 0) answer = me->too_late();
                 if (answer)
                   for (auto& [id, data] : (*answer)["changed"].items())
                     writes.push_back({id, 0, data.dump()});

@@ -16,8 +16,10 @@
 // version, and versions never repeat. A commit that changes exactly one existing storage
 // is that storage's conditional replace (If-Match the version read, with a deadline of
 // request_timeout for its turn), which goes in the storage's own write batch without a
-// transaction actor. A `timeout` outcome means nothing was committed, unless the commit
-// itself (RocksDB) stalled for more than a second past request_timeout. Outcomes: the answer and
+// transaction actor. Every commit's wait is the smaller of request_timeout and what is left
+// of `env.deadline` less a second (none left: `timeout`, nothing committed), and a storage
+// busy past it writes nothing; so `timeout` means nothing was committed, unless the commit
+// itself (RocksDB) or a mailbox stalled for over a second. Outcomes: the answer and
 // the snapshot as committed (changed storages one version up, with their new data) | sandbox_failed
 // (the call's answer as detail; nothing committed) | the transaction's errors (storage_failure,
 // timeout) | what `hooks.before_attempt` returned.
@@ -68,6 +70,10 @@ struct atomic_env {
   std::chrono::milliseconds request_timeout{5000};  // reads, commits
   std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included
   int max_retries = 16;
+  // When the run's caller stops waiting for its answer (a panel action: its HTTP or WebSocket
+  // request's deadline). No commit starts within a second of it, and a commit's own wait is
+  // bounded by it, so an outcome of `timeout` the caller never sees cannot land later.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 struct atomic_hooks {

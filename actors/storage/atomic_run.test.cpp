@@ -42,6 +42,7 @@ struct atomic_fixture : test_storages {
   std::shared_ptr<int> calls = std::make_shared<int>(0);
   caf::actor sandbox = sys.spawn(counting_sandbox, calls);
   std::chrono::milliseconds request_timeout = 5s;  // the runs' reads and commits
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 
   storage_record replace(const std::string& id, const std::string& data) {
     auto r = ask<storage_record>(storages, replace_atom::value, id, data, version_list{});
@@ -55,6 +56,7 @@ struct atomic_fixture : test_storages {
                                     atomic_start::answer_source answer = {}) {
     auto result = std::make_shared<std::optional<caf::expected<atomic_outcome>>>();
     atomic_env env{storages, sandbox, committer, request_timeout, 5s, 16};
+    env.deadline = deadline;
     // (An argument, as CAF 0.17 spawns a function without one through a null tuple pointer.)
     auto runner = sys.spawn(
         [=](caf::event_based_actor* a, int) -> caf::behavior {
@@ -223,5 +225,43 @@ TEST_SUITE("actors.storage.atomic_run") {
     REQUIRE(stored);
     CHECK(stored->version == 1);
     CHECK(json::parse(stored->data) == json{{"n", 1}});
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a run whose caller has stopped waiting by the time its answer is in commits "
+                    "nothing") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "d", std::string{R"({"n":1})"}));
+    deadline = std::chrono::steady_clock::now() + 500ms;  // less than the second kept back
+    SUBCASE("one storage (its replace)") {
+      auto out = run({"c"}, std::nullopt);
+      REQUIRE_FALSE(out);
+      CHECK(code_of(out.error()) == errc::timeout);
+    }
+    SUBCASE("two storages (a transaction)") {
+      auto out = run({"c", "d"}, std::nullopt);
+      REQUIRE_FALSE(out);
+      CHECK(code_of(out.error()) == errc::timeout);
+    }
+    CHECK(*calls == 1);
+    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"c"})->version == 1);
+    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"d"})->version == 1);
+  }
+
+  TEST_CASE_FIXTURE(atomic_fixture,
+                    "a commit held up by a locked storage gives up by its caller's deadline, "
+                    "not the request timeout, and writes nothing") {
+    REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
+    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);
+    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"c"}));
+    request_timeout = 30s;
+    auto started = std::chrono::steady_clock::now();
+    deadline = started + 1500ms;
+    auto out = run({"c"}, snapshot{{"c", {R"({"n":1})", 1}}});
+    REQUIRE_FALSE(out);
+    CHECK(code_of(out.error()) == errc::timeout);
+    CHECK(std::chrono::steady_clock::now() - started < 5s);  // not request_timeout's 30 s
+    REQUIRE(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
+    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"c"})->version == 1);
   }
 }

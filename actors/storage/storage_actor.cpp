@@ -49,7 +49,10 @@ class storage_state {
   caf::result<storage_record> write(std::function<caf::expected<change>(storage_owner&)> make,
                                     std::chrono::milliseconds within = forever) {
     auto rp = self_->make_response_promise<storage_record>();
-    auto due = within == forever ? clock::time_point::max() : clock::now() + within;
+    // (A day at most, so the sum cannot overflow.)
+    auto due = within == forever ? clock::time_point::max()
+                                 : clock::now() + std::min<std::chrono::milliseconds>(
+                                                      within, std::chrono::hours(24));
     queue_.push_back({std::move(make), {}, rp, due});
     pump();
     return rp;

@@ -130,6 +130,12 @@ class Server:
         # turns it on with --set panels.demos=true.
         if not any("panels.demos" in a for a in self.args):
             env.setdefault("TESSERA_PANELS_DEMOS", "false")
+        # Two sandbox workers unless a test says otherwise: the default, two per core, boots
+        # four zygotes on CI's two cores for each of the suite's hundreds of short-lived
+        # servers, which made the suite 45% slower. Tests that depend on the count set it;
+        # test_sandbox.py checks the default (`--set sandbox.workers=0`).
+        if not any("sandbox.workers" in a for a in self.args):
+            env.setdefault("TESSERA_SANDBOX_WORKERS", "2")
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
                                      env=clean_env(env), text=True)

@@ -909,6 +909,13 @@ def test_get_api_sandbox_lists_every_worker_slot(server):
     assert sum(w["calls"] for w in status(srv)["workers"]) == 4
 
 
+def test_by_default_the_sandbox_runs_two_workers_per_core_and_an_explicit_count_wins(server):
+    default = wait_idle(server("--set", "sandbox.workers=0"))
+    assert len(default["workers"]) == 2 * os.cpu_count(), default
+    explicit = wait_idle(server("--set", "sandbox.workers=3", env={"TESSERA_SANDBOX_WORKERS": "1"}))
+    assert len(explicit["workers"]) == 3, explicit
+
+
 def test_worker_processes_run_as_an_unprivileged_uid_on_the_host(server):
     srv = server("--set", "sandbox.workers=2")
     for worker in wait_idle(srv)["workers"]:
