@@ -21,8 +21,9 @@
 //   (action_atom, id, action, payload JSON text) -> {"success":true,"html","version",
 //       "changed":[ids],"logs"[,"render_error"]} | invalid_argument (no handler) | conflict
 //       | sandbox_failed | timeout (it waited in the queue longer than env.call_timeout, or
-//       its commit could not finish a second before that long after it arrived, which is
-//       how long web/ waits: nothing was committed) | unavailable (1024 actions already wait).
+//       its commit could not start, or its wait for the commit ran out, a second before
+//       env.call_timeout after the arrival of the oldest action of its run, web/'s wait:
+//       nothing was committed) | unavailable (1024 actions already wait).
 //       Actions of one panel run in arrival order: read every bound storage (missing ones are
 //       {} at version 0), run on_action in the sandbox, then commit what it changed through a
 //       storage transaction (transaction.hpp) that also checks the unchanged ones are still at

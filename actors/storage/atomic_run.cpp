@@ -39,6 +39,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
   void attempt() {
     if (hooks.before_attempt)
       if (auto err = hooks.before_attempt()) return done(err);
+    if (commit_budget().count() <= 0) return done(too_late());  // a call now would be wasted
     if (conflicts > env.max_retries) return locked_attempt();
     auto me = shared_from_this();
     auto run_on = [me](caf::expected<snapshot> s) {
@@ -183,6 +184,12 @@ struct run_state : std::enable_shared_from_this<run_state> {
     self->request(txn, hold, lock_atom::value, ids)
         .then(
             [me = shared_from_this(), txn, hold](std::vector<txn_entry>& held) {
+              if (me->commit_budget().count() <= 0) {  // locked too late: unlock at once
+                me->self->request(txn, hold, runtime::commit_atom::value, std::vector<txn_entry>{})
+                    .then([me](caf::ok_atom) { me->done(me->too_late()); },
+                          [me](caf::error& err) { me->done(err); });
+                return;
+              }
               snapshot s;
               for (auto& e : held) s[e.id] = {std::move(e.data), e.expected};
               auto snap = std::make_shared<snapshot>(std::move(s));

@@ -14,9 +14,10 @@
 // made on it: the first attempt runs on that without reading (and without calling). A stale
 // state costs only a conflict and a re-run on a fresh read, since the commit checks every
 // version, and versions never repeat. A commit that changes exactly one existing storage
-// is that storage's conditional replace (If-Match the version read, with a deadline of
-// request_timeout for its turn), which goes in the storage's own write batch without a
-// transaction actor. Every commit's wait is the smaller of request_timeout and what is left
+// is that storage's conditional replace (If-Match the version read, with the commit budget
+// below as the deadline for its turn), which goes in the storage's own write batch without a
+// transaction actor. No attempt starts, and no locked call runs, once the budget is gone.
+// Every commit's wait is the smaller of request_timeout and what is left
 // of `env.deadline` less a second (none left: `timeout`, nothing committed), and a storage
 // busy past it writes nothing; so `timeout` means nothing was committed, unless the commit
 // itself (RocksDB) or a mailbox stalled for over a second. Outcomes: the answer and

@@ -76,7 +76,10 @@ caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, ca
   auto write_batch = [self, st, committer, timeout, finish] {
     if (st->ops.empty()) return finish({});  // nothing changed; every storage validated
     st->committing = true;
-    self->request(committer, timeout, runtime::commit_atom::value, std::move(st->ops))
+    // (A storage whose own wait for the decision ends first quits and reloads from RocksDB,
+    // which is right whatever landed.)
+    self->request(committer, timeout + std::chrono::seconds(4), runtime::commit_atom::value,
+                  std::move(st->ops))
         .then([finish](caf::ok_atom) { finish({}); }, [finish](caf::error& err) { finish(err); });
   };
   auto visit_next = [self, st, directory, write_batch, timeout] {
@@ -192,6 +195,10 @@ caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, ca
       },
       [=](refused_atom, const std::string&, caf::error& err) { finish(conflict_of(err)); },
       [=](timeout_atom) {
+        // The deadline bounds the decision. A batch already with the committer is awaited
+        // (for at most `timeout` + 4 s, the committer request's own): answering `timeout`
+        // now would tell the requester "not committed" about a batch that may land.
+        if (st->committing) return;
         finish(make_error(errc::timeout, "transaction not decided within " +
                                              std::to_string(timeout.count()) + " ms"));
       },

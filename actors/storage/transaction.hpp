@@ -15,8 +15,10 @@
 //   (commit_atom, std::vector<txn_entry>) -> ok_atom
 //       | conflict: a storage was not at its expected version (nothing written; re-read, retry)
 //       | invalid_argument (a bad id), storage_failure (RocksDB refused the batch: nothing
-//         written), timeout (no decision within `timeout`; if the batch was in flight it may
-//         have landed, and the storages involved reload from RocksDB).
+//         written), timeout (no decision within `timeout`: nothing written; or the
+//         committer did not answer within `timeout` + 4 s of getting the batch: it may have
+//         landed, and the storages involved reload from RocksDB). Once the batch is with
+//         the committer, the transaction waits for it past its own deadline.
 //   Locked variant, for work that must not conflict (a panel action that lost too often):
 //   (lock_atom, std::vector<std::string> ids) -> std::vector<txn_entry> {id, version, data}
 //       once every storage is locked (they serve nothing else until the end), then
