@@ -153,23 +153,26 @@ TEST_SUITE("actors.storage.transaction") {
                     "reported as timed out") {
     create("a", R"({"n":1})");
     // A committer that takes 400 ms, past the transaction's 100 ms deadline, then commits.
-    auto real = committer;
     using later_atom = caf::atom_constant<caf::atom("later")>;
-    auto slow = sys.spawn([real](caf::event_based_actor* a) -> caf::behavior {
-      using held = std::pair<std::vector<adapters::write_op>, caf::response_promise>;
-      auto waiting = std::make_shared<std::vector<held>>();
-      return {[=](runtime::commit_atom, std::vector<adapters::write_op>& ops) {
-                waiting->emplace_back(std::move(ops), a->make_response_promise());
-                a->delayed_send(a, 400ms, later_atom::value);
-              },
-              [=](later_atom) {
-                for (auto& [ops, rp] : *waiting)
-                  a->request(real, 5s, runtime::commit_atom::value, std::move(ops))
-                      .then([rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
-                            [rp](caf::error& e) mutable { rp.deliver(e); });
-                waiting->clear();
-              }};
-    });
+    // (The committer is an argument, as CAF 0.17 spawns a function without one through a null
+    // tuple pointer, which UBSan reports.)
+    auto slow = sys.spawn(
+        [](caf::event_based_actor* a, caf::actor real) -> caf::behavior {
+          using held = std::pair<std::vector<adapters::write_op>, caf::response_promise>;
+          auto waiting = std::make_shared<std::vector<held>>();
+          return {[=](runtime::commit_atom, std::vector<adapters::write_op>& ops) {
+                    waiting->emplace_back(std::move(ops), a->make_response_promise());
+                    a->delayed_send(a, 400ms, later_atom::value);
+                  },
+                  [=](later_atom) {
+                    for (auto& [ops, rp] : *waiting)
+                      a->request(real, 5s, runtime::commit_atom::value, std::move(ops))
+                          .then([rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+                                [rp](caf::error& e) mutable { rp.deliver(e); });
+                    waiting->clear();
+                  }};
+        },
+        committer);
     auto txn = sys.spawn(storage::transaction, storages, slow, 100ms);
     auto out = ask<caf::ok_atom>(txn, runtime::commit_atom::value,
                                  std::vector<txn_entry>{{"a", 1, R"({"n":2})"}});
