@@ -39,7 +39,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
   void attempt() {
     if (hooks.before_attempt)
       if (auto err = hooks.before_attempt()) return done(err);
-    if (commit_budget().count() <= 0) return done(too_late());  // a call now would be wasted
+    if (out_of_time()) return done(too_late());  // a call now would be wasted
     if (conflicts > env.max_retries) return locked_attempt();
     auto me = shared_from_this();
     auto run_on = [me](caf::expected<snapshot> s) {
@@ -138,6 +138,8 @@ struct run_state : std::enable_shared_from_this<run_state> {
     return std::min(env.request_timeout, left);
   }
 
+  bool out_of_time() const { return commit_budget().count() <= 0; }
+
   caf::error too_late() const {
     return make_error(errc::timeout,
                       owner + "'s caller stopped waiting before the commit; nothing was committed");
@@ -184,7 +186,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
     self->request(txn, hold, lock_atom::value, ids)
         .then(
             [me = shared_from_this(), txn, hold](std::vector<txn_entry>& held) {
-              if (me->commit_budget().count() <= 0) {  // locked too late: unlock at once
+              if (me->out_of_time()) {  // locked too late: unlock at once
                 me->self->request(txn, hold, runtime::commit_atom::value, std::vector<txn_entry>{})
                     .then([me](caf::ok_atom) { me->done(me->too_late()); },
                           [me](caf::error& err) { me->done(err); });
@@ -195,7 +197,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
               auto snap = std::make_shared<snapshot>(std::move(s));
               me->call(*snap, [me, txn, hold, snap](caf::expected<json> answer) {
                 std::vector<txn_entry> writes;
-                if (answer && me->commit_budget().count() <= 0) answer = me->too_late();
+                if (answer && me->out_of_time()) answer = me->too_late();
                 if (answer)
                   for (auto& [id, data] : (*answer)["changed"].items())
                     writes.push_back({id, 0, data.dump()});

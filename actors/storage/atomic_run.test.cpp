@@ -44,6 +44,23 @@ struct atomic_fixture : test_storages {
   std::chrono::milliseconds request_timeout = 5s;  // the runs' reads and commits
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 
+  // Another writer's locked transaction, holding `id` until release().
+  caf::actor lock(const std::string& id) {
+    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);
+    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{id}));
+    return txn;
+  }
+
+  void release(const caf::actor& txn) {
+    REQUIRE(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
+  }
+
+  int64_t version(const std::string& id) {
+    auto r = ask<storage_record>(storages, read_atom::value, id);
+    REQUIRE(r);
+    return r->version;
+  }
+
   storage_record replace(const std::string& id, const std::string& data) {
     auto r = ask<storage_record>(storages, replace_atom::value, id, data, version_list{});
     REQUIRE(r);
@@ -210,9 +227,7 @@ TEST_SUITE("actors.storage.atomic_run") {
                     "a one-storage commit held up past the request timeout answers timeout and "
                     "writes nothing, even once the storage is free") {
     REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
-    // Another writer's locked transaction holds the storage.
-    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);
-    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"c"}));
+    auto txn = lock("c");
     request_timeout = 200ms;
     snapshot known{{"c", {R"({"n":1})", 1}}};  // current: the run goes straight to its replace
     auto out = run({"c"}, known);
@@ -220,11 +235,8 @@ TEST_SUITE("actors.storage.atomic_run") {
     CHECK(code_of(out.error()) == errc::timeout);
     // The lock is released; the replace waiting behind it must not land now, or a client
     // retrying the action it was told timed out would apply it twice.
-    REQUIRE(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
-    auto stored = ask<storage_record>(storages, read_atom::value, std::string{"c"});
-    REQUIRE(stored);
-    CHECK(stored->version == 1);
-    CHECK(json::parse(stored->data) == json{{"n", 1}});
+    release(txn);
+    CHECK(version("c") == 1);
   }
 
   TEST_CASE_FIXTURE(atomic_fixture,
@@ -244,16 +256,15 @@ TEST_SUITE("actors.storage.atomic_run") {
       CHECK(code_of(out.error()) == errc::timeout);
     }
     CHECK(*calls == 0);
-    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"c"})->version == 1);
-    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"d"})->version == 1);
+    CHECK(version("c") == 1);
+    CHECK(version("d") == 1);
   }
 
   TEST_CASE_FIXTURE(atomic_fixture,
                     "a commit held up by a locked storage gives up by its caller's deadline, "
                     "not the request timeout, and writes nothing") {
     REQUIRE(ask<storage_record>(storages, create_atom::value, "c", std::string{R"({"n":1})"}));
-    auto txn = sys.spawn(storage::transaction, storages, committer, 60s);
-    REQUIRE(ask<std::vector<txn_entry>>(txn, lock_atom::value, std::vector<std::string>{"c"}));
+    auto txn = lock("c");
     request_timeout = 30s;
     auto started = std::chrono::steady_clock::now();
     deadline = started + 2500ms;
@@ -263,7 +274,7 @@ TEST_SUITE("actors.storage.atomic_run") {
     auto waited = std::chrono::steady_clock::now() - started;
     CHECK(waited >= 1s);  // the replace was sent and waited (not refused before it)
     CHECK(waited < 5s);   // not request_timeout's 30 s
-    REQUIRE(ask<caf::ok_atom>(txn, runtime::commit_atom::value, std::vector<txn_entry>{}));
-    CHECK(ask<storage_record>(storages, read_atom::value, std::string{"c"})->version == 1);
+    release(txn);
+    CHECK(version("c") == 1);
   }
 }

@@ -44,15 +44,13 @@ class storage_state {
     return rp;
   }
 
+  using clock = std::chrono::steady_clock;
+
   // A write computed on the state when its turn comes (after the writes queued before it). If
-  // that turn comes more than `within` after now, it is answered `timeout` and writes nothing.
+  // that turn comes after `due`, it is answered `timeout` and writes nothing.
   caf::result<storage_record> write(std::function<caf::expected<change>(storage_owner&)> make,
-                                    std::chrono::milliseconds within = forever) {
+                                    clock::time_point due = clock::time_point::max()) {
     auto rp = self_->make_response_promise<storage_record>();
-    // (A day at most, so the sum cannot overflow.)
-    auto due = within == forever ? clock::time_point::max()
-                                 : clock::now() + std::min<std::chrono::milliseconds>(
-                                                      within, std::chrono::hours(24));
     queue_.push_back({std::move(make), {}, rp, due});
     pump();
     return rp;
@@ -117,11 +115,12 @@ class storage_state {
     return err;
   }
 
-  static constexpr std::chrono::milliseconds forever = std::chrono::milliseconds::max();
+  // `within_ms` from now, clamped to [0, a day] so that the sum cannot overflow.
+  static clock::time_point due_in(int64_t within_ms) {
+    return clock::now() + std::chrono::milliseconds(std::clamp<int64_t>(within_ms, 0, 86'400'000));
+  }
 
  private:
-  using clock = std::chrono::steady_clock;
-
   struct item {
     std::function<caf::expected<change>(storage_owner&)> write;  // a write, or
     std::function<void()> other;                                 // a read or a step
@@ -267,7 +266,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::
         ++st->handled;
         return st->write([data = std::move(data),
                           m = std::move(m)](storage_owner& o) { return o.replace(data, m); },
-                         std::chrono::milliseconds(std::max<int64_t>(within_ms, 0)));
+                         storage_state::due_in(within_ms));
       },
       [st](merge_atom, const std::string&, std::string& patch, version_list& m) {
         ++st->handled;
