@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <sstream>
 
@@ -46,6 +47,70 @@ apply_result parse_millis(const std::string& v, std::chrono::milliseconds& out, 
   return std::nullopt;
 }
 
+// A comma-separated list; items are trimmed and empty items dropped.
+std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    auto comma = v.find(',', start);
+    if (comma == std::string::npos) comma = v.size();
+    auto item = v.substr(start, comma - start);
+    auto first = item.find_first_not_of(" \t");
+    auto last = item.find_last_not_of(" \t");
+    if (first != std::string::npos) out.push_back(item.substr(first, last - first + 1));
+    start = comma + 1;
+  }
+  return out;
+}
+
+bool host_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+}
+
+// "name", "name:port", "[v6]" or "[v6]:port", lower-cased.
+apply_result parse_host_list(const std::string& v, std::vector<std::string>& out) {
+  std::vector<std::string> hosts;
+  for (auto item : split_list(v)) {
+    std::transform(item.begin(), item.end(), item.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    auto port_at = item.front() == '[' ? item.find("]:") : item.rfind(':');
+    auto name = port_at == std::string::npos
+                    ? item
+                    : item.substr(0, item.front() == '[' ? port_at + 1 : port_at);
+    uint16_t port = 0;
+    bool ok =
+        !name.empty() && (name.front() == '[' ? name.back() == ']' && name.size() > 2
+                                              : std::all_of(name.begin(), name.end(), host_char));
+    if (ok && port_at != std::string::npos)
+      ok = !parse_int<uint16_t>(item.substr(port_at + (item.front() == '[' ? 2 : 1)), port, 1,
+                                65535);
+    if (!ok) return "expected host names (name or name:port, comma-separated), got '" + item + "'";
+    hosts.push_back(item);
+  }
+  out = std::move(hosts);
+  return std::nullopt;
+}
+
+// "http://name[:port]" or "https://...", lower-cased, no path.
+apply_result parse_origin_list(const std::string& v, std::vector<std::string>& out) {
+  std::vector<std::string> origins;
+  for (auto item : split_list(v)) {
+    std::transform(item.begin(), item.end(), item.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    auto scheme_end = item.find("://");
+    auto scheme = item.substr(0, scheme_end == std::string::npos ? 0 : scheme_end);
+    std::vector<std::string> host;
+    bool ok = (scheme == "http" || scheme == "https") &&
+              !parse_host_list(item.substr(scheme_end + 3), host) && host.size() == 1;
+    if (!ok)
+      return "expected origins (scheme://host[:port], comma-separated, no path), got '" + item +
+             "'";
+    origins.push_back(item);
+  }
+  out = std::move(origins);
+  return std::nullopt;
+}
+
 const std::vector<setting_key> keys = {
     {"server.listen", "address to listen on, HOST:PORT (port 0 picks a free one)",
      [](settings& s, const std::string& v) -> apply_result {
@@ -56,8 +121,25 @@ const std::vector<setting_key> keys = {
      }},
     {"server.api_token", "bearer token required on /api and /ws (empty: none)",
      [](settings& s, const std::string& v) -> apply_result {
+       if (!v.empty() && v.size() < 16)
+         return "a token must be at least 16 characters (this one has " + std::to_string(v.size()) +
+                "); generate one with: openssl rand -hex 32";
        s.api_token = v;
        return std::nullopt;
+     }},
+    {"server.allowed_hosts",
+     "Host names served besides localhost, 127.0.0.1 and [::1] (name or name:port, "
+     "comma-separated); on a loopback address any other Host gets 421",
+     [](settings& s, const std::string& v) { return parse_host_list(v, s.allowed_hosts); }},
+    {"server.allowed_origins",
+     "origins (scheme://host[:port], comma-separated) besides the server's own that may send "
+     "POST/PUT/PATCH/DELETE and open /ws",
+     [](settings& s, const std::string& v) { return parse_origin_list(v, s.allowed_origins); }},
+    {"server.metrics_public", "serve /metrics without the token even when one is set",
+     [](settings& s, const std::string& v) { return parse_bool(v, s.metrics_public); }},
+    {"server.keepalive_timeout_ms", "an idle keep-alive connection is closed after this long",
+     [](settings& s, const std::string& v) {
+       return parse_millis(v, s.keepalive_timeout, 100, 3'600'000);
      }},
     {"server.insecure", "allow a non-loopback listen address without an api_token",
      [](settings& s, const std::string& v) { return parse_bool(v, s.insecure); }},
@@ -244,6 +326,15 @@ std::optional<std::string> toml_value_text(const toml::node& node) {
   if (auto s = node.as_string()) return s->get();
   if (auto i = node.as_integer()) return std::to_string(i->get());
   if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (auto a = node.as_array()) {
+    std::string joined;
+    for (auto& item : *a) {
+      auto text = item.as_string();
+      if (!text || text->get().find(',') != std::string::npos) return std::nullopt;
+      joined += (joined.empty() ? "" : ",") + text->get();
+    }
+    return joined;
+  }
   return std::nullopt;
 }
 
@@ -271,7 +362,9 @@ std::optional<load_error> apply_toml(settings& s, const toml::table& table,
     }
     auto text = toml_value_text(node);
     if (!find_key(key)) return load_error{"unknown setting '" + key + "' in " + file};
-    if (!text) return load_error{key + " in " + file + ": expected a string, integer or boolean"};
+    if (!text)
+      return load_error{key + " in " + file +
+                        ": expected a string, integer, boolean or array of strings"};
     if (auto err = apply(s, key, *text, file)) return err;
   }
   return std::nullopt;

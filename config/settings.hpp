@@ -32,11 +32,19 @@ struct settings {
   uint32_t max_json_depth = 64;
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds shutdown_grace{5000};
-  uint64_t max_connections = 10000;                   // HTTP + WebSocket; past it: 503, closed
-  std::chrono::milliseconds header_timeout{10000};    // a request's head and body must arrive
-  std::chrono::milliseconds ws_stall_timeout{10000};  // a WebSocket write stuck this long closes
-  uint64_t ws_max_pending_bytes = 4 << 20;            // queued WebSocket output before closing
-  std::chrono::milliseconds ws_idle_timeout{60000};   // silent this long: closed (ping at half)
+  uint64_t max_connections = 10000;                    // HTTP + WebSocket; past it: 503, closed
+  std::chrono::milliseconds header_timeout{10000};     // a request's head and body must arrive
+  std::chrono::milliseconds ws_stall_timeout{10000};   // a WebSocket write stuck this long closes
+  uint64_t ws_max_pending_bytes = 4 << 20;             // queued WebSocket output before closing
+  std::chrono::milliseconds ws_idle_timeout{60000};    // silent this long: closed (ping at half)
+  std::chrono::milliseconds keepalive_timeout{60000};  // an idle keep-alive connection closes
+  // Host names served besides the loopback names (loopback listen: the only ones; otherwise,
+  // when set, the only ones), as "name" (any port) or "name:port".
+  std::vector<std::string> allowed_hosts;
+  // Origins (scheme://host[:port]) besides the server's own whose state-changing requests and
+  // WebSocket upgrades are accepted.
+  std::vector<std::string> allowed_origins;
+  bool metrics_public = false;  // /metrics without the token even when one is set
   // [storage]
   std::string data_dir = "./data";
   bool sync = false;  // fsync every commit
@@ -74,7 +82,8 @@ struct settings {
 };
 
 // One configurable key: its dotted name, a one-line description, and how to apply a textual
-// value (flags, environment) to `settings`. TOML values are converted to text first.
+// value (flags, environment) to `settings`. TOML values are converted to text first (an array of
+// strings becomes its items joined by commas, the form list keys take everywhere).
 struct setting_key {
   std::string name;         // "server.listen"
   std::string description;  // for --help and the commented default file
@@ -106,6 +115,7 @@ struct load_error {
 std::variant<settings, load_error> load_settings(const sources& from);
 
 // Checks combinations that single keys cannot: a non-loopback bind needs a token or insecure.
+// (A token shorter than 16 characters is refused by its key.)
 std::optional<std::string> validate(const settings& s);
 
 // The environment of this process as a map (only TESSERA_* entries).

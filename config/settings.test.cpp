@@ -96,8 +96,10 @@ TEST_SUITE("config.settings") {
           std::string::npos);
     CHECK(loaded({std::nullopt, {}, {{"server.listen", "0.0.0.0:80"}, {"server.insecure", "true"}}})
               .insecure);
-    CHECK(loaded({std::nullopt, {}, {{"server.listen", "0.0.0.0:80"}, {"server.api_token", "t"}}})
-              .api_token == "t");
+    CHECK(loaded({std::nullopt,
+                  {},
+                  {{"server.listen", "0.0.0.0:80"}, {"server.api_token", "0123456789abcdef"}}})
+              .api_token == "0123456789abcdef");
   }
 
   TEST_CASE("listen addresses parse host and port, IPv6 in brackets") {
@@ -123,5 +125,38 @@ TEST_SUITE("config.settings") {
   TEST_CASE("every key has an environment name") {
     CHECK(environment_name("server.api_token") == "TESSERA_SERVER_API_TOKEN");
     for (auto& key : setting_keys()) CHECK(!key.description.empty());
+  }
+
+  TEST_CASE("a token shorter than 16 characters stops loading with a message") {
+    auto message = failure({std::nullopt, {}, {{"server.api_token", "fifteen-chars-x"}}});
+    CHECK(message.find("server.api_token") != std::string::npos);
+    CHECK(message.find("at least 16") != std::string::npos);
+    CHECK(loaded({std::nullopt, {}, {{"server.api_token", "sixteen-chars-xx"}}}).api_token ==
+          "sixteen-chars-xx");
+  }
+
+  TEST_CASE("allowed hosts and origins are lists, from a comma-separated value or a TOML array") {
+    auto s = loaded({std::nullopt,
+                     {{"TESSERA_SERVER_ALLOWED_HOSTS", "Dash.Example, box:8080 ,[::2]:81"}},
+                     {{"server.allowed_origins", "https://dash.example,http://box:8080"}}});
+    CHECK(s.allowed_hosts == std::vector<std::string>{"dash.example", "box:8080", "[::2]:81"});
+    CHECK(s.allowed_origins == std::vector<std::string>{"https://dash.example", "http://box:8080"});
+    auto file = write_temp_toml(
+        "[server]\nallowed_hosts = [\"a.example\", \"b.example:9\"]\n"
+        "allowed_origins = [\"http://a.example:9\"]\n");
+    auto t = loaded({file, {}, {}});
+    CHECK(t.allowed_hosts == std::vector<std::string>{"a.example", "b.example:9"});
+    CHECK(t.allowed_origins == std::vector<std::string>{"http://a.example:9"});
+    std::filesystem::remove(file);
+  }
+
+  TEST_CASE("a malformed host or origin names the key and the item") {
+    CHECK(failure({std::nullopt, {}, {{"server.allowed_hosts", "a/b"}}}).find("'a/b'") !=
+          std::string::npos);
+    CHECK(failure({std::nullopt, {}, {{"server.allowed_hosts", "a:99999"}}})
+              .find("server.allowed_hosts") != std::string::npos);
+    for (auto bad : {"dash.example", "ftp://x", "http://x/path", "http://"})
+      CHECK(failure({std::nullopt, {}, {{"server.allowed_origins", bad}}})
+                .find("server.allowed_origins") != std::string::npos);
   }
 }

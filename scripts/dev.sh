@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev doctest-dev libhowardhinnant-date-dev tzdata
-  pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap)
+  pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap libssl-dev)
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc
   python3-websockets chromium chromium-driver python3-selenium python3-croniter)
 BENCH_PACKAGES=(wrk curl python3-websockets)

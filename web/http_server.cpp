@@ -15,6 +15,7 @@
 #include "runtime/log.hpp"
 #include "web/http_server_impl.hpp"
 #include "web/problem.hpp"
+#include "web/request_guard.hpp"
 #include "web/ws_protocol.hpp"
 #include "web/ws_session.hpp"
 
@@ -28,7 +29,7 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr auto idle_timeout = std::chrono::seconds(60);  // keep-alive, between requests
+constexpr auto write_timeout = std::chrono::seconds(60);
 constexpr auto drain_timeout = std::chrono::seconds(2);
 constexpr uint32_t header_limit = 16 * 1024;
 
@@ -73,10 +74,10 @@ class session : public std::enable_shared_from_this<session> {
                             beast::bind_front_handler(&session::on_header, shared_from_this()));
   }
 
-  // Keep-alive: waits up to idle_timeout for the next request's first bytes, then reads it.
+  // Keep-alive: waits up to keepalive_timeout for the next request's first bytes, then reads it.
   void await_request() {
     if (buffer_.size() > 0) return read_header();  // pipelined: already here
-    stream_.expires_after(idle_timeout);
+    stream_.expires_after(server_.opts.keepalive_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
                               if (ec) return self->close();
@@ -136,20 +137,41 @@ class session : public std::enable_shared_from_this<session> {
     if (ec) return on_read_error(ec);
     arrival_.cancel();
     auto& req = parser_->get();
-    request r;
-    r.method = std::string{req.method_string()};
-    auto target = std::string_view{req.target().data(), req.target().size()};
-    auto q = target.find('?');
-    r.path = std::string{target.substr(0, q)};
-    if (q != std::string_view::npos) r.query = std::string{target.substr(q + 1)};
-    r.body = std::move(req.body());
-    r.authorization = std::string{req[http::field::authorization]};
-    r.if_match = std::string{req[http::field::if_match]};
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == http::verb::head;
-    if (websocket::is_upgrade(req) && r.path == "/ws" && server_.opts.ws.open &&
-        !server_.draining) {
+    request r;
+    r.method = std::string{req.method_string()};
+    r.host = std::string{req[http::field::host]};
+    request_head h;
+    h.target = std::string_view{req.target().data(), req.target().size()};
+    h.version = req.version();
+    h.host_fields = req.count(http::field::host);
+    h.origin = req[http::field::origin];
+    h.sec_fetch_site = req["Sec-Fetch-Site"];
+    h.upgrade = websocket::is_upgrade(req);
+    auto& policy = server_.opts.guard;
+    auto* m = server_.opts.metrics.get();
+    if (auto refusal = reduce_target(r, h.target, policy)) {
+      if (m) m->bad_target.Increment();
+      return write(std::move(*refusal), false);
+    }
+    if (auto refusal = check_host(r, h, policy)) {
+      if (m) m->bad_host.Increment();
+      return write(std::move(*refusal), false);
+    }
+    if (auto refusal = check_origin(r, h, policy)) {
+      if (m) m->bad_origin.Increment();
+      return write(std::move(*refusal), keep_alive_);
+    }
+    r.foreign = foreign(r, h, policy);
+    r.tls = beast::iequals(req["X-Forwarded-Proto"], "https");
+    r.body = std::move(req.body());
+    r.authorization = std::string{req[http::field::authorization]};
+    r.if_match = std::string{req[http::field::if_match]};
+    r.content_type = std::string{req[http::field::content_type]};
+    r.cookie = std::string{req[http::field::cookie]};
+    if (h.upgrade && r.path == "/ws" && server_.opts.ws.open && !server_.draining) {
       if (auto refusal = server_.opts.ws.check(r)) return write(std::move(*refusal), false);
       if (auto bad = ws::check_upgrade(req[http::field::sec_websocket_key],
                                        req[http::field::sec_websocket_version])) {
@@ -181,13 +203,16 @@ class session : public std::enable_shared_from_this<session> {
         static_cast<http::status>(r.status), version_ ? version_ : 11);
     res->set(http::field::server, "tessera");
     res->set(http::field::content_type, r.content_type);
+    // Every answer: never sniffed, never cached unless the route says otherwise.
+    res->set("X-Content-Type-Options", "nosniff");
+    res->set(http::field::cache_control, "no-store");
     for (auto& [name, value] : r.headers) res->set(name, value);
     res->body() = std::move(r.body);
     keep_alive = keep_alive && !server_.draining;
     res->keep_alive(keep_alive);
     res->prepare_payload();
     if (head_) res->body().clear();  // HEAD: the headers a GET would get, never a body
-    stream_.expires_after(idle_timeout);
+    stream_.expires_after(write_timeout);
     http::async_write(
         stream_, *res,
         [self = shared_from_this(), res, keep_alive, counted](beast::error_code ec, size_t) {
@@ -315,7 +340,16 @@ http_metrics::http_metrics(prometheus::Registry& registry)
                     .Name("tessera_http_request_timeouts_total")
                     .Help("Requests not complete within server.header_timeout_ms (closed)")
                     .Register(registry)
-                    .Add({})) {}
+                    .Add({})),
+      guard_refusals(prometheus::BuildCounter()
+                         .Name("tessera_http_guard_refusals_total")
+                         .Help("Requests refused before any route: target (not origin-form), "
+                               "host (not served, none or two), origin (a foreign Origin on a "
+                               "write or WebSocket upgrade)")
+                         .Register(registry)),
+      bad_target(guard_refusals.Add({{"reason", "target"}})),
+      bad_host(guard_refusals.Add({{"reason", "host"}})),
+      bad_origin(guard_refusals.Add({{"reason", "origin"}})) {}
 
 http_server::http_server(options opts, handler h)
     : impl_(std::make_unique<impl>(std::move(opts), std::move(h))) {}
@@ -336,6 +370,7 @@ std::variant<uint16_t, std::string> http_server::start() {
   if (ec)
     return "cannot listen on " + i.opts.host + ":" + std::to_string(i.opts.port) + ": " +
            ec.message();
+  i.opts.guard.port = i.acceptor.local_endpoint().port();
   i.signals.async_wait([&i](beast::error_code e, int) {
     if (!e) net::post(i.acceptor.get_executor(), [&i] { i.begin_shutdown(); });
   });

@@ -12,13 +12,19 @@
 //   503 and closed; a request whose head and body are not complete `header_timeout` after the
 //   server began waiting for it (at accept, or at its first byte on a keep-alive connection) is
 //   answered 408 and closed. A keep-alive connection idle between requests is closed after
-//   60 s.
+//   `keepalive_timeout`.
+// - Before any route or upgrade, request_guard.hpp's rules: a target that is not origin-form
+//   (or absolute-form naming this server) is 400, a Host not served 421 (HTTP/1.1 without
+//   Host 400), a state-changing request or upgrade from an untrusted Origin 403. Every answer
+//   carries `X-Content-Type-Options: nosniff` and `Cache-Control: no-store` unless the route
+//   sets its own Cache-Control.
 // - Shutdown: stop accepting, finish in-flight requests for at most `grace`, close the rest.
 // - WebSocket (`options::ws`): GET /ws with an upgrade is checked (the token, then the key and
 //   version: 400, or 426 for a version other than 13), then becomes a connection
 //   (ws_session.hpp) whose messages go to the handler one at a time, in order, and whose sends
 //   never block: renders of a panel coalesce (see live.hpp), and a client that stops reading
-//   is closed (stall_timeout, max_pending_bytes). A message over `body_limit` closes it (1009).
+//   is closed (stall_timeout, max_pending_bytes: the queue plus the kernel's send buffer, which
+//   is fixed, not autotuned). A message over `body_limit` closes it (1009).
 // Beast and Asio stay inside web/: http_server.cpp, ws_session.* and http_server_impl.hpp;
 // nothing here includes them.
 #pragma once
@@ -32,9 +38,12 @@
 
 #include "web/http_types.hpp"
 #include "web/live.hpp"
+#include "web/request_guard.hpp"
 
 namespace prometheus {
 class Counter;
+template <typename T>
+class Family;
 class Gauge;
 class Registry;
 }  // namespace prometheus
@@ -42,12 +51,16 @@ class Registry;
 namespace tessera::web {
 
 // The listener's own metrics: open connections, connections refused over the limit, requests
-// that timed out arriving.
+// that timed out arriving, requests the guard refused before any route (by reason).
 struct http_metrics {
   explicit http_metrics(prometheus::Registry& registry);
   prometheus::Gauge& open;
   prometheus::Counter& refused;
   prometheus::Counter& timed_out;
+  prometheus::Family<prometheus::Counter>& guard_refusals;
+  prometheus::Counter& bad_target;  // not origin-form (400)
+  prometheus::Counter& bad_host;    // a Host not served (421), none or two (400)
+  prometheus::Counter& bad_origin;  // a foreign Origin on a write or upgrade (403)
 };
 
 class http_server {
@@ -60,6 +73,8 @@ class http_server {
     std::chrono::milliseconds shutdown_grace{5000};
     uint64_t max_connections = 10000;
     std::chrono::milliseconds header_timeout{10000};
+    std::chrono::milliseconds keepalive_timeout{60000};
+    host_policy guard;                      // its port is set to the bound one by `start`
     std::shared_ptr<http_metrics> metrics;  // optional
     // WebSocket upgrades of GET /ws (off when `open` is empty).
     struct websocket {

@@ -13,11 +13,18 @@ namespace tessera::web {
 
 struct request {
   std::string method;  // "GET", "PATCH", ...
-  std::string path;    // percent-encoded, without the query
+  std::string path;    // percent-encoded, without the query (origin-form: starts with '/')
   std::string query;   // after '?', percent-encoded, may be empty
   std::string body;
   std::string authorization;
   std::string if_match;
+  std::string host;          // the Host header (or the authority of an absolute-form target)
+  std::string content_type;  // empty when absent
+  std::string cookie;        // the Cookie header
+  // The request comes from a page of another origin (an Origin that is neither the server's
+  // own nor allowed, or Sec-Fetch-Site cross-site/same-site): a session cookie does not count.
+  bool foreign = false;
+  bool tls = false;  // X-Forwarded-Proto: https (a TLS proxy in front): cookies get Secure
 };
 
 struct response {

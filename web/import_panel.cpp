@@ -50,7 +50,9 @@ std::variant<http_reply, std::string> post(const std::string& host, const std::s
   }
   freeaddrinfo(found);
   if (fd < 0) return "cannot connect to " + host + ":" + port;
-  std::string req = "POST " + target + " HTTP/1.1\r\nHost: " + host + ":" + port +
+  // An IPv6 literal goes back into brackets: the server checks the Host it is named by.
+  auto named = host.find(':') == std::string::npos ? host : "[" + host + "]";
+  std::string req = "POST " + target + " HTTP/1.1\r\nHost: " + named + ":" + port +
                     "\r\nContent-Type: application/json\r\nConnection: close\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
   req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;

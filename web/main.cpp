@@ -241,7 +241,8 @@ int serve(const config::settings& s) {
                              std::chrono::hours(24) * s.task_log_retention_days});
   load_demos(system, panels, tasks, s);
 
-  auto routes = std::make_shared<web::router>(s.api_token, *registry);
+  auto auth = std::make_shared<web::authenticator>(s.api_token);
+  auto routes = std::make_shared<web::router>(auth, s.metrics_public, *registry);
   web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
   web::add_ops_routes(*routes, ctx, directory, registry);
   web::add_storage_routes(*routes, ctx, directory);
@@ -251,7 +252,7 @@ int serve(const config::settings& s) {
                           sandbox);
   web::add_panel_routes(*routes, ctx, panels, slow_timeout);
   web::add_task_routes(*routes, ctx, tasks, slow_timeout);
-  web::add_ui_routes(*routes);
+  web::add_ui_routes(*routes, *registry);
 
   web::http_server::options opts;
   opts.host = s.listen.host;
@@ -261,14 +262,16 @@ int serve(const config::settings& s) {
   opts.shutdown_grace = s.shutdown_grace;
   opts.max_connections = s.max_connections;
   opts.header_timeout = s.header_timeout;
+  opts.keepalive_timeout = s.keepalive_timeout;
+  opts.guard.check_host = config::is_loopback(s.listen.host) || !s.allowed_hosts.empty();
+  opts.guard.allowed_hosts = s.allowed_hosts;
+  opts.guard.allowed_origins = s.allowed_origins;
   opts.metrics = std::make_shared<web::http_metrics>(*registry);
-  // Browsers cannot set headers on a WebSocket: the token may also come as ?token=.
+  // The bearer token (API clients), or the page's session cookie (browsers cannot set headers
+  // on a WebSocket); never a token in the URL.
   opts.ws.check = [routes](const web::request& req) -> std::optional<web::response> {
-    auto with_query_token = req;
-    if (auto t = web::query_param(req.query, "token"))
-      with_query_token.authorization = "Bearer " + *t;
-    if (routes->authorized(req) || routes->authorized(with_query_token)) return std::nullopt;
-    return web::problem(errc::unauthorized, "missing or wrong bearer token");
+    if (routes->authorized(req)) return std::nullopt;
+    return web::problem(errc::unauthorized, "missing or wrong bearer token or session");
   };
   hub->set_panels(panels);
   opts.ws.open = [ctx, slow_timeout, hub](std::shared_ptr<web::ws_connection> c) {
@@ -298,6 +301,7 @@ int serve(const config::settings& s) {
     return 1;
   }
   auto port = std::get<uint16_t>(bound);
+  auth->set_port(port);
   runtime::log_info("data dir " + s.data_dir + (s.sync ? " (fsync per commit)" : ""));
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 

@@ -4,6 +4,7 @@
 #include <array>
 
 #include "web/problem.hpp"
+#include "web/request_guard.hpp"
 
 namespace tessera::web {
 namespace {
@@ -24,18 +25,12 @@ bool is_param(const std::string& segment) {
   return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
 }
 
-// Compares in time independent of where the strings differ.
-bool same_secret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 }  // namespace
 
-router::router(std::string api_token, prometheus::Registry& registry)
-    : api_token_(std::move(api_token)),
+router::router(std::shared_ptr<authenticator> auth, bool metrics_public,
+               prometheus::Registry& registry)
+    : auth_(std::move(auth)),
+      metrics_public_(metrics_public),
       requests_(prometheus::BuildCounter()
                     .Name("tessera_http_requests_total")
                     .Help("HTTP requests by route template, method and status")
@@ -45,21 +40,18 @@ router::router(std::string api_token, prometheus::Registry& registry)
                      .Help("HTTP request duration from parsed request to response handed off")
                      .Register(registry)) {}
 
-void router::add(std::string method, std::string pattern, route_handler handler) {
+void router::add(std::string method, std::string pattern, route_handler handler,
+                 route_options options) {
   auto segments = split_path(pattern);
   routes_.push_back(
-      {std::move(method), std::move(pattern), std::move(segments), std::move(handler)});
+      {std::move(method), std::move(pattern), std::move(segments), std::move(handler), options});
 }
 
-bool router::authorized(const request& req) const {
-  if (api_token_.empty()) return true;
-  static constexpr std::string_view scheme = "Bearer ";
-  if (req.authorization.size() <= scheme.size()) return false;
-  for (size_t i = 0; i < scheme.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(req.authorization[i])) !=
-        std::tolower(static_cast<unsigned char>(scheme[i])))
-      return false;
-  return same_secret(req.authorization.substr(scheme.size()), api_token_);
+// `r`: the route whose path matched (of any method), or null: then the token is needed.
+bool router::may_use(const request& req, const route* r) const {
+  auto who = r ? r->options.who : access::token;
+  if (who == access::open || (who == access::metrics && metrics_public_)) return true;
+  return auth_->authorized(req);
 }
 
 responder router::instrument(const std::string& pattern, const std::string& method,
@@ -79,14 +71,6 @@ responder router::instrument(const std::string& pattern, const std::string& meth
   };
 }
 
-// True for /api and /ws and everything below them.
-bool protected_path(std::string_view path) {
-  for (std::string_view prefix : {"/api", "/ws"})
-    if (path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/'))
-      return true;
-  return false;
-}
-
 void router::handle(request req, responder done) const {
   // HEAD is answered by the GET route; the connection drops the body.
   std::string method = req.method == "HEAD" ? "GET" : req.method;
@@ -94,7 +78,7 @@ void router::handle(request req, responder done) const {
   const route* found = nullptr;
   path_params params;
   std::string allowed;
-  const std::string* matched_pattern = nullptr;  // of a route whose method differs
+  const route* matched_path = nullptr;  // a route whose path matched (method may differ)
   for (auto& r : routes_) {
     if (r.segments.size() != segments.size()) continue;
     path_params candidate;
@@ -112,18 +96,28 @@ void router::handle(request req, responder done) const {
       break;
     }
     allowed += allowed.empty() ? r.method : ", " + r.method;
-    matched_pattern = &r.pattern;
+    matched_path = &r;
   }
-  auto label = found ? found->pattern : matched_pattern ? *matched_pattern : "unmatched";
+  auto label = found ? found->pattern : matched_path ? matched_path->pattern : "unmatched";
   auto reply = instrument(label, req.method, std::move(done));
   // Before anything that tells which paths exist.
-  if (protected_path(req.path) && !authorized(req))
+  if (!may_use(req, found ? found : matched_path))
     return reply(problem(errc::unauthorized, "missing or wrong bearer token"));
   if (!found && allowed.empty()) return reply(problem(errc::not_found, "no route for " + req.path));
   if (!found) {
     auto r = problem(errc::method_not_allowed, req.method + " is not allowed on " + req.path);
     r.headers.emplace_back("Allow", allowed);
     return reply(std::move(r));
+  }
+  if (!req.body.empty() && !req.content_type.empty()) {
+    bool form = found->options.body == body_kind::form;
+    if (form ? !form_media_type(req.content_type) : !json_media_type(req.content_type))
+      return reply(problem(415, "unsupported_media_type", "Unsupported media type",
+                           std::string{"this route reads "} +
+                               (form ? "an HTML form (application/x-www-form-urlencoded)"
+                                     : "JSON (application/json)") +
+                               ", not " + req.content_type,
+                           "{}"));
   }
   if (!query_decodable(req.query))
     return reply(problem(errc::invalid_argument, "bad percent-escape in the query string"));

@@ -46,10 +46,12 @@ void add_panel_routes(router& r, const route_context& ctx, const caf::actor& pan
 void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks,
                      std::chrono::milliseconds slow_timeout);
 
-// GET / (the web UI page) and GET /ui/app.js, embedded in the binary.
-void add_ui_routes(router& r);
+// GET / (the web UI page, or with a token configured and no session the login form),
+// GET /ui/app.js, POST /login (form field `token`: a session cookie and 303 to /; a wrong one
+// 401 and the form again, counted in tessera_logins_total) and POST /logout.
+void add_ui_routes(router& r, prometheus::Registry& registry);
 
-// /healthz, /readyz, /metrics.
+// /healthz, /readyz (open), /metrics (the token unless server.metrics_public).
 void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,
                     adapters::metrics_registry registry);
 

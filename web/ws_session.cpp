@@ -42,7 +42,22 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
   }
 
+  // The kernel's send buffer is fixed (no autotuning up to 4 MiB), and the queue takes the rest
+  // of server.ws_max_pending_bytes: a client that never reads holds at most that, kernel
+  // included. Linux doubles SO_SNDBUF for its bookkeeping, so the queue leaves twice of it.
+  void bound_send_buffer() {
+    auto limit = server_.opts.ws.max_pending_bytes;
+    auto requested = std::min<uint64_t>(64 * 1024, limit / 4);
+    boost::system::error_code ec;
+    socket_.set_option(boost::asio::socket_base::send_buffer_size(static_cast<int>(requested)), ec);
+    boost::asio::socket_base::send_buffer_size actual;
+    if (!ec) socket_.get_option(actual, ec);
+    auto kernel = ec ? requested * 2 : static_cast<uint64_t>(actual.value());
+    queue_limit_ = limit > kernel ? limit - kernel : 0;
+  }
+
   void start(std::string response, std::string early) {
+    bound_send_buffer();
     {
       std::lock_guard lock{server_.ws_mutex};
       server_.ws_sessions[this] = weak_from_this();
@@ -119,7 +134,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (ended_) return;
     pending_bytes_ += o.payload->size();
     queue_.push_back(std::move(o));
-    if (pending_bytes_ > server_.opts.ws.max_pending_bytes) return close_slow_locked();
+    if (pending_bytes_ > queue_limit_) return close_slow_locked();
     if (!waiting_) flush_locked();
   }
 
@@ -393,6 +408,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   uint64_t pending_bytes_ = 0;
   clock::time_point progress_;  // the socket last took bytes, while waiting
   bool waiting_ = false;        // the strand waits for the socket to take more
+  uint64_t queue_limit_ = 0;    // queued bytes past which the client is too slow
   bool closing_ = false;        // our close frame is queued: nothing more is accepted
   bool ended_ = false;          // nothing more is written
 };

@@ -52,9 +52,19 @@ def test_the_bearer_scheme_name_is_case_insensitive(secured):
     assert res.status == 200, res
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
-def test_health_and_metrics_stay_open_without_a_token(secured, path):
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_probes_stay_open_without_a_token(secured, path):
     assert secured.request("GET", path).status == 200
+
+
+def test_metrics_follow_the_token_unless_metrics_public(server):
+    srv = server("--api-token", TOKEN)
+    assert_problem(srv.request("GET", "/metrics"), 401, "unauthorized")
+    res = srv.request("GET", "/metrics", None, {"Authorization": "Bearer " + TOKEN})
+    assert res.status == 200 and b"tessera_http_requests_total" in res.raw, res
+    public = server("--api-token", TOKEN, "--set", "server.metrics_public=true")
+    assert public.request("GET", "/metrics").status == 200
+    assert_problem(public.request("GET", "/api/storages"), 401, "unauthorized")
 
 
 def test_the_token_never_appears_in_the_server_output(secured):

@@ -16,8 +16,9 @@ def padded_body(size):
     return head + b"x" * (size - len(head) - len(tail)) + tail
 
 
-def post_head(length=None, extra=b""):
-    head = b"POST /api/storages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+def post_head(srv, length=None, extra=b""):
+    head = (b"POST /api/storages HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"Content-Type: application/json\r\n" % srv.port)
     if length is not None:
         head += b"Content-Length: %d\r\n" % length
     return head + extra + b"\r\n"
@@ -31,14 +32,14 @@ def assert_not_created(srv):
 def test_a_body_over_1_mib_is_413_when_sent_whole(server):
     srv = server()
     body = padded_body(MIB + 1)
-    assert_problem(srv.raw(post_head(len(body)) + body), 413, "payload_too_large")
+    assert_problem(srv.raw(post_head(srv, len(body)) + body), 413, "payload_too_large")
     assert_not_created(srv)
 
 
 def test_a_content_length_over_the_limit_is_refused_before_the_body_is_sent(server):
     srv = server()
     with socket.create_connection((srv.connect_host, srv.port), timeout=10) as sock:
-        sock.sendall(post_head(MIB + 1))
+        sock.sendall(post_head(srv, MIB + 1))
         res = read_response(sock.makefile("rb"))
     assert_problem(res, 413, "payload_too_large")
     assert res.headers.get("connection", "").lower() == "close"
@@ -48,7 +49,7 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body_is_sent(serv
 def test_a_body_of_exactly_1_mib_is_accepted(server):
     srv = server()
     body = padded_body(MIB)
-    res = srv.raw(post_head(len(body)) + body)
+    res = srv.raw(post_head(srv, len(body)) + body)
     assert res.status == 201, res
     assert len(srv.request("GET", "/api/storages/big").body["data"]["pad"]) > MIB - 100
 
@@ -64,7 +65,7 @@ def chunked(body, size=64 * 1024):
 def test_a_chunked_body_over_the_limit_is_413(server):
     srv = server()
     body = padded_body(MIB + 64 * 1024)
-    res = srv.raw(post_head(extra=b"Transfer-Encoding: chunked\r\n") + chunked(body))
+    res = srv.raw(post_head(srv, extra=b"Transfer-Encoding: chunked\r\n") + chunked(body))
     assert_problem(res, 413, "payload_too_large")
     assert_not_created(srv)
 
@@ -72,7 +73,7 @@ def test_a_chunked_body_over_the_limit_is_413(server):
 def test_a_chunked_body_under_the_limit_is_accepted(server):
     srv = server()
     body = padded_body(200_000)
-    res = srv.raw(post_head(extra=b"Transfer-Encoding: chunked\r\n") + chunked(body, 1000))
+    res = srv.raw(post_head(srv, extra=b"Transfer-Encoding: chunked\r\n") + chunked(body, 1000))
     assert res.status == 201, res
     assert srv.request("GET", "/api/storages/big").status == 200
 
@@ -81,7 +82,7 @@ def test_a_chunked_body_under_the_limit_is_accepted(server):
 def test_max_body_bytes_setting_moves_the_limit(server, size, status):
     srv = server("--set", "server.max_body_bytes=1000")
     body = padded_body(size)
-    res = srv.raw(post_head(len(body)) + body)
+    res = srv.raw(post_head(srv, len(body)) + body)
     assert res.status == status, res
     if status == 413:
         assert_problem(res, 413, "payload_too_large")
@@ -90,7 +91,7 @@ def test_max_body_bytes_setting_moves_the_limit(server, size, status):
 
 def test_a_chunked_body_over_a_small_limit_is_413(server):
     srv = server("--set", "server.max_body_bytes=1000")
-    res = srv.raw(post_head(extra=b"Transfer-Encoding: chunked\r\n") +
+    res = srv.raw(post_head(srv, extra=b"Transfer-Encoding: chunked\r\n") +
                   chunked(padded_body(1001), 100))
     assert_problem(res, 413, "payload_too_large")
     assert_not_created(srv)
@@ -99,7 +100,7 @@ def test_a_chunked_body_over_a_small_limit_is_413(server):
 def test_expect_100_continue_over_the_limit_gets_413_instead_of_continue(server):
     srv = server("--set", "server.max_body_bytes=1000")
     with socket.create_connection((srv.connect_host, srv.port), timeout=10) as sock:
-        sock.sendall(post_head(5000, b"Expect: 100-continue\r\n"))
+        sock.sendall(post_head(srv, 5000, b"Expect: 100-continue\r\n"))
         res = read_response(sock.makefile("rb"))
     assert_problem(res, 413, "payload_too_large")
     assert_not_created(srv)
@@ -110,7 +111,7 @@ def test_expect_100_continue_within_the_limit_gets_continue_then_the_answer(serv
     body = json.dumps({"id": "cont", "data": {"a": 1}}).encode()
     with socket.create_connection((srv.connect_host, srv.port), timeout=10) as sock:
         stream = sock.makefile("rb")
-        sock.sendall(post_head(len(body), b"Expect: 100-continue\r\n"))
+        sock.sendall(post_head(srv, len(body), b"Expect: 100-continue\r\n"))
         status, _ = read_head(stream)
         assert status == 100
         sock.sendall(body)
@@ -124,10 +125,10 @@ def test_keep_alive_connection_serves_again_after_a_4xx_but_is_closed_after_a_41
     with socket.create_connection((srv.connect_host, srv.port), timeout=10) as sock:
         stream = sock.makefile("rb")
         bad = b'{"data":'
-        sock.sendall(post_head(len(bad)) + bad)
+        sock.sendall(post_head(srv, len(bad)) + bad)
         assert_problem(read_response(stream), 400, "malformed_json")
         body = padded_body(1001)
-        sock.sendall(post_head(len(body)) + body)
+        sock.sendall(post_head(srv, len(body)) + body)
         assert_problem(read_response(stream), 413, "payload_too_large")
         assert stream.read() == b""  # the server closed the connection
     assert srv.request("GET", "/healthz").status == 200

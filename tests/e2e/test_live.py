@@ -315,9 +315,11 @@ def test_deleting_a_panel_tells_its_subscribers(srv):
     ("/ws", {}),
     ("/ws?token=wrong", {}),
     ("/ws?token=", {}),
+    ("/ws?token=" + TOKEN, {}),
     ("/ws", {"Authorization": "Bearer wrong"}),
     ("/ws", {"Authorization": "Basic " + TOKEN}),
-], ids=["no_token", "wrong_query_token", "empty_query_token", "wrong_bearer", "basic_scheme"])
+], ids=["no_token", "wrong_query_token", "empty_query_token", "right_query_token",
+        "wrong_bearer", "basic_scheme"])
 def test_with_an_api_token_an_upgrade_without_the_right_token_is_401(server, path, headers):
     srv = server("--api-token", TOKEN, *NO_DEMOS)
     raw = RawWebSocket(srv, path, headers)
@@ -328,17 +330,21 @@ def test_with_an_api_token_an_upgrade_without_the_right_token_is_401(server, pat
     assert status == 401, status
 
 
-def test_with_an_api_token_the_websocket_takes_it_as_query_or_bearer_header(server):
+def test_with_an_api_token_the_websocket_takes_the_bearer_header_or_the_session_cookie(server):
     srv = server("--api-token", TOKEN, *NO_DEMOS)
     auth = {"Authorization": "Bearer " + TOKEN}
     counter(srv, headers=auth)
+    login = srv.request("POST", "/login", "token=" + TOKEN,
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+    assert login.status == 303, login
+    session = {"Cookie": login.headers["Set-Cookie"].split(";")[0]}
 
     async def scenario():
         with pytest.raises(InvalidStatusCode) as refused:
             await open_live(srv)
         assert refused.value.status_code == 401
-        for n, (token, headers) in enumerate(((TOKEN, None), (None, auth)), 1):
-            async with live(srv, token=token, headers=headers) as ws:
+        for n, headers in enumerate((auth, session), 1):
+            async with live(srv, headers=headers) as ws:
                 msg = await ws.subscribe("p")
                 assert msg["html"] == f"p:n={n - 1}", msg
                 await patch(srv, "c", {"n": n}, auth)

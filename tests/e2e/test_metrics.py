@@ -130,7 +130,7 @@ def test_passivating_one_idle_storage_leaves_the_others_served(server):
 def test_methods_clients_invent_share_one_metrics_label(server):
     srv = server()
     for n in range(5):
-        res = srv.raw(f"INVENTED{n} /api/storages HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        res = srv.raw(f"INVENTED{n} /api/storages HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
         assert res.status == 405, res
     text = srv.request("GET", "/metrics").raw.decode()
     assert "INVENTED" not in text

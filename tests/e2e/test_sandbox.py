@@ -1165,7 +1165,9 @@ def test_gvisor_isolation_runs_calls_behind_a_second_kernel_with_the_same_confin
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer " + TOKEN + "x"])
 def test_sandbox_routes_need_the_bearer_token(server, authorization):
-    srv = server("--set", "sandbox.workers=1", env={"TESSERA_SERVER_API_TOKEN": TOKEN})
+    # metrics_public: the count of calls below is read from /metrics without the token.
+    srv = server("--set", "sandbox.workers=1", "--set", "server.metrics_public=true",
+                 env={"TESSERA_SERVER_API_TOKEN": TOKEN})
     headers = {} if authorization is None else {"Authorization": authorization}
     good = {"Authorization": "Bearer " + TOKEN}
     requests = [("GET", STATUS, None), ("POST", RUN, {"kind": "render", "template": "x"}),

@@ -3,7 +3,6 @@
 (function () {
   'use strict';
 
-  const TOKEN = new URLSearchParams(location.search).get('token');
   const STORE_KEY = 'tessera.shownPanels';
   const BACKOFF_MIN = 500;
   const BACKOFF_MAX = 5000;
@@ -119,12 +118,14 @@
   // ---------------------------------------------------------------- REST
 
   async function api(method, path, body) {
+    // The session cookie (HttpOnly, set by /login) goes along; no token is ever in the page.
     const headers = { Accept: 'application/json' };
-    if (TOKEN) headers.Authorization = 'Bearer ' + TOKEN;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const res = await fetch(path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
+    if (res.status === 401) location.reload();  // the session ended: the login form
     let data = null;
     try { data = await res.json(); } catch (_) { /* empty or non-JSON body */ }
     return { ok: res.ok, status: res.status, body: data };
@@ -279,7 +280,7 @@
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return proto + '//' + location.host + '/ws' + (TOKEN ? '?token=' + encodeURIComponent(TOKEN) : '');
+    return proto + '//' + location.host + '/ws';
   }
 
   function wsOpen() {
@@ -316,6 +317,9 @@
     };
     ws.onclose = () => {
       if (state.ws !== ws) return;
+      // Refused before it opened: maybe the session ended; the panel list's request finds out
+      // (a 401 there goes back to the login form).
+      if (ws.readyState === WebSocket.CLOSED && state.backoff > BACKOFF_MIN) loadList();
       state.ws = null;
       for (const { reject } of state.pending.values()) reject(new Error('connection lost'));
       state.pending.clear();
@@ -396,6 +400,48 @@
     out.catch(() => {});
     return out;
   };
+
+  // ---------------------------------------------------------------- data-action
+
+  // Templates call actions without inline script: a button (or any element) with
+  // data-action="name" runs that action of its panel with the JSON object in data-payload; a
+  // form with data-action adds its named fields to the payload on submit, then resets (unless
+  // data-keep). Data never has to be spliced into script source, where HTML escaping does not
+  // protect it.
+  function payloadOf(el, panelId) {
+    const text = el.getAttribute('data-payload');
+    if (text === null || text === '') return {};
+    try {
+      const value = JSON.parse(text);
+      if (value && typeof value === 'object' && !Array.isArray(value)) return value;
+    } catch (_) { /* reported below */ }
+    showError(panelId, 'data-payload is not a JSON object: ' + text, 'action');
+    return null;
+  }
+
+  grid.addEventListener('click', (ev) => {
+    const el = ev.target.closest('[data-action]');
+    if (!el || el.tagName === 'FORM' || !grid.contains(el)) return;
+    const card = el.closest('.panel-card');
+    if (!card) return;
+    ev.preventDefault();
+    const payload = payloadOf(el, card.dataset.panel);
+    if (payload) panelAction(card.dataset.panel, el.getAttribute('data-action'), payload);
+  });
+
+  grid.addEventListener('submit', (ev) => {
+    const form = ev.target.closest('form[data-action]');
+    const card = form && form.closest('.panel-card');
+    if (!card) return;
+    ev.preventDefault();
+    const payload = payloadOf(form, card.dataset.panel);
+    if (!payload) return;
+    for (const [name, value] of new FormData(form)) {
+      if (typeof value === 'string') payload[name] = value;
+    }
+    panelAction(card.dataset.panel, form.getAttribute('data-action'), payload);
+    if (!form.hasAttribute('data-keep')) form.reset();
+  });
 
   // ---------------------------------------------------------------- start
 
