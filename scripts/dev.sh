@@ -16,7 +16,7 @@ BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libtomlplusplus-dev libcli11-dev doctest-dev libhowardhinnant-date-dev tzdata
   pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap libssl-dev)
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc
-  python3-websockets chromium chromium-driver python3-selenium python3-croniter)
+  python3-websockets chromium chromium-driver python3-selenium python3-croniter iproute2)
 BENCH_PACKAGES=(wrk curl python3-websockets)
 
 # ccache hits across fresh clones (CI clones into a new directory every run).
