@@ -7,8 +7,9 @@
 //   (update_atom, id, body, std::vector<std::string> allowed, version_list if_match)
 //       -> the full panel object | invalid_argument | precondition_failed | sandbox_failed
 //       (a template or handler that does not compile; the old one keeps serving)
-//       Applies the fields in `allowed`; new storage ids are created empty. Handled one at a
-//       time: the actor serves nothing else until the change is durable.
+//       Applies the fields in `allowed`; new storage ids are created empty. Updates run one at
+//       a time in arrival order. Actions and renders go on being served meanwhile, with the old
+//       definition until the new one is durable; then the new one serves them.
 //   (erase_atom, id) -> {"success":true}; publishes `deleted`, tells the directory
 //       (gone_atom, id), answers queued work not_found, quits.
 //   (render_atom, id) -> {"html","version"} | sandbox_failed (template_error, version in it)

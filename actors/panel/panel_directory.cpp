@@ -10,6 +10,7 @@
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
+#include "runtime/off_scheduler.hpp"
 
 namespace tessera::panel {
 namespace {
@@ -73,13 +74,21 @@ class directory {
       if (auto r = decode(**value, cfg_.env.limits)) start(std::move(*r));
   }
 
-  caf::result<std::string> list() const {
-    auto rows = cfg_.store->scan(key_prefix, "", 1'000'000);
-    if (!rows) return rows.error();
-    json panels = json::array();
-    for (auto& [_, value] : *rows)
-      if (auto r = decode(value, cfg_.env.limits)) panels.push_back(summary_json(*r));
-    return json{{"panels", std::move(panels)}}.dump();
+  // Every panel: a scan of the whole prefix, so it runs off the scheduler.
+  caf::result<std::string> list() {
+    auto rp = self_->make_response_promise<std::string>();
+    auto scan = [store = cfg_.store, limits = cfg_.env.limits]() -> caf::expected<std::string> {
+      auto rows = store->scan(key_prefix, "", 1'000'000);
+      if (!rows) return rows.error();
+      json panels = json::array();
+      for (auto& [_, value] : *rows)
+        if (auto r = decode(value, limits)) panels.push_back(summary_json(*r));
+      return json{{"panels", std::move(panels)}}.dump();
+    };
+    runtime::off_scheduler(self_, cfg_.env.request_timeout * 4, std::move(scan))
+        .then([rp](std::string& text) mutable { rp.deliver(std::move(text)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+    return rp;
   }
 
   caf::result<std::string> create(const std::string& body) {

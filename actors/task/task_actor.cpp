@@ -8,11 +8,14 @@
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
+#include "actors/task/run_history.hpp"
 #include "actors/task/run_log.hpp"
+#include "actors/task/task_policy.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
+#include "runtime/off_scheduler.hpp"
 
 namespace tessera::task {
 namespace {
@@ -21,18 +24,9 @@ using json = nlohmann::json;
 using reply_promise = caf::typed_response_promise<std::string>;
 using ops_t = std::vector<adapters::write_op>;
 
-int64_t floor_s(int64_t ms) { return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000); }
-
-std::optional<int64_t> next_ms(const cron::schedule& s, int64_t after_ms) {
-  auto t = s.next_after(cron::time_point{std::chrono::seconds{floor_s(after_ms)}});
-  if (!t) return std::nullopt;
-  return static_cast<int64_t>(t->time_since_epoch().count()) * 1000;
-}
-
 // A run decided but not started (queued by queue_one or catch_up), or a manual one waiting.
 struct pending_run {
-  std::string trigger;
-  int64_t scheduled_for = 0;
+  planned_run run;
   std::optional<reply_promise> rp;
 };
 
@@ -77,42 +71,21 @@ class task_state_machine {
       rp.deliver(gone());
       return rp;
     }
-    if (busy()) {
-      if (rec_.overlap == overlap_policy::skip) {
-        rp.deliver(make_error(errc::conflict,
-                              "task '" + rec_.id + "' is running and its overlap policy is skip"));
-        return rp;
-      }
-      if (rec_.overlap == overlap_policy::queue_one) {
-        if (!pending_.empty()) {
-          rp.deliver(make_error(errc::conflict,
-                                "task '" + rec_.id + "' already has a run waiting (queue_one)"));
-          return rp;
-        }
-        pending_.push_back({"manual", 0, rp});
-        return rp;
-      }
-    }
-    start_run({"manual", 0, rp});
+    auto d = on_manual(rec_.overlap, rec_.id, busy(), !pending_.empty());
+    pending_run run{{"manual", 0}, rp};
+    if (d.action == overlap_action::refuse)
+      rp.deliver(make_error(errc::conflict, d.message));
+    else if (d.action == overlap_action::queue)
+      pending_.push_back(std::move(run));
+    else
+      start_run(std::move(run));
     return rp;
   }
 
   caf::result<std::string> runs(int64_t before, uint32_t limit) const {
-    auto from = run_key(rec_.id, 0);
-    auto to = before > 0 ? run_key(rec_.id, before) : run_prefix(rec_.id) + "~";
-    auto rows = env_.store->range(from, to, limit, true);
-    if (!rows) return rows.error();
-    json out = json::array();
-    int64_t last = 0;
-    for (auto& [_, value] : *rows) {
-      auto r = decode_run(value);
-      if (!r) continue;
-      auto logs = run_logs(*env_.store, r->task_id, r->seq);
-      out.push_back(to_json(*r, logs ? std::move(*logs) : json::array()));
-      last = r->seq;
-    }
-    json next = rows->size() == limit && last > 1 ? json(last) : json(nullptr);
-    return json{{"runs", std::move(out)}, {"next_cursor", std::move(next)}}.dump();
+    auto page = runs_page(*env_.store, rec_.id, before, limit);
+    if (!page) return page.error();
+    return std::move(*page);
   }
 
   // --- definition ----------------------------------------------------------------------------
@@ -147,17 +120,27 @@ class task_state_machine {
     return sandbox::reuse_key("task:" + rec_.id, rec_.handler, {});
   }
 
+  // The history may hold millions of keys: it is scanned off the scheduler, then deleted in
+  // one commit.
   void erase_history() {
-    ops_t ops{{task_key(rec_.id), {}, true}, {state_key(rec_.id), {}, true}};
-    // Every run record and log line of the task (both log indexes), and any marker.
-    auto add_range = [&](const std::string& prefix) {
-      if (auto rows = env_.store->scan(prefix, "", 100'000'000))
-        for (auto& [key, _] : *rows) ops.push_back({key, {}, true});
-    };
-    add_range(run_prefix(rec_.id));
-    add_range(std::string{running_prefix} + rec_.id + "/");
-    if (auto more = erase_task_log_ops(*env_.store, rec_.id))
-      ops.insert(ops.end(), more->begin(), more->end());
+    runtime::off_scheduler(
+        self_, env_.atomic.request_timeout * 4,
+        [store = env_.store, id = rec_.id] { return erase_task_ops(*store, id); })
+        .then([this](ops_t& ops) { erase_commit(std::move(ops)); },
+              [this](caf::error& err) { erase_failed(err); });
+  }
+
+  void erase_failed(const caf::error& err) {
+    // Nothing was deleted: the task carries on as before.
+    deleted_ = false;
+    erase_promise_->deliver(err);
+    erase_promise_.reset();
+    reschedule();
+    start_next();
+    if (!updates_.empty()) next_update();
+  }
+
+  void erase_commit(ops_t ops) {
     self_
         ->request(env_.atomic.committer, env_.atomic.request_timeout * 4,
                   runtime::commit_atom::value, std::move(ops))
@@ -178,15 +161,7 @@ class task_state_machine {
               sandbox::discard_warm(env_.atomic.sandbox, warm_key());
               self_->quit();
             },
-            [this](caf::error& err) {
-              // Nothing was deleted: the task carries on as before.
-              deleted_ = false;
-              erase_promise_->deliver(err);
-              erase_promise_.reset();
-              reschedule();
-              start_next();
-              if (!updates_.empty()) next_update();
-            });
+            [this](caf::error& err) { erase_failed(err); });
   }
 
   caf::error gone() const {
@@ -208,63 +183,31 @@ class task_state_machine {
 
   void reschedule() {
     if (deleted_ || !rec_.enabled) return unschedule();
-    auto next = next_ms(schedule_, std::max(st_.last_scheduled, runtime::now_ms()));
-    next_run_ = next.value_or(0);
+    next_run_ = next_fire(schedule_, st_.last_scheduled, runtime::now_ms());
     self_->send(env_.scheduler, schedule_atom::value, rec_.id, next_run_, caf::actor{self_});
   }
 
   // Every scheduled time after the last one handled, up to now, is due (see the header).
   void handle_due() {
-    auto now = runtime::now_ms();
-    size_t keep =
-        rec_.misfire == misfire_policy::catch_up ? std::max<size_t>(env_.max_catch_up, 1) : 1;
-    auto due = due_between(schedule_, st_.last_scheduled, now, keep);
-    if (due.count > 0) {
-      auto newest = due.newest.back();
-      st_.last_scheduled = std::max(st_.last_scheduled, newest);
-      if (due.count == 1 && due.exact && now - newest <= misfire_grace_ms)
-        decide({"schedule", newest, std::nullopt});
-      else
-        misfire(due);
-    }
+    auto plan =
+        plan_due(schedule_, rec_.misfire, env_.max_catch_up, st_.last_scheduled, runtime::now_ms());
+    st_.last_scheduled = plan.last_scheduled;
+    if (plan.misfire && env_.metrics)
+      env_.metrics->count_misfire(std::string{to_string(*plan.misfire)});
+    for (auto& skip : plan.skips) skip_run(skip);
+    if (plan.run) decide(std::move(*plan.run));
+    for (auto& run : plan.queued) pending_.push_back({std::move(run), std::nullopt});
+    if (!plan.queued.empty()) start_next();
     reschedule();
   }
 
-  void misfire(const due_times& due) {
-    if (env_.metrics) env_.metrics->count_misfire(std::string{to_string(rec_.misfire)});
-    auto missed = (due.exact ? "" : "at least ") + std::to_string(due.count);
-    switch (rec_.misfire) {
-      case misfire_policy::run_once:
-        decide({"catch_up", due.newest.back(), std::nullopt});
-        break;
-      case misfire_policy::skip:
-        skip_run(due.newest.back(), "catch_up", "misfire",
-                 missed + " scheduled time(s) passed unrun (the latest " +
-                     runtime::iso8601(due.newest.back()) + "); misfire policy is skip");
-        break;
-      case misfire_policy::catch_up: {
-        if (due.count > due.newest.size())
-          skip_run(0, "catch_up", "catch_up_limit",
-                   "catch-up runs only the newest " + std::to_string(due.newest.size()) + " of " +
-                       missed + " missed scheduled times; the older ones are skipped");
-        for (auto at : due.newest) pending_.push_back({"catch_up", at, std::nullopt});
-        start_next();
-        break;
-      }
-    }
-  }
-
   // A due scheduled run meets the overlap policy.
-  void decide(pending_run run) {
-    if (!busy() || rec_.overlap == overlap_policy::allow) return start_run(std::move(run));
-    if (rec_.overlap == overlap_policy::queue_one && pending_.empty()) {
-      pending_.push_back(std::move(run));
-      return;
-    }
-    skip_run(run.scheduled_for, run.trigger, "overlap",
-             rec_.overlap == overlap_policy::skip
-                 ? "the previous run was still running (overlap policy skip)"
-                 : "a run was already waiting (overlap policy queue_one)");
+  void decide(planned_run run) {
+    auto d = on_due(rec_.overlap, busy(), !pending_.empty());
+    if (d.action == overlap_action::start) return start_run({std::move(run), std::nullopt});
+    if (d.action == overlap_action::queue)
+      return pending_.push_back({std::move(run), std::nullopt});
+    skip_run({std::move(run), "overlap", std::move(d.message)});
   }
 
   void start_next() {
@@ -276,30 +219,31 @@ class task_state_machine {
 
   // --- runs ----------------------------------------------------------------------------------
 
-  void skip_run(int64_t scheduled_for, const std::string& trigger, const std::string& reason,
-                const std::string& message) {
+  void skip_run(const planned_skip& skip) {
     if (env_.metrics) {
-      env_.metrics->count_skip(reason);
+      env_.metrics->count_skip(skip.reason);
       env_.metrics->count_run("skipped", std::chrono::milliseconds{0});
     }
     run_record r;
     r.task_id = rec_.id;
     r.seq = ++st_.run_seq;
-    r.trigger = trigger;
-    r.scheduled_for = scheduled_for;
+    r.trigger = skip.run.trigger;
+    r.scheduled_for = skip.run.scheduled_for;
     r.started_at = r.finished_at = runtime::now_ms();
     r.status = "skipped";
-    r.error = {{"kind", reason}, {"message", message}};
+    r.error = {{"kind", skip.reason}, {"message", skip.message}};
     ops_t ops{{state_key(rec_.id), encode(st_), false},
               {run_key(rec_.id, r.seq), encode(r), false}};
     trim(ops, r.seq);
     commit(std::move(ops), [](caf::error) {});
   }
 
-  void start_run(pending_run run) {
+  void start_run(pending_run pending) {
+    auto& run = pending.run;
     if (env_.gate) {
       if (!env_.gate->enter()) {  // shutting down: no run starts
-        if (run.rp) run.rp->deliver(make_error(errc::unavailable, "the server is shutting down"));
+        if (pending.rp)
+          pending.rp->deliver(make_error(errc::unavailable, "the server is shutting down"));
         return;
       }
       ++in_gate_;
@@ -316,7 +260,7 @@ class task_state_machine {
       env_.metrics->observe_lag(
           std::chrono::milliseconds{std::max<int64_t>(r->started_at - run.scheduled_for, 0)});
     ++running_;
-    if (run.rp) waiting_.emplace(r->seq, *run.rp);
+    if (pending.rp) waiting_.emplace(r->seq, *pending.rp);
     // Written ahead: the scheduled time counts as handled before the handler runs.
     ops_t ops{{state_key(rec_.id), encode(st_), false},
               {run_key(rec_.id, r->seq), encode(*r), false},
@@ -404,19 +348,11 @@ class task_state_machine {
     commit(std::move(ops), deliver);
   }
 
-  // Deletes the run that falls out of the newest env.keep_runs.
   // Deletes the finished runs that fall out of the newest env.keep_runs (with their logs).
   void trim(ops_t& ops, int64_t seq) {
-    auto below = seq - static_cast<int64_t>(env_.keep_runs) + 1;
-    if (below <= 1) return;
-    auto rows = env_.store->range(run_key(rec_.id, 0), run_key(rec_.id, below), 64, false);
-    if (!rows) return;
-    for (auto& [_, value] : *rows) {
-      auto r = decode_run(value);
-      if (!r || r->status == "running" || waiting_.count(r->seq)) continue;
-      if (auto more = erase_run_ops(*env_.store, rec_.id, r->seq))
-        ops.insert(ops.end(), more->begin(), more->end());
-    }
+    auto more = trim_ops(*env_.store, rec_.id, seq, env_.keep_runs,
+                         [this](int64_t s) { return waiting_.count(s) > 0; });
+    ops.insert(ops.end(), more.begin(), more.end());
   }
 
   // Scheduled runs still waiting when the task is disabled or re-timed do not run.
@@ -427,8 +363,8 @@ class task_state_machine {
         keep.push_back(std::move(p));
         continue;
       }
-      skip_run(p.scheduled_for, p.trigger, "cancelled",
-               "the task was disabled or its schedule changed before this run started");
+      skip_run({p.run, "cancelled",
+                "the task was disabled or its schedule changed before this run started"});
     }
     pending_ = std::move(keep);
   }
@@ -489,12 +425,11 @@ class task_state_machine {
       auto now = runtime::now_ms();
       candidate->version = rec_.version + 1;
       candidate->updated_at = std::max(now, rec_.updated_at);
-      bool retimed = candidate->schedule != rec_.schedule || candidate->timezone != rec_.timezone ||
-                     (candidate->enabled && !rec_.enabled);
-      bool stopped = retimed || (!candidate->enabled && rec_.enabled);
-      // Times before the change are not misfires of the new schedule (in memory at once, so a
+      // Times before a re-timing are not misfires of the new schedule (in memory at once, so a
       // fire of the old schedule meanwhile cannot write an older time after this).
-      if (retimed) st_.last_scheduled = std::max(st_.last_scheduled, now);
+      auto change = on_redefine(rec_, *candidate, st_.last_scheduled, now);
+      st_.last_scheduled = change.last_scheduled;
+      bool stopped = change.stop_queued;
       ops_t ops{{task_key(rec_.id), encode(*candidate), false},
                 {state_key(rec_.id), encode(st_), false}};
       commit(std::move(ops), [this, candidate, stopped, done](caf::error err) {
@@ -561,35 +496,6 @@ class task_state_machine {
 };
 
 }  // namespace
-
-due_times due_between(const cron::schedule& s, int64_t after_ms, int64_t now_ms, size_t keep) {
-  due_times out;
-  keep = std::max<size_t>(keep, 1);
-  auto after_s = floor_s(after_ms), now_s = floor_s(now_ms);
-  if (now_s <= after_s) return out;
-  // The newest times are found in a window that grows back from now, so a long downtime of a
-  // frequent schedule costs a few dozen steps, not one per missed time.
-  for (int64_t window = 16;; window *= 16) {
-    auto start = std::max(after_s, now_s - window);
-    std::deque<int64_t> newest;
-    size_t count = 0;
-    auto t = s.next_after(cron::time_point{std::chrono::seconds{start}});
-    while (t && t->time_since_epoch().count() <= now_s) {
-      ++count;
-      newest.push_back(static_cast<int64_t>(t->time_since_epoch().count()) * 1000);
-      if (newest.size() > keep) newest.pop_front();
-      t = s.next_after(*t);
-    }
-    if (start == after_s || count >= keep) {
-      out.newest.assign(newest.begin(), newest.end());
-      out.count = count;
-      // Exact when nothing is due between the last handled time and the window.
-      auto before = s.next_after(cron::time_point{std::chrono::seconds{after_s}});
-      out.exact = start == after_s || !before || before->time_since_epoch().count() > start;
-      return out;
-    }
-  }
-}
 
 caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
                          std::string id, std::string record, std::string state) {

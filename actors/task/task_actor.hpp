@@ -47,8 +47,6 @@
 
 namespace tessera::task {
 
-inline constexpr int64_t misfire_grace_ms = 5000;
-
 struct task_env {
   std::shared_ptr<adapters::rocks_store> store;  // reads of run history and logs
   storage::atomic_env atomic;                    // storages, sandbox, committer, timeouts
@@ -68,14 +66,5 @@ struct task_env {
 // (gone_atom, id), and the actor quits.
 caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
                          std::string id, std::string record, std::string state);
-
-// The scheduled times of `s` after `after_ms` up to `now_ms`: the newest `keep` of them in
-// order, and how many there are (exact when `exact`, else at least `count`).
-struct due_times {
-  std::vector<int64_t> newest;
-  size_t count = 0;
-  bool exact = true;
-};
-due_times due_between(const cron::schedule& s, int64_t after_ms, int64_t now_ms, size_t keep);
 
 }  // namespace tessera::task

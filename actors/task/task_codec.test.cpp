@@ -34,10 +34,6 @@ std::string message_of(const caf::expected<task_record>& r) {
 
 int64_t at(const char* iso) { return *runtime::parse_iso8601(iso); }
 
-cron::schedule every(const char* expression) {
-  return std::get<cron::schedule>(cron::parse(expression, "UTC"));
-}
-
 }  // namespace
 
 TEST_SUITE("task codec") {
@@ -107,40 +103,6 @@ TEST_SUITE("task codec") {
     CHECK(run_key("t", 10).starts_with(run_prefix("t")));
     CHECK_FALSE(run_key("t.x", 1).starts_with(run_prefix("t")));
     CHECK(run_id("t", 7) == "t:7");
-  }
-}
-
-TEST_SUITE("misfires") {
-  TEST_CASE("the times due after a downtime are counted and the newest kept") {
-    auto s = every("* * * * *");
-    auto due = due_between(s, at("2026-12-01T10:00:30Z"), at("2026-12-01T10:05:10Z"), 3);
-    CHECK(due.count == 5);
-    CHECK(due.exact);
-    CHECK(due.newest == std::vector<int64_t>{at("2026-12-01T10:03:00Z"), at("2026-12-01T10:04:00Z"),
-                                             at("2026-12-01T10:05:00Z")});
-  }
-
-  TEST_CASE("nothing is due before the next scheduled time") {
-    auto s = every("0 * * * *");
-    auto due = due_between(s, at("2026-12-01T10:00:00Z"), at("2026-12-01T10:59:59Z"), 1);
-    CHECK(due.count == 0);
-    CHECK(due.newest.empty());
-  }
-
-  TEST_CASE("a scheduled time exactly at now is due, one at the last handled time is not") {
-    auto s = every("0 * * * *");
-    auto due = due_between(s, at("2026-12-01T10:00:00Z"), at("2026-12-01T11:00:00.250Z"), 1);
-    CHECK(due.count == 1);
-    CHECK(due.newest == std::vector<int64_t>{at("2026-12-01T11:00:00Z")});
-  }
-
-  TEST_CASE("a year down under an every-second schedule finds the newest times at once") {
-    auto s = every("* * * * * *");
-    auto due = due_between(s, at("2025-12-01T00:00:00Z"), at("2026-12-01T00:00:00.500Z"), 2);
-    CHECK_FALSE(due.exact);
-    CHECK(due.count >= 2);
-    CHECK(due.newest ==
-          std::vector<int64_t>{at("2026-11-30T23:59:59Z"), at("2026-12-01T00:00:00Z")});
   }
 }
 

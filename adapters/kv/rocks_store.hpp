@@ -1,7 +1,11 @@
 // A RocksDB database opened for tessera: point reads, atomic batches, prefix scans.
 //
-// Contract: every function is thread-safe (RocksDB's own guarantee) and blocking; callers on the
-// CAF scheduler keep to point operations and small batches. A write returns only once RocksDB
+// Contract: every function is thread-safe (RocksDB's own guarantee) and blocking. Callers on
+// the CAF scheduler's workers keep to point operations, small batches and bounded pages (the
+// newest runs of a task, a page of storages); a scan of a whole prefix runs on a thread of its
+// own (a detached actor, runtime/off_scheduler.hpp), as the task directory's, the panel list's
+// and a task's history deletion do. The one exception is the panel directory's load at start,
+// before it serves anything. A write returns only once RocksDB
 // has appended it to the WAL (and fsynced it when opened with `sync`), so an acknowledged write
 // survives kill -9 (and, with sync, power loss). RocksDB statuses become errc::storage_failure
 // with RocksDB's message as detail; a missing key is not an error (empty optional).

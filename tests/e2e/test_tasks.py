@@ -4,6 +4,7 @@ scheduled time twice, run history, the logs API and retention, bound panels re-r
 a run, the weather demo, and the task metrics. Schedules here fire every second (6-field cron)
 so that each scenario takes a few seconds of real time."""
 import datetime
+import pathlib
 import threading
 import time
 
@@ -574,6 +575,19 @@ def test_a_task_run_and_concurrent_rest_writes_of_the_same_storage_lose_nothing(
 
 # --- demo and metrics ---------------------------------------------------------------------------
 
+def weather_reading(data):
+    """What the demo's offline generator yields for this storage's city and minute."""
+    import importlib.util
+    path = pathlib.Path(__file__).parents[2] / "web/demo/tasks/weather-refresh.py"
+    spec = importlib.util.spec_from_file_location("weather_refresh", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    minute = ts(data["updated_at"])
+    reading = module.generated(data.get("city") or "Taipei", minute)
+    reading["time"] = minute.strftime("%H:%M")
+    return reading
+
+
 def test_the_weather_demo_task_fills_the_storage_its_panel_renders(server):
     srv = server("--set", "panels.demos=true")
     t = task(srv, "weather-refresh")
@@ -584,11 +598,13 @@ def test_the_weather_demo_task_fills_the_storage_its_panel_renders(server):
     assert data["current"]["source"] == "generator" and len(data["readings"]) == 1, data
     html = srv.request("GET", "/api/panels/weather/render").body["html"]
     assert f"{data['current']['temp_c']} °C" in html, html
+    # The reading is the demo generator's, for the city and the minute of the run.
+    assert data["current"] == weather_reading(data), data
     again = run_now(srv, "weather-refresh")
+    assert again["status"] == "succeeded", again
     data2 = srv.request("GET", "/api/storages/weather").body["data"]
-    if data2["updated_at"] == data["updated_at"]:  # same minute: the generator is deterministic
-        assert data2["current"] == data["current"], (data, data2)
-    assert again["status"] == "succeeded"
+    assert data2["current"] == weather_reading(data2), data2
+    assert data2["readings"] == [data["current"], data2["current"]], data2
 
 
 def test_task_metrics_count_runs_enabled_tasks_and_the_queue(srv):
@@ -611,7 +627,11 @@ def test_task_metrics_count_runs_enabled_tasks_and_the_queue(srv):
 def test_disabling_a_task_cancels_its_queued_run(srv):
     create_task(srv, "t", schedule=EVERY_SECOND, handler=SLOW, overlap="queue_one", timeout=5)
     wait_until(lambda: task(srv, "t")["status"] == "running", timeout=10)
-    time.sleep(1.2)  # the next second falls due while the first run is busy: it is queued
+    first = ts(runs(srv, "t")[0]["scheduled_for"])
+    # The next second falls due while the first run is busy and is queued; the task then
+    # registers the second after it.
+    wait_until(lambda: ts(task(srv, "t")["next_run"]) >= first + datetime.timedelta(seconds=2),
+               timeout=10)
     disable(srv, "t")
     wait_until(lambda: all(r["status"] != "running" for r in runs(srv, "t")), timeout=10)
     all_runs = runs(srv, "t")

@@ -92,7 +92,8 @@ def test_a_silent_client_is_pinged_at_half_the_idle_timeout_and_closed_at_the_wh
         opcode, _, payload = raw.frame()
         closed = time.monotonic() - start
         assert opcode == CLOSE and close_code(payload) == 1001, payload
-        assert pinged >= 0.4 and closed >= 0.9, (pinged, closed)
+        # Half of 1 s, then the whole; the upper bounds leave room for a loaded machine.
+        assert 0.4 <= pinged <= 0.9 and 0.9 <= closed <= 1.8, (pinged, closed)
         assert raw.closed_by_server()
     finally:
         raw.close()
@@ -109,7 +110,7 @@ def test_a_client_that_answers_pings_stays_connected_past_the_idle_timeout(serve
             assert opcode == PING, (opcode, payload)
             raw.send_raw(client_frame(payload, opcode=PONG))
             pings += 1
-        assert pings >= 3, pings
+        assert 3 <= pings <= 6, pings  # one every 0.5 s for 2.5 s
         raw.send_json({"type": "subscribe", "panel": "p"})
         assert raw.message()["html"] == "p:n=0"
     finally:

@@ -1,0 +1,34 @@
+// Blocking work (a RocksDB scan of a whole prefix, say) run on a thread of its own instead of
+// one of the CAF scheduler's workers, which it would otherwise hold for its whole length.
+//
+// Contract: off_scheduler(self, timeout, fn) spawns a detached one-shot actor that calls `fn`
+// (returning caf::expected<T>) on its own thread and answers with the value or the error; it
+// returns the request handle, so the caller continues with `.then(on_value, on_error)` on its
+// own actor, as with any request. `fn` must own what it touches (capture shared_ptrs, not
+// actor state): it runs concurrently with the caller. When `timeout` runs out first the caller
+// gets CAF's request_timeout error. T must be a type CAF can put in a message.
+#pragma once
+
+#include <caf/all.hpp>
+#include <utility>
+
+namespace tessera::runtime {
+
+using blocking_atom = caf::atom_constant<caf::atom("blocking")>;
+
+template <class Duration, class Fn>
+auto off_scheduler(caf::event_based_actor* self, Duration timeout, Fn fn) {
+  using value_type = typename decltype(fn())::value_type;
+  auto worker = self->spawn<caf::detached>(
+      [fn = std::move(fn)](caf::event_based_actor* s) mutable -> caf::behavior {
+        return {[s, fn = std::move(fn)](blocking_atom) mutable -> caf::result<value_type> {
+          s->quit();
+          auto out = fn();
+          if (!out) return std::move(out.error());
+          return std::move(*out);
+        }};
+      });
+  return self->request(worker, timeout, blocking_atom::value);
+}
+
+}  // namespace tessera::runtime
