@@ -1,7 +1,6 @@
 #include "web/ws_session.hpp"
 
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <boost/beast/http/field.hpp>
@@ -9,6 +8,7 @@
 #include <vector>
 
 #include "runtime/log.hpp"
+#include "web/ws_outbox.hpp"
 #include "web/ws_protocol.hpp"
 
 namespace tessera::web {
@@ -53,7 +53,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     boost::asio::socket_base::send_buffer_size actual;
     if (!ec) socket_.get_option(actual, ec);
     auto kernel = ec ? requested * 2 : static_cast<uint64_t>(actual.value());
-    queue_limit_ = limit > kernel ? limit - kernel : 0;
+    outbox_.set_limit(limit > kernel ? limit - kernel : 0);
   }
 
   void start(std::string response, std::string early) {
@@ -65,10 +65,8 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     fd_ = socket_.native_handle();
     last_heard_ = clock::now();
     {
-      std::lock_guard lock{out_mutex_};
-      outgoing upgrade;  // raw bytes, no frame header
-      upgrade.payload = std::make_shared<const std::string>(std::move(response));
-      push_locked(std::move(upgrade));
+      std::lock_guard lock{out_mutex_};  // raw bytes, no frame header
+      push_locked(std::make_shared<const std::string>(std::move(response)), {});
     }
     handler_ = server_.opts.ws.open(shared_from_this());
     arm_idle(ping_after());
@@ -79,38 +77,21 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
 
   void send(std::shared_ptr<const std::string> text, const std::string& panel,
             int64_t version) override {
-    auto header = ws::server_header(ws::opcode::text, text->size());
     std::lock_guard lock{out_mutex_};
     if (closing_) return;
-    if (!panel.empty()) {
-      auto& latest = latest_[panel];
-      if (version <= latest) return;  // not newer than what the client has or will get
-      latest = version;
-      for (auto& queued : queue_)
-        if (queued.sent == 0 && queued.panel == panel) {  // only the newest is worth sending
-          pending_bytes_ += text->size() - queued.payload->size();
-          queued.payload = std::move(text);
-          queued.header = header;
-          if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
-          return;
-        }
+    if (panel.empty()) {
+      auto header = ws::server_header(ws::opcode::text, text->size());
+      return push_locked(std::move(text), header, /*message=*/true);
     }
-    outgoing message;
-    message.payload = std::move(text);
-    message.header = header;
-    message.panel = panel;
-    message.message = true;
-    push_locked(std::move(message));
+    auto result = outbox_.render(std::move(text), panel, version);
+    if (result == ws_outbox::queued::replaced)
+      if (auto& hub = server_.opts.ws.hub) hub->renders_replaced.Increment();
+    queued_locked(result);
   }
 
   void forget(const std::string& panel) override {
     std::lock_guard lock{out_mutex_};
-    latest_.erase(panel);
-    std::erase_if(queue_, [&](const outgoing& o) {
-      if (o.sent != 0 || o.panel != panel) return false;
-      pending_bytes_ -= o.payload->size();
-      return true;
-    });
+    outbox_.forget(panel);
   }
 
   void go_away() {
@@ -118,61 +99,37 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   }
 
  private:
-  struct outgoing {
-    std::shared_ptr<const std::string> payload;
-    ws::frame_header header;  // size 0: raw bytes (the 101 response)
-    std::string panel;        // non-empty: a render of this panel
-    bool message = false;     // a data message (counted in the metrics)
-    bool closes = false;      // our close frame: nothing is written after it
-    size_t sent = 0;          // bytes of header and payload written so far
-    size_t size() const { return header.size + payload->size(); }
-  };
-
   // --- output (any thread, under out_mutex_) ---
 
-  void push_locked(outgoing o) {
+  void push_locked(std::shared_ptr<const std::string> payload, ws::frame_header header,
+                   bool message = false, bool closes = false) {
     if (ended_) return;
-    pending_bytes_ += o.payload->size();
-    queue_.push_back(std::move(o));
-    if (pending_bytes_ > queue_limit_) return close_slow_locked();
-    if (!waiting_) flush_locked();
+    queued_locked(outbox_.push(std::move(payload), header, message, closes));
   }
 
-  // Writes queued frames until the queue is empty or the socket is full.
+  void queued_locked(ws_outbox::queued result) {
+    if (result == ws_outbox::queued::too_slow) return close_slow_locked();
+    if (result == ws_outbox::queued::ok && !waiting_) flush_locked();
+  }
+
+  // Writes what the socket takes now; waits for it to take more, or ends, as the outbox says.
   void flush_locked() {
-    while (!queue_.empty() && !ended_) {
-      auto& o = queue_.front();
-      iovec iov[2];
-      int parts = 0;
-      size_t header = o.header.size;
-      if (o.sent < header)
-        iov[parts++] = {const_cast<char*>(o.header.bytes.data()) + o.sent, header - o.sent};
-      size_t from = o.sent > header ? o.sent - header : 0;
-      if (from < o.payload->size())
-        iov[parts++] = {const_cast<char*>(o.payload->data()) + from, o.payload->size() - from};
-      msghdr m{};
-      m.msg_iov = iov;
-      m.msg_iovlen = parts;
-      ssize_t n = ::sendmsg(fd_, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_writable_locked();
+    if (ended_) return;
+    auto sent_before = outbox_.messages_sent();
+    auto result = outbox_.flush(fd_);
+    if (auto& hub = server_.opts.ws.hub; hub && outbox_.messages_sent() > sent_before)
+      hub->messages_sent.Increment(static_cast<double>(outbox_.messages_sent() - sent_before));
+    switch (result) {
+      case ws_outbox::flushed::empty:
+        return;
+      case ws_outbox::flushed::blocked:
+        return wait_writable_locked();
+      case ws_outbox::flushed::gone:
         return end_locked();  // the client is gone
-      }
-      o.sent += static_cast<size_t>(n);
-      if (o.sent < o.size()) continue;
-      pending_bytes_ -= o.payload->size();
-      bool counted = o.message, closes = o.closes;
-      queue_.erase(queue_.begin());
-      if (counted)
-        if (auto& hub = server_.opts.ws.hub) hub->messages_sent.Increment();
-      if (closes) {
+      case ws_outbox::flushed::closed:
         ::shutdown(fd_, SHUT_WR);
-        queue_.clear();
-        pending_bytes_ = 0;
         net::post(socket_.get_executor(), [self = shared_from_this()] { self->linger(); });
         return;
-      }
     }
   }
 
@@ -204,8 +161,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   void end_locked() {
     if (ended_) return;
     ended_ = closing_ = true;
-    queue_.clear();
-    pending_bytes_ = 0;
+    outbox_.clear();
     ::shutdown(fd_, SHUT_RDWR);  // fails the strand's pending wait, which then finishes
     net::post(socket_.get_executor(), [self = shared_from_this()] { self->finish(); });
   }
@@ -240,11 +196,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (closing_) return;
     closing_ = closes;
     auto header = ws::server_header(op, payload.size());
-    outgoing frame;
-    frame.payload = std::make_shared<const std::string>(std::move(payload));
-    frame.header = header;
-    frame.closes = closes;
-    push_locked(std::move(frame));
+    push_locked(std::make_shared<const std::string>(std::move(payload)), header, false, closes);
   }
 
   void send_close(uint16_t code, std::string_view reason) {
@@ -371,8 +323,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     {
       std::lock_guard lock{out_mutex_};
       ended_ = closing_ = true;
-      queue_.clear();
-      pending_bytes_ = 0;
+      outbox_.clear();
       boost::system::error_code ignored;
       socket_.close(ignored);  // under the lock: no other thread writes to the descriptor now
     }
@@ -403,12 +354,9 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   bool finished_ = false;
   // Output, shared with the threads that send.
   std::mutex out_mutex_;
-  std::vector<outgoing> queue_;
-  std::unordered_map<std::string, int64_t> latest_;  // newest render version per panel
-  uint64_t pending_bytes_ = 0;
+  ws_outbox outbox_;
   clock::time_point progress_;  // the socket last took bytes, while waiting
   bool waiting_ = false;        // the strand waits for the socket to take more
-  uint64_t queue_limit_ = 0;    // queued bytes past which the client is too slow
   bool closing_ = false;        // our close frame is queued: nothing more is accepted
   bool ended_ = false;          // nothing more is written
 };
