@@ -19,15 +19,18 @@ using blocking_atom = caf::atom_constant<caf::atom("blocking")>;
 template <class Duration, class Fn>
 auto off_scheduler(caf::event_based_actor* self, Duration timeout, Fn fn) {
   using value_type = typename decltype(fn())::value_type;
+  // `fn` travels as a spawn argument: CAF 0.17 spawns a function actor without arguments
+  // through a null tuple pointer, which UBSan reports.
   auto worker = self->spawn<caf::detached>(
-      [fn = std::move(fn)](caf::event_based_actor* s) mutable -> caf::behavior {
-        return {[s, fn = std::move(fn)](blocking_atom) mutable -> caf::result<value_type> {
+      [](caf::event_based_actor* s, Fn work) -> caf::behavior {
+        return {[s, work = std::move(work)](blocking_atom) mutable -> caf::result<value_type> {
           s->quit();
-          auto out = fn();
+          auto out = work();
           if (!out) return std::move(out.error());
           return std::move(*out);
         }};
-      });
+      },
+      std::move(fn));
   return self->request(worker, timeout, blocking_atom::value);
 }
 
