@@ -152,18 +152,16 @@ class session : public std::enable_shared_from_this<session> {
     h.upgrade = websocket::is_upgrade(req);
     auto& policy = server_.opts.guard;
     auto* m = server_.opts.metrics.get();
-    if (auto refusal = reduce_target(r, h.target, policy)) {
-      if (m) m->bad_target.Increment();
-      return write(std::move(*refusal), false);
-    }
-    if (auto refusal = check_host(r, h, policy)) {
-      if (m) m->bad_host.Increment();
-      return write(std::move(*refusal), false);
-    }
-    if (auto refusal = check_origin(r, h, policy)) {
-      if (m) m->bad_origin.Increment();
-      return write(std::move(*refusal), keep_alive_);
-    }
+    auto refuse = [this](response res, prometheus::Counter* counted, bool keep) {
+      if (counted) counted->Increment();
+      write(std::move(res), keep);
+    };
+    if (auto refusal = reduce_target(r, h.target, policy))
+      return refuse(std::move(*refusal), m ? &m->bad_target : nullptr, false);
+    if (auto refusal = check_host(r, h, policy))
+      return refuse(std::move(*refusal), m ? &m->bad_host : nullptr, false);
+    if (auto refusal = check_origin(r, h, policy))
+      return refuse(std::move(*refusal), m ? &m->bad_origin : nullptr, keep_alive_);
     r.foreign = foreign(r, h, policy);
     r.tls = beast::iequals(req["X-Forwarded-Proto"], "https");
     r.body = std::move(req.body());

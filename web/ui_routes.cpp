@@ -35,8 +35,7 @@ response page(std::string body, const char* policy, bool frame_self, unsigned st
   response res;
   res.status = status;
   res.content_type = "text/html; charset=utf-8";
-  res.body = std::move(body);
-  res.headers.emplace_back("Cache-Control", "no-store");
+  res.body = std::move(body);  // Cache-Control: no-store, as every answer (http_server.hpp)
   add_page_headers(res, policy, frame_self);
   return res;
 }

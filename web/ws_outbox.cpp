@@ -15,12 +15,7 @@ ws_outbox::queued ws_outbox::enqueue(frame f) {
 
 ws_outbox::queued ws_outbox::push(std::shared_ptr<const std::string> payload,
                                   ws::frame_header header, bool message, bool closes) {
-  frame f;
-  f.payload = std::move(payload);
-  f.header = header;
-  f.message = message;
-  f.closes = closes;
-  return enqueue(std::move(f));
+  return enqueue({std::move(payload), header, {}, message, closes});
 }
 
 ws_outbox::queued ws_outbox::render(std::shared_ptr<const std::string> text,
@@ -36,12 +31,7 @@ ws_outbox::queued ws_outbox::render(std::shared_ptr<const std::string> text,
       f.header = header;
       return queued::replaced;
     }
-  frame f;
-  f.payload = std::move(text);
-  f.header = header;
-  f.panel = panel;
-  f.message = true;
-  return enqueue(std::move(f));
+  return enqueue({std::move(text), header, panel, /*message=*/true});
 }
 
 void ws_outbox::forget(const std::string& panel) {
