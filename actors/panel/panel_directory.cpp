@@ -4,6 +4,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "actors/common/actor_directory.hpp"
 #include "actors/panel/panel_ops.hpp"
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
@@ -22,14 +23,15 @@ constexpr std::string_view started_key = "meta/started";
 const std::vector<std::string> all_fields = {"title",       "desc",     "icon",    "size",
                                              "storage_ids", "template", "handler", "timeout"};
 
-caf::error not_found(const std::string& id) {
-  return make_error(errc::not_found, "panel '" + id + "' does not exist");
-}
-
 class directory {
  public:
   directory(caf::event_based_actor* self, directory_config cfg)
-      : self_(self), cfg_(std::move(cfg)) {}
+      : self_(self),
+        cfg_(std::move(cfg)),
+        actors_(self, {"panel", nullptr, [this](const std::string& id) { restart(id); }},
+                cfg_.metrics) {}
+
+  actors::actor_directory& actors() { return actors_; }
 
   // Spawns an actor for every panel on disk.
   void load() {
@@ -54,21 +56,13 @@ class directory {
     auto marker = cfg_.store->get(started_key);
     if (!marker || *marker) return false;
     auto storages = cfg_.store->scan("storage/", "", 1);
-    bool fresh = storages && storages->empty() && live_.empty();
+    bool fresh = storages && storages->empty() && actors_.live() == 0;
     auto err = cfg_.store->write({{std::string{started_key}, std::to_string(runtime::now_ms())}});
     return fresh && !err;
   }
 
   // A panel actor that stopped without being deleted restarts from RocksDB.
-  void down(const caf::actor_addr& source) {
-    auto by = by_address_.find(source);
-    if (by == by_address_.end()) return;
-    auto id = by->second;
-    by_address_.erase(by);
-    auto it = live_.find(id);
-    if (it == live_.end() || it->second.address() != source) return;
-    live_.erase(it);
-    cfg_.metrics.live->Decrement();
+  void restart(const std::string& id) {
     auto value = cfg_.store->get(panel_key(id));
     if (value && *value)
       if (auto r = decode(**value, cfg_.env.limits)) start(std::move(*r));
@@ -107,8 +101,8 @@ class directory {
     }
     auto id_it = b->panel.find("id");
     auto id = id_it != b->panel.end() && id_it->is_string() ? id_it->get<std::string>() : "";
-    auto it = live_.find(id);
-    if (it == live_.end()) {
+    auto target = actors_.find(id);
+    if (!target) {
       create(std::move(*b), rp);
       return rp;
     }
@@ -123,7 +117,6 @@ class directory {
         if (v.is_string()) ids.push_back(v.get<std::string>());
     auto update = b->panel;
     update.erase("id");
-    auto target = it->second;
     ensure_storages(
         self_, cfg_.env, ids, b->storages, [this, rp, target, update, id](caf::error err) mutable {
           if (err) {
@@ -139,16 +132,11 @@ class directory {
     return rp;
   }
 
-  caf::actor find(const std::string& id) const {
-    auto it = live_.find(id);
-    return it == live_.end() ? caf::actor{} : it->second;
-  }
-
   void storage_changed(const std::string& storage_id, int64_t version) {
     auto it = bound_.find(storage_id);
     if (it == bound_.end()) return;
     for (auto& panel_id : it->second)
-      if (auto a = find(panel_id))
+      if (auto a = actors_.find(panel_id))
         self_->send(a, storage::changed_atom::value, storage_id, version);
   }
 
@@ -159,28 +147,16 @@ class directory {
   }
 
   void gone(const std::string& id) {
-    if (auto it = live_.find(id); it != live_.end()) by_address_.erase(it->second.address());
+    actors_.gone(id);
     unbind(id);
     bindings_.erase(id);
-    if (live_.erase(id)) cfg_.metrics.live->Decrement();
-  }
-
-  void stop_all() {
-    for (auto& [_, a] : live_) self_->send_exit(a, caf::exit_reason::user_shutdown);
-    cfg_.metrics.live->Decrement(static_cast<double>(live_.size()));
-    live_.clear();
   }
 
  private:
   void start(panel_record r) {
     auto id = r.id;
     rebind(id, r.storage_ids);
-    auto a = self_->spawn(panel_actor, cfg_.env, caf::actor{self_}, std::move(r));
-    self_->monitor(a);
-    by_address_[a.address()] = id;
-    live_[id] = a;
-    cfg_.metrics.activations->Increment();
-    cfg_.metrics.live->Increment();
+    actors_.add(id, self_->spawn(panel_actor, cfg_.env, caf::actor{self_}, std::move(r)));
   }
 
   void unbind(const std::string& id) {
@@ -202,7 +178,7 @@ class directory {
       return;
     }
     auto r = std::make_shared<panel_record>(std::move(*parsed));
-    if (live_.count(r->id) || creating_.count(r->id)) {
+    if (actors_.find(r->id) || creating_.count(r->id)) {
       rp.deliver(make_error(errc::conflict, "panel '" + r->id + "' already exists"));
       return;
     }
@@ -238,9 +214,8 @@ class directory {
 
   caf::event_based_actor* self_;
   directory_config cfg_;
-  std::unordered_map<std::string, caf::actor> live_;
+  actors::actor_directory actors_;
   std::set<std::string> creating_;
-  std::unordered_map<caf::actor_addr, std::string> by_address_;
   std::unordered_map<std::string, std::vector<std::string>> bindings_;  // panel -> storages
   std::unordered_map<std::string, std::set<std::string>> bound_;        // storage -> panels
 };
@@ -280,16 +255,14 @@ caf::expected<bundle> parse_bundle(const std::string& text) {
 caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg) {
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
-  self->set_down_handler([dir](caf::down_msg& msg) { dir->down(msg.source); });
+  self->set_down_handler([dir](caf::down_msg& msg) { dir->actors().down(msg); });
   self->set_exit_handler([self, dir](caf::exit_msg&) {
-    dir->stop_all();
+    dir->actors().stop_all();
     self->quit(caf::exit_reason::user_shutdown);
   });
   // Forwards a request for panel `id` to its actor, or answers not_found.
-  auto forward = [self, dir](const std::string& id, auto... xs) -> caf::result<caf::message> {
-    auto a = dir->find(id);
-    if (!a) return not_found(id);
-    return self->delegate(a, xs...);
+  auto forward = [dir](const std::string& id, auto... xs) {
+    return dir->actors().forward(id, xs...);
   };
   return {
       [dir](list_atom) { return dir->list(); },

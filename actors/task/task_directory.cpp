@@ -4,6 +4,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "actors/common/actor_directory.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
@@ -19,14 +20,15 @@ using json = nlohmann::json;
 using reply_promise = caf::typed_response_promise<std::string>;
 using sweep_atom = caf::atom_constant<caf::atom("tsweep")>;
 
-caf::error not_found(const std::string& id) {
-  return make_error(errc::not_found, "task '" + id + "' does not exist");
-}
-
 class directory {
  public:
   directory(caf::event_based_actor* self, directory_config cfg)
-      : self_(self), cfg_(std::move(cfg)) {}
+      : self_(self),
+        cfg_(std::move(cfg)),
+        actors_(self, {"task", nullptr, [this](const std::string& id) { restart(id); }},
+                cfg_.metrics) {}
+
+  actors::actor_directory& actors() { return actors_; }
 
   void load() {
     auto began = std::chrono::steady_clock::now();
@@ -37,8 +39,7 @@ class directory {
       return;
     }
     auto states = cfg_.store->scan("taskstate/", "", 100'000'000);
-    live_.reserve(rows->size());
-    by_address_.reserve(rows->size());
+    actors_.reserve(rows->size());
     // Both scans are in id order: a merge pairs each task with its state. The records are
     // decoded by the task actors themselves, on the scheduler's threads in parallel.
     size_t si = 0;
@@ -51,8 +52,8 @@ class directory {
                        (*states)[si].first.compare(10, std::string::npos, id) == 0;
       start(id, std::move(value), has_state ? std::move((*states)[si].second) : std::string{});
     }
-    if (!live_.empty())
-      runtime::log_info("started " + std::to_string(live_.size()) + " task actors in " +
+    if (actors_.live())
+      runtime::log_info("started " + std::to_string(actors_.live()) + " task actors in " +
                         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                            std::chrono::steady_clock::now() - began)
                                            .count()) +
@@ -72,15 +73,8 @@ class directory {
     self_->delayed_send(self_, std::chrono::hours(1), sweep_atom::value);
   }
 
-  void down(const caf::actor_addr& source) {
-    auto by = by_address_.find(source);
-    if (by == by_address_.end()) return;
-    auto id = by->second;
-    by_address_.erase(by);
-    auto it = live_.find(id);
-    if (it == live_.end() || it->second.address() != source) return;
-    live_.erase(it);
-    cfg_.metrics.live->Decrement();
+  // A task actor that stopped without being deleted restarts from RocksDB.
+  void restart(const std::string& id) {
     close_interrupted_runs(id);  // the runs it had in flight died with it
     auto value = cfg_.store->get(task_key(id));
     auto state = cfg_.store->get(state_key(id));
@@ -145,7 +139,7 @@ class directory {
       return rp;
     }
     auto r = std::make_shared<task_record>(std::move(*parsed));
-    if (live_.count(r->id) || creating_.count(r->id)) {
+    if (actors_.find(r->id) || creating_.count(r->id)) {
       rp.deliver(make_error(errc::conflict, "task '" + r->id + "' already exists"));
       return rp;
     }
@@ -202,22 +196,6 @@ class directory {
     return rp;
   }
 
-  caf::actor find(const std::string& id) const {
-    auto it = live_.find(id);
-    return it == live_.end() ? caf::actor{} : it->second;
-  }
-
-  void gone(const std::string& id) {
-    if (auto it = live_.find(id); it != live_.end()) by_address_.erase(it->second.address());
-    if (live_.erase(id)) cfg_.metrics.live->Decrement();
-  }
-
-  void stop_all() {
-    for (auto& [_, a] : live_) self_->send_exit(a, caf::exit_reason::user_shutdown);
-    cfg_.metrics.live->Decrement(static_cast<double>(live_.size()));
-    live_.clear();
-  }
-
   caf::result<std::string> logs(const log_query& q) const { return query_logs(*cfg_.store, q); }
 
   caf::result<std::string> purge(int64_t before, const std::string& task_id) {
@@ -231,11 +209,7 @@ class directory {
   caf::actor start(const std::string& id, std::string record, std::string state) {
     auto a = self_->spawn(task_actor, cfg_.env, caf::actor{self_}, id, std::move(record),
                           std::move(state));
-    self_->monitor(a);
-    by_address_[a.address()] = id;
-    live_[id] = a;
-    cfg_.metrics.activations->Increment();
-    cfg_.metrics.live->Increment();
+    actors_.add(id, a);
     return a;
   }
 
@@ -279,9 +253,8 @@ class directory {
   caf::event_based_actor* self_;
   directory_config cfg_;
   std::set<std::string> checked_;
-  std::unordered_map<std::string, caf::actor> live_;
+  actors::actor_directory actors_;
   std::set<std::string> creating_;
-  std::unordered_map<caf::actor_addr, std::string> by_address_;
 };
 
 }  // namespace
@@ -290,15 +263,13 @@ caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg)
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
   dir->sweep();
-  self->set_down_handler([dir](caf::down_msg& msg) { dir->down(msg.source); });
+  self->set_down_handler([dir](caf::down_msg& msg) { dir->actors().down(msg); });
   self->set_exit_handler([self, dir](caf::exit_msg&) {
-    dir->stop_all();
+    dir->actors().stop_all();
     self->quit(caf::exit_reason::user_shutdown);
   });
-  auto forward = [self, dir](const std::string& id, auto... xs) -> caf::result<caf::message> {
-    auto a = dir->find(id);
-    if (!a) return not_found(id);
-    return self->delegate(a, xs...);
+  auto forward = [dir](const std::string& id, auto... xs) {
+    return dir->actors().forward(id, xs...);
   };
   return {
       [dir](list_atom, const std::string& after, uint32_t limit) {
@@ -318,7 +289,7 @@ caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg)
       [dir](purge_atom, int64_t before, const std::string& task_id) {
         return dir->purge(before, task_id);
       },
-      [dir](gone_atom, const std::string& id) { dir->gone(id); },
+      [dir](gone_atom, const std::string& id) { dir->actors().gone(id); },
       [dir](sweep_atom) { dir->sweep(); },
   };
 }

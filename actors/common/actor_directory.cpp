@@ -1,0 +1,104 @@
+#include "actors/common/actor_directory.hpp"
+
+#include <caf/all.hpp>
+
+namespace tessera::actors {
+
+actor_directory::actor_directory(caf::event_based_actor* self, directory_policy policy,
+                                 runtime::actor_kind_metrics metrics)
+    : self_(self), policy_(std::move(policy)), metrics_(metrics) {}
+
+void actor_directory::add(const std::string& id, caf::actor a) {
+  if (auto old = live_.find(id); old != live_.end()) forget(old);
+  self_->monitor(a);
+  by_address_[a.address()] = id;
+  recent_.push_front(id);
+  live_.emplace(id, entry{std::move(a), 0, recent_.begin()});
+  metrics_.activations->Increment();
+  metrics_.live->Increment();
+  if (policy_.max_live && live_.size() > policy_.max_live) ask_least_recent();
+}
+
+void actor_directory::reserve(size_t n) {
+  live_.reserve(n);
+  by_address_.reserve(n);
+}
+
+caf::actor actor_directory::find(const std::string& id) const {
+  auto it = live_.find(id);
+  return it == live_.end() ? caf::actor{} : it->second.handle;
+}
+
+caf::actor actor_directory::route(const std::string& id) {
+  auto it = live_.find(id);
+  if (it == live_.end()) {
+    if (!policy_.activate) return {};
+    auto a = policy_.activate(id);
+    if (!a) return {};
+    add(id, std::move(a));
+    it = live_.find(id);
+  } else if (it->second.recent != recent_.begin()) {
+    recent_.splice(recent_.begin(), recent_, it->second.recent);
+  }
+  ++it->second.delegated;
+  return it->second.handle;
+}
+
+// Asked ones move to the front, so a busy one is not asked again before the others.
+void actor_directory::ask_least_recent() {
+  auto over = live_.size() - policy_.max_live;
+  for (size_t n = 0; n < over && recent_.size() > 1; ++n) {
+    auto& e = live_.at(recent_.back());
+    self_->send(e.handle, passivate_atom::value);
+    recent_.splice(recent_.begin(), recent_, e.recent);
+  }
+}
+
+bool actor_directory::retire(const std::string& id, uint64_t handled,
+                             const caf::strong_actor_ptr& sender) {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.handle != caf::actor_cast<caf::actor>(sender) ||
+      it->second.delegated != handled)
+    return false;
+  forget(it);  // by_address_ keeps it until it exits
+  metrics_.passivations->Increment();
+  return true;
+}
+
+void actor_directory::gone(const std::string& id) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  by_address_.erase(it->second.handle.address());
+  forget(it);
+}
+
+void actor_directory::down(const caf::down_msg& msg) {
+  auto by = by_address_.find(msg.source);
+  if (by == by_address_.end()) return;
+  auto id = std::move(by->second);
+  by_address_.erase(by);
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.handle.address() != msg.source) return;  // retired
+  forget(it);
+  if (policy_.stopped) policy_.stopped(id);
+}
+
+void actor_directory::stop_all() {
+  for (auto& [address, _] : by_address_) self_->send_exit(address, caf::exit_reason::user_shutdown);
+  metrics_.live->Decrement(static_cast<double>(live_.size()));
+  live_.clear();
+  recent_.clear();
+  by_address_.clear();
+}
+
+caf::error actor_directory::not_found(const std::string& id) const {
+  return make_error(errc::not_found, policy_.kind + " '" + id + "' does not exist");
+}
+
+void actor_directory::forget(std::unordered_map<std::string, entry>::iterator it) {
+  recent_.erase(it->second.recent);
+  live_.erase(it);
+  metrics_.live->Decrement();
+}
+
+}  // namespace tessera::actors
