@@ -199,17 +199,15 @@ int serve(const config::settings& s) {
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "
         "seccomp only); use bwrap where user namespaces are available");
   auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
+  storage::atomic_env atomic{directory,    sandbox,
+                             committer,    s.request_timeout * 6,
+                             slow_timeout, static_cast<int>(s.panel_max_retries)};
   panel::panel_env penv;
-  penv.storages = directory;
-  penv.sandbox = sandbox;
-  penv.committer = committer;
+  penv.atomic = atomic;
   penv.sink = [hub](const panel::render_event& e) { hub->publish(e); };
   penv.watched = [hub](const std::string& id) { return hub->watched(id); };
   penv.metrics = &panel_metrics;
-  penv.request_timeout = s.request_timeout * 6;
-  penv.call_timeout = slow_timeout;
   penv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
-  penv.max_retries = static_cast<int>(s.panel_max_retries);
   penv.max_batch = s.panel_max_batch;
   auto panels =
       system.spawn(panel::panel_directory,
@@ -222,9 +220,7 @@ int serve(const config::settings& s) {
   auto scheduler = system.spawn<caf::detached>(task::task_scheduler, &task_metrics);
   task::task_env tenv;
   tenv.store = *store;
-  tenv.atomic = {directory,    sandbox,
-                 committer,    s.request_timeout * 6,
-                 slow_timeout, static_cast<int>(s.panel_max_retries)};
+  tenv.atomic = atomic;
   tenv.scheduler = scheduler;
   tenv.metrics = &task_metrics;
   tenv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};

@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "actors/common/definition_update.hpp"
 #include "actors/panel/action_batch.hpp"
 #include "actors/panel/call_ahead.hpp"
 #include "actors/panel/panel_ops.hpp"
@@ -58,7 +59,13 @@ using retry_atom = caf::atom_constant<caf::atom("prretry")>;
 class panel_state {
  public:
   panel_state(caf::event_based_actor* self, panel_env env, caf::actor directory, panel_record r)
-      : self_(self), env_(std::move(env)), directory_(std::move(directory)), rec_(std::move(r)) {}
+      : self_(self),
+        env_(std::move(env)),
+        directory_(std::move(directory)),
+        rec_(std::move(r)),
+        updates_(self, [this](const actors::update_request& u, actors::definition_done done) {
+          run_update(u, std::move(done));
+        }) {}
 
   const panel_record& record() const { return rec_; }
 
@@ -74,7 +81,7 @@ class panel_state {
       start_render();
       return rp;
     }
-    read_snapshot(self_, env_, rec_.storage_ids, [this, rp](caf::expected<snapshot> s) mutable {
+    read_bound([this, rp](caf::expected<snapshot> s) mutable {
       if (s && cache_valid_ && versions_of(*s) == cache_versions_) {
         if (cache_.ok)
           rp.deliver(render_reply(cache_));
@@ -126,31 +133,14 @@ class panel_state {
   // --- definition ----------------------------------------------------------------------------
 
   // Updates run one at a time, each validated against the result of the previous one.
-  caf::result<std::string> update(std::string body, std::vector<std::string> allowed,
-                                  storage::version_list if_match) {
-    auto rp = self_->make_response_promise<std::string>();
-    update_promises_.push_back(rp);
-    updates_.push_back([this, body = std::move(body), allowed = std::move(allowed),
-                        if_match = std::move(if_match)]() mutable {
-      run_update(body, allowed, if_match, [this](caf::expected<std::string> r) mutable {
-        auto done = std::move(update_promises_.front());
-        update_promises_.pop_front();
-        updates_.pop_front();
-        if (r)
-          done.deliver(std::move(*r));
-        else
-          done.deliver(r.error());
-        if (!updates_.empty()) updates_.front()();
-      });
-    });
-    if (updates_.size() == 1) updates_.front()();
-    return rp;
-  }
+  caf::result<std::string> update(actors::update_request u) { return updates_.push(std::move(u)); }
 
   caf::result<std::string> erase() {
     auto rp = self_->make_response_promise<std::string>();
     std::vector<adapters::write_op> ops{{panel_key(rec_.id), {}, true}};
-    self_->request(env_.committer, env_.request_timeout, runtime::commit_atom::value, ops)
+    self_
+        ->request(env_.atomic.committer, env_.atomic.request_timeout, runtime::commit_atom::value,
+                  ops)
         .await(
             [this, rp](caf::ok_atom) mutable {
               if (env_.sink) env_.sink({render_event::kind::deleted, rec_.id, 0, {}});
@@ -158,13 +148,11 @@ class panel_state {
               auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
               for (auto& a : actions_) a.rp.deliver(gone);
               for (auto& w : waiters_) w.deliver(gone);
-              for (auto& u : update_promises_) u.deliver(gone);
+              updates_.fail_all(gone);
               actions_.clear();
               waiters_.clear();
-              update_promises_.clear();
-              updates_.clear();
               rp.deliver(std::string{R"({"success":true})"});
-              sandbox::discard_warm(env_.sandbox, warm_key());
+              sandbox::discard_warm(env_.atomic.sandbox, warm_key());
               self_->quit();
             },
             [rp](caf::error& err) mutable { rp.deliver(err); });
@@ -173,7 +161,7 @@ class panel_state {
 
   caf::result<std::string> export_bundle() {
     auto rp = self_->make_response_promise<std::string>();
-    read_snapshot(self_, env_, rec_.storage_ids, [this, rp](caf::expected<snapshot> s) mutable {
+    read_bound([this, rp](caf::expected<snapshot> s) mutable {
       if (!s) {
         rp.deliver(s.error());
         return;
@@ -192,49 +180,49 @@ class panel_state {
 
  private:
   // Check the new code, create new storages, write the record, then make it current.
-  void run_update(const std::string& body, const std::vector<std::string>& allowed,
-                  const storage::version_list& if_match,
-                  std::function<void(caf::expected<std::string>)> done) {
-    auto next = apply_update(rec_, json::parse(body, nullptr, false), allowed, env_.limits);
+  void run_update(const actors::update_request& u, actors::definition_done done) {
+    auto next = apply_update(rec_, json::parse(u.body, nullptr, false), u.allowed, env_.limits);
     if (!next) return done(next.error());
-    if (!if_match.empty() &&
-        std::find(if_match.begin(), if_match.end(), rec_.version) == if_match.end())
-      return done(make_error(errc::precondition_failed, "panel '" + rec_.id + "' is at version " +
-                                                            std::to_string(rec_.version)));
+    if (auto err = actors::if_match_error(u.if_match, rec_.version, "panel '" + rec_.id + "'"))
+      return done(err);
     auto candidate = std::make_shared<panel_record>(std::move(*next));
-    auto write = [this, candidate, done]() {
-      candidate->version = rec_.version + 1;
-      candidate->updated_at = std::max(runtime::now_ms(), rec_.updated_at);
-      std::vector<adapters::write_op> ops{{panel_key(rec_.id), encode(*candidate), false}};
-      self_->request(env_.committer, env_.request_timeout, runtime::commit_atom::value, ops)
-          .then(
-              [this, candidate, done](caf::ok_atom) {
-                bool rebound = candidate->storage_ids != rec_.storage_ids;
-                auto old_key = warm_key();
-                bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
-                rec_ = *candidate;
-                ++definition_;
-                known_.reset();
-                if (rebound) heard_.clear();
-                if (old_key != warm_key() || limits_changed)
-                  sandbox::discard_warm(env_.sandbox, old_key);
-                if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
-                changed();
-                done(to_json(rec_).dump());
-              },
-              [done](caf::error& err) { done(err); });
-    };
-    auto create_storages = [this, candidate, write, done](caf::error err) {
-      if (err) return done(err);
-      ensure_storages(self_, env_, candidate->storage_ids, {}, [write, done](caf::error e) {
-        if (e) return done(e);
-        write();
-      });
-    };
+    actors::definition_change change;
     if (candidate->template_ != rec_.template_ || candidate->handler != rec_.handler)
-      check_code(self_, env_, *candidate, create_storages);
-    else
-      create_storages({});
+      change.code = code_to_check(*candidate);
+    change.storage_ids = candidate->storage_ids;
+    change.write = [this, candidate](actors::definition_done d) { write(candidate, d); };
+    actors::commit_definition(self_, env_.atomic, std::move(change), std::move(done));
+  }
+
+  // Commits an updated definition and makes it current.
+  void write(std::shared_ptr<panel_record> candidate, actors::definition_done done) {
+    candidate->version = rec_.version + 1;
+    candidate->updated_at = std::max(runtime::now_ms(), rec_.updated_at);
+    std::vector<adapters::write_op> ops{{panel_key(rec_.id), encode(*candidate), false}};
+    self_
+        ->request(env_.atomic.committer, env_.atomic.request_timeout, runtime::commit_atom::value,
+                  ops)
+        .then(
+            [this, candidate, done](caf::ok_atom) {
+              bool rebound = candidate->storage_ids != rec_.storage_ids;
+              auto old_key = warm_key();
+              bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
+              rec_ = *candidate;
+              ++definition_;
+              known_.reset();
+              if (rebound) heard_.clear();
+              if (old_key != warm_key() || limits_changed)
+                sandbox::discard_warm(env_.atomic.sandbox, old_key);
+              if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
+              changed();
+              done(to_json(rec_).dump());
+            },
+            [done](caf::error& err) { done(err); });
+  }
+
+  void read_bound(std::function<void(caf::expected<snapshot>)> done) {
+    storage::read_snapshot(self_, env_.atomic.storages, env_.atomic.request_timeout,
+                           rec_.storage_ids, std::move(done));
   }
 
   // Something the cached render showed has changed.
@@ -287,13 +275,15 @@ class panel_state {
     rendering_ = true;
     render_generation_ = generation_;
     auto started = clock::now();
-    read_snapshot(self_, env_, rec_.storage_ids, [this, started](caf::expected<snapshot> s) {
+    read_bound([this, started](caf::expected<snapshot> s) {
       if (!s) return render_done(started, {}, s.error(), {});
       auto version = stamp(version_of(*s));
       auto versions = versions_of(*s);
       sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr),
                       call_timeout_ms(rec_), 0, warm_key()};
-      self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, std::move(c))
+      self_
+          ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
+                    std::move(c))
           .then(
               [this, started, version, versions](sandbox::call_result& r) {
                 rendered out{sandbox::is_ok(r), version, {}};
@@ -359,9 +349,8 @@ class panel_state {
   // The run of the actions at the queue's head: it commits nothing once the oldest one's
   // requester has stopped waiting (web/ waits env.call_timeout for an action's answer).
   storage::atomic_env atomic_env() const {
-    storage::atomic_env e{env_.storages,        env_.sandbox,      env_.committer,
-                          env_.request_timeout, env_.call_timeout, env_.max_retries};
-    if (!actions_.empty()) e.deadline = actions_.front().start + env_.call_timeout;
+    auto e = env_.atomic;
+    if (!actions_.empty()) e.deadline = actions_.front().start + env_.atomic.call_timeout;
     return e;
   }
 
@@ -371,7 +360,7 @@ class panel_state {
     hooks.committing = [this, n](const snapshot& after) { speculate(n, after); };
     hooks.before_attempt = [this]() -> caf::error {
       // Actions whose oldest caller has given up by now are not run.
-      if (clock::now() - actions_.front().start > env_.call_timeout)
+      if (clock::now() - actions_.front().start > env_.atomic.call_timeout)
         return make_error(errc::timeout, "the action waited too long in its queue");
       action_generation_ = generation_;
       return {};
@@ -513,7 +502,9 @@ class panel_state {
     sp->state = after;
     spec_ = sp;
     if (env_.metrics) env_.metrics->count_call_ahead(false);
-    self_->request(env_.sandbox, env_.call_timeout, sandbox::run_atom::value, call_for(n, m)(after))
+    self_
+        ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
+                  call_for(n, m)(after))
         .then([sp](sandbox::call_result& r) { sp->answer(std::move(r)); },
               [sp](caf::error&) { sp->answer(std::nullopt); });
   }
@@ -583,8 +574,7 @@ class panel_state {
   uint64_t next_seq_ = 0;                 // the next action's arrival number
   uint64_t definition_ = 0;               // +1 per change of the panel's definition
   std::map<std::string, int64_t> heard_;  // the newest version heard of each bound storage
-  std::deque<std::function<void()>> updates_;  // the head is running
-  std::deque<reply_promise> update_promises_;  // one per queued update
+  actors::update_queue updates_;
 };
 
 }  // namespace
@@ -597,7 +587,7 @@ caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::acto
       [st](get_atom, const std::string&) { return to_json(st->record()).dump(); },
       [st](update_atom, const std::string&, std::string& body, std::vector<std::string>& allowed,
            storage::version_list& if_match) {
-        return st->update(std::move(body), std::move(allowed), std::move(if_match));
+        return st->update({std::move(body), std::move(allowed), std::move(if_match)});
       },
       [st](erase_atom, const std::string&) { return st->erase(); },
       [st](render_atom, const std::string&) { return st->render(); },

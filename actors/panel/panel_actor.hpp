@@ -21,14 +21,14 @@
 //       rather than shown). Versions published never go down.
 //   (action_atom, id, action, payload JSON text) -> {"success":true,"html","version",
 //       "changed":[ids],"logs"[,"render_error"]} | invalid_argument (no handler) | conflict
-//       | sandbox_failed | timeout (it waited in the queue longer than env.call_timeout, or
+//       | sandbox_failed | timeout (it waited in the queue longer than env.atomic.call_timeout, or
 //       its commit could not start, or its wait for the commit ran out, a second before
-//       env.call_timeout after the arrival of the oldest action of its run, web/'s wait:
+//       env.atomic.call_timeout after the arrival of the oldest action of its run, web/'s wait:
 //       nothing was committed) | unavailable (1024 actions already wait).
 //       Actions of one panel run in arrival order: read every bound storage (missing ones are
 //       {} at version 0), run on_action in the sandbox, then commit what it changed through a
 //       storage transaction (transaction.hpp) that also checks the unchanged ones are still at
-//       the versions read; a conflict re-reads and re-runs, and after env.max_retries
+//       the versions read; a conflict re-reads and re-runs, and after env.atomic.max_retries
 //       conflicts the action runs once more with its storages locked. The actions waiting when
 //       the sandbox is free go together, up to env.max_batch, in one call and one commit
 //       (action_batch.hpp): each runs on the state the ones before it left, one that fails
@@ -56,20 +56,16 @@
 #include "actors/panel/messages.hpp"
 #include "actors/panel/panel_codec.hpp"
 #include "actors/panel/panel_metrics.hpp"
+#include "actors/storage/atomic_run.hpp"
 
 namespace tessera::panel {
 
 struct panel_env {
-  caf::actor storages;                              // storage directory
-  caf::actor sandbox;                               // sandbox supervisor
-  caf::actor committer;                             // group committer
-  render_sink sink;                                 // optional
+  storage::atomic_env atomic;  // storages, sandbox, committer, timeouts, max_retries
+  render_sink sink;            // optional
   std::function<bool(const std::string&)> watched;  // does anyone subscribe to this panel?
   panel_metrics* metrics = nullptr;
-  std::chrono::milliseconds request_timeout{5000};  // storage reads, commits
-  panel_limits limits;  // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
-  std::chrono::milliseconds call_timeout{30000};  // one sandbox call, queueing included
-  int max_retries = 16;
+  panel_limits limits;    // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
   size_t max_batch = 64;  // queued actions sent to the sandbox in one call (1: no batching)
 };
 

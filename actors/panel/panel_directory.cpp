@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "actors/common/actor_directory.hpp"
+#include "actors/common/definition_update.hpp"
 #include "actors/panel/panel_ops.hpp"
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
@@ -79,7 +80,7 @@ class directory {
         if (auto r = decode(value, limits)) panels.push_back(summary_json(*r));
       return json{{"panels", std::move(panels)}}.dump();
     };
-    runtime::off_scheduler(self_, cfg_.env.request_timeout * 4, std::move(scan))
+    runtime::off_scheduler(self_, cfg_.env.atomic.request_timeout * 4, std::move(scan))
         .then([rp](std::string& text) mutable { rp.deliver(std::move(text)); },
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
     return rp;
@@ -117,14 +118,16 @@ class directory {
         if (v.is_string()) ids.push_back(v.get<std::string>());
     auto update = b->panel;
     update.erase("id");
-    ensure_storages(
-        self_, cfg_.env, ids, b->storages, [this, rp, target, update, id](caf::error err) mutable {
+    auto& env = cfg_.env.atomic;
+    storage::create_missing(
+        self_, env.storages, env.request_timeout, ids, b->storages,
+        [this, rp, target, update, id](caf::error err) mutable {
           if (err) {
             rp.deliver(err);
             return;
           }
           self_
-              ->request(target, cfg_.env.request_timeout + cfg_.env.call_timeout,
+              ->request(target, cfg_.env.atomic.request_timeout + cfg_.env.atomic.call_timeout,
                         update_atom::value, id, update.dump(), all_fields, storage::version_list{})
               .then([rp](std::string& panel) mutable { rp.deliver(panel); },
                     [rp](caf::error& e) mutable { rp.deliver(e); });
@@ -183,33 +186,27 @@ class directory {
       return;
     }
     creating_.insert(r->id);
-    auto fail = [this, rp, id = r->id](caf::error err) mutable {
-      creating_.erase(id);
-      rp.deliver(err);
-    };
-    auto write = [this, r, rp, fail]() mutable {
+    actors::definition_change change{code_to_check(*r), r->storage_ids, std::move(b.storages), {}};
+    change.write = [this, r](actors::definition_done done) {
       auto now = runtime::now_ms();
       r->version = 1;
       r->created_at = r->updated_at = now;
       std::vector<adapters::write_op> ops{{panel_key(r->id), encode(*r), false}};
-      self_->request(cfg_.env.committer, cfg_.env.request_timeout, runtime::commit_atom::value, ops)
+      self_
+          ->request(cfg_.env.atomic.committer, cfg_.env.atomic.request_timeout,
+                    runtime::commit_atom::value, ops)
           .then(
-              [this, r, rp](caf::ok_atom) mutable {
-                creating_.erase(r->id);
+              [this, r, done](caf::ok_atom) {
                 start(*r);
-                rp.deliver(to_json(*r).dump());
+                done(to_json(*r).dump());
               },
-              [fail](caf::error& err) mutable { fail(err); });
+              [done](caf::error& err) { done(err); });
     };
-    auto storages = std::make_shared<std::map<std::string, std::string>>(std::move(b.storages));
-    check_code(self_, cfg_.env, *r, [this, r, storages, write, fail](caf::error err) mutable {
-      if (err) return fail(err);
-      ensure_storages(self_, cfg_.env, r->storage_ids, *storages,
-                      [write, fail](caf::error e) mutable {
-                        if (e) return fail(e);
-                        write();
-                      });
-    });
+    actors::commit_definition(self_, cfg_.env.atomic, std::move(change),
+                              [this, rp, id = r->id](caf::expected<std::string> out) mutable {
+                                creating_.erase(id);
+                                actors::deliver(rp, std::move(out));
+                              });
   }
 
   caf::event_based_actor* self_;

@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "actors/common/definition_update.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
@@ -39,7 +40,10 @@ class task_state_machine {
         directory_(std::move(directory)),
         rec_(std::move(r)),
         st_(std::move(s)),
-        schedule_(std::move(schedule)) {}
+        schedule_(std::move(schedule)),
+        updates_(self, [this](const actors::update_request& u, actors::definition_done done) {
+          run_update(u, std::move(done));
+        }) {}
 
   void start() {
     count_enabled(rec_.enabled);
@@ -90,13 +94,7 @@ class task_state_machine {
 
   // --- definition ----------------------------------------------------------------------------
 
-  caf::result<std::string> update(std::string body, std::vector<std::string> allowed,
-                                  storage::version_list if_match) {
-    auto rp = self_->make_response_promise<std::string>();
-    updates_.push_back({std::move(body), std::move(allowed), std::move(if_match), rp});
-    if (updates_.size() == 1) next_update();
-    return rp;
-  }
+  caf::result<std::string> update(actors::update_request u) { return updates_.push(std::move(u)); }
 
   caf::result<std::string> erase() {
     auto rp = self_->make_response_promise<std::string>();
@@ -137,7 +135,6 @@ class task_state_machine {
     erase_promise_.reset();
     reschedule();
     start_next();
-    if (!updates_.empty()) next_update();
   }
 
   void erase_commit(ops_t ops) {
@@ -152,10 +149,9 @@ class task_state_machine {
               for (auto& p : pending_)
                 if (p.rp) p.rp->deliver(gone());
               for (auto& [_, w] : waiting_) w.deliver(gone());
-              for (auto& u : updates_) u.rp.deliver(gone());
+              updates_.fail_all(gone());
               pending_.clear();
               waiting_.clear();
-              updates_.clear();
               erase_promise_->deliver(std::string{R"({"success":true})"});
               erase_promise_.reset();
               sandbox::discard_warm(env_.atomic.sandbox, warm_key());
@@ -392,89 +388,54 @@ class task_state_machine {
 
   // --- updates -------------------------------------------------------------------------------
 
-  struct pending_update {
-    std::string body;
-    std::vector<std::string> allowed;
-    storage::version_list if_match;
-    reply_promise rp;
-  };
-
-  void next_update() {
-    if (updates_.empty()) return;
-    auto& u = updates_.front();
-    auto done = [this](caf::expected<std::string> r) {
-      if (updates_.empty()) return;  // deleted meanwhile (already answered)
-      auto rp = updates_.front().rp;
-      updates_.pop_front();
-      if (r)
-        rp.deliver(std::move(*r));
-      else
-        rp.deliver(r.error());
-      next_update();
-    };
+  void run_update(const actors::update_request& u, actors::definition_done done) {
     if (deleted_) return done(gone());
     auto next = apply_update(rec_, json::parse(u.body, nullptr, false), u.allowed, env_.limits);
     if (!next) return done(next.error());
-    if (!u.if_match.empty() &&
-        std::find(u.if_match.begin(), u.if_match.end(), rec_.version) == u.if_match.end())
-      return done(make_error(errc::precondition_failed, "task '" + rec_.id + "' is at version " +
-                                                            std::to_string(rec_.version)));
+    if (auto err = actors::if_match_error(u.if_match, rec_.version, "task '" + rec_.id + "'"))
+      return done(err);
     auto candidate = std::make_shared<task_record>(std::move(*next));
-    auto write = [this, candidate, done]() {
-      if (deleted_) return done(gone());  // deleted while the handler was being checked
-      auto now = runtime::now_ms();
-      candidate->version = rec_.version + 1;
-      candidate->updated_at = std::max(now, rec_.updated_at);
-      // Times before a re-timing are not misfires of the new schedule (in memory at once, so a
-      // fire of the old schedule meanwhile cannot write an older time after this).
-      auto change = on_redefine(rec_, *candidate, st_.last_scheduled, now);
-      st_.last_scheduled = change.last_scheduled;
-      bool stopped = change.stop_queued;
-      ops_t ops{{task_key(rec_.id), encode(*candidate), false},
-                {state_key(rec_.id), encode(st_), false}};
-      commit(std::move(ops), [this, candidate, stopped, done](caf::error err) {
-        if (err) return done(err);
-        if (deleted_) return done(gone());
-        auto old_key = warm_key();
-        bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
-        rec_ = *candidate;
-        if (old_key != warm_key() || limits_changed)
-          sandbox::discard_warm(env_.atomic.sandbox, old_key);
-        schedule_ = schedule_of(rec_);
-        count_enabled(rec_.enabled);
-        if (stopped) cancel_queued();
-        // A time that fell due while the update was in flight still runs.
-        if (rec_.enabled)
-          handle_due();
-        else
-          reschedule();
-        done(view());
-      });
-    };
+    actors::definition_change change;
+    if (candidate->handler != rec_.handler) change.code = code_to_check(*candidate);
     // Storages newly bound are created empty, as at create.
-    auto write_after_storages = [this, candidate, write, done]() {
-      std::vector<std::string> added;
-      for (auto& id : candidate->storage_ids)
-        if (std::find(rec_.storage_ids.begin(), rec_.storage_ids.end(), id) ==
-            rec_.storage_ids.end())
-          added.push_back(id);
-      storage::create_missing(self_, env_.atomic.storages, env_.atomic.request_timeout, added, {},
-                              [write, done](caf::error err) {
-                                if (err) return done(err);
-                                write();
-                              });
-    };
-    if (candidate->handler == rec_.handler) return write_after_storages();
-    json check = {{"handler", candidate->handler}, {"require", "on_schedule"}};
-    self_
-        ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
-                  sandbox::call{sandbox::call_kind::check, check.dump(), 0, 0, {}})
-        .then(
-            [write_after_storages, done](sandbox::call_result& res) {
-              if (!sandbox::is_ok(res)) return done(make_error(errc::sandbox_failed, res.body));
-              write_after_storages();
-            },
-            [done](caf::error& err) { done(err); });
+    for (auto& id : candidate->storage_ids)
+      if (std::find(rec_.storage_ids.begin(), rec_.storage_ids.end(), id) == rec_.storage_ids.end())
+        change.storage_ids.push_back(id);
+    change.write = [this, candidate](actors::definition_done d) { write(candidate, d); };
+    actors::commit_definition(self_, env_.atomic, std::move(change), std::move(done));
+  }
+
+  // Commits an updated definition and makes it current.
+  void write(std::shared_ptr<task_record> candidate, actors::definition_done done) {
+    if (deleted_) return done(gone());  // deleted while the handler was being checked
+    auto now = runtime::now_ms();
+    candidate->version = rec_.version + 1;
+    candidate->updated_at = std::max(now, rec_.updated_at);
+    // Times before a re-timing are not misfires of the new schedule (in memory at once, so a
+    // fire of the old schedule meanwhile cannot write an older time after this).
+    auto change = on_redefine(rec_, *candidate, st_.last_scheduled, now);
+    st_.last_scheduled = change.last_scheduled;
+    bool stopped = change.stop_queued;
+    ops_t ops{{task_key(rec_.id), encode(*candidate), false},
+              {state_key(rec_.id), encode(st_), false}};
+    commit(std::move(ops), [this, candidate, stopped, done](caf::error err) {
+      if (err) return done(err);
+      if (deleted_) return done(gone());
+      auto old_key = warm_key();
+      bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
+      rec_ = *candidate;
+      if (old_key != warm_key() || limits_changed)
+        sandbox::discard_warm(env_.atomic.sandbox, old_key);
+      schedule_ = schedule_of(rec_);
+      count_enabled(rec_.enabled);
+      if (stopped) cancel_queued();
+      // A time that fell due while the update was in flight still runs.
+      if (rec_.enabled)
+        handle_due();
+      else
+        reschedule();
+      done(view());
+    });
   }
 
   caf::event_based_actor* self_;
@@ -492,7 +453,7 @@ class task_state_machine {
   bool counted_enabled_ = false;
   std::deque<pending_run> pending_;
   std::map<int64_t, reply_promise> waiting_;  // manual runs in flight, by seq
-  std::deque<pending_update> updates_;        // the head is running
+  actors::update_queue updates_;
 };
 
 }  // namespace
@@ -518,7 +479,7 @@ caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor 
       [st](get_atom, const std::string&) { return st->view(); },
       [st](update_atom, const std::string&, std::string& body, std::vector<std::string>& allowed,
            storage::version_list& if_match) {
-        return st->update(std::move(body), std::move(allowed), std::move(if_match));
+        return st->update({std::move(body), std::move(allowed), std::move(if_match)});
       },
       [st](erase_atom, const std::string&) { return st->erase(); },
       [st](run_atom, const std::string&) { return st->run_now(); },

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/sandbox/code_check.hpp"
 #include "actors/storage/fields.hpp"
 #include "runtime/cron.hpp"
 
@@ -67,6 +68,9 @@ caf::expected<task_record> parse_new_task(const nlohmann::json& body, const task
 caf::expected<task_record> apply_update(const task_record& current, const nlohmann::json& body,
                                         const std::vector<std::string>& allowed,
                                         const task_limits& limits);
+
+// The code a create or update checks: the handler, which must define on_schedule.
+inline sandbox::code code_to_check(const task_record& r) { return {{}, r.handler, "on_schedule"}; }
 
 // The parsed schedule of a record that passed validation.
 cron::schedule schedule_of(const task_record& r);

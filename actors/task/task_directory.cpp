@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "actors/common/actor_directory.hpp"
+#include "actors/common/definition_update.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
@@ -144,11 +145,12 @@ class directory {
       return rp;
     }
     creating_.insert(r->id);
-    auto fail = [this, rp, id = r->id](caf::error err) mutable {
-      creating_.erase(id);
-      rp.deliver(err);
-    };
-    auto write = [this, r, rp, fail]() mutable {
+    actors::definition_change change;
+    // Many tasks share a handler: one that passed the check does not need it again.
+    if (!checked_.count(r->handler)) change.code = code_to_check(*r);
+    change.storage_ids = r->storage_ids;
+    change.write = [this, r](actors::definition_done done) {
+      remember_checked(r->handler);
       auto now = runtime::now_ms();
       r->version = 1;
       r->created_at = r->updated_at = now;
@@ -160,39 +162,20 @@ class directory {
           ->request(cfg_.env.atomic.committer, cfg_.env.atomic.request_timeout,
                     runtime::commit_atom::value, ops)
           .then(
-              [this, r, s, rp](caf::ok_atom) mutable {
-                creating_.erase(r->id);
+              [this, r, s, done](caf::ok_atom) {
                 auto a = start(r->id, encode(*r), encode(s));
                 // The reply is the actor's view (with next_run).
                 self_->request(a, cfg_.env.atomic.request_timeout, get_atom::value, r->id)
-                    .then([rp](std::string& v) mutable { rp.deliver(v); },
-                          [rp](caf::error& e) mutable { rp.deliver(e); });
+                    .then([done](std::string& v) { done(std::move(v)); },
+                          [done](caf::error& e) { done(e); });
               },
-              [fail](caf::error& err) mutable { fail(err); });
+              [done](caf::error& err) { done(err); });
     };
-    auto checked = [this, r, write, fail]() mutable {
-      storage::create_missing(self_, cfg_.env.atomic.storages, cfg_.env.atomic.request_timeout,
-                              r->storage_ids, {}, [write, fail](caf::error e) mutable {
-                                if (e) return fail(e);
-                                write();
+    actors::commit_definition(self_, cfg_.env.atomic, std::move(change),
+                              [this, rp, id = r->id](caf::expected<std::string> out) mutable {
+                                creating_.erase(id);
+                                actors::deliver(rp, std::move(out));
                               });
-    };
-    // Many tasks share a handler: one that passed the check does not need it again.
-    if (checked_.count(r->handler)) {
-      checked();
-      return rp;
-    }
-    json check = {{"handler", r->handler}, {"require", "on_schedule"}};
-    self_
-        ->request(cfg_.env.atomic.sandbox, cfg_.env.atomic.call_timeout, sandbox::run_atom::value,
-                  sandbox::call{sandbox::call_kind::check, check.dump(), 0, 0, {}})
-        .then(
-            [this, r, checked, fail](sandbox::call_result& res) mutable {
-              if (!sandbox::is_ok(res)) return fail(make_error(errc::sandbox_failed, res.body));
-              remember_checked(r->handler);
-              checked();
-            },
-            [fail](caf::error& err) mutable { fail(err); });
     return rp;
   }
 
