@@ -459,4 +459,15 @@ std::map<std::string, std::string> tessera_environment() {
   return out;
 }
 
+const settings& defaults() {
+  static const settings embedded{};
+  return embedded;
+}
+
+std::chrono::milliseconds actor_wait(const settings& s) { return s.request_timeout * 6; }
+
+std::chrono::milliseconds user_code_wait(const settings& s) {
+  return s.sandbox_max_timeout + s.sandbox_queue_timeout + std::chrono::seconds(15);
+}
+
 }  // namespace tessera::config

@@ -81,6 +81,19 @@ struct settings {
   uint32_t sandbox_warm_processes = 64;
 };
 
+// The embedded defaults: the one place each default lives. Each area builds its options from a
+// settings value with its own from_settings() (e.g. sandbox::supervisor_config::from_settings),
+// and its tests start from these.
+const settings& defaults();
+
+// Waits derived from the settings, each defined here once:
+// how long an actor waits for a storage read or a commit (server.request_timeout x 6: a REST
+// request waits request_timeout for its answer, the work behind it may queue longer) ...
+std::chrono::milliseconds actor_wait(const settings& s);
+// ... and how long a request that runs user code may take: a worker's queue wait, the longest
+// call (sandbox.queue_timeout_ms + sandbox.max_timeout_ms), and 15 s for reads and commits.
+std::chrono::milliseconds user_code_wait(const settings& s);
+
 // One configurable key: its dotted name, a one-line description, and how to apply a textual
 // value (flags, environment) to `settings`. TOML values are converted to text first (an array of
 // strings becomes its items joined by commas, the form list keys take everywhere).

@@ -349,6 +349,25 @@ http_metrics::http_metrics(prometheus::Registry& registry)
       bad_host(guard_refusals.Add({{"reason", "host"}})),
       bad_origin(guard_refusals.Add({{"reason", "origin"}})) {}
 
+http_server::options http_server::options::from_settings(const config::settings& s) {
+  options o;
+  o.host = s.listen.host;
+  o.port = s.listen.port;
+  o.body_limit = s.max_body_bytes;
+  o.threads = s.io_threads ? s.io_threads : std::max(1u, std::thread::hardware_concurrency());
+  o.shutdown_grace = s.shutdown_grace;
+  o.max_connections = s.max_connections;
+  o.header_timeout = s.header_timeout;
+  o.keepalive_timeout = s.keepalive_timeout;
+  o.guard.check_host = config::is_loopback(s.listen.host) || !s.allowed_hosts.empty();
+  o.guard.allowed_hosts = s.allowed_hosts;
+  o.guard.allowed_origins = s.allowed_origins;
+  o.ws.stall_timeout = s.ws_stall_timeout;
+  o.ws.max_pending_bytes = s.ws_max_pending_bytes;
+  o.ws.idle_timeout = s.ws_idle_timeout;
+  return o;
+}
+
 http_server::http_server(options opts, handler h)
     : impl_(std::make_unique<impl>(std::move(opts), std::move(h))) {}
 

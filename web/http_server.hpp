@@ -36,6 +36,7 @@
 #include <string>
 #include <variant>
 
+#include "config/settings.hpp"
 #include "web/http_types.hpp"
 #include "web/live.hpp"
 #include "web/request_guard.hpp"
@@ -68,12 +69,12 @@ class http_server {
   struct options {
     std::string host;
     uint16_t port = 0;
-    uint64_t body_limit = 1 << 20;
+    uint64_t body_limit = 0;
     unsigned threads = 1;
-    std::chrono::milliseconds shutdown_grace{5000};
-    uint64_t max_connections = 10000;
-    std::chrono::milliseconds header_timeout{10000};
-    std::chrono::milliseconds keepalive_timeout{60000};
+    std::chrono::milliseconds shutdown_grace{0};
+    uint64_t max_connections = 0;
+    std::chrono::milliseconds header_timeout{0};
+    std::chrono::milliseconds keepalive_timeout{0};
     host_policy guard;                      // its port is set to the bound one by `start`
     std::shared_ptr<http_metrics> metrics;  // optional
     // WebSocket upgrades of GET /ws (off when `open` is empty).
@@ -85,11 +86,16 @@ class http_server {
       std::shared_ptr<live_hub> hub;  // metrics
       // A write that does not complete in this time, or more queued output than this, means
       // the client stopped reading: the connection is closed.
-      std::chrono::milliseconds stall_timeout{10000};
-      uint64_t max_pending_bytes = 4 << 20;
+      std::chrono::milliseconds stall_timeout{0};
+      uint64_t max_pending_bytes = 0;
       // A client heard nothing from for this long is closed; at half of it, it is pinged.
-      std::chrono::milliseconds idle_timeout{60000};
+      std::chrono::milliseconds idle_timeout{0};
     } ws;
+
+    // The server.* settings (threads: server.io_threads, or one per core; the Host check on a
+    // loopback listen or when server.allowed_hosts is set). The metrics and the WebSocket's
+    // check, open and hub are the caller's to set.
+    static options from_settings(const config::settings& s);
   };
   using handler = std::function<void(request, responder)>;
 

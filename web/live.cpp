@@ -30,12 +30,9 @@ json problem_object(const caf::error& err) {
 
 class live_session : public ws_handler, public std::enable_shared_from_this<live_session> {
  public:
-  live_session(route_context ctx, std::chrono::milliseconds slow_timeout,
-               std::shared_ptr<live_hub> hub, std::weak_ptr<ws_connection> connection)
-      : ctx_(ctx),
-        slow_timeout_(slow_timeout),
-        hub_(std::move(hub)),
-        connection_(std::move(connection)) {}
+  live_session(route_context ctx, std::shared_ptr<live_hub> hub,
+               std::weak_ptr<ws_connection> connection)
+      : ctx_(ctx), hub_(std::move(hub)), connection_(std::move(connection)) {}
 
   void on_message(std::string text) override {
     auto msg = adapters::parse_json(text, ctx_.max_json_depth);
@@ -105,7 +102,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
                   {"detail", problem.value("detail", "")},
                   {"panel", id}});
     };
-    ask<std::string>(*ctx_.system, panels, slow_timeout_, reply, panel::render_atom::value, id);
+    ask<std::string>(*ctx_.system, panels, ctx_.slow_timeout, reply, panel::render_atom::value, id);
   }
 
   void send_render(const render_event& e) {
@@ -147,7 +144,7 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
     auto self = shared_from_this();
     ++pending_actions_;
     ask<std::string>(
-        *ctx_.system, panels, slow_timeout_,
+        *ctx_.system, panels, ctx_.slow_timeout,
         [self, ref](caf::expected<std::string> r) {
           if (!r) {
             self->send({{"type", "result"},
@@ -168,7 +165,6 @@ class live_session : public ws_handler, public std::enable_shared_from_this<live
   }
 
   route_context ctx_;
-  std::chrono::milliseconds slow_timeout_;
   std::shared_ptr<live_hub> hub_;
   std::weak_ptr<ws_connection> connection_;
   const ws_connection* raw_connection_ = nullptr;  // the hub's key; set before any message
@@ -299,11 +295,10 @@ void live_hub::publish(const render_event& e) {
 }
 
 std::shared_ptr<ws_handler> make_live_session(const route_context& ctx,
-                                              std::chrono::milliseconds slow_timeout,
                                               std::shared_ptr<live_hub> hub,
                                               std::weak_ptr<ws_connection> connection) {
   auto raw = connection.lock().get();
-  auto s = std::make_shared<live_session>(ctx, slow_timeout, std::move(hub), std::move(connection));
+  auto s = std::make_shared<live_session>(ctx, std::move(hub), std::move(connection));
   s->set_raw(raw);
   return s;
 }

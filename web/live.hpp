@@ -92,7 +92,6 @@ class live_hub {
 
 // The handler for a new connection: speaks the protocol above with the panel directory.
 std::shared_ptr<ws_handler> make_live_session(const route_context& ctx,
-                                              std::chrono::milliseconds slow_timeout,
                                               std::shared_ptr<live_hub> hub,
                                               std::weak_ptr<ws_connection> connection);
 

@@ -5,7 +5,6 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "actors/panel/panel_directory.hpp"
 #include "actors/sandbox/supervisor.hpp"
@@ -33,46 +32,6 @@ const std::map<std::string_view, std::string_view>& demo_files();  // generated 
 namespace {
 
 using namespace tessera;
-
-unsigned cores() { return std::max(1u, std::thread::hardware_concurrency()); }
-
-std::string sandbox_executable(const config::settings& s) {
-  if (!s.sandbox_executable.empty()) return s.sandbox_executable;
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (ec ? std::filesystem::path{"."} : self.parent_path()) / "tessera-sandbox";
-}
-
-sandbox::supervisor_config sandbox_config(const config::settings& s,
-                                          sandbox::sandbox_metrics& metrics) {
-  sandbox::supervisor_config c;
-  // Two per core: a call spends much of its time in wake-ups and pipe hops, not on a core, and
-  // one slot serves its keys' calls one at a time (bench/README.md, 2026-12-03 late: 16 panels
-  // 1,577 -> 2,032 actions/s from one to two per core; ~22 MiB PSS per worker).
-  c.workers = s.sandbox_workers ? s.sandbox_workers : 2 * cores();
-  c.executor.spawn.executable = sandbox_executable(s);
-  c.executor.spawn.level = s.sandbox_isolation == "process"  ? adapters::isolation::process
-                           : s.sandbox_isolation == "gvisor" ? adapters::isolation::gvisor
-                                                             : adapters::isolation::bwrap;
-  c.executor.spawn.network = s.sandbox_network;
-  c.executor.spawn.scratch_bytes = s.sandbox_scratch_bytes;
-  c.executor.max_output_bytes = s.sandbox_max_output_bytes;
-  c.executor.max_log_bytes = s.sandbox_max_log_bytes;
-  c.executor.max_json_depth = s.max_json_depth;
-  c.executor.metrics = &metrics;
-  c.executor.reuse = s.sandbox_reuse == "panel";
-  c.executor.reuse_max_calls = s.sandbox_reuse_max_calls;
-  c.executor.reuse_idle_ms = static_cast<uint32_t>(s.sandbox_reuse_idle.count());
-  c.executor.warm_processes =
-      (s.sandbox_warm_processes + c.workers - 1) / std::max<uint32_t>(1, c.workers);
-  c.default_timeout = s.sandbox_timeout;
-  c.max_timeout = s.sandbox_max_timeout;
-  c.default_memory_mb = s.sandbox_memory_mb;
-  c.max_memory_mb = s.sandbox_max_memory_mb;
-  c.queue_limit = s.sandbox_queue_limit;
-  c.queue_timeout = s.sandbox_queue_timeout;
-  return c;
-}
 
 // The demo panel bundles compiled into the binary (web/demo/<panel>/), in the export format;
 // `weather_url` (tasks.weather_url) becomes the weather storage's source.
@@ -178,37 +137,31 @@ int serve(const config::settings& s) {
   std::unique_ptr<web::http_server> server;
   runtime::system_config cfg{s.scheduler_threads,
                              {storage::add_storage_messages, runtime::add_committer_messages,
-                              sandbox::add_sandbox_messages}};
-  // Requests that run user code may wait for a worker and then run up to the largest timeout.
-  auto slow_timeout = s.sandbox_max_timeout + s.sandbox_queue_timeout + std::chrono::seconds(15);
+                              sandbox::add_sandbox_messages, task::add_task_messages}};
   caf::actor_system system{cfg};
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
   auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
-  auto directory = system.spawn(storage::storage_directory,
-                                storage::storage_env{*store,
-                                                     s.idle_passivate,
-                                                     &commits,
-                                                     committer,
-                                                     s.request_timeout * 6,
-                                                     {},
-                                                     static_cast<size_t>(s.max_live)},
-                                actor_metrics.for_kind("storage"));
+  auto senv = storage::storage_env::from_settings(s);
+  senv.store = *store;
+  senv.commits = &commits;
+  senv.committer = committer;
+  auto directory =
+      system.spawn(storage::storage_directory, senv, actor_metrics.for_kind("storage"));
   if (s.sandbox_isolation == "process")
     runtime::log_info(
         "sandbox.isolation=process: handlers run without namespaces (rlimits and "
         "seccomp only); use bwrap where user namespaces are available");
-  auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_config(s, sandbox_metrics));
-  storage::atomic_env atomic{directory,    sandbox,
-                             committer,    s.request_timeout * 6,
-                             slow_timeout, static_cast<int>(s.panel_max_retries)};
-  panel::panel_env penv;
-  penv.atomic = atomic;
+  auto sandbox_cfg = sandbox::supervisor_config::from_settings(s);
+  sandbox_cfg.executor.metrics = &sandbox_metrics;
+  auto sandbox = system.spawn(sandbox::sandbox_supervisor, sandbox_cfg);
+  auto penv = panel::panel_env::from_settings(s);
+  penv.atomic.storages = directory;
+  penv.atomic.sandbox = sandbox;
+  penv.atomic.committer = committer;
   penv.sink = [hub](const panel::render_event& e) { hub->publish(e); };
   penv.watched = [hub](const std::string& id) { return hub->watched(id); };
   penv.metrics = &panel_metrics;
-  penv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
-  penv.max_batch = s.panel_max_batch;
   auto panels =
       system.spawn(panel::panel_directory,
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
@@ -218,50 +171,33 @@ int serve(const config::settings& s) {
   // one second, its fire messages spread over the workers instead of being stolen one by one
   // (measured: fire lag p99 30 ms from a scheduler thread, 19 ms detached).
   auto scheduler = system.spawn<caf::detached>(task::task_scheduler, &task_metrics);
-  task::task_env tenv;
+  auto tcfg = task::directory_config::from_settings(s);
+  tcfg.store = *store;
+  tcfg.metrics = actor_metrics.for_kind("task");
+  auto& tenv = tcfg.env;
   tenv.store = *store;
-  tenv.atomic = atomic;
+  tenv.atomic = penv.atomic;
   tenv.scheduler = scheduler;
   tenv.metrics = &task_metrics;
-  tenv.limits = {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
-  tenv.keep_runs = s.task_keep_runs;
-  tenv.max_catch_up = s.task_max_catch_up;
   tenv.gate = std::make_shared<task::run_gate>();
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
   // over the workers. It also does the blocking RocksDB scans of the log queries.
-  auto tasks = system.spawn<caf::detached>(
-      task::task_directory,
-      task::directory_config{*store, tenv, actor_metrics.for_kind("task"),
-                             std::chrono::hours(24) * s.task_log_retention_days});
+  auto tasks = system.spawn<caf::detached>(task::task_directory, tcfg);
   load_demos(system, panels, tasks, s);
 
   auto auth = std::make_shared<web::authenticator>(s.api_token);
   auto routes = std::make_shared<web::router>(auth, s.metrics_public, *registry);
-  web::route_context ctx{&system, s.request_timeout, s.max_json_depth};
+  auto ctx = web::route_context::from_settings(s, system);
   web::add_ops_routes(*routes, ctx, directory, registry);
   web::add_storage_routes(*routes, ctx, directory);
-  web::add_sandbox_routes(*routes, ctx,
-                          {s.sandbox_timeout, s.sandbox_max_timeout, s.sandbox_queue_timeout,
-                           s.sandbox_max_memory_mb, s.sandbox_isolation},
-                          sandbox);
-  web::add_panel_routes(*routes, ctx, panels, slow_timeout);
-  web::add_task_routes(*routes, ctx, tasks, slow_timeout);
+  web::add_sandbox_routes(*routes, ctx, web::sandbox_route_config::from_settings(s), sandbox);
+  web::add_panel_routes(*routes, ctx, panels);
+  web::add_task_routes(*routes, ctx, tasks);
   web::add_ui_routes(*routes, *registry);
 
-  web::http_server::options opts;
-  opts.host = s.listen.host;
-  opts.port = s.listen.port;
-  opts.body_limit = s.max_body_bytes;
-  opts.threads = s.io_threads ? s.io_threads : cores();
-  opts.shutdown_grace = s.shutdown_grace;
-  opts.max_connections = s.max_connections;
-  opts.header_timeout = s.header_timeout;
-  opts.keepalive_timeout = s.keepalive_timeout;
-  opts.guard.check_host = config::is_loopback(s.listen.host) || !s.allowed_hosts.empty();
-  opts.guard.allowed_hosts = s.allowed_hosts;
-  opts.guard.allowed_origins = s.allowed_origins;
+  auto opts = web::http_server::options::from_settings(s);
   opts.metrics = std::make_shared<web::http_metrics>(*registry);
   // The bearer token (API clients), or the page's session cookie (browsers cannot set headers
   // on a WebSocket); never a token in the URL.
@@ -270,13 +206,10 @@ int serve(const config::settings& s) {
     return web::problem(errc::unauthorized, "missing or wrong bearer token or session");
   };
   hub->set_panels(panels);
-  opts.ws.open = [ctx, slow_timeout, hub](std::shared_ptr<web::ws_connection> c) {
-    return web::make_live_session(ctx, slow_timeout, hub, c);
+  opts.ws.open = [ctx, hub](std::shared_ptr<web::ws_connection> c) {
+    return web::make_live_session(ctx, hub, c);
   };
   opts.ws.hub = hub;
-  opts.ws.stall_timeout = s.ws_stall_timeout;
-  opts.ws.max_pending_bytes = s.ws_max_pending_bytes;
-  opts.ws.idle_timeout = s.ws_idle_timeout;
   server =
       std::make_unique<web::http_server>(opts, [routes](web::request req, web::responder done) {
         routes->handle(std::move(req), std::move(done));

@@ -24,7 +24,6 @@ std::function<void(caf::expected<std::string>)> reply(responder done, unsigned s
 struct panel_routes {
   route_context ctx;
   caf::actor panels;
-  std::chrono::milliseconds slow_timeout;  // requests that may run user code
 
   template <class... Ts>
   void ask_panels(std::chrono::milliseconds timeout, responder done, unsigned status, Ts... xs) {
@@ -35,7 +34,7 @@ struct panel_routes {
               responder done) {
     auto u = parse_update(ctx, req, done);
     if (!u) return;
-    ask_panels(slow_timeout, std::move(done), 200, update_atom::value, id, std::move(u->body),
+    ask_panels(ctx.slow_timeout, std::move(done), 200, update_atom::value, id, std::move(u->body),
                allowed, std::move(u->if_match));
   }
 
@@ -62,16 +61,15 @@ struct panel_routes {
       return done(problem(errc::invalid_argument, "field 'action' must be a non-empty string"));
     auto payload = body->find("payload");
     std::string payload_text = payload == body->end() ? "{}" : payload->dump();
-    ask_panels(slow_timeout, std::move(done), 200, action_atom::value, id, name->get<std::string>(),
-               payload_text);
+    ask_panels(ctx.slow_timeout, std::move(done), 200, action_atom::value, id,
+               name->get<std::string>(), payload_text);
   }
 };
 
 }  // namespace
 
-void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels,
-                      std::chrono::milliseconds slow_timeout) {
-  auto p = std::make_shared<panel_routes>(panel_routes{ctx, panels, slow_timeout});
+void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels) {
+  auto p = std::make_shared<panel_routes>(panel_routes{ctx, panels});
   auto fast = ctx.request_timeout;
   r.add("GET", "/api/panels", [p, fast](const request&, const path_params&, responder done) {
     p->ask_panels(fast, std::move(done), 200, list_atom::value);
@@ -79,13 +77,13 @@ void add_panel_routes(router& r, const route_context& ctx, const caf::actor& pan
   r.add("POST", "/api/panels", [p](const request& req, const path_params&, responder done) {
     auto body = object_body(p->ctx, req, done);
     if (!body) return;
-    p->ask_panels(p->slow_timeout, std::move(done), 201, create_atom::value, body->dump());
+    p->ask_panels(p->ctx.slow_timeout, std::move(done), 201, create_atom::value, body->dump());
   });
   r.add("POST", "/api/panels/import", [p](const request& req, const path_params&, responder done) {
     auto body = object_body(p->ctx, req, done);
     if (!body) return;
     auto replace = query_param(req.query, "replace");
-    p->ask_panels(p->slow_timeout, std::move(done), 200, import_atom::value, body->dump(),
+    p->ask_panels(p->ctx.slow_timeout, std::move(done), 200, import_atom::value, body->dump(),
                   replace && (*replace == "true" || *replace == "1"));
   });
   r.add("GET", "/api/panels/{id}", [p, fast](const request&, const path_params& a, responder done) {
@@ -113,7 +111,7 @@ void add_panel_routes(router& r, const route_context& ctx, const caf::actor& pan
   }
   r.add("GET", "/api/panels/{id}/render",
         [p](const request&, const path_params& a, responder done) {
-          p->ask_panels(p->slow_timeout, std::move(done), 200, render_atom::value, a[0]);
+          p->ask_panels(p->ctx.slow_timeout, std::move(done), 200, render_atom::value, a[0]);
         });
   r.add("POST", "/api/panels/{id}/action",
         [p](const request& req, const path_params& a, responder done) {
@@ -121,7 +119,7 @@ void add_panel_routes(router& r, const route_context& ctx, const caf::actor& pan
         });
   r.add("GET", "/api/panels/{id}/export",
         [p](const request&, const path_params& a, responder done) {
-          p->ask_panels(p->slow_timeout, std::move(done), 200, export_atom::value, a[0]);
+          p->ask_panels(p->ctx.slow_timeout, std::move(done), 200, export_atom::value, a[0]);
         });
 }
 

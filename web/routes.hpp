@@ -9,25 +9,37 @@
 
 #include "adapters/kv/rocks_store.hpp"
 #include "adapters/metrics/registry.hpp"
+#include "config/settings.hpp"
 #include "web/router.hpp"
 
 namespace tessera::web {
 
 struct route_context {
   caf::actor_system* system = nullptr;
-  std::chrono::milliseconds request_timeout{5000};
-  uint32_t max_json_depth = 64;
+  std::chrono::milliseconds request_timeout{0};  // a request's wait for its answer
+  std::chrono::milliseconds slow_timeout{0};     // that of a request that may run user code
+  uint32_t max_json_depth = 0;
+
+  // server.request_timeout, config::user_code_wait, server.max_json_depth.
+  static route_context from_settings(const config::settings& s, caf::actor_system& system) {
+    return {&system, s.request_timeout, config::user_code_wait(s), s.max_json_depth};
+  }
 };
 
 // /api/storages and /api/storages/{id}; `directory` speaks storage_directory.hpp's protocol.
 void add_storage_routes(router& r, const route_context& ctx, const caf::actor& directory);
 
 struct sandbox_route_config {
-  std::chrono::milliseconds default_timeout{2000};
-  std::chrono::milliseconds max_timeout{30000};
-  std::chrono::milliseconds queue_timeout{5000};
-  uint32_t max_memory_mb = 1024;
+  std::chrono::milliseconds default_timeout{0};
+  std::chrono::milliseconds max_timeout{0};
+  std::chrono::milliseconds queue_timeout{0};
+  uint32_t max_memory_mb = 0;
   std::string isolation;  // shown by GET /api/sandbox
+
+  static sandbox_route_config from_settings(const config::settings& s) {
+    return {s.sandbox_timeout, s.sandbox_max_timeout, s.sandbox_queue_timeout,
+            s.sandbox_max_memory_mb, s.sandbox_isolation};
+  }
 };
 
 // POST /api/sandbox/run (a dry run: storages in the body, nothing committed),
@@ -37,14 +49,12 @@ void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route
                         const caf::actor& supervisor);
 
 // /api/panels and everything below it; `panels` speaks panel_directory.hpp's protocol.
-// `slow_timeout` bounds requests that run user code (actions, renders, code checks).
-void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels,
-                      std::chrono::milliseconds slow_timeout);
+// ctx.slow_timeout bounds requests that run user code (actions, renders, code checks).
+void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels);
 
 // /api/tasks and everything below it, and /api/logs; `tasks` speaks task_directory.hpp's
-// protocol. `slow_timeout` bounds requests that may run user code (manual runs, code checks).
-void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks,
-                     std::chrono::milliseconds slow_timeout);
+// protocol. ctx.slow_timeout bounds requests that may run user code (manual runs, code checks).
+void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks);
 
 // GET / (the web UI page, or with a token configured and no session the login form),
 // GET /ui/app.js, POST /login (form field `token`: a session cookie and 303 to /; a wrong one

@@ -47,7 +47,6 @@ std::optional<int64_t> int_param(const request& req, const char* name, int64_t f
 struct task_routes {
   route_context ctx;
   caf::actor tasks;
-  std::chrono::milliseconds slow_timeout;  // requests that may run user code
 
   template <class... Ts>
   void ask_tasks(std::chrono::milliseconds timeout, responder done, unsigned status, Ts... xs) {
@@ -58,16 +57,15 @@ struct task_routes {
               responder done) {
     auto u = parse_update(ctx, req, done);
     if (!u) return;
-    ask_tasks(slow_timeout, std::move(done), 200, update_atom::value, id, std::move(u->body),
+    ask_tasks(ctx.slow_timeout, std::move(done), 200, update_atom::value, id, std::move(u->body),
               allowed, std::move(u->if_match));
   }
 };
 
 }  // namespace
 
-void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks,
-                     std::chrono::milliseconds slow_timeout) {
-  auto p = std::make_shared<task_routes>(task_routes{ctx, tasks, slow_timeout});
+void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks) {
+  auto p = std::make_shared<task_routes>(task_routes{ctx, tasks});
   auto fast = ctx.request_timeout;
   r.add("GET", "/api/tasks", [p, fast](const request& req, const path_params&, responder done) {
     auto limit = query_param(req.query, "limit") ? int_param(req, "limit", 0, 1000, done)
@@ -82,7 +80,7 @@ void add_task_routes(router& r, const route_context& ctx, const caf::actor& task
   r.add("POST", "/api/tasks", [p](const request& req, const path_params&, responder done) {
     auto body = object_body(p->ctx, req, done);
     if (!body) return;
-    p->ask_tasks(p->slow_timeout, std::move(done), 201, create_atom::value, body->dump());
+    p->ask_tasks(p->ctx.slow_timeout, std::move(done), 201, create_atom::value, body->dump());
   });
   r.add("GET", "/api/tasks/{id}", [p, fast](const request&, const path_params& a, responder done) {
     p->ask_tasks(fast, std::move(done), 200, get_atom::value, a[0]);
@@ -114,7 +112,7 @@ void add_task_routes(router& r, const route_context& ctx, const caf::actor& task
           p->update(req, a[0], {"handler"}, std::move(done));
         });
   r.add("POST", "/api/tasks/{id}/run", [p](const request&, const path_params& a, responder done) {
-    p->ask_tasks(p->slow_timeout, std::move(done), 200, run_atom::value, a[0]);
+    p->ask_tasks(p->ctx.slow_timeout, std::move(done), 200, run_atom::value, a[0]);
   });
   r.add("GET", "/api/tasks/{id}/runs",
         [p, fast](const request& req, const path_params& a, responder done) {

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "config/settings.hpp"
 #include "web/ws_protocol.hpp"
 
 namespace tessera::web {
@@ -32,7 +33,7 @@ class ws_outbox {
   enum class queued { ok, too_slow, dropped, replaced };
   enum class flushed { empty, blocked, closed, gone };
 
-  explicit ws_outbox(uint64_t limit = 4 << 20) : limit_(limit) {}
+  explicit ws_outbox(uint64_t limit = config::defaults().ws_max_pending_bytes) : limit_(limit) {}
   void set_limit(uint64_t limit) { limit_ = limit; }
 
   // A frame: `header` of size 0 sends `payload` as raw bytes (the 101 response). `message`:

@@ -65,8 +65,18 @@ struct panel_env {
   render_sink sink;            // optional
   std::function<bool(const std::string&)> watched;  // does anyone subscribe to this panel?
   panel_metrics* metrics = nullptr;
-  panel_limits limits;    // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
-  size_t max_batch = 64;  // queued actions sent to the sandbox in one call (1: no batching)
+  panel_limits limits;   // a panel's `timeout`: default and maximum (sandbox.*timeout_ms)
+  size_t max_batch = 0;  // queued actions sent to the sandbox in one call (1: no batching)
+
+  // atomic_env's settings, the call limits, panels.max_batch; the actors, the sink, `watched`
+  // and the metrics are the caller's to set.
+  static panel_env from_settings(const config::settings& s) {
+    panel_env e;
+    e.atomic = storage::atomic_env::from_settings(s);
+    e.limits = panel_limits::from_settings(s);
+    e.max_batch = s.panel_max_batch;
+    return e;
+  }
 };
 
 caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,

@@ -41,16 +41,17 @@ namespace tessera::sandbox {
 using worker_atom = caf::atom_constant<caf::atom("worker")>;
 using warm_atom = caf::atom_constant<caf::atom("warm")>;
 
+// Built by supervisor_config::from_settings (the sandbox.* settings).
 struct executor_config {
   adapters::worker_spawn_options spawn;
   std::chrono::milliseconds answer_grace{1000};
-  uint64_t max_output_bytes = 1 << 20;
-  uint64_t max_log_bytes = 64 << 10;
-  uint32_t max_json_depth = 64;  // changed storages nest no deeper than REST bodies may
-  bool reuse = true;             // sandbox.reuse = "panel": pass calls' reuse keys on
-  uint32_t reuse_max_calls = 10000;
-  uint32_t reuse_idle_ms = 60000;
-  uint32_t warm_processes = 64;        // per worker (the supervisor divides sandbox.warm_processes)
+  uint64_t max_output_bytes = 0;
+  uint64_t max_log_bytes = 0;
+  uint32_t max_json_depth = 0;  // changed storages nest no deeper than REST bodies may
+  bool reuse = false;           // sandbox.reuse = "panel": pass calls' reuse keys on
+  uint32_t reuse_max_calls = 0;
+  uint32_t reuse_idle_ms = 0;
+  uint32_t warm_processes = 0;         // per worker (the supervisor divides sandbox.warm_processes)
   sandbox_metrics* metrics = nullptr;  // outlives the actor system
 };
 

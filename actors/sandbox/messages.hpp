@@ -36,6 +36,7 @@ struct call {
   // Under sandbox.reuse = "panel", calls with the same non-empty key may share one warm
   // process (one panel's or task's code and limits: see reuse_key()); empty: a fresh process.
   std::string reuse_key;
+  friend bool operator==(const call&, const call&) = default;
 };
 
 // The key under which one owner's calls share a warm process: the owner ("panel:<id>",
@@ -66,6 +67,7 @@ struct call_result {
   // The answer's "warm" object as JSON text ("" when it has none): reused, calls, kept, pid,
   // uss_kib, pss_kib, discarded, and "retired": [[key, reason], ...] (warm_pool.hpp).
   std::string warm;
+  friend bool operator==(const call_result&, const call_result&) = default;
 };
 
 template <class Inspector>

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <caf/all.hpp>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace tessera::sandbox {
 namespace {
@@ -358,6 +360,43 @@ caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config
       [logic](warm_atom, size_t slot, std::string& retired) { logic->on_retired(slot, retired); },
       [logic](tick_atom) { logic->on_tick(); },
   };
+}
+
+supervisor_config supervisor_config::from_settings(const config::settings& s) {
+  supervisor_config c;
+  // Two per core: a call spends much of its time in wake-ups and pipe hops, not on a core, and
+  // one slot serves its keys' calls one at a time (bench/README.md, 2026-12-03 late: 16 panels
+  // 1,577 -> 2,032 actions/s from one to two per core; ~22 MiB PSS per worker).
+  c.workers =
+      s.sandbox_workers ? s.sandbox_workers : 2 * std::max(1u, std::thread::hardware_concurrency());
+  if (!s.sandbox_executable.empty()) {
+    c.executor.spawn.executable = s.sandbox_executable;
+  } else {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    c.executor.spawn.executable =
+        (ec ? std::filesystem::path{"."} : self.parent_path()) / "tessera-sandbox";
+  }
+  c.executor.spawn.level = s.sandbox_isolation == "process"  ? adapters::isolation::process
+                           : s.sandbox_isolation == "gvisor" ? adapters::isolation::gvisor
+                                                             : adapters::isolation::bwrap;
+  c.executor.spawn.network = s.sandbox_network;
+  c.executor.spawn.scratch_bytes = s.sandbox_scratch_bytes;
+  c.executor.max_output_bytes = s.sandbox_max_output_bytes;
+  c.executor.max_log_bytes = s.sandbox_max_log_bytes;
+  c.executor.max_json_depth = s.max_json_depth;
+  c.executor.reuse = s.sandbox_reuse == "panel";
+  c.executor.reuse_max_calls = s.sandbox_reuse_max_calls;
+  c.executor.reuse_idle_ms = static_cast<uint32_t>(s.sandbox_reuse_idle.count());
+  c.executor.warm_processes = static_cast<uint32_t>((s.sandbox_warm_processes + c.workers - 1) /
+                                                    std::max<size_t>(1, c.workers));
+  c.default_timeout = s.sandbox_timeout;
+  c.max_timeout = s.sandbox_max_timeout;
+  c.default_memory_mb = s.sandbox_memory_mb;
+  c.max_memory_mb = s.sandbox_max_memory_mb;
+  c.queue_limit = s.sandbox_queue_limit;
+  c.queue_timeout = s.sandbox_queue_timeout;
+  return c;
 }
 
 }  // namespace tessera::sandbox

@@ -31,18 +31,24 @@
 #include <chrono>
 
 #include "actors/sandbox/executor.hpp"
+#include "config/settings.hpp"
 
 namespace tessera::sandbox {
 
 struct supervisor_config {
-  size_t workers = 2;
+  size_t workers = 0;
   executor_config executor;
-  std::chrono::milliseconds default_timeout{2000};
-  std::chrono::milliseconds max_timeout{30000};
-  uint32_t default_memory_mb = 256;
-  uint32_t max_memory_mb = 1024;
-  size_t queue_limit = 1024;
-  std::chrono::milliseconds queue_timeout{5000};
+  std::chrono::milliseconds default_timeout{0};
+  std::chrono::milliseconds max_timeout{0};
+  uint32_t default_memory_mb = 0;
+  uint32_t max_memory_mb = 0;
+  size_t queue_limit = 0;
+  std::chrono::milliseconds queue_timeout{0};
+
+  // The sandbox.* settings (and server.max_json_depth). Workers: sandbox.workers, or two per
+  // core; the worker executable: sandbox.executable, or tessera-sandbox beside this program.
+  // The executor's metrics are the caller's to set.
+  static supervisor_config from_settings(const config::settings& s);
 };
 
 caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config cfg);

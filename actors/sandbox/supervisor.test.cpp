@@ -30,7 +30,7 @@ struct fixture {
 
   explicit fixture(size_t workers = 1, std::string exe = TESSERA_SANDBOX_BIN,
                    size_t queue_limit = 64, std::chrono::milliseconds max_timeout = 30s) {
-    supervisor_config c;
+    auto c = supervisor_config::from_settings(config::defaults());
     c.max_timeout = max_timeout;
     c.workers = workers;
     c.executor.spawn.executable = std::move(exe);

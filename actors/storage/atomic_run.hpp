@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "actors/sandbox/messages.hpp"
+#include "config/settings.hpp"
 
 namespace tessera::storage {
 
@@ -65,16 +66,26 @@ void create_missing(caf::event_based_actor* self, const caf::actor& storages,
 std::string storage_object(const snapshot& s);
 
 struct atomic_env {
-  caf::actor storages;                              // storage directory
-  caf::actor sandbox;                               // sandbox supervisor
-  caf::actor committer;                             // group committer
-  std::chrono::milliseconds request_timeout{5000};  // reads, commits
-  std::chrono::milliseconds call_timeout{30000};    // one sandbox call, queueing included
-  int max_retries = 16;
+  caf::actor storages;                           // storage directory
+  caf::actor sandbox;                            // sandbox supervisor
+  caf::actor committer;                          // group committer
+  std::chrono::milliseconds request_timeout{0};  // reads, commits
+  std::chrono::milliseconds call_timeout{0};     // one sandbox call, queueing included
+  int max_retries = 0;
   // When the run's caller stops waiting for its answer (a panel action: its HTTP or WebSocket
   // request's deadline). No commit starts within a second of it, and a commit's own wait is
   // bounded by it, so an outcome of `timeout` the caller never sees cannot land later.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+
+  // The waits of config::actor_wait and config::user_code_wait, panels.max_retries; the
+  // actors are the caller's to set.
+  static atomic_env from_settings(const config::settings& s) {
+    atomic_env e;
+    e.request_timeout = config::actor_wait(s);
+    e.call_timeout = config::user_code_wait(s);
+    e.max_retries = static_cast<int>(s.panel_max_retries);
+    return e;
+  }
 };
 
 struct atomic_hooks {

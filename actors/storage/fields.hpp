@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/settings.hpp"
+
 namespace tessera::storage {
 
 inline constexpr size_t max_text = 1024;       // names, titles, expressions
@@ -35,8 +37,12 @@ caf::error check_allowed(const std::string& key, const std::vector<std::string>&
 // The sandbox time limits a panel or task may choose from (sandbox.timeout_ms and
 // sandbox.max_timeout_ms).
 struct call_limits {
-  int64_t default_timeout_ms = 2000;
-  int64_t max_timeout_ms = 30000;
+  int64_t default_timeout_ms = 0;
+  int64_t max_timeout_ms = 0;
+
+  static call_limits from_settings(const config::settings& s) {
+    return {s.sandbox_timeout.count(), s.sandbox_max_timeout.count()};
+  }
 };
 
 // `timeout`: a positive number of seconds up to limits.max_timeout_ms, stored in ms; null

@@ -46,6 +46,7 @@ struct storage_record {
   // Absent (version 0) only: the version the storage had when it was erased (its tombstone),
   // so a storage created again continues at floor + 1 and no version ever repeats.
   int64_t floor = 0;
+  friend bool operator==(const storage_record&, const storage_record&) = default;
 };
 
 template <class Inspector>
@@ -58,6 +59,7 @@ struct storage_summary {
   std::string id;
   int64_t version = 0;
   int64_t updated_at = 0;
+  friend bool operator==(const storage_summary&, const storage_summary&) = default;
 };
 
 template <class Inspector>
@@ -69,6 +71,7 @@ typename Inspector::result_type inspect(Inspector& f, storage_summary& x) {
 struct storage_page {
   std::vector<storage_summary> items;
   std::string next_after;
+  friend bool operator==(const storage_page&, const storage_page&) = default;
 };
 
 template <class Inspector>
@@ -83,6 +86,7 @@ struct txn_entry {
   std::string id;
   int64_t expected = 0;
   std::string data;
+  friend bool operator==(const txn_entry&, const txn_entry&) = default;
 };
 
 template <class Inspector>

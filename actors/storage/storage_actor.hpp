@@ -68,6 +68,7 @@
 
 #include "actors/storage/messages.hpp"
 #include "adapters/kv/rocks_store.hpp"
+#include "config/settings.hpp"
 
 namespace prometheus {
 class Counter;
@@ -77,14 +78,24 @@ namespace tessera::storage {
 
 struct storage_env {
   std::shared_ptr<adapters::rocks_store> store;
-  std::chrono::milliseconds idle_passivate{30000};
+  std::chrono::milliseconds idle_passivate{0};
   prometheus::Counter* commits = nullptr;  // optional
   // runtime/committer.hpp's group committer: every write goes through it (writing inline from
   // many scheduler threads contends inside RocksDB, and an fsync would block the scheduler).
   caf::actor committer;
-  std::chrono::milliseconds commit_timeout{30000};
+  std::chrono::milliseconds commit_timeout{0};
   caf::actor changes;   // optional: told (changed_atom, id, version) after every change
   size_t max_live = 0;  // the directory passivates the least recently used beyond it (0: none)
+
+  // storage.idle_passivate_ms, storage.max_live, config::actor_wait; the store, the committer
+  // and the metrics are the caller's to set.
+  static storage_env from_settings(const config::settings& s) {
+    storage_env e;
+    e.idle_passivate = s.idle_passivate;
+    e.commit_timeout = config::actor_wait(s);
+    e.max_live = static_cast<size_t>(s.max_live);
+    return e;
+  }
 };
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,

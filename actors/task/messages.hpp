@@ -7,6 +7,7 @@
 #pragma once
 
 #include <caf/atom.hpp>
+#include <caf/fwd.hpp>
 
 namespace tessera::task {
 
@@ -25,5 +26,8 @@ using import_atom = caf::atom_constant<caf::atom("timport")>;
 using schedule_atom = caf::atom_constant<caf::atom("tsched")>;
 using fire_atom = caf::atom_constant<caf::atom("tfire")>;
 using tick_atom = caf::atom_constant<caf::atom("ttick")>;
+
+// Registers the task area's message types (log_query) for serialization.
+void add_task_messages(caf::actor_system_config& cfg);
 
 }  // namespace tessera::task

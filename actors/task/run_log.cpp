@@ -136,14 +136,14 @@ caf::expected<log_query> parse_log_query(const log_params& p) {
   if (p.task_id) {
     if (!storage::valid_storage_id(*p.task_id))
       return bad("task_id must be a task id (1-128 characters of A-Z a-z 0-9 _ . -)");
-    q.task_id = p.task_id;
+    q.task_id = *p.task_id;
   }
   if (p.level) {
     auto l = lower(*p.level);
     auto it = std::find(level_names.begin(), level_names.end(), l);
     if (it == level_names.end())
       return bad("level must be one of debug, info, warning, error, critical");
-    q.min_level = static_cast<int>(it - level_names.begin());
+    q.min_level = static_cast<int32_t>(it - level_names.begin());
   }
   for (auto [text, out, name] :
        {std::tuple{&p.since, &q.since, "since"}, std::tuple{&p.until, &q.until, "until"}}) {
@@ -163,7 +163,7 @@ caf::expected<log_query> parse_log_query(const log_params& p) {
     }
     if (used != p.limit->size() || n < 1 || n > 1000)
       return bad("limit must be an integer from 1 to 1000");
-    q.limit = static_cast<size_t>(n);
+    q.limit = static_cast<uint32_t>(n);
   }
   return q;
 }
@@ -194,9 +194,9 @@ caf::expected<std::string> query_logs(const adapters::rocks_store& store, const 
     return {};
   };
   caf::error err;
-  if (q.task_id) {
+  if (!q.task_id.empty()) {
     // By task, newest run first.
-    auto from = task_log_prefix(*q.task_id);
+    auto from = task_log_prefix(q.task_id);
     auto to = from;
     to.back() = '0';  // '/' + 1: just past the prefix
     err = collect(from, to);

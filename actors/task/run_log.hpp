@@ -12,6 +12,7 @@
 #pragma once
 
 #include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -47,12 +48,18 @@ std::string string_member(const nlohmann::json& object, const char* key,
                           const std::string& fallback = {});
 
 struct log_query {
-  std::optional<std::string> task_id;
-  int min_level = 0;          // 0 debug .. 4 critical
+  std::string task_id;        // empty: every task
+  int32_t min_level = 0;      // 0 debug .. 4 critical
   int64_t since = 0;          // created_at >= since
   int64_t until = INT64_MAX;  // created_at < until
-  size_t limit = 100;
+  uint32_t limit = 100;
+  friend bool operator==(const log_query&, const log_query&) = default;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_query& x) {
+  return f(caf::meta::type_name("log_query"), x.task_id, x.min_level, x.since, x.until, x.limit);
+}
 
 // GET /api/logs's query parameters as given (absent ones empty).
 struct log_params {

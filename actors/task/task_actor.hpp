@@ -53,12 +53,23 @@ struct task_env {
   caf::actor scheduler;
   task_metrics* metrics = nullptr;
   task_limits limits;
-  uint32_t keep_runs = 100;
-  uint32_t max_catch_up = 10;
+  uint32_t keep_runs = 0;
+  uint32_t max_catch_up = 0;
   // Runs in progress, for a graceful shutdown (none: no gate). Once it is closed no run
   // starts: a manual run is unavailable, a scheduled one stays due (the next start finds it
   // through the misfire policy), a queued one waits in memory.
   std::shared_ptr<run_gate> gate;
+
+  // atomic_env's settings, the call limits, tasks.keep_runs, tasks.max_catch_up; the store,
+  // the actors, the metrics and the gate are the caller's to set.
+  static task_env from_settings(const config::settings& s) {
+    task_env e;
+    e.atomic = storage::atomic_env::from_settings(s);
+    e.limits = task_limits::from_settings(s);
+    e.keep_runs = s.task_keep_runs;
+    e.max_catch_up = s.task_max_catch_up;
+    return e;
+  }
 };
 
 // `record` and `state` are the RocksDB values (task_codec.hpp; an empty state is a fresh

@@ -33,11 +33,17 @@ struct directory_config {
   std::shared_ptr<adapters::rocks_store> store;
   task_env env;
   runtime::actor_kind_metrics metrics;
-  std::chrono::hours log_retention{24 * 30};  // log lines older than this are deleted
+  std::chrono::hours log_retention{0};  // log lines older than this are deleted
+
+  // task_env's settings and tasks.log_retention_days; the rest is the caller's to set.
+  static directory_config from_settings(const config::settings& s) {
+    directory_config c{};
+    c.env = task_env::from_settings(s);
+    c.log_retention = std::chrono::hours(24) * s.task_log_retention_days;
+    return c;
+  }
 };
 
 caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg);
 
 }  // namespace tessera::task
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::task::log_query)

@@ -33,6 +33,7 @@ struct write_op {
   std::string key;
   std::string value;
   bool erase = false;  // delete `key` instead of writing `value`
+  friend bool operator==(const write_op&, const write_op&) = default;
 };
 
 template <class Inspector>
