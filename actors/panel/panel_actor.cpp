@@ -11,6 +11,7 @@
 #include "actors/panel/action_batch.hpp"
 #include "actors/panel/call_ahead.hpp"
 #include "actors/panel/panel_ops.hpp"
+#include "actors/panel/panel_renderer.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/atomic_run.hpp"
 #include "actors/storage/messages.hpp"
@@ -34,28 +35,6 @@ struct pending_action {
   uint64_t seq = 0;    // arrival number
 };
 
-// The outcome of a render: what subscribers and GET /render get.
-struct rendered {
-  bool ok = false;
-  int64_t version = 0;
-  std::string body;  // ok: HTML; else the sandbox's JSON answer (with "version")
-};
-
-std::string render_reply(const rendered& r) {
-  return json{{"html", r.body}, {"version", r.version}}.dump();
-}
-
-caf::error render_failure(const rendered& r) { return make_error(errc::sandbox_failed, r.body); }
-
-// A string member of an untrusted answer ("" when missing or not a string).
-std::string string_member(const json& answer, const char* key) {
-  if (!answer.is_object()) return {};
-  auto it = answer.find(key);
-  return it != answer.end() && it->is_string() ? it->get<std::string>() : std::string{};
-}
-
-using retry_atom = caf::atom_constant<caf::atom("prretry")>;
-
 class panel_state {
  public:
   panel_state(caf::event_based_actor* self, panel_env env, caf::actor directory, panel_record r)
@@ -71,30 +50,8 @@ class panel_state {
 
   // --- renders -------------------------------------------------------------------------------
 
-  // The cache is served only after reading that the bound storages are still at the versions
-  // it showed: the change notice (storage_changed) can lose the race with a client's next
-  // request, and a client that wrote a storage must see its write in the next render.
-  caf::result<std::string> render() {
-    auto rp = self_->make_response_promise<std::string>();
-    if (!cache_valid_) {
-      waiters_.push_back(rp);
-      start_render();
-      return rp;
-    }
-    read_bound([this, rp](caf::expected<snapshot> s) mutable {
-      if (s && cache_valid_ && versions_of(*s) == cache_versions_) {
-        if (cache_.ok)
-          rp.deliver(render_reply(cache_));
-        else
-          rp.deliver(render_failure(cache_));
-        return;
-      }
-      if (s && cache_valid_) changed();  // what the change notice will say
-      waiters_.push_back(rp);
-      start_render();
-    });
-    return rp;
-  }
+  caf::result<std::string> render() { return renders_.render(); }
+  void retry_render() { renders_.retry(); }
 
   void storage_changed(const std::string& id, int64_t version) {
     auto& heard = heard_[id];
@@ -103,11 +60,7 @@ class panel_state {
       auto it = known_->find(id);
       if (it == known_->end() || it->second.version != version) known_.reset();
     }
-    if (cache_valid_) {
-      auto it = cache_versions_.find(id);
-      if (it != cache_versions_.end() && it->second == version) return;  // the state we show
-    }
-    changed();
+    if (!renders_.shows(id, version)) renders_.changed();
   }
 
   // --- actions -------------------------------------------------------------------------------
@@ -147,12 +100,11 @@ class panel_state {
               self_->send(directory_, gone_atom::value, rec_.id);
               auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
               for (auto& a : actions_) a.rp.deliver(gone);
-              for (auto& w : waiters_) w.deliver(gone);
+              renders_.fail_waiting(gone);
               updates_.fail_all(gone);
               actions_.clear();
-              waiters_.clear();
               rp.deliver(std::string{R"({"success":true})"});
-              sandbox::discard_warm(env_.atomic.sandbox, warm_key());
+              sandbox::discard_warm(env_.atomic.sandbox, warm_key(rec_));
               self_->quit();
             },
             [rp](caf::error& err) mutable { rp.deliver(err); });
@@ -161,20 +113,24 @@ class panel_state {
 
   caf::result<std::string> export_bundle() {
     auto rp = self_->make_response_promise<std::string>();
-    read_bound([this, rp](caf::expected<snapshot> s) mutable {
-      if (!s) {
-        rp.deliver(s.error());
-        return;
-      }
-      auto meta = metadata_json(rec_);
-      meta["timeout"] = static_cast<double>(rec_.timeout_ms) / 1000;
-      meta["fresh_process"] = rec_.fresh_process;
-      json storages = json::object();
-      for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
-      meta["storages"] = std::move(storages);
-      rp.deliver(
-          json{{"metadata", meta}, {"template", rec_.template_}, {"handler", rec_.handler}}.dump());
-    });
+    auto& e = env_.atomic;
+    storage::read_snapshot(
+        self_, e.storages, e.request_timeout, rec_.storage_ids,
+        [this, rp](caf::expected<snapshot> s) mutable {
+          if (!s) {
+            rp.deliver(s.error());
+            return;
+          }
+          auto meta = metadata_json(rec_);
+          meta["timeout"] = static_cast<double>(rec_.timeout_ms) / 1000;
+          meta["fresh_process"] = rec_.fresh_process;
+          json storages = json::object();
+          for (auto& [id, entry] : *s) storages[id] = json::parse(entry.data, nullptr, false);
+          meta["storages"] = std::move(storages);
+          rp.deliver(
+              json{{"metadata", meta}, {"template", rec_.template_}, {"handler", rec_.handler}}
+                  .dump());
+        });
     return rp;
   }
 
@@ -205,145 +161,19 @@ class panel_state {
         .then(
             [this, candidate, done](caf::ok_atom) {
               bool rebound = candidate->storage_ids != rec_.storage_ids;
-              auto old_key = warm_key();
+              auto old_key = warm_key(rec_);
               bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
               rec_ = *candidate;
               ++definition_;
               known_.reset();
               if (rebound) heard_.clear();
-              if (old_key != warm_key() || limits_changed)
+              if (old_key != warm_key(rec_) || limits_changed)
                 sandbox::discard_warm(env_.atomic.sandbox, old_key);
               if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
-              changed();
+              renders_.changed();
               done(to_json(rec_).dump());
             },
             [done](caf::error& err) { done(err); });
-  }
-
-  void read_bound(std::function<void(caf::expected<snapshot>)> done) {
-    storage::read_snapshot(self_, env_.atomic.storages, env_.atomic.request_timeout,
-                           rec_.storage_ids, std::move(done));
-  }
-
-  // Something the cached render showed has changed.
-  void changed() {
-    if (rendering_ && generation_ != render_generation_ && env_.metrics)
-      env_.metrics->count_coalesced();  // a render of a newer state is already due
-    ++generation_;
-    cache_valid_ = false;
-    if (watched()) start_render();
-  }
-
-  bool watched() const { return env_.watched && env_.watched(rec_.id); }
-
-  // Versions subscribers see never go down (a bound storage deleted or re-created, or
-  // storages rebound, can lower the sum): a lower one becomes the last one + 1.
-  int64_t stamp(int64_t computed) {
-    last_version_ = computed >= last_version_ ? computed : last_version_ + 1;
-    return last_version_;
-  }
-
-  // A render retried later rather than cached: the sandbox had no capacity, or a read failed.
-  void retry_render_later() {
-    if (retry_pending_ || !watched()) return;
-    retry_pending_ = true;
-    self_->delayed_send(self_, std::chrono::seconds(1), retry_atom::value);
-  }
-
- public:
-  void retry_render() {
-    retry_pending_ = false;
-    if (!cache_valid_ && watched()) start_render();
-  }
-
- private:
-  int64_t version_of(const snapshot& s) const {
-    int64_t v = rec_.version;
-    for (auto& [_, entry] : s) v += entry.version;
-    return v;
-  }
-
-  // This panel's calls share a warm process while its code stays the same (none when the
-  // panel asks for a fresh process per call).
-  std::string warm_key() const {
-    if (rec_.fresh_process) return {};
-    return sandbox::reuse_key("panel:" + rec_.id, rec_.handler, rec_.template_);
-  }
-
-  void start_render() {
-    if (rendering_) return;  // render_done() starts another if the state moved on
-    rendering_ = true;
-    render_generation_ = generation_;
-    auto started = clock::now();
-    read_bound([this, started](caf::expected<snapshot> s) {
-      if (!s) return render_done(started, {}, s.error(), {});
-      auto version = stamp(version_of(*s));
-      auto versions = versions_of(*s);
-      sandbox::call c{sandbox::call_kind::render, call_body(rec_, *s, nullptr, nullptr),
-                      call_timeout_ms(rec_), 0, warm_key()};
-      self_
-          ->request(env_.atomic.sandbox, env_.atomic.call_timeout, sandbox::run_atom::value,
-                    std::move(c))
-          .then(
-              [this, started, version, versions](sandbox::call_result& r) {
-                rendered out{sandbox::is_ok(r), version, {}};
-                if (out.ok) {
-                  out.body = string_member(json::parse(r.body, nullptr, false), "html");
-                } else {
-                  auto answer = json::parse(r.body, nullptr, false);
-                  if (answer.is_object()) answer["version"] = version;
-                  out.body = answer.dump();
-                }
-                render_done(started, std::move(out), {}, versions);
-              },
-              [this, started](caf::error& err) { render_done(started, {}, err, {}); });
-    });
-  }
-
-  void render_done(clock::time_point started, rendered out, caf::error err,
-                   std::map<std::string, int64_t> versions) {
-    rendering_ = false;
-    if (env_.metrics)
-      env_.metrics->count_render(err      ? std::string{to_string(code_of(err))}
-                                 : out.ok ? "ok"
-                                          : sandbox::error_kind(out.body),
-                                 clock::now() - started);
-    auto waiting = std::move(waiters_);
-    waiters_.clear();
-    auto kind = out.ok ? std::string{} : sandbox::error_kind(out.body);
-    bool transient = !err && (kind == "overloaded" || kind == "unavailable");
-    if (err || transient) {
-      // Not cached and not published: subscribers keep the last good render until a retry.
-      for (auto& w : waiting) {
-        if (err)
-          w.deliver(err);
-        else
-          w.deliver(render_failure(out));
-      }
-      retry_render_later();
-    } else {
-      if (generation_ == render_generation_) remember(out, std::move(versions));
-      for (auto& w : waiting) {
-        if (out.ok)
-          w.deliver(render_reply(out));
-        else
-          w.deliver(render_failure(out));
-      }
-      publish(out);
-    }
-    if (watched() && generation_ != render_generation_) start_render();
-  }
-
-  void remember(const rendered& out, std::map<std::string, int64_t> versions) {
-    cache_ = out;
-    cache_versions_ = std::move(versions);
-    cache_valid_ = true;
-  }
-
-  void publish(const rendered& out) {
-    if (!env_.sink || !watched()) return;
-    env_.sink({out.ok ? render_event::kind::render : render_event::kind::render_error, rec_.id,
-               out.version, out.body});
   }
 
   // The run of the actions at the queue's head: it commits nothing once the oldest one's
@@ -362,7 +192,7 @@ class panel_state {
       // Actions whose oldest caller has given up by now are not run.
       if (clock::now() - actions_.front().start > env_.atomic.call_timeout)
         return make_error(errc::timeout, "the action waited too long in its queue");
-      action_generation_ = generation_;
+      action_generation_ = renders_.generation();
       return {};
     };
     if (env_.metrics) {
@@ -398,26 +228,11 @@ class panel_state {
 
   void action_committed(const snapshot& s, const json& answer, const json& changed,
                         uint64_t generation) {
-    auto version = committed_version(s, answer, generation);
+    auto version = renders_.committed(s, answer, generation);
     json ids = json::array();
     for (auto& [id, _] : changed.items()) ids.push_back(id);
     finish_action(
         action_reply(version, std::move(ids), answer.value("logs", json::array()), answer));
-  }
-
-  // The version of a committed state; its render (in `answer`) is published and cached only if
-  // nothing else changed the panel or its storages meanwhile, otherwise the change that did
-  // triggers a render of the newer state.
-  int64_t committed_version(const snapshot& s, const json& answer, uint64_t generation) {
-    bool current = generation_ == generation && !rendering_;
-    auto version = current ? stamp(version_of(s)) : version_of(s);
-    auto html = answer.find("html");
-    if (current && html != answer.end() && html->is_string()) {
-      rendered out{true, version, html->get<std::string>()};
-      remember(out, versions_of(s));
-      publish(out);
-    }
-    return version;
   }
 
   // The n actions at the queue's head in one call. The commit holds what the ones that
@@ -441,7 +256,7 @@ class panel_state {
             for (size_t i = 0; i < n; ++i) finish_one(out.error());
             return next_action();
           }
-          auto version = committed_version(out->after, out->answer, action_generation_);
+          auto version = renders_.committed(out->after, out->answer, action_generation_);
           for (auto& o : *outcomes) {
             if (o.ok)
               finish_one(
@@ -484,7 +299,7 @@ class panel_state {
       auto body = batch.size() == 1 ? call_body(rec_, s, &batch[0].name, &batch[0].payload)
                                     : batch_body(rec_, s, batch);
       return sandbox::call{sandbox::call_kind::action, std::move(body), call_timeout_ms(rec_), 0,
-                           warm_key()};
+                           warm_key(rec_)};
     };
   }
 
@@ -556,16 +371,6 @@ class panel_state {
   caf::actor directory_;
   panel_record rec_;
   static constexpr size_t max_queued_actions = 1024;
-  int64_t last_version_ = 0;  // the highest version stamped
-  bool retry_pending_ = false;
-  // The render cache: valid while nothing it showed has changed.
-  uint64_t generation_ = 0;         // +1 per change of the panel or a bound storage
-  uint64_t render_generation_ = 0;  // the generation the render in flight started at
-  bool rendering_ = false;
-  bool cache_valid_ = false;
-  rendered cache_;
-  std::map<std::string, int64_t> cache_versions_;
-  std::vector<reply_promise> waiters_;
   std::deque<pending_action> actions_;
   bool acting_ = false;
   uint64_t action_generation_ = 0;        // the generation the current attempt read
@@ -575,6 +380,7 @@ class panel_state {
   uint64_t definition_ = 0;               // +1 per change of the panel's definition
   std::map<std::string, int64_t> heard_;  // the newest version heard of each bound storage
   actors::update_queue updates_;
+  panel_renderer renders_{self_, env_, rec_};
 };
 
 }  // namespace

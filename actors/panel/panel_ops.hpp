@@ -6,6 +6,7 @@
 
 #include "actors/panel/panel_codec.hpp"
 #include "actors/sandbox/code_check.hpp"
+#include "actors/sandbox/messages.hpp"
 #include "actors/storage/atomic_run.hpp"
 
 namespace tessera::panel {
@@ -21,6 +22,13 @@ std::string call_body(const panel_record& r, const snapshot& s, const std::strin
 // The timeout of `r`'s sandbox calls.
 inline uint32_t call_timeout_ms(const panel_record& r) {
   return static_cast<uint32_t>(r.timeout_ms);
+}
+
+// The key under which `r`'s calls share a warm process while its code stays the same ("" when
+// the panel asks for a fresh process per call).
+inline std::string warm_key(const panel_record& r) {
+  if (r.fresh_process) return {};
+  return sandbox::reuse_key("panel:" + r.id, r.handler, r.template_);
 }
 
 // The code of `r` a create or update checks: its template, and its handler, which must define

@@ -12,6 +12,7 @@
 #include "actors/task/run_history.hpp"
 #include "actors/task/run_log.hpp"
 #include "actors/task/task_policy.hpp"
+#include "actors/task/task_run.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
@@ -220,13 +221,7 @@ class task_state_machine {
       env_.metrics->count_skip(skip.reason);
       env_.metrics->count_run("skipped", std::chrono::milliseconds{0});
     }
-    run_record r;
-    r.task_id = rec_.id;
-    r.seq = ++st_.run_seq;
-    r.trigger = skip.run.trigger;
-    r.scheduled_for = skip.run.scheduled_for;
-    r.started_at = r.finished_at = runtime::now_ms();
-    r.status = "skipped";
+    auto r = begin_run(rec_.id, ++st_.run_seq, skip.run, runtime::now_ms(), "skipped");
     r.error = {{"kind", skip.reason}, {"message", skip.message}};
     ops_t ops{{state_key(rec_.id), encode(st_), false},
               {run_key(rec_.id, r.seq), encode(r), false}};
@@ -244,13 +239,8 @@ class task_state_machine {
       }
       ++in_gate_;
     }
-    auto r = std::make_shared<run_record>();
-    r->task_id = rec_.id;
-    r->seq = ++st_.run_seq;
-    r->trigger = run.trigger;
-    r->scheduled_for = run.scheduled_for;
-    r->started_at = runtime::now_ms();
-    r->status = "running";
+    auto r = std::make_shared<run_record>(
+        begin_run(rec_.id, ++st_.run_seq, run, runtime::now_ms(), "running"));
     st_.last_run = r->started_at;
     if (run.scheduled_for && env_.metrics)
       env_.metrics->observe_lag(
@@ -269,52 +259,15 @@ class task_state_machine {
   }
 
   void execute(std::shared_ptr<run_record> r) {
-    auto body = std::make_shared<json>(
-        json{{"handler", rec_.handler},
-             {"task",
-              {{"id", rec_.id},
-               {"name", rec_.name},
-               {"schedule", rec_.schedule},
-               {"timezone", rec_.timezone},
-               {"trigger", r->trigger},
-               {"scheduled_for",
-                r->scheduled_for ? json(runtime::iso8601(r->scheduled_for)) : json(nullptr)}}}});
-    auto timeout = static_cast<uint32_t>(rec_.timeout_ms);
-    auto key = warm_key();
-    auto make_call = [body, timeout, key](const storage::snapshot& s) {
-      // Storage data is JSON text already: spliced in, not re-encoded.
-      auto text = body->dump();
-      text.pop_back();
-      text += ",\"storage\":" + storage::storage_object(s) + "}";
-      return sandbox::call{sandbox::call_kind::schedule, std::move(text), timeout, 0, key};
-    };
     storage::run_atomically(
-        self_, env_.atomic, rec_.storage_ids, "task '" + rec_.id + "'", std::move(make_call), {},
-        {},
+        self_, env_.atomic, rec_.storage_ids, "task '" + rec_.id + "'",
+        schedule_call(rec_, *r, warm_key()), {}, {},
         [this, r](caf::expected<storage::atomic_outcome> out) { finish_run(r, std::move(out)); });
   }
 
   void finish_run(std::shared_ptr<run_record> r, caf::expected<storage::atomic_outcome> out) {
     --running_;
-    r->finished_at = runtime::now_ms();
-    json logs = json::array();
-    if (out) {
-      r->status = "succeeded";
-      for (auto& [id, _] : out->answer["changed"].items()) r->changed_storages.push_back(id);
-      logs = out->answer.value("logs", json::array());
-    } else if (code_of(out.error()) == errc::sandbox_failed) {
-      auto answer = json::parse(detail_of(out.error()), nullptr, false);
-      auto error = answer.is_object() ? answer.value("error", json::object()) : json::object();
-      if (!error.is_object()) error = json::object();
-      auto kind = string_member(error, "kind", "handler_error");
-      r->status = kind == "timeout" ? "timed_out" : "failed";
-      r->error = error;
-      if (answer.is_object()) logs = answer.value("logs", json::array());
-    } else {
-      r->status = "failed";
-      r->error = {{"kind", std::string{to_string(code_of(out.error()))}},
-                  {"message", detail_of(out.error())}};
-    }
+    auto logs = settle_run(*r, out, runtime::now_ms());
     st_.last_status = r->status;
     if (env_.metrics)
       env_.metrics->count_run(r->status, std::chrono::milliseconds{r->finished_at - r->started_at});
