@@ -14,14 +14,14 @@
 
 namespace tessera::web {
 
-template <class Result, class... Ts>
-void ask(caf::actor_system& sys, const caf::actor& dst, std::chrono::milliseconds timeout,
+template <class Result, class Handle, class... Ts>
+void ask(caf::actor_system& sys, const Handle& dst, std::chrono::milliseconds timeout,
          std::function<void(caf::expected<Result>)> done, Ts... xs) {
   // `dst` travels as a spawn argument: CAF 0.17 dereferences a null argument tuple when a
   // function actor is spawned with none (UBSan reports it).
   sys.spawn(
       [timeout, done = std::move(done), ... xs = std::move(xs)](caf::event_based_actor* self,
-                                                                caf::actor to) mutable {
+                                                                Handle to) mutable {
         self->request(to, timeout, std::move(xs)...)
             .then([done](Result& r) { done(std::move(r)); },
                   [done](caf::error& e) { done(std::move(e)); });

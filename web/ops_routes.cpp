@@ -7,7 +7,7 @@
 
 namespace tessera::web {
 
-void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,
+void add_ops_routes(router& r, const route_context& ctx, const storage::directory_actor& directory,
                     adapters::metrics_registry registry) {
   r.add("GET", "/healthz",
         [](const request&, const path_params&, responder done) {

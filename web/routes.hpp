@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "actors/sandbox/messages.hpp"
+#include "actors/storage/messages.hpp"
 #include "adapters/kv/rocks_store.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
@@ -27,7 +29,8 @@ struct route_context {
 };
 
 // /api/storages and /api/storages/{id}; `directory` speaks storage_directory.hpp's protocol.
-void add_storage_routes(router& r, const route_context& ctx, const caf::actor& directory);
+void add_storage_routes(router& r, const route_context& ctx,
+                        const storage::directory_actor& directory);
 
 struct sandbox_route_config {
   std::chrono::milliseconds default_timeout{0};
@@ -46,7 +49,7 @@ struct sandbox_route_config {
 // POST /api/sandbox/check (syntax-check a handler and/or template), GET /api/sandbox (workers).
 // `supervisor` speaks actors/sandbox/supervisor.hpp's protocol.
 void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route_config& cfg,
-                        const caf::actor& supervisor);
+                        const sandbox::sandbox_actor& supervisor);
 
 // /api/panels and everything below it; `panels` speaks panel_directory.hpp's protocol.
 // ctx.slow_timeout bounds requests that run user code (actions, renders, code checks).
@@ -62,7 +65,7 @@ void add_task_routes(router& r, const route_context& ctx, const caf::actor& task
 void add_ui_routes(router& r, prometheus::Registry& registry);
 
 // /healthz, /readyz (open), /metrics (the token unless server.metrics_public).
-void add_ops_routes(router& r, const route_context& ctx, const caf::actor& directory,
+void add_ops_routes(router& r, const route_context& ctx, const storage::directory_actor& directory,
                     adapters::metrics_registry registry);
 
 }  // namespace tessera::web

@@ -34,16 +34,16 @@ std::optional<std::string> read_limit(const nlohmann::json& body, const char* ke
   return std::nullopt;
 }
 
-void run_call(const route_context& ctx, const sandbox_route_config& cfg, const caf::actor& sup,
-              call c, responder done) {
+void run_call(const route_context& ctx, const sandbox_route_config& cfg,
+              const sandbox::sandbox_actor& sup, call c, responder done) {
   ask<call_result>(
       *ctx.system, sup, ask_timeout(cfg, c.timeout_ms),
       [done](caf::expected<call_result> r) { done(r ? result_response(*r) : problem(r.error())); },
       run_atom::value, std::move(c));
 }
 
-void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const caf::actor& sup,
-             const request& req, responder done) {
+void dry_run(const route_context& ctx, const sandbox_route_config& cfg,
+             const sandbox::sandbox_actor& sup, const request& req, responder done) {
   auto body = adapters::parse_json(req.body, ctx.max_json_depth);
   if (!body) return done(problem(body.error()));
   if (!body->is_object())
@@ -93,8 +93,8 @@ void dry_run(const route_context& ctx, const sandbox_route_config& cfg, const ca
   run_call(ctx, cfg, sup, std::move(c), std::move(done));
 }
 
-void check(const route_context& ctx, const sandbox_route_config& cfg, const caf::actor& sup,
-           const request& req, responder done) {
+void check(const route_context& ctx, const sandbox_route_config& cfg,
+           const sandbox::sandbox_actor& sup, const request& req, responder done) {
   auto body = adapters::parse_json(req.body, ctx.max_json_depth);
   if (!body) return done(problem(body.error()));
   if (!body->is_object())
@@ -124,7 +124,7 @@ void check(const route_context& ctx, const sandbox_route_config& cfg, const caf:
 }  // namespace
 
 void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route_config& cfg,
-                        const caf::actor& sup) {
+                        const sandbox::sandbox_actor& sup) {
   r.add("POST", "/api/sandbox/run",
         [ctx, cfg, sup](const request& req, const path_params&, responder done) {
           dry_run(ctx, cfg, sup, req, std::move(done));

@@ -64,8 +64,8 @@ std::string data_text(const nlohmann::json& body) {
   return data == body.end() ? std::string{"{}"} : data->dump();
 }
 
-void list_storages(const route_context& ctx, const caf::actor& dir, const request& req,
-                   responder done) {
+void list_storages(const route_context& ctx, const storage::directory_actor& dir,
+                   const request& req, responder done) {
   uint32_t limit = 100;
   if (auto text = query_param(req.query, "limit")) {
     auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
@@ -92,8 +92,8 @@ void list_storages(const route_context& ctx, const caf::actor& dir, const reques
       list_atom::value, after, limit);
 }
 
-void create_storage(const route_context& ctx, const caf::actor& dir, const request& req,
-                    responder done) {
+void create_storage(const route_context& ctx, const storage::directory_actor& dir,
+                    const request& req, responder done) {
   auto body = parse_body(ctx, req.body, {"id", "data"}, false);
   if (!body) return done(problem(body.error()));
   auto id = body->find("id");
@@ -105,7 +105,7 @@ void create_storage(const route_context& ctx, const caf::actor& dir, const reque
 
 }  // namespace
 
-void add_storage_routes(router& r, const route_context& ctx, const caf::actor& dir) {
+void add_storage_routes(router& r, const route_context& ctx, const storage::directory_actor& dir) {
   r.add("GET", "/api/storages", [ctx, dir](const request& req, const path_params&, responder done) {
     list_storages(ctx, dir, req, std::move(done));
   });

@@ -4,7 +4,7 @@
 
 namespace tessera::actors {
 
-actor_directory::actor_directory(caf::event_based_actor* self, directory_policy policy,
+actor_directory::actor_directory(caf::local_actor* self, directory_policy policy,
                                  runtime::actor_kind_metrics metrics)
     : self_(self), policy_(std::move(policy)), metrics_(metrics) {}
 
@@ -49,7 +49,7 @@ void actor_directory::ask_least_recent() {
   auto over = live_.size() - policy_.max_live;
   for (size_t n = 0; n < over && recent_.size() > 1; ++n) {
     auto& e = live_.at(recent_.back());
-    self_->send(e.handle, passivate_atom::value);
+    caf::anon_send(e.handle, passivate_atom::value);
     recent_.splice(recent_.begin(), recent_, e.recent);
   }
 }
@@ -89,6 +89,12 @@ void actor_directory::stop_all() {
   live_.clear();
   recent_.clear();
   by_address_.clear();
+}
+
+caf::error actor_directory::reserve(const std::string& id) {
+  if (live_.count(id) || !reserved_.insert(id).second)
+    return make_error(errc::conflict, policy_.kind + " '" + id + "' already exists");
+  return {};
 }
 
 caf::error actor_directory::not_found(const std::string& id) const {

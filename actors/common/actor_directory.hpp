@@ -3,7 +3,8 @@
 // stops, passivation, and stopping them all. A kind configures it with a small policy; where an
 // actor lives is decided here and nowhere else (the cluster's placement goes here).
 //
-// Contract: an actor_directory belongs to one directory actor (`self`) and is used only on it.
+// Contract: an actor_directory belongs to one directory actor (`self`, typed or not) and is used
+// only on it.
 //   - add(id, a) registers an actor the kind spawned: monitored (not linked: CAF 0.17 keeps
 //     links in a list that each unlink scans), counted live and activated in `metrics`.
 //   - route(id) is the live actor for `id`, activated through policy.activate when the policy
@@ -19,17 +20,20 @@
 //   - down(msg), the kind's down handler: an actor that stops while live is forgotten and
 //     policy.stopped(id) is told (panels and tasks start it again from the store).
 //   - stop_all() sends every actor, live or retiring, an exit (user_shutdown).
+//   - reserve(id) claims an id about to be created: conflict while it is live or reserved;
+//     release(id) ends the claim (the actor was added, or the creation failed).
 #pragma once
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/fwd.hpp>
+#include <caf/local_actor.hpp>
 #include <caf/result.hpp>
 #include <functional>
 #include <list>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "adapters/error.hpp"
 #include "runtime/actor_metrics.hpp"
@@ -50,7 +54,7 @@ struct directory_policy {
 
 class actor_directory {
  public:
-  actor_directory(caf::event_based_actor* self, directory_policy policy,
+  actor_directory(caf::local_actor* self, directory_policy policy,
                   runtime::actor_kind_metrics metrics);
 
   void add(const std::string& id, caf::actor a);
@@ -62,6 +66,8 @@ class actor_directory {
   void down(const caf::down_msg& msg);
   void stop_all();
   size_t live() const { return live_.size(); }
+  caf::error reserve(const std::string& id);
+  void release(const std::string& id) { reserved_.erase(id); }
 
   caf::error not_found(const std::string& id) const;
 
@@ -83,13 +89,14 @@ class actor_directory {
   void forget(std::unordered_map<std::string, entry>::iterator it);
   void ask_least_recent();
 
-  caf::event_based_actor* self_;
+  caf::local_actor* self_;
   directory_policy policy_;
   runtime::actor_kind_metrics metrics_;
   std::unordered_map<std::string, entry> live_;
   std::list<std::string> recent_;  // live ids, most recently used first
   // Every actor not yet exited, live or retiring, by address.
   std::unordered_map<caf::actor_addr, std::string> by_address_;
+  std::unordered_set<std::string> reserved_;  // ids being created
 };
 
 }  // namespace tessera::actors

@@ -22,6 +22,8 @@ using retire_atom = caf::atom_constant<caf::atom("retire")>;
 using count_atom = caf::atom_constant<caf::atom("count")>;
 using gone_atom = caf::atom_constant<caf::atom("gone")>;
 using exited_atom = caf::atom_constant<caf::atom("exited")>;
+using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
 
 // A kind's actor: answers (ask_atom, id) with its id and its own address; (crash_atom) fails it;
 // (delete_atom) tells the directory it is gone (gone_atom) and quits; asked to passivate it answers
@@ -83,6 +85,11 @@ caf::behavior item_directory(caf::event_based_actor* self, runtime::actor_kind_m
           self->send(caf::actor_cast<caf::actor>(self->current_sender()), retire_atom::value);
       },
       [dir](count_atom) { return static_cast<uint64_t>(dir->live()); },
+      [dir](reserve_atom, const std::string& id) -> caf::result<bool> {
+        if (auto err = dir->reserve(id)) return err;
+        return true;
+      },
+      [dir](release_atom, const std::string& id) { dir->release(id); },
   };
 }
 
@@ -216,6 +223,24 @@ TEST_CASE("a passivation whose count of handled requests is stale is refused") {
   caf::send_as(a->second, dir, idle_atom::value, std::string{"a"}, uint64_t{3});
   CHECK(f.next_report() == "exited a");
   CHECK(f.live(dir) == 0);
+  f.self->send_exit(dir, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an id being created, or live, is a conflict until its creation ends") {
+  fixture f;
+  auto dir = f.start();
+  auto reserve = [&](const std::string& id) {
+    std::string out = "no answer";
+    f.self->request(dir, 5s, reserve_atom::value, id)
+        .receive([&](bool) { out = "reserved"; }, [&](caf::error& e) { out = detail_of(e); });
+    return out;
+  };
+  CHECK(reserve("new") == "reserved");
+  CHECK(reserve("new") == "item 'new' already exists");
+  f.self->send(dir, release_atom::value, std::string{"new"});
+  CHECK(reserve("new") == "reserved");
+  REQUIRE(f.ask(dir, "a"));
+  CHECK(reserve("a") == "item 'a' already exists");
   f.self->send_exit(dir, caf::exit_reason::user_shutdown);
 }
 

@@ -31,6 +31,20 @@ void deliver(caf::typed_response_promise<std::string>& rp, caf::expected<std::st
     rp.deliver(out.error());
 }
 
+void create_definition(caf::event_based_actor* self, const storage::atomic_env& env,
+                       actor_directory& dir, const std::string& id, definition_change change,
+                       caf::typed_response_promise<std::string> rp) {
+  if (auto err = dir.reserve(id)) {
+    rp.deliver(err);
+    return;
+  }
+  commit_definition(self, env, std::move(change),
+                    [&dir, id, rp](caf::expected<std::string> out) mutable {
+                      dir.release(id);
+                      deliver(rp, std::move(out));
+                    });
+}
+
 caf::error if_match_error(const storage::version_list& if_match, int64_t version,
                           const std::string& what) {
   if (if_match.empty() || std::find(if_match.begin(), if_match.end(), version) != if_match.end())

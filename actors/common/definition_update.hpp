@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/common/actor_directory.hpp"
 #include "actors/sandbox/code_check.hpp"
 #include "actors/storage/atomic_run.hpp"
 #include "actors/storage/messages.hpp"
@@ -49,6 +50,13 @@ void commit_definition(caf::event_based_actor* self, const storage::atomic_env& 
 
 // Delivers `out` (the answer or the error) to `rp`.
 void deliver(caf::typed_response_promise<std::string>& rp, caf::expected<std::string> out);
+
+// Creates `id`: conflict when `dir` has it live or being created; else `id` is reserved in `dir`
+// while commit_definition runs `change` (whose write adds the actor), and the outcome goes to
+// `rp`.
+void create_definition(caf::event_based_actor* self, const storage::atomic_env& env,
+                       actor_directory& dir, const std::string& id, definition_change change,
+                       caf::typed_response_promise<std::string> rp);
 
 caf::error if_match_error(const storage::version_list& if_match, int64_t version,
                           const std::string& what);

@@ -19,7 +19,8 @@ using fail_atom = caf::atom_constant<caf::atom("failall")>;
 using started_atom = caf::atom_constant<caf::atom("started")>;
 
 // A sandbox that keeps every check call's body and fails code containing "broken".
-caf::behavior checking_sandbox(caf::event_based_actor*, std::shared_ptr<std::vector<json>> seen) {
+sandbox::sandbox_actor::behavior_type checking_sandbox(sandbox::sandbox_actor::pointer,
+                                                       std::shared_ptr<std::vector<json>> seen) {
   return {
       [seen](sandbox::run_atom, sandbox::call& c) {
         auto body = json::parse(c.body);
@@ -28,12 +29,13 @@ caf::behavior checking_sandbox(caf::event_based_actor*, std::shared_ptr<std::vec
           return sandbox::failed_result("syntax_error", "SyntaxError", "invalid syntax");
         return sandbox::call_result{"ok", R"({"ok":true})", 0, 0, ""};
       },
+      [](sandbox::status_atom) { return std::string{"{}"}; },
   };
 }
 
 struct fixture : storage::test_storages {
   std::shared_ptr<std::vector<json>> checks = std::make_shared<std::vector<json>>();
-  caf::actor sandbox = sys.spawn(checking_sandbox, checks);
+  sandbox::sandbox_actor sandbox = sys.spawn(checking_sandbox, checks);
   storage::atomic_env env{storages, sandbox, committer, 5s, 5s, 16};
   std::shared_ptr<int> writes = std::make_shared<int>(0);
 

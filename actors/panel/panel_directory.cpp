@@ -181,11 +181,6 @@ class directory {
       return;
     }
     auto r = std::make_shared<panel_record>(std::move(*parsed));
-    if (actors_.find(r->id) || creating_.count(r->id)) {
-      rp.deliver(make_error(errc::conflict, "panel '" + r->id + "' already exists"));
-      return;
-    }
-    creating_.insert(r->id);
     actors::definition_change change{code_to_check(*r), r->storage_ids, std::move(b.storages), {}};
     change.write = [this, r](actors::definition_done done) {
       auto now = runtime::now_ms();
@@ -202,17 +197,12 @@ class directory {
               },
               [done](caf::error& err) { done(err); });
     };
-    actors::commit_definition(self_, cfg_.env.atomic, std::move(change),
-                              [this, rp, id = r->id](caf::expected<std::string> out) mutable {
-                                creating_.erase(id);
-                                actors::deliver(rp, std::move(out));
-                              });
+    actors::create_definition(self_, cfg_.env.atomic, actors_, r->id, std::move(change), rp);
   }
 
   caf::event_based_actor* self_;
   directory_config cfg_;
   actors::actor_directory actors_;
-  std::set<std::string> creating_;
   std::unordered_map<std::string, std::vector<std::string>> bindings_;  // panel -> storages
   std::unordered_map<std::string, std::set<std::string>> bound_;        // storage -> panels
 };

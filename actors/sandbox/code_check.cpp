@@ -8,7 +8,7 @@
 
 namespace tessera::sandbox {
 
-void check_code(caf::event_based_actor* self, const caf::actor& sandbox,
+void check_code(caf::event_based_actor* self, const sandbox_actor& sandbox,
                 std::chrono::milliseconds timeout, const code& c,
                 std::function<void(caf::error)> done) {
   auto body = nlohmann::json::object();

@@ -14,6 +14,8 @@
 #include <functional>
 #include <string>
 
+#include "actors/sandbox/messages.hpp"
+
 namespace tessera::sandbox {
 
 struct code {
@@ -22,7 +24,7 @@ struct code {
   std::string require;          // the function the handler must define: on_action, on_schedule
 };
 
-void check_code(caf::event_based_actor* self, const caf::actor& sandbox,
+void check_code(caf::event_based_actor* self, const sandbox_actor& sandbox,
                 std::chrono::milliseconds timeout, const code& c,
                 std::function<void(caf::error)> done);
 

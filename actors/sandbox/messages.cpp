@@ -30,7 +30,7 @@ std::optional<call_kind> parse_call_kind(std::string_view text) {
   return std::nullopt;
 }
 
-void discard_warm(const caf::actor& sandbox, std::string key) {
+void discard_warm(const sandbox_actor& sandbox, std::string key) {
   if (!sandbox || key.empty()) return;
   caf::anon_send(sandbox, run_atom::value, call{call_kind::discard, "{}", 0, 0, std::move(key)});
 }

@@ -10,6 +10,8 @@
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,10 +46,6 @@ struct call {
 std::string reuse_key(std::string_view owner, std::string_view handler,
                       std::string_view template_source);
 
-// Tells `sandbox` (the supervisor) to retire the warm processes of `key` (a discard call whose
-// answer nobody waits for): the owner's code or limits changed, or the owner was deleted.
-void discard_warm(const caf::actor& sandbox, std::string key);
-
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, call& x) {
   return f(caf::meta::type_name("sandbox_call"), x.kind, x.body, x.timeout_ms, x.memory_mb,
@@ -77,6 +75,15 @@ typename Inspector::result_type inspect(Inspector& f, call_result& x) {
 }
 
 bool is_ok(const call_result& r);
+
+// What a client may ask the sandbox (supervisor.hpp has the protocol): run a call, or read the
+// workers' status (JSON text). Panels, tasks, routes and the definition check hold this handle.
+using sandbox_actor = caf::typed_actor<caf::replies_to<run_atom, call>::with<call_result>,
+                                       caf::replies_to<status_atom>::with<std::string>>;
+
+// Tells `sandbox` (the supervisor) to retire the warm processes of `key` (a discard call whose
+// answer nobody waits for): the owner's code or limits changed, or the owner was deleted.
+void discard_warm(const sandbox_actor& sandbox, std::string key);
 
 // A result the server writes itself: {"ok":false,"error":{kind,type,message},"logs":[]}.
 call_result failed_result(std::string_view kind, std::string_view type, const std::string& message);

@@ -14,11 +14,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
-using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 struct pending {
   call c;
-  caf::response_promise promise;
+  caf::typed_response_promise<call_result> promise;
   clock::time_point arrived;
   int64_t queue_wait_us = -1;  // arrival to a worker taking it; -1 while it waits
   bool answered = false;
@@ -60,7 +59,7 @@ int64_t micros(clock::duration d) {
 
 class supervisor_logic {
  public:
-  supervisor_logic(caf::event_based_actor* self, std::shared_ptr<supervisor_state> st)
+  supervisor_logic(supervisor_actor::pointer self, std::shared_ptr<supervisor_state> st)
       : self_(self), st_(std::move(st)) {}
 
   void spawn_executor(size_t i) {
@@ -95,7 +94,7 @@ class supervisor_logic {
     return !st_->slots.empty();
   }
 
-  void enqueue(call c, caf::response_promise rp) {
+  void enqueue(call c, caf::typed_response_promise<call_result> rp) {
     pending p{std::move(c), std::move(rp), clock::now()};
     clamp(p.c);
     if (st_->stopping)
@@ -319,7 +318,7 @@ class supervisor_logic {
   void stop() {
     st_->stopping = true;
     for (auto& s : st_->slots) {
-      self_->send(s.executor, stop_atom::value);
+      caf::anon_send(s.executor, stop_atom::value);
       if (s.current)
         finish(*s.current,
                failed_result("unavailable", "SandboxUnavailable", "shutting down during the call"));
@@ -332,13 +331,14 @@ class supervisor_logic {
   }
 
  private:
-  caf::event_based_actor* self_;
+  supervisor_actor::pointer self_;
   std::shared_ptr<supervisor_state> st_;
 };
 
 }  // namespace
 
-caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config cfg) {
+supervisor_actor::behavior_type sandbox_supervisor(supervisor_actor::pointer self,
+                                                   supervisor_config cfg) {
   auto st = std::make_shared<supervisor_state>();
   st->cfg = std::move(cfg);
   st->slots.resize(std::max<size_t>(1, st->cfg.workers));
@@ -350,8 +350,10 @@ caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config
     self->quit(msg.reason);
   });
   return {
-      [self, logic](run_atom, call& c) {
-        logic->enqueue(std::move(c), self->make_response_promise());
+      [self, logic](run_atom, call& c) -> caf::result<call_result> {
+        auto rp = self->make_response_promise<call_result>();
+        logic->enqueue(std::move(c), rp);
+        return rp;
       },
       [logic](status_atom) { return logic->status(); },
       [logic](worker_atom, size_t slot, std::string& state, int64_t pid, std::string& reason) {

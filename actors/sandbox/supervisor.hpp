@@ -1,7 +1,8 @@
 // The sandbox supervisor: keeps `workers` executor actors (one worker process each), queues
 // calls with deadlines, and answers every call exactly once.
 //
-// Protocol:
+// Protocol (typed: clients hold a sandbox_actor, messages.hpp; supervisor_actor adds the
+// executors' reports and the timer):
 //   (run_atom, call) -> call_result, always (never an error). Limits are clamped: timeout_ms
 //       and memory_mb 0 mean the defaults, larger than the maxima become the maxima. A call
 //       waits in a FIFO queue until an idle worker takes it; one that waits longer than
@@ -51,6 +52,16 @@ struct supervisor_config {
   static supervisor_config from_settings(const config::settings& s);
 };
 
-caf::behavior sandbox_supervisor(caf::event_based_actor* self, supervisor_config cfg);
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+// The supervisor's own interface: a client's (sandbox_actor), the executors' reports and its
+// timer. Spawned as this, held by clients as a sandbox_actor.
+using supervisor_actor =
+    sandbox_actor::extend<caf::reacts_to<worker_atom, size_t, std::string, int64_t, std::string>,
+                          caf::reacts_to<warm_atom, size_t, std::string>,
+                          caf::reacts_to<tick_atom>>;
+
+supervisor_actor::behavior_type sandbox_supervisor(supervisor_actor::pointer self,
+                                                   supervisor_config cfg);
 
 }  // namespace tessera::sandbox

@@ -26,7 +26,7 @@ struct fixture {
   runtime::system_config cfg{2, {add_sandbox_messages}};
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  caf::actor sup;
+  supervisor_actor sup;
 
   explicit fixture(size_t workers = 1, std::string exe = TESSERA_SANDBOX_BIN,
                    size_t queue_limit = 64, std::chrono::milliseconds max_timeout = 30s) {

@@ -222,7 +222,7 @@ struct run_state : std::enable_shared_from_this<run_state> {
 
 }  // namespace
 
-void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
+void read_snapshot(caf::event_based_actor* self, const directory_actor& storages,
                    std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
                    std::function<void(caf::expected<snapshot>)> done) {
   if (ids.empty()) return done(snapshot{});
@@ -248,7 +248,7 @@ void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
   }
 }
 
-void create_missing(caf::event_based_actor* self, const caf::actor& storages,
+void create_missing(caf::event_based_actor* self, const directory_actor& storages,
                     std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
                     const std::map<std::string, std::string>& defaults,
                     std::function<void(caf::error)> done) {

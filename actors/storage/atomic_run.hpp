@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "actors/sandbox/messages.hpp"
+#include "actors/storage/messages.hpp"
 #include "config/settings.hpp"
 
 namespace tessera::storage {
@@ -49,7 +50,7 @@ struct snapshot_entry {
 using snapshot = std::map<std::string, snapshot_entry>;
 
 // Reads every storage in `ids` through the storage directory (a missing one is {} at 0).
-void read_snapshot(caf::event_based_actor* self, const caf::actor& storages,
+void read_snapshot(caf::event_based_actor* self, const directory_actor& storages,
                    std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
                    std::function<void(caf::expected<snapshot>)> done);
 
@@ -57,7 +58,7 @@ std::map<std::string, int64_t> versions_of(const snapshot& s);
 
 // Creates each storage of `ids` that does not exist, with its data from `defaults` (JSON
 // object text) or {}; existing ones are left alone. `done` gets the first error, or none.
-void create_missing(caf::event_based_actor* self, const caf::actor& storages,
+void create_missing(caf::event_based_actor* self, const directory_actor& storages,
                     std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
                     const std::map<std::string, std::string>& defaults,
                     std::function<void(caf::error)> done);
@@ -66,8 +67,8 @@ void create_missing(caf::event_based_actor* self, const caf::actor& storages,
 std::string storage_object(const snapshot& s);
 
 struct atomic_env {
-  caf::actor storages;                           // storage directory
-  caf::actor sandbox;                            // sandbox supervisor
+  directory_actor storages;                      // storage directory
+  sandbox::sandbox_actor sandbox;                // sandbox supervisor
   caf::actor committer;                          // group committer
   std::chrono::milliseconds request_timeout{0};  // reads, commits
   std::chrono::milliseconds call_timeout{0};     // one sandbox call, queueing included

@@ -23,7 +23,8 @@ namespace {
 
 // A sandbox whose "handler" adds 1 to n of every storage in the call's body (the snapshot as
 // storage_object() writes it) and says how many calls it has served.
-caf::behavior counting_sandbox(caf::event_based_actor*, std::shared_ptr<int> calls) {
+sandbox::sandbox_actor::behavior_type counting_sandbox(sandbox::sandbox_actor::pointer,
+                                                       std::shared_ptr<int> calls) {
   return {
       [calls](sandbox::run_atom, sandbox::call& c) {
         ++*calls;
@@ -35,12 +36,13 @@ caf::behavior counting_sandbox(caf::event_based_actor*, std::shared_ptr<int> cal
         }
         return sandbox::call_result{"ok", json{{"changed", changed}}.dump(), 0, 0, ""};
       },
+      [](sandbox::status_atom) { return std::string{"{}"}; },
   };
 }
 
 struct atomic_fixture : test_storages {
   std::shared_ptr<int> calls = std::make_shared<int>(0);
-  caf::actor sandbox = sys.spawn(counting_sandbox, calls);
+  sandbox::sandbox_actor sandbox = sys.spawn(counting_sandbox, calls);
   std::chrono::milliseconds request_timeout = 5s;  // the runs' reads and commits
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 

@@ -5,9 +5,12 @@
 // edge (web/); the actor re-parses it. That keeps every message serializable for clustering.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -96,6 +99,26 @@ typename Inspector::result_type inspect(Inspector& f, txn_entry& x) {
 
 // If-Match versions; empty means unconditional.
 using version_list = std::vector<int64_t>;
+
+// The storage directory as its clients see it (storage_directory.hpp and storage_actor.hpp
+// have the protocol): REST routes, panels, tasks, transactions and the readiness probe hold
+// this handle, so a request it does not serve, or a reply of the wrong type, does not compile.
+using directory_actor = caf::typed_actor<
+    caf::replies_to<read_atom, std::string>::with<storage_record>,
+    caf::replies_to<create_atom, std::string, std::string>::with<storage_record>,
+    caf::replies_to<replace_atom, std::string, std::string, version_list>::with<storage_record>,
+    caf::replies_to<replace_atom, std::string, std::string, version_list,
+                    int64_t>::with<storage_record>,
+    caf::replies_to<merge_atom, std::string, std::string, version_list>::with<storage_record>,
+    caf::replies_to<erase_atom, std::string, version_list>::with<storage_record>,
+    caf::reacts_to<prepare_atom, std::string, int64_t, std::string, int64_t>,
+    caf::reacts_to<lock_atom, std::string, int64_t>,
+    caf::replies_to<list_atom, std::string, uint32_t>::with<storage_page>,
+    caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, caf::actor>>;
+
+// The directory's own interface: its clients' and the storage actors' passivation handshake.
+using directory_impl =
+    directory_actor::extend<caf::reacts_to<passivate_atom, std::string, uint64_t>>;
 
 void add_storage_messages(caf::actor_system_config& cfg);
 

@@ -38,13 +38,13 @@ caf::error bad_id(const std::string& id) {
 
 }  // namespace
 
-caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
-                                runtime::actor_kind_metrics metrics) {
+directory_impl::behavior_type storage_directory(directory_impl::pointer self, storage_env env,
+                                                runtime::actor_kind_metrics metrics) {
   // Storage actors activate on first use and passivate when idle or over storage.max_live.
   auto shared_env = std::make_shared<storage_env>(env);
   actors::directory_policy policy{"storage", nullptr, nullptr, env.max_live};
   policy.activate = [self, shared_env](const std::string& id) {
-    return self->spawn(storage_actor, *shared_env, caf::actor{self}, id);
+    return self->spawn(storage_actor, *shared_env, caf::actor_cast<caf::actor>(self), id);
   };
   auto dir = std::make_shared<actors::actor_directory>(self, std::move(policy), metrics);
   auto catalog = self->spawn<caf::detached + caf::linked>(catalog_actor, env.store);
@@ -54,62 +54,52 @@ caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
     dir->stop_all();
     self->quit(caf::exit_reason::user_shutdown);  // the linked catalog quits with us
   });
-  using caf::delegated;
+  // A request for `id` delegated to its actor (which answers the requester), or invalid_argument.
+  auto to_owner = [=](const std::string& id, auto... xs) -> caf::result<storage_record> {
+    if (!valid_storage_id(id)) return bad_id(id);
+    self->delegate(dir->route(id), xs...);
+    return caf::delegated<storage_record>{};
+  };
+  // A transaction step for `id`; a bad id is refused to the transaction at once.
+  auto step = [=](const std::string& id, auto... xs) {
+    if (valid_storage_id(id))
+      self->delegate(dir->route(id), xs...);
+    else
+      caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
+                     bad_id(id));
+  };
   return {
-      [=](read_atom a, const std::string& id) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id);
+      [=](read_atom a, const std::string& id) { return to_owner(id, a, id); },
+      [=](create_atom a, const std::string& id, std::string& data) {
+        return to_owner(id, a, id, std::move(data));
       },
-      [=](create_atom a, const std::string& id, std::string& data) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id, std::move(data));
-      },
-      [=](replace_atom a, const std::string& id, std::string& data,
-          version_list& m) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id, std::move(data), std::move(m));
+      [=](replace_atom a, const std::string& id, std::string& data, version_list& m) {
+        return to_owner(id, a, id, std::move(data), std::move(m));
       },
       [=](replace_atom a, const std::string& id, std::string& data, version_list& m,
-          int64_t within_ms) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id, std::move(data), std::move(m), within_ms);
+          int64_t within_ms) {
+        return to_owner(id, a, id, std::move(data), std::move(m), within_ms);
       },
-      [=](merge_atom a, const std::string& id, std::string& patch,
-          version_list& m) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id, std::move(patch), std::move(m));
+      [=](merge_atom a, const std::string& id, std::string& patch, version_list& m) {
+        return to_owner(id, a, id, std::move(patch), std::move(m));
       },
-      [=](erase_atom a, const std::string& id, version_list& m) -> caf::result<caf::message> {
-        if (!valid_storage_id(id)) return bad_id(id);
-        return self->delegate(dir->route(id), a, id, std::move(m));
+      [=](erase_atom a, const std::string& id, version_list& m) {
+        return to_owner(id, a, id, std::move(m));
       },
       [=](prepare_atom a, const std::string& id, int64_t expected, std::string& data,
-          int64_t lease_ms) {
-        if (!valid_storage_id(id)) {
-          self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
-                     bad_id(id));
-          return;
-        }
-        self->delegate(dir->route(id), a, id, expected, std::move(data), lease_ms);
-      },
-      [=](lock_atom a, const std::string& id, int64_t lease_ms) {
-        if (!valid_storage_id(id)) {
-          self->send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
-                     bad_id(id));
-          return;
-        }
-        self->delegate(dir->route(id), a, id, lease_ms);
-      },
-      [=](watch_atom, const caf::actor& sink) { shared_env->changes = sink; },
-      [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<caf::message> {
+          int64_t lease_ms) { step(id, a, id, expected, std::move(data), lease_ms); },
+      [=](lock_atom a, const std::string& id, int64_t lease_ms) { step(id, a, id, lease_ms); },
+      [=](list_atom a, const std::string& after, uint32_t limit) -> caf::result<storage_page> {
         if (limit < 1 || limit > 1000)
           return make_error(errc::invalid_argument, "limit must be between 1 and 1000");
-        return self->delegate(catalog, a, after, limit);
+        self->delegate(catalog, a, after, limit);
+        return caf::delegated<storage_page>{};
       },
       [=](ready_atom) { return store->healthy(); },
+      [=](watch_atom, const caf::actor& sink) { shared_env->changes = sink; },
       [=](passivate_atom, const std::string& id, uint64_t handled) {
         if (dir->retire(id, handled, self->current_sender()))
-          self->send(caf::actor_cast<caf::actor>(self->current_sender()), retire_atom::value);
+          caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), retire_atom::value);
       },
   };
 }

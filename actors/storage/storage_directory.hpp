@@ -2,7 +2,8 @@
 // on first use, forwards (delegates) each request to it, and passivates it when it is idle, so
 // memory holds only storages in use while any number live in RocksDB.
 //
-// Protocol (replies come from the owning actor; see storage_actor.hpp):
+// Protocol (typed: storage::directory_actor in messages.hpp is what clients hold, directory_impl
+// adds the storage actors' passivation; replies come from the owning actor, see storage_actor.hpp):
 //   (read_atom|create_atom|replace_atom|merge_atom|erase_atom, id, ...) -> as storage_actor;
 //       an id that is not 1-128 of [A-Za-z0-9_.-] -> invalid_argument, nothing activated
 //   (list_atom, std::string after, uint32_t limit) -> storage_page, ids in byte order after
@@ -32,7 +33,7 @@
 
 namespace tessera::storage {
 
-caf::behavior storage_directory(caf::event_based_actor* self, storage_env env,
-                                runtime::actor_kind_metrics metrics);
+directory_impl::behavior_type storage_directory(directory_impl::pointer self, storage_env env,
+                                                runtime::actor_kind_metrics metrics);
 
 }  // namespace tessera::storage

@@ -33,13 +33,13 @@ struct fixture {
 
   caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
 
-  caf::actor start(std::chrono::milliseconds idle = 30s, size_t max_live = 0) {
+  directory_impl start(std::chrono::milliseconds idle = 30s, size_t max_live = 0) {
     return sys.spawn(storage_directory,
                      storage_env{store, idle, nullptr, committer, 5s, {}, max_live}, kind);
   }
 
-  template <class T = storage_record, class... Ts>
-  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+  template <class T = storage_record, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dst, Ts&&... xs) {
     caf::expected<T> out = make_error(errc::internal, "no reply");
     self->request(dst, 5s, std::forward<Ts>(xs)...)
         .receive([&](T& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });

@@ -30,13 +30,13 @@ struct test_storages {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
-  caf::actor storages = sys.spawn(
+  directory_impl storages = sys.spawn(
       storage_directory,
       storage_env{store, std::chrono::seconds(30), nullptr, committer, std::chrono::seconds(5), {}},
       metrics.for_kind("s"));
 
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dst, Ts&&... xs) {
     caf::expected<T> out = make_error(errc::internal, "no reply");
     self->request(dst, std::chrono::seconds(5), std::forward<Ts>(xs)...)
         .receive([&](T& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });

@@ -37,7 +37,7 @@
 
 namespace tessera::storage {
 
-caf::behavior transaction(caf::event_based_actor* self, caf::actor directory, caf::actor committer,
-                          std::chrono::milliseconds timeout);
+caf::behavior transaction(caf::event_based_actor* self, directory_actor directory,
+                          caf::actor committer, std::chrono::milliseconds timeout);
 
 }  // namespace tessera::storage

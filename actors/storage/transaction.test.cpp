@@ -102,7 +102,7 @@ TEST_SUITE("actors.storage.transaction") {
     caf::expected<storage_record> patched = make_error(errc::internal, "no reply");
     // (An argument, because CAF 0.17 dereferences a null tuple for a function actor without.)
     auto writer = sys.spawn(
-        [&](caf::event_based_actor* w, caf::actor to) {
+        [&](caf::event_based_actor* w, directory_actor to) {
           w->request(to, 5s, merge_atom::value, std::string{"a"}, std::string{R"({"p":1})"},
                      version_list{})
               .then([&](storage_record& r) { patched = r; }, [&](caf::error& e) { patched = e; });

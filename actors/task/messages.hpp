@@ -6,8 +6,13 @@
 // text the web layer sends as is; errors are tessera errc values.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+#include <cstdint>
+#include <string>
 
 namespace tessera::task {
 
@@ -26,6 +31,12 @@ using import_atom = caf::atom_constant<caf::atom("timport")>;
 using schedule_atom = caf::atom_constant<caf::atom("tsched")>;
 using fire_atom = caf::atom_constant<caf::atom("tfire")>;
 using tick_atom = caf::atom_constant<caf::atom("ttick")>;
+
+// The scheduler (task_scheduler.hpp): task actors register (schedule_atom, id, at_ms, self);
+// tick_atom is its own timer.
+using scheduler_actor =
+    caf::typed_actor<caf::reacts_to<schedule_atom, std::string, int64_t, caf::actor>,
+                     caf::reacts_to<tick_atom, uint64_t>>;
 
 // Registers the task area's message types (log_query) for serialization.
 void add_task_messages(caf::actor_system_config& cfg);

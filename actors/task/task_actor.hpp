@@ -40,6 +40,7 @@
 #include <memory>
 
 #include "actors/storage/atomic_run.hpp"
+#include "actors/task/messages.hpp"
 #include "actors/task/run_gate.hpp"
 #include "actors/task/task_codec.hpp"
 #include "actors/task/task_metrics.hpp"
@@ -50,7 +51,7 @@ namespace tessera::task {
 struct task_env {
   std::shared_ptr<adapters::rocks_store> store;  // reads of run history and logs
   storage::atomic_env atomic;                    // storages, sandbox, committer, timeouts
-  caf::actor scheduler;
+  scheduler_actor scheduler;
   task_metrics* metrics = nullptr;
   task_limits limits;
   uint32_t keep_runs = 0;

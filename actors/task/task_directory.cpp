@@ -140,11 +140,6 @@ class directory {
       return rp;
     }
     auto r = std::make_shared<task_record>(std::move(*parsed));
-    if (actors_.find(r->id) || creating_.count(r->id)) {
-      rp.deliver(make_error(errc::conflict, "task '" + r->id + "' already exists"));
-      return rp;
-    }
-    creating_.insert(r->id);
     actors::definition_change change;
     // Many tasks share a handler: one that passed the check does not need it again.
     if (!checked_.count(r->handler)) change.code = code_to_check(*r);
@@ -171,11 +166,7 @@ class directory {
               },
               [done](caf::error& err) { done(err); });
     };
-    actors::commit_definition(self_, cfg_.env.atomic, std::move(change),
-                              [this, rp, id = r->id](caf::expected<std::string> out) mutable {
-                                creating_.erase(id);
-                                actors::deliver(rp, std::move(out));
-                              });
+    actors::create_definition(self_, cfg_.env.atomic, actors_, r->id, std::move(change), rp);
     return rp;
   }
 
@@ -237,7 +228,6 @@ class directory {
   directory_config cfg_;
   std::set<std::string> checked_;
   actors::actor_directory actors_;
-  std::set<std::string> creating_;
 };
 
 }  // namespace

@@ -17,7 +17,7 @@ struct entry {
 
 class scheduler_state {
  public:
-  scheduler_state(caf::event_based_actor* self, task_metrics* metrics)
+  scheduler_state(scheduler_actor::pointer self, task_metrics* metrics)
       : self_(self), metrics_(metrics) {}
 
   void schedule(const std::string& id, int64_t at, caf::actor task) {
@@ -43,7 +43,7 @@ class scheduler_state {
       queue_.erase(queue_.begin());
       auto it = by_id_.find(id);
       if (it != by_id_.end()) {
-        self_->send(it->second.task, fire_atom::value, at);
+        caf::anon_send(it->second.task, fire_atom::value, at);
         by_id_.erase(it);
       }
     }
@@ -63,7 +63,7 @@ class scheduler_state {
     self_->delayed_send(self_, std::chrono::milliseconds(delay), tick_atom::value, token_);
   }
 
-  caf::event_based_actor* self_;
+  scheduler_actor::pointer self_;
   task_metrics* metrics_;
   std::set<std::pair<int64_t, std::string>> queue_;
   std::unordered_map<std::string, entry> by_id_;
@@ -73,7 +73,8 @@ class scheduler_state {
 
 }  // namespace
 
-caf::behavior task_scheduler(caf::event_based_actor* self, task_metrics* metrics) {
+scheduler_actor::behavior_type task_scheduler(scheduler_actor::pointer self,
+                                              task_metrics* metrics) {
   auto st = std::make_shared<scheduler_state>(self, metrics);
   return {
       [st](schedule_atom, const std::string& id, int64_t at, caf::actor& task) {

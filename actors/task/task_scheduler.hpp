@@ -2,7 +2,7 @@
 // earliest of them. Task actors compute their own next time (cron.hpp) and register it; the
 // scheduler only wakes them.
 //
-// Protocol (no replies):
+// Protocol (typed: scheduler_actor in messages.hpp; no replies):
 //   (schedule_atom, id, int64_t at_ms, caf::actor task) -> replaces the task's entry; at_ms 0
 //       removes it. The queue holds at most one entry per task.
 //   At `at_ms` (wall clock), the scheduler removes the entry and sends the task
@@ -13,10 +13,11 @@
 
 #include <caf/fwd.hpp>
 
+#include "actors/task/messages.hpp"
 #include "actors/task/task_metrics.hpp"
 
 namespace tessera::task {
 
-caf::behavior task_scheduler(caf::event_based_actor* self, task_metrics* metrics);
+scheduler_actor::behavior_type task_scheduler(scheduler_actor::pointer self, task_metrics* metrics);
 
 }  // namespace tessera::task
