@@ -3,6 +3,7 @@
 # requests/s and p50/p99 latency for GET and PATCH, with and without --sync.
 #
 #   bash bench/storage_bench.sh [--duration 10s] [--runs 3] [--storages 64] [--connections 32]
+#                               [--binary build/tessera]
 #   ONLY_PATCH=1 (PATCH rows only) or ONLY_SYNC=1 (--sync rows only) narrow the run.
 #
 # Each configuration runs `runs` times against a fresh server and data dir; the median of the
@@ -11,18 +12,18 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration=10s runs=3 storages=64 connections=32
+duration=10s runs=3 storages=64 connections=32 bin=build/tessera
 while (($#)); do
   case $1 in
     --duration) duration=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --storages) storages=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --binary) bin=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-bin=build/tessera
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -42,7 +43,7 @@ start_server() {
   port=$(grep -o '[0-9]*$' "$work/out")
   base=http://127.0.0.1:$port
   for i in $(seq 0 $((storages - 1))); do
-    curl -sf -X POST "$base/api/storages" -d "{\"id\":\"bench-$i\",\"data\":{}}" >/dev/null
+    curl -sf -X POST "$base/api/storages" -H 'Content-Type: application/json' -d "{\"id\":\"bench-$i\",\"data\":{}}" >/dev/null
   done
 }
 

@@ -12,8 +12,9 @@ void actor_directory::add(const std::string& id, caf::actor a) {
   if (auto old = live_.find(id); old != live_.end()) forget(old);
   self_->monitor(a);
   by_address_[a.address()] = id;
-  recent_.push_front(id);
-  live_.emplace(id, entry{std::move(a), 0, recent_.begin()});
+  // The use order is kept only under a live limit (100,000 tasks would pay ~130 bytes each).
+  auto recent = policy_.max_live ? recent_.insert(recent_.begin(), id) : recent_.end();
+  live_.emplace(id, entry{std::move(a), 0, recent});
   metrics_.activations->Increment();
   metrics_.live->Increment();
   if (policy_.max_live && live_.size() > policy_.max_live) ask_least_recent();
@@ -37,7 +38,7 @@ caf::actor actor_directory::route(const std::string& id) {
     if (!a) return {};
     add(id, std::move(a));
     it = live_.find(id);
-  } else if (it->second.recent != recent_.begin()) {
+  } else if (policy_.max_live && it->second.recent != recent_.begin()) {
     recent_.splice(recent_.begin(), recent_, it->second.recent);
   }
   ++it->second.delegated;
@@ -102,7 +103,7 @@ caf::error actor_directory::not_found(const std::string& id) const {
 }
 
 void actor_directory::forget(std::unordered_map<std::string, entry>::iterator it) {
-  recent_.erase(it->second.recent);
+  if (policy_.max_live) recent_.erase(it->second.recent);
   live_.erase(it);
   metrics_.live->Decrement();
 }

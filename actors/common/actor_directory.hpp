@@ -93,7 +93,7 @@ class actor_directory {
   directory_policy policy_;
   runtime::actor_kind_metrics metrics_;
   std::unordered_map<std::string, entry> live_;
-  std::list<std::string> recent_;  // live ids, most recently used first
+  std::list<std::string> recent_;  // live ids, most recently used first (with max_live only)
   // Every actor not yet exited, live or retiring, by address.
   std::unordered_map<caf::actor_addr, std::string> by_address_;
   std::unordered_set<std::string> reserved_;  // ids being created
