@@ -33,6 +33,12 @@ void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store>
   }
 }
 
+committer_actor spawn_committer(caf::actor_system& sys,
+                                std::shared_ptr<adapters::rocks_store> store, size_t max_batch) {
+  return caf::actor_cast<committer_actor>(
+      sys.spawn<caf::detached>(committer, std::move(store), max_batch));
+}
+
 void add_committer_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<adapters::write_op>("write_op");
   cfg.add_message_type<std::vector<adapters::write_op>>("std::vector<write_op>");

@@ -16,7 +16,10 @@
 #pragma once
 
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 #include <memory>
+#include <vector>
 
 #include "adapters/kv/rocks_store.hpp"
 
@@ -27,6 +30,17 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
 void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store> store,
                size_t max_batch = 1024);
+
+// The committer as its clients hold it. CAF 0.17 cannot type a blocking actor's receive loop,
+// so the type is checked where the handle is used (every request and reply), not inside it.
+using committer_actor = caf::typed_actor<
+    caf::replies_to<commit_atom, std::vector<adapters::write_op>>::with<caf::ok_atom>,
+    caf::reacts_to<stop_atom>>;
+
+// Spawns the committer on a thread of its own.
+committer_actor spawn_committer(caf::actor_system& sys,
+                                std::shared_ptr<adapters::rocks_store> store,
+                                size_t max_batch = 1024);
 
 void add_committer_messages(caf::actor_system_config& cfg);
 

@@ -16,12 +16,12 @@ namespace tessera::runtime {
 
 using blocking_atom = caf::atom_constant<caf::atom("blocking")>;
 
-template <class Duration, class Fn>
-auto off_scheduler(caf::event_based_actor* self, Duration timeout, Fn fn) {
+template <class Self, class Duration, class Fn>
+auto off_scheduler(Self* self, Duration timeout, Fn fn) {
   using value_type = typename decltype(fn())::value_type;
   // `fn` travels as a spawn argument: CAF 0.17 spawns a function actor without arguments
   // through a null tuple pointer, which UBSan reports.
-  auto worker = self->spawn<caf::detached>(
+  auto worker = self->template spawn<caf::detached>(
       [](caf::event_based_actor* s, Fn work) -> caf::behavior {
         return {[s, work = std::move(work)](blocking_atom) mutable -> caf::result<value_type> {
           s->quit();

@@ -219,12 +219,12 @@ bool live_hub::watched(const std::string& panel) {
   return subscribers_.count(panel) > 0;
 }
 
-void live_hub::set_panels(caf::actor panels) {
+void live_hub::set_panels(panel::directory_actor panels) {
   std::lock_guard lock{mutex_};
   panels_ = std::move(panels);
 }
 
-caf::actor live_hub::panels() {
+panel::directory_actor live_hub::panels() {
   std::lock_guard lock{mutex_};
   return panels_;
 }

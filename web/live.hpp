@@ -69,8 +69,8 @@ class live_hub {
   bool watched(const std::string& panel);
 
   // The panel directory connections talk to; empty after stop().
-  void set_panels(caf::actor panels);
-  caf::actor panels();
+  void set_panels(panel::directory_actor panels);
+  panel::directory_actor panels();
   // The actors are stopping: from now on connections do not talk to them, and the hub holds
   // no actor handle (which must not outlive the actor system).
   void stop();
@@ -85,7 +85,7 @@ class live_hub {
   std::unordered_map<std::string,
                      std::unordered_map<const ws_connection*, std::weak_ptr<ws_connection>>>
       subscribers_;
-  caf::actor panels_;
+  panel::directory_actor panels_;
   std::function<void(std::function<void()>)> run_elsewhere_;
   unsigned helpers_ = 0;
 };

@@ -77,8 +77,8 @@ std::vector<std::string> demo_tasks() {
 
 // On the first start of an empty data dir, imports the demos (before serving, so the first
 // request already sees them).
-void load_demos(caf::actor_system& system, const caf::actor& panels, const caf::actor& tasks,
-                const config::settings& s) {
+void load_demos(caf::actor_system& system, const panel::directory_actor& panels,
+                const task::directory_actor& tasks, const config::settings& s) {
   caf::scoped_actor self{system};
   bool fresh = false;
   self->request(panels, std::chrono::seconds(10), panel::fresh_atom::value)
@@ -141,7 +141,7 @@ int serve(const config::settings& s) {
   caf::actor_system system{cfg};
   // All RocksDB writes go through the group committer's own thread, one batch (and with sync
   // one fsync) per group of concurrent commits.
-  auto committer = system.spawn<caf::detached>(runtime::committer, *store, size_t{1024});
+  auto committer = runtime::spawn_committer(system, *store);
   auto senv = storage::storage_env::from_settings(s);
   senv.store = *store;
   senv.commits = &commits;
@@ -165,7 +165,8 @@ int serve(const config::settings& s) {
   auto panels =
       system.spawn(panel::panel_directory,
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
-  caf::anon_send(directory, storage::watch_atom::value, panels);  // storage changes -> panels
+  caf::anon_send(directory, storage::watch_atom::value,
+                 storage::change_sink{panels});  // storage changes -> panels
 
   // Detached for the same reason as the task directory below: when 1,000 tasks fall due in
   // one second, its fire messages spread over the workers instead of being stolen one by one

@@ -23,7 +23,7 @@ std::function<void(caf::expected<std::string>)> reply(responder done, unsigned s
 
 struct panel_routes {
   route_context ctx;
-  caf::actor panels;
+  panel::directory_actor panels;
 
   template <class... Ts>
   void ask_panels(std::chrono::milliseconds timeout, responder done, unsigned status, Ts... xs) {
@@ -68,7 +68,7 @@ struct panel_routes {
 
 }  // namespace
 
-void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels) {
+void add_panel_routes(router& r, const route_context& ctx, const panel::directory_actor& panels) {
   auto p = std::make_shared<panel_routes>(panel_routes{ctx, panels});
   auto fast = ctx.request_timeout;
   r.add("GET", "/api/panels", [p, fast](const request&, const path_params&, responder done) {

@@ -7,8 +7,10 @@
 #include <memory>
 #include <string>
 
+#include "actors/panel/messages.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
+#include "actors/task/messages.hpp"
 #include "adapters/kv/rocks_store.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
@@ -53,11 +55,11 @@ void add_sandbox_routes(router& r, const route_context& ctx, const sandbox_route
 
 // /api/panels and everything below it; `panels` speaks panel_directory.hpp's protocol.
 // ctx.slow_timeout bounds requests that run user code (actions, renders, code checks).
-void add_panel_routes(router& r, const route_context& ctx, const caf::actor& panels);
+void add_panel_routes(router& r, const route_context& ctx, const panel::directory_actor& panels);
 
 // /api/tasks and everything below it, and /api/logs; `tasks` speaks task_directory.hpp's
 // protocol. ctx.slow_timeout bounds requests that may run user code (manual runs, code checks).
-void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks);
+void add_task_routes(router& r, const route_context& ctx, const task::directory_actor& tasks);
 
 // GET / (the web UI page, or with a token configured and no session the login form),
 // GET /ui/app.js, POST /login (form field `token`: a session cookie and 303 to /; a wrong one

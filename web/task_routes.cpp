@@ -46,7 +46,7 @@ std::optional<int64_t> int_param(const request& req, const char* name, int64_t f
 
 struct task_routes {
   route_context ctx;
-  caf::actor tasks;
+  task::directory_actor tasks;
 
   template <class... Ts>
   void ask_tasks(std::chrono::milliseconds timeout, responder done, unsigned status, Ts... xs) {
@@ -64,7 +64,7 @@ struct task_routes {
 
 }  // namespace
 
-void add_task_routes(router& r, const route_context& ctx, const caf::actor& tasks) {
+void add_task_routes(router& r, const route_context& ctx, const task::directory_actor& tasks) {
   auto p = std::make_shared<task_routes>(task_routes{ctx, tasks});
   auto fast = ctx.request_timeout;
   r.add("GET", "/api/tasks", [p, fast](const request& req, const path_params&, responder done) {

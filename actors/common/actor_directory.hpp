@@ -71,12 +71,14 @@ class actor_directory {
 
   caf::error not_found(const std::string& id) const;
 
-  // The request `xs` delegated to `id`'s actor, or not_found.
-  template <class... Ts>
-  caf::result<caf::message> forward(const std::string& id, Ts&&... xs) {
+  // The request `xs` delegated to `id`'s actor (which answers `Result`; a typed directory
+  // names it), or not_found.
+  template <class Result = caf::message, class... Ts>
+  caf::result<Result> forward(const std::string& id, Ts&&... xs) {
     auto a = route(id);
     if (!a) return not_found(id);
-    return self_->delegate(a, std::forward<Ts>(xs)...);
+    self_->delegate(a, std::forward<Ts>(xs)...);
+    return caf::delegated<Result>{};
   }
 
  private:

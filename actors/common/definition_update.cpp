@@ -7,42 +7,11 @@
 
 namespace tessera::actors {
 
-void commit_definition(caf::event_based_actor* self, const storage::atomic_env& env,
-                       definition_change change, definition_done done) {
-  auto c = std::make_shared<definition_change>(std::move(change));
-  auto create_storages = [self, env, c, done](caf::error err) {
-    if (err) return done(err);
-    storage::create_missing(self, env.storages, env.request_timeout, c->storage_ids, c->defaults,
-                            [c, done](caf::error e) {
-                              if (e) return done(e);
-                              c->write(done);
-                            });
-  };
-  if (c->code)
-    sandbox::check_code(self, env.sandbox, env.call_timeout, *c->code, create_storages);
-  else
-    create_storages({});
-}
-
 void deliver(caf::typed_response_promise<std::string>& rp, caf::expected<std::string> out) {
   if (out)
     rp.deliver(std::move(*out));
   else
     rp.deliver(out.error());
-}
-
-void create_definition(caf::event_based_actor* self, const storage::atomic_env& env,
-                       actor_directory& dir, const std::string& id, definition_change change,
-                       caf::typed_response_promise<std::string> rp) {
-  if (auto err = dir.reserve(id)) {
-    rp.deliver(err);
-    return;
-  }
-  commit_definition(self, env, std::move(change),
-                    [&dir, id, rp](caf::expected<std::string> out) mutable {
-                      dir.release(id);
-                      deliver(rp, std::move(out));
-                    });
 }
 
 caf::error if_match_error(const storage::version_list& if_match, int64_t version,

@@ -45,18 +45,8 @@ struct definition_change {
   std::function<void(definition_done)> write;
 };
 
-void commit_definition(caf::event_based_actor* self, const storage::atomic_env& env,
-                       definition_change change, definition_done done);
-
 // Delivers `out` (the answer or the error) to `rp`.
 void deliver(caf::typed_response_promise<std::string>& rp, caf::expected<std::string> out);
-
-// Creates `id`: conflict when `dir` has it live or being created; else `id` is reserved in `dir`
-// while commit_definition runs `change` (whose write adds the actor), and the outcome goes to
-// `rp`.
-void create_definition(caf::event_based_actor* self, const storage::atomic_env& env,
-                       actor_directory& dir, const std::string& id, definition_change change,
-                       caf::typed_response_promise<std::string> rp);
 
 caf::error if_match_error(const storage::version_list& if_match, int64_t version,
                           const std::string& what);
@@ -88,5 +78,42 @@ class update_queue {
   std::deque<queued> queue_;  // the head is running
   uint64_t epoch_ = 0;        // +1 per fail_all
 };
+
+// (`Self`: any event-based actor, typed or not.)
+template <class Self>
+void commit_definition(Self* self, const storage::atomic_env& env, definition_change change,
+                       definition_done done) {
+  auto c = std::make_shared<definition_change>(std::move(change));
+  auto create_storages = [self, env, c, done](caf::error err) {
+    if (err) return done(err);
+    storage::create_missing(self, env.storages, env.request_timeout, c->storage_ids, c->defaults,
+                            [c, done](caf::error e) {
+                              if (e) return done(e);
+                              c->write(done);
+                            });
+  };
+  if (c->code)
+    sandbox::check_code(self, env.sandbox, env.call_timeout, *c->code, create_storages);
+  else
+    create_storages({});
+}
+
+// Creates `id`: conflict when `dir` has it live or being created; else `id` is reserved in `dir`
+// while commit_definition runs `change` (whose write adds the actor), and the outcome goes to
+// `rp`.
+template <class Self>
+void create_definition(Self* self, const storage::atomic_env& env, actor_directory& dir,
+                       const std::string& id, definition_change change,
+                       caf::typed_response_promise<std::string> rp) {
+  if (auto err = dir.reserve(id)) {
+    rp.deliver(err);
+    return;
+  }
+  commit_definition(self, env, std::move(change),
+                    [&dir, id, rp](caf::expected<std::string> out) mutable {
+                      dir.release(id);
+                      deliver(rp, std::move(out));
+                    });
+}
 
 }  // namespace tessera::actors

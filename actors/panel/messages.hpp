@@ -10,9 +10,14 @@
 
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "actors/storage/messages.hpp"
 
 namespace tessera::panel {
 
@@ -28,6 +33,27 @@ using import_atom = caf::atom_constant<caf::atom("pimport")>;
 using bound_atom = caf::atom_constant<caf::atom("pbound")>;
 using gone_atom = caf::atom_constant<caf::atom("pgone")>;
 using fresh_atom = caf::atom_constant<caf::atom("pfresh")>;
+
+// The panel directory as its clients see it (panel_directory.hpp and panel_actor.hpp have the
+// protocol): the REST routes, the live sessions and main hold this handle. Replies are JSON
+// text; (storage::changed_atom, storage id, version) comes from storage actors.
+using directory_actor = caf::typed_actor<
+    caf::replies_to<list_atom>::with<std::string>, caf::replies_to<fresh_atom>::with<bool>,
+    caf::replies_to<create_atom, std::string>::with<std::string>,
+    caf::replies_to<import_atom, std::string, bool>::with<std::string>,
+    caf::replies_to<get_atom, std::string>::with<std::string>,
+    caf::replies_to<update_atom, std::string, std::string, std::vector<std::string>,
+                    storage::version_list>::with<std::string>,
+    caf::replies_to<erase_atom, std::string>::with<std::string>,
+    caf::replies_to<render_atom, std::string>::with<std::string>,
+    caf::replies_to<action_atom, std::string, std::string, std::string>::with<std::string>,
+    caf::replies_to<export_atom, std::string>::with<std::string>,
+    caf::reacts_to<storage::changed_atom, std::string, int64_t>>;
+
+// The directory's own interface: its clients' and its panel actors' reports.
+using directory_impl =
+    directory_actor::extend<caf::reacts_to<bound_atom, std::string, std::vector<std::string>>,
+                            caf::reacts_to<gone_atom, std::string>>;
 
 // What a panel actor publishes for its subscribers (the web layer fans it out).
 struct render_event {

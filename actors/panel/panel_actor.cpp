@@ -37,7 +37,7 @@ struct pending_action {
 
 class panel_state {
  public:
-  panel_state(caf::event_based_actor* self, panel_env env, caf::actor directory, panel_record r)
+  panel_state(caf::event_based_actor* self, panel_env env, directory_impl directory, panel_record r)
       : self_(self),
         env_(std::move(env)),
         directory_(std::move(directory)),
@@ -368,7 +368,7 @@ class panel_state {
 
   caf::event_based_actor* self_;
   panel_env env_;
-  caf::actor directory_;
+  directory_impl directory_;
   panel_record rec_;
   static constexpr size_t max_queued_actions = 1024;
   std::deque<pending_action> actions_;
@@ -385,7 +385,7 @@ class panel_state {
 
 }  // namespace
 
-caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,
+caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, directory_impl directory,
                           panel_record record) {
   auto st =
       std::make_shared<panel_state>(self, std::move(env), std::move(directory), std::move(record));

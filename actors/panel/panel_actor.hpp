@@ -79,7 +79,7 @@ struct panel_env {
   }
 };
 
-caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, caf::actor directory,
+caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, directory_impl directory,
                           panel_record record);
 
 }  // namespace tessera::panel

@@ -26,7 +26,7 @@ const std::vector<std::string> all_fields = {"title",       "desc",     "icon", 
 
 class directory {
  public:
-  directory(caf::event_based_actor* self, directory_config cfg)
+  directory(directory_impl::pointer self, directory_config cfg)
       : self_(self),
         cfg_(std::move(cfg)),
         actors_(self, {"panel", nullptr, [this](const std::string& id) { restart(id); }},
@@ -140,7 +140,7 @@ class directory {
     if (it == bound_.end()) return;
     for (auto& panel_id : it->second)
       if (auto a = actors_.find(panel_id))
-        self_->send(a, storage::changed_atom::value, storage_id, version);
+        caf::anon_send(a, storage::changed_atom::value, storage_id, version);
   }
 
   void rebind(const std::string& id, const std::vector<std::string>& storage_ids) {
@@ -159,7 +159,8 @@ class directory {
   void start(panel_record r) {
     auto id = r.id;
     rebind(id, r.storage_ids);
-    actors_.add(id, self_->spawn(panel_actor, cfg_.env, caf::actor{self_}, std::move(r)));
+    actors_.add(id, self_->spawn(panel_actor, cfg_.env, caf::actor_cast<directory_impl>(self_),
+                                 std::move(r)));
   }
 
   void unbind(const std::string& id) {
@@ -200,7 +201,7 @@ class directory {
     actors::create_definition(self_, cfg_.env.atomic, actors_, r->id, std::move(change), rp);
   }
 
-  caf::event_based_actor* self_;
+  directory_impl::pointer self_;
   directory_config cfg_;
   actors::actor_directory actors_;
   std::unordered_map<std::string, std::vector<std::string>> bindings_;  // panel -> storages
@@ -239,7 +240,7 @@ caf::expected<bundle> parse_bundle(const std::string& text) {
   return b;
 }
 
-caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg) {
+directory_impl::behavior_type panel_directory(directory_impl::pointer self, directory_config cfg) {
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
   self->set_down_handler([dir](caf::down_msg& msg) { dir->actors().down(msg); });
@@ -249,7 +250,7 @@ caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg
   });
   // Forwards a request for panel `id` to its actor, or answers not_found.
   auto forward = [dir](const std::string& id, auto... xs) {
-    return dir->actors().forward(id, xs...);
+    return dir->actors().forward<std::string>(id, xs...);
   };
   return {
       [dir](list_atom) { return dir->list(); },

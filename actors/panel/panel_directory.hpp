@@ -3,7 +3,8 @@
 // while nobody asks for it); it creates and imports panels, forwards everything else to the
 // panel's actor, and routes storage change notifications to the panels bound to the storage.
 //
-// Protocol (replies are JSON text; see panel_actor.hpp for the forwarded messages):
+// Protocol (typed: panel::directory_actor in messages.hpp, directory_impl adds the panel actors'
+// reports; replies are JSON text; see panel_actor.hpp for the forwarded messages):
 //   (list_atom) -> {"panels":[summary...]} in id order, read from RocksDB (exact)
 //   (create_atom, body) -> the full panel | invalid_argument | conflict (the id exists or is
 //       being created) | sandbox_failed (code does not compile). Missing storages of
@@ -41,7 +42,7 @@ struct directory_config {
   runtime::actor_kind_metrics metrics;
 };
 
-caf::behavior panel_directory(caf::event_based_actor* self, directory_config cfg);
+directory_impl::behavior_type panel_directory(directory_impl::pointer self, directory_config cfg);
 
 // Reads a bundle in the export format; invalid_argument names what is wrong.
 struct bundle {

@@ -9,12 +9,14 @@
 #pragma once
 
 #include <caf/actor.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/fwd.hpp>
 #include <chrono>
 #include <functional>
 #include <string>
 
 #include "actors/sandbox/messages.hpp"
+#include "adapters/error.hpp"
 
 namespace tessera::sandbox {
 
@@ -24,8 +26,23 @@ struct code {
   std::string require;          // the function the handler must define: on_action, on_schedule
 };
 
-void check_code(caf::event_based_actor* self, const sandbox_actor& sandbox,
-                std::chrono::milliseconds timeout, const code& c,
-                std::function<void(caf::error)> done);
+// The body of the check call for `c` ("" when there is nothing to check).
+std::string check_body(const code& c);
+
+// `Self`: any event-based actor, typed or not.
+template <class Self>
+void check_code(Self* self, const sandbox_actor& sandbox, std::chrono::milliseconds timeout,
+                const code& c, std::function<void(caf::error)> done) {
+  auto body = check_body(c);
+  if (body.empty()) return done({});
+  self->request(sandbox, timeout, run_atom::value,
+                call{call_kind::check, std::move(body), 0, 0, {}})
+      .then(
+          [done](call_result& res) {
+            if (is_ok(res)) return done({});
+            done(make_error(errc::sandbox_failed, res.body));
+          },
+          [done](caf::error& err) { done(err); });
+}
 
 }  // namespace tessera::sandbox

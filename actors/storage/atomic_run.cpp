@@ -13,16 +13,7 @@ namespace {
 using json = nlohmann::json;
 
 // Calls `done` once every one of `n` parts has reported; the first error wins.
-struct gather {
-  size_t left;
-  caf::error first_error;
-  std::function<void(caf::error)> done;
-
-  void report(caf::error err) {
-    if (err && !first_error) first_error = std::move(err);
-    if (--left == 0) done(std::move(first_error));
-  }
-};
+using detail::gather;
 
 // One run: its attempts share this state.
 struct run_state : std::enable_shared_from_this<run_state> {
@@ -245,23 +236,6 @@ void read_snapshot(caf::event_based_actor* self, const directory_actor& storages
               }
               g->report(err);
             });
-  }
-}
-
-void create_missing(caf::event_based_actor* self, const directory_actor& storages,
-                    std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
-                    const std::map<std::string, std::string>& defaults,
-                    std::function<void(caf::error)> done) {
-  if (ids.empty()) return done({});
-  auto g = std::make_shared<gather>(gather{ids.size(), {}, std::move(done)});
-  for (auto& id : ids) {
-    auto d = defaults.find(id);
-    self->request(storages, timeout, create_atom::value, id,
-                  d == defaults.end() ? std::string{"{}"} : d->second)
-        .then([g](storage_record&) { g->report({}); },
-              [g](caf::error& err) {
-                g->report(code_of(err) == errc::conflict ? caf::error{} : err);
-              });
   }
 }
 

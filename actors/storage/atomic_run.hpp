@@ -31,6 +31,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -38,7 +39,9 @@
 
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
+#include "adapters/error.hpp"
 #include "config/settings.hpp"
+#include "runtime/committer.hpp"
 
 namespace tessera::storage {
 
@@ -49,6 +52,20 @@ struct snapshot_entry {
 
 using snapshot = std::map<std::string, snapshot_entry>;
 
+namespace detail {
+// Counts the replies of several requests down and reports the first error once all are in.
+struct gather {
+  size_t left;
+  caf::error first_error;
+  std::function<void(caf::error)> done;
+
+  void report(caf::error err) {
+    if (err && !first_error) first_error = std::move(err);
+    if (--left == 0) done(std::move(first_error));
+  }
+};
+}  // namespace detail
+
 // Reads every storage in `ids` through the storage directory (a missing one is {} at 0).
 void read_snapshot(caf::event_based_actor* self, const directory_actor& storages,
                    std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
@@ -58,10 +75,24 @@ std::map<std::string, int64_t> versions_of(const snapshot& s);
 
 // Creates each storage of `ids` that does not exist, with its data from `defaults` (JSON
 // object text) or {}; existing ones are left alone. `done` gets the first error, or none.
-void create_missing(caf::event_based_actor* self, const directory_actor& storages,
-                    std::chrono::milliseconds timeout, const std::vector<std::string>& ids,
+// (`Self`: any event-based actor, typed or not.)
+template <class Self>
+void create_missing(Self* self, const directory_actor& storages, std::chrono::milliseconds timeout,
+                    const std::vector<std::string>& ids,
                     const std::map<std::string, std::string>& defaults,
-                    std::function<void(caf::error)> done);
+                    std::function<void(caf::error)> done) {
+  if (ids.empty()) return done({});
+  auto g = std::make_shared<detail::gather>(detail::gather{ids.size(), {}, std::move(done)});
+  for (auto& id : ids) {
+    auto d = defaults.find(id);
+    self->request(storages, timeout, create_atom::value, id,
+                  d == defaults.end() ? std::string{"{}"} : d->second)
+        .then([g](storage_record&) { g->report({}); },
+              [g](caf::error& err) {
+                g->report(code_of(err) == errc::conflict ? caf::error{} : err);
+              });
+  }
+}
 
 // {"id": data, ...} of a snapshot, the data spliced in as it is (no re-encoding).
 std::string storage_object(const snapshot& s);
@@ -69,7 +100,7 @@ std::string storage_object(const snapshot& s);
 struct atomic_env {
   directory_actor storages;                      // storage directory
   sandbox::sandbox_actor sandbox;                // sandbox supervisor
-  caf::actor committer;                          // group committer
+  runtime::committer_actor committer;            // group committer
   std::chrono::milliseconds request_timeout{0};  // reads, commits
   std::chrono::milliseconds call_timeout{0};     // one sandbox call, queueing included
   int max_retries = 0;

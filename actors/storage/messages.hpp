@@ -100,6 +100,9 @@ typename Inspector::result_type inspect(Inspector& f, txn_entry& x) {
 // If-Match versions; empty means unconditional.
 using version_list = std::vector<int64_t>;
 
+// Who hears of every change: (changed_atom, storage id, version; 0 when erased).
+using change_sink = caf::typed_actor<caf::reacts_to<changed_atom, std::string, int64_t>>;
+
 // The storage directory as its clients see it (storage_directory.hpp and storage_actor.hpp
 // have the protocol): REST routes, panels, tasks, transactions and the readiness probe hold
 // this handle, so a request it does not serve, or a reply of the wrong type, does not compile.
@@ -114,7 +117,7 @@ using directory_actor = caf::typed_actor<
     caf::reacts_to<prepare_atom, std::string, int64_t, std::string, int64_t>,
     caf::reacts_to<lock_atom, std::string, int64_t>,
     caf::replies_to<list_atom, std::string, uint32_t>::with<storage_page>,
-    caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, caf::actor>>;
+    caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, change_sink>>;
 
 // The directory's own interface: its clients' and the storage actors' passivation handshake.
 using directory_impl =

@@ -20,7 +20,8 @@ using promise = caf::typed_response_promise<storage_record>;
 // step is in flight (busy). Everything runs on the actor.
 class storage_state {
  public:
-  storage_state(caf::event_based_actor* self, storage_env env, caf::actor directory, std::string id)
+  storage_state(caf::event_based_actor* self, storage_env env, directory_impl directory,
+                std::string id)
       : self_(self),
         env_(std::move(env)),
         directory_(std::move(directory)),
@@ -234,7 +235,7 @@ class storage_state {
 
   caf::event_based_actor* self_;
   storage_env env_;
-  caf::actor directory_;
+  directory_impl directory_;
   storage_owner owner_;
   bool busy_ = false;  // a write batch or a transaction step is in flight
   std::deque<item> queue_;
@@ -242,7 +243,7 @@ class storage_state {
 
 }  // namespace
 
-caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,
+caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, directory_impl directory,
                             std::string id) {
   auto st = std::make_shared<storage_state>(self, std::move(env), directory, std::move(id));
   auto idle = st->idle_passivate();

@@ -69,6 +69,7 @@
 #include "actors/storage/messages.hpp"
 #include "adapters/kv/rocks_store.hpp"
 #include "config/settings.hpp"
+#include "runtime/committer.hpp"
 
 namespace prometheus {
 class Counter;
@@ -82,9 +83,9 @@ struct storage_env {
   prometheus::Counter* commits = nullptr;  // optional
   // runtime/committer.hpp's group committer: every write goes through it (writing inline from
   // many scheduler threads contends inside RocksDB, and an fsync would block the scheduler).
-  caf::actor committer;
+  runtime::committer_actor committer;
   std::chrono::milliseconds commit_timeout{0};
-  caf::actor changes;   // optional: told (changed_atom, id, version) after every change
+  change_sink changes;  // optional: told (changed_atom, id, version) after every change
   size_t max_live = 0;  // the directory passivates the least recently used beyond it (0: none)
 
   // storage.idle_passivate_ms, storage.max_live, config::actor_wait; the store, the committer
@@ -98,7 +99,7 @@ struct storage_env {
   }
 };
 
-caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, caf::actor directory,
+caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, directory_impl directory,
                             std::string id);
 
 }  // namespace tessera::storage

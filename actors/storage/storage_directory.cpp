@@ -44,7 +44,7 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
   auto shared_env = std::make_shared<storage_env>(env);
   actors::directory_policy policy{"storage", nullptr, nullptr, env.max_live};
   policy.activate = [self, shared_env](const std::string& id) {
-    return self->spawn(storage_actor, *shared_env, caf::actor_cast<caf::actor>(self), id);
+    return self->spawn(storage_actor, *shared_env, caf::actor_cast<directory_impl>(self), id);
   };
   auto dir = std::make_shared<actors::actor_directory>(self, std::move(policy), metrics);
   auto catalog = self->spawn<caf::detached + caf::linked>(catalog_actor, env.store);
@@ -96,7 +96,7 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
         return caf::delegated<storage_page>{};
       },
       [=](ready_atom) { return store->healthy(); },
-      [=](watch_atom, const caf::actor& sink) { shared_env->changes = sink; },
+      [=](watch_atom, const change_sink& sink) { shared_env->changes = sink; },
       [=](passivate_atom, const std::string& id, uint64_t handled) {
         if (dir->retire(id, handled, self->current_sender()))
           caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), retire_atom::value);

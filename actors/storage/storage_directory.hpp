@@ -12,7 +12,7 @@
 //   (prepare_atom, id, expected, data, lease_ms), (lock_atom, id, lease_ms) -> as storage_actor
 //   (transaction
 //       steps; a bad id is refused with invalid_argument)
-//   (watch_atom, caf::actor sink) -> no reply; storage actors activated afterwards tell `sink`
+//   (watch_atom, change_sink sink) -> no reply; storage actors activated afterwards tell `sink`
 //       (changed_atom, id, version) after each change. Send it before serving requests.
 //   (ready_atom) -> bool: RocksDB answers a read
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when

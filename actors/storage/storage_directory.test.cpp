@@ -31,7 +31,7 @@ struct fixture {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
 
-  caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
+  runtime::committer_actor committer = runtime::spawn_committer(sys, store);
 
   directory_impl start(std::chrono::milliseconds idle = 30s, size_t max_live = 0) {
     return sys.spawn(storage_directory,

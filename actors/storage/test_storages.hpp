@@ -29,7 +29,7 @@ struct test_storages {
       2, {add_storage_messages, runtime::add_committer_messages, sandbox::add_sandbox_messages}};
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  caf::actor committer = sys.spawn<caf::detached>(runtime::committer, store, size_t{1024});
+  runtime::committer_actor committer = runtime::spawn_committer(sys, store);
   directory_impl storages = sys.spawn(
       storage_directory,
       storage_env{store, std::chrono::seconds(30), nullptr, committer, std::chrono::seconds(5), {}},

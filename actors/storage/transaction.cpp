@@ -42,7 +42,7 @@ caf::error conflict_of(caf::error err) {
 }  // namespace
 
 caf::behavior transaction(caf::event_based_actor* self, directory_actor directory,
-                          caf::actor committer, std::chrono::milliseconds timeout) {
+                          runtime::committer_actor committer, std::chrono::milliseconds timeout) {
   auto st = std::make_shared<txn_state>();
   // Answers every storage and the requester once; `err` empty means committed.
   auto finish = [self, st](caf::error err) {

@@ -34,10 +34,11 @@
 #include <chrono>
 
 #include "actors/storage/messages.hpp"
+#include "runtime/committer.hpp"
 
 namespace tessera::storage {
 
 caf::behavior transaction(caf::event_based_actor* self, directory_actor directory,
-                          caf::actor committer, std::chrono::milliseconds timeout);
+                          runtime::committer_actor committer, std::chrono::milliseconds timeout);
 
 }  // namespace tessera::storage

@@ -157,7 +157,7 @@ TEST_SUITE("actors.storage.transaction") {
     // (The committer is an argument, as CAF 0.17 spawns a function without one through a null
     // tuple pointer, which UBSan reports.)
     auto slow = sys.spawn(
-        [](caf::event_based_actor* a, caf::actor real) -> caf::behavior {
+        [](caf::event_based_actor* a, runtime::committer_actor real) -> caf::behavior {
           using held = std::pair<std::vector<adapters::write_op>, caf::response_promise>;
           auto waiting = std::make_shared<std::vector<held>>();
           return {[=](runtime::commit_atom, std::vector<adapters::write_op>& ops) {
@@ -173,7 +173,8 @@ TEST_SUITE("actors.storage.transaction") {
                   }};
         },
         committer);
-    auto txn = sys.spawn(storage::transaction, storages, slow, 100ms);
+    auto txn = sys.spawn(storage::transaction, storages,
+                         caf::actor_cast<runtime::committer_actor>(slow), 100ms);
     auto out = ask<caf::ok_atom>(txn, runtime::commit_atom::value,
                                  std::vector<txn_entry>{{"a", 1, R"({"n":2})"}});
     CHECK(out);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/task/messages.hpp"
 #include "adapters/kv/rocks_store.hpp"
 
 namespace tessera::task {
@@ -46,20 +47,6 @@ caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(
 // A string member of an untrusted JSON object, or `fallback` (never throws).
 std::string string_member(const nlohmann::json& object, const char* key,
                           const std::string& fallback = {});
-
-struct log_query {
-  std::string task_id;        // empty: every task
-  int32_t min_level = 0;      // 0 debug .. 4 critical
-  int64_t since = 0;          // created_at >= since
-  int64_t until = INT64_MAX;  // created_at < until
-  uint32_t limit = 100;
-  friend bool operator==(const log_query&, const log_query&) = default;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, log_query& x) {
-  return f(caf::meta::type_name("log_query"), x.task_id, x.min_level, x.since, x.until, x.limit);
-}
 
 // GET /api/logs's query parameters as given (absent ones empty).
 struct log_params {

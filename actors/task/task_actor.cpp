@@ -34,7 +34,7 @@ struct pending_run {
 
 class task_state_machine {
  public:
-  task_state_machine(caf::event_based_actor* self, task_env env, caf::actor directory,
+  task_state_machine(caf::event_based_actor* self, task_env env, directory_impl directory,
                      task_record r, task_state s, cron::schedule schedule)
       : self_(self),
         env_(std::move(env)),
@@ -393,7 +393,7 @@ class task_state_machine {
 
   caf::event_based_actor* self_;
   task_env env_;
-  caf::actor directory_;
+  directory_impl directory_;
   task_record rec_;
   task_state st_;
   cron::schedule schedule_;
@@ -411,7 +411,7 @@ class task_state_machine {
 
 }  // namespace
 
-caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
+caf::behavior task_actor(caf::event_based_actor* self, task_env env, directory_impl directory,
                          std::string id, std::string record, std::string state) {
   cron::schedule schedule;
   auto r = decode(record, &schedule);

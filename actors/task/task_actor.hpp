@@ -76,7 +76,7 @@ struct task_env {
 // `record` and `state` are the RocksDB values (task_codec.hpp; an empty state is a fresh
 // one). The actor decodes them itself; an unreadable record is logged, the directory told
 // (gone_atom, id), and the actor quits.
-caf::behavior task_actor(caf::event_based_actor* self, task_env env, caf::actor directory,
+caf::behavior task_actor(caf::event_based_actor* self, task_env env, directory_impl directory,
                          std::string id, std::string record, std::string state);
 
 }  // namespace tessera::task

@@ -19,11 +19,10 @@ namespace {
 
 using json = nlohmann::json;
 using reply_promise = caf::typed_response_promise<std::string>;
-using sweep_atom = caf::atom_constant<caf::atom("tsweep")>;
 
 class directory {
  public:
-  directory(caf::event_based_actor* self, directory_config cfg)
+  directory(directory_impl::pointer self, directory_config cfg)
       : self_(self),
         cfg_(std::move(cfg)),
         actors_(self, {"task", nullptr, [this](const std::string& id) { restart(id); }},
@@ -181,8 +180,8 @@ class directory {
 
  private:
   caf::actor start(const std::string& id, std::string record, std::string state) {
-    auto a = self_->spawn(task_actor, cfg_.env, caf::actor{self_}, id, std::move(record),
-                          std::move(state));
+    auto a = self_->spawn(task_actor, cfg_.env, caf::actor_cast<directory_impl>(self_), id,
+                          std::move(record), std::move(state));
     actors_.add(id, a);
     return a;
   }
@@ -224,7 +223,7 @@ class directory {
     checked_.insert(handler);
   }
 
-  caf::event_based_actor* self_;
+  directory_impl::pointer self_;
   directory_config cfg_;
   std::set<std::string> checked_;
   actors::actor_directory actors_;
@@ -232,7 +231,7 @@ class directory {
 
 }  // namespace
 
-caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg) {
+directory_impl::behavior_type task_directory(directory_impl::pointer self, directory_config cfg) {
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
   dir->sweep();
@@ -242,7 +241,7 @@ caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg)
     self->quit(caf::exit_reason::user_shutdown);
   });
   auto forward = [dir](const std::string& id, auto... xs) {
-    return dir->actors().forward(id, xs...);
+    return dir->actors().forward<std::string>(id, xs...);
   };
   return {
       [dir](list_atom, const std::string& after, uint32_t limit) {

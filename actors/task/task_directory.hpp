@@ -5,7 +5,8 @@
 // task's actor, restarts a task actor that crashed, answers the log queries and sweeps logs
 // older than the retention age (at start and hourly).
 //
-// Protocol (replies are JSON text; see task_actor.hpp for the forwarded messages):
+// Protocol (typed: task::directory_actor in messages.hpp, directory_impl adds the task actors'
+// reports and the sweep; replies are JSON text; see task_actor.hpp for the forwarded messages):
 //   (list_atom, std::string after, uint32_t limit) -> {"tasks":[task objects without
 //       handler]} in id order, read from RocksDB: all of them when limit is 0, else at most
 //       `limit` with ids after `after` and "next_after" (the last id, or null at the end)
@@ -44,6 +45,6 @@ struct directory_config {
   }
 };
 
-caf::behavior task_directory(caf::event_based_actor* self, directory_config cfg);
+directory_impl::behavior_type task_directory(directory_impl::pointer self, directory_config cfg);
 
 }  // namespace tessera::task
