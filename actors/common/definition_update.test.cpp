@@ -45,8 +45,11 @@ struct fixture : storage::test_storages {
       ++*w;
       done(std::string{"written"});
     };
-    auto runner =
-        sys.spawn([env = env, change](caf::event_based_actor* runner_self) -> caf::behavior {
+    // (`change` is a spawn argument: CAF 0.17 spawns a function actor without one through a
+    // null tuple pointer, which UBSan reports.)
+    auto runner = sys.spawn(
+        [env = env](caf::event_based_actor* runner_self,
+                    actors::definition_change change) -> caf::behavior {
           return {
               [runner_self, env, change](go_atom) {
                 auto rp = runner_self->make_response_promise<std::string>();
@@ -57,7 +60,8 @@ struct fixture : storage::test_storages {
                 return rp;
               },
           };
-        });
+        },
+        change);
     auto out = ask<std::string>(runner, go_atom::value);
     caf::anon_send_exit(runner, caf::exit_reason::user_shutdown);
     return out;
@@ -70,9 +74,9 @@ struct fixture : storage::test_storages {
 };
 
 // An actor owning an update_queue whose `run` records each request it starts and waits for a
-// (finish_atom, answer) to finish it; (fail_atom) calls fail_all; (started_atom) -> the bodies of
-// the updates started so far.
-caf::behavior queue_owner(caf::event_based_actor* self) {
+// (finish_atom, answer) to finish it; (fail_atom) calls fail_all with `deleted`; (started_atom) ->
+// the bodies of the updates started so far.
+caf::behavior queue_owner(caf::event_based_actor* self, caf::error deleted) {
   auto started = std::make_shared<std::vector<std::string>>();
   auto pending = std::make_shared<actors::definition_done>();
   auto queue = std::make_shared<actors::update_queue>(
@@ -88,7 +92,7 @@ caf::behavior queue_owner(caf::event_based_actor* self) {
         auto done = std::move(*pending);
         if (done) done(answer);
       },
-      [queue](fail_atom) { queue->fail_all(make_error(errc::not_found, "deleted")); },
+      [queue, deleted](fail_atom) { queue->fail_all(deleted); },
       [started](started_atom) { return *started; },
   };
 }
@@ -158,7 +162,7 @@ std::vector<std::string> started(storage::test_storages& t, const caf::actor& ow
 
 TEST_CASE("updates run one at a time in arrival order, each after the previous one is done") {
   storage::test_storages t;
-  auto owner = t.sys.spawn(queue_owner);
+  auto owner = t.sys.spawn(queue_owner, make_error(errc::not_found, "deleted"));
   for (auto body : {"first", "second", "third"})
     t.self->send(owner, go_atom::value, std::string{body});
   CHECK(started(t, owner) == std::vector<std::string>{"first"});
@@ -175,7 +179,7 @@ TEST_CASE("updates run one at a time in arrival order, each after the previous o
 
 TEST_CASE("fail_all answers every queued update and ignores the running one's later answer") {
   storage::test_storages t;
-  auto owner = t.sys.spawn(queue_owner);
+  auto owner = t.sys.spawn(queue_owner, make_error(errc::not_found, "deleted"));
   for (auto body : {"first", "second"}) t.self->send(owner, go_atom::value, std::string{body});
   t.self->send(owner, fail_atom::value);
   CHECK(next_answer(t.self) == "error: deleted");
