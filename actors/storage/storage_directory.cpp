@@ -57,8 +57,7 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
   // A request for `id` delegated to its actor (which answers the requester), or invalid_argument.
   auto to_owner = [=](const std::string& id, auto... xs) -> caf::result<storage_record> {
     if (!valid_storage_id(id)) return bad_id(id);
-    self->delegate(dir->route(id), xs...);
-    return caf::delegated<storage_record>{};
+    return dir->forward<storage_record>(id, xs...);
   };
   // A transaction step for `id`; a bad id is refused to the transaction at once.
   auto step = [=](const std::string& id, auto... xs) {
