@@ -1,0 +1,158 @@
+// task_machine's runs: see task_machine.hpp and task_actor.hpp's protocol.
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/task/run_history.hpp"
+#include "actors/task/run_log.hpp"
+#include "actors/task/task_machine.hpp"
+#include "actors/task/task_run.hpp"
+#include "adapters/error.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/committer.hpp"
+#include "runtime/log.hpp"
+
+namespace tessera::task {
+
+using json = nlohmann::json;
+
+caf::result<std::string> task_machine::run_now() {
+  auto rp = self_->make_response_promise<std::string>();
+  if (deleted_) {
+    rp.deliver(gone());
+    return rp;
+  }
+  auto d = on_manual(rec_.overlap, rec_.id, busy(), !pending_.empty());
+  pending_run run{{"manual", 0}, rp};
+  if (d.action == overlap_action::refuse)
+    rp.deliver(make_error(errc::conflict, d.message));
+  else if (d.action == overlap_action::queue)
+    pending_.push_back(std::move(run));
+  else
+    start_run(std::move(run));
+  return rp;
+}
+
+void task_machine::skip_run(const planned_skip& skip) {
+  if (env_.metrics) {
+    env_.metrics->count_skip(skip.reason);
+    env_.metrics->count_run("skipped", std::chrono::milliseconds{0});
+  }
+  auto r = begin_run(rec_.id, ++st_.run_seq, skip.run, runtime::now_ms(), "skipped");
+  r.error = {{"kind", skip.reason}, {"message", skip.message}};
+  ops_t ops{{state_key(rec_.id), encode(st_), false}, {run_key(rec_.id, r.seq), encode(r), false}};
+  trim(ops, r.seq);
+  commit(std::move(ops), [](caf::error) {});
+}
+
+void task_machine::start_run(pending_run pending) {
+  auto& run = pending.run;
+  if (env_.gate) {
+    if (!env_.gate->enter()) {  // shutting down: no run starts
+      if (pending.rp)
+        pending.rp->deliver(make_error(errc::unavailable, "the server is shutting down"));
+      return;
+    }
+    ++in_gate_;
+  }
+  auto r = std::make_shared<run_record>(
+      begin_run(rec_.id, ++st_.run_seq, run, runtime::now_ms(), "running"));
+  st_.last_run = r->started_at;
+  if (run.scheduled_for && env_.metrics)
+    env_.metrics->observe_lag(
+        std::chrono::milliseconds{std::max<int64_t>(r->started_at - run.scheduled_for, 0)});
+  ++running_;
+  if (pending.rp) waiting_.emplace(r->seq, *pending.rp);
+  // Written ahead: the scheduled time counts as handled before the handler runs.
+  ops_t ops{{state_key(rec_.id), encode(st_), false},
+            {run_key(rec_.id, r->seq), encode(*r), false},
+            {running_key(rec_.id, r->seq), "", false}};
+  commit(std::move(ops), [this, r](caf::error err) {
+    if (err || deleted_)
+      return finish_run(r, caf::expected<storage::atomic_outcome>{err ? err : gone()});
+    execute(r);
+  });
+}
+
+void task_machine::execute(std::shared_ptr<run_record> r) {
+  storage::run_atomically(
+      self_, env_.atomic, rec_.storage_ids, "task '" + rec_.id + "'",
+      schedule_call(rec_, *r, warm_key()), {}, {},
+      [this, r](caf::expected<storage::atomic_outcome> out) { finish_run(r, std::move(out)); });
+}
+
+void task_machine::finish_run(std::shared_ptr<run_record> r,
+                              caf::expected<storage::atomic_outcome> out) {
+  --running_;
+  auto logs = settle_run(*r, out, runtime::now_ms());
+  st_.last_status = r->status;
+  if (env_.metrics)
+    env_.metrics->count_run(r->status, std::chrono::milliseconds{r->finished_at - r->started_at});
+  json entries;
+  auto ops = log_ops(rec_.id, r->seq, logs, r->finished_at, &entries);
+  ops.push_back({run_key(rec_.id, r->seq), encode(*r), false});
+  ops.push_back({running_key(rec_.id, r->seq), {}, true});
+  ops.push_back({state_key(rec_.id), encode(st_), false});
+  trim(ops, r->seq);
+  auto reply = to_json(*r, std::move(entries)).dump();
+  auto deliver = [this, seq = r->seq, reply](caf::error err) {
+    if (env_.gate && in_gate_ > 0) {  // the run's record is durable (or cannot be)
+      --in_gate_;
+      env_.gate->leave();
+    }
+    auto it = waiting_.find(seq);
+    if (it != waiting_.end()) {
+      if (err)
+        it->second.deliver(err);
+      else
+        it->second.deliver(reply);
+      waiting_.erase(it);
+    }
+    start_next();
+  };
+  if (deleted_) return deliver(gone());
+  commit(std::move(ops), deliver);
+}
+
+// Deletes the finished runs that fall out of the newest env.keep_runs (with their logs).
+void task_machine::trim(ops_t& ops, int64_t seq) {
+  auto more = trim_ops(*env_.store, rec_.id, seq, env_.keep_runs,
+                       [this](int64_t s) { return waiting_.count(s) > 0; });
+  ops.insert(ops.end(), more.begin(), more.end());
+}
+
+// Scheduled runs still waiting when the task is disabled or re-timed do not run.
+void task_machine::cancel_queued() {
+  std::deque<pending_run> keep;
+  for (auto& p : pending_) {
+    if (p.rp) {
+      keep.push_back(std::move(p));
+      continue;
+    }
+    skip_run({p.run, "cancelled",
+              "the task was disabled or its schedule changed before this run started"});
+  }
+  pending_ = std::move(keep);
+}
+
+void task_machine::commit(ops_t ops, std::function<void(caf::error)> done) {
+  ++commits_in_flight_;
+  self_
+      ->request(env_.atomic.committer, env_.atomic.request_timeout, runtime::commit_atom::value,
+                std::move(ops))
+      .then(
+          [this, done](caf::ok_atom) {
+            committed();
+            done({});
+          },
+          [this, done](caf::error& err) {
+            runtime::log_error("task '" + rec_.id + "': commit failed: " + detail_of(err));
+            committed();
+            done(err);
+          });
+}
+
+void task_machine::committed() {
+  if (--commits_in_flight_ == 0 && deleted_ && erase_promise_) erase_history();
+}
+
+}  // namespace tessera::task
