@@ -3,9 +3,20 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace tessera::web {
+
+void ws_outbox::bound(int fd, uint64_t max_pending) {
+  auto requested = static_cast<int>(std::min<uint64_t>(64 * 1024, max_pending / 4));
+  int actual = 0;
+  socklen_t len = sizeof actual;
+  bool known = ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &requested, sizeof requested) == 0 &&
+               ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &actual, &len) == 0;
+  auto kernel = known ? static_cast<uint64_t>(actual) : static_cast<uint64_t>(requested) * 2;
+  limit_ = max_pending > kernel ? max_pending - kernel : 0;
+}
 
 ws_outbox::queued ws_outbox::enqueue(frame f) {
   pending_bytes_ += f.payload->size();

@@ -35,6 +35,13 @@ class ws_outbox {
 
   explicit ws_outbox(uint64_t limit = config::defaults().ws_max_pending_bytes) : limit_(limit) {}
   void set_limit(uint64_t limit) { limit_ = limit; }
+  uint64_t limit() const { return limit_; }
+
+  // Bounds a connection's output at `max_pending` bytes, kernel included: fixes `fd`'s send
+  // buffer (no autotuning up to 4 MiB) at a quarter of it, 64 KiB at most, and takes the rest
+  // as the queue's limit. Linux counts twice the requested size for its bookkeeping, so the
+  // limit leaves what the kernel reports (twice the request when it cannot be read).
+  void bound(int fd, uint64_t max_pending);
 
   // A frame: `header` of size 0 sends `payload` as raw bytes (the 101 response). `message`:
   // a data message, counted by flush in `messages_sent`.

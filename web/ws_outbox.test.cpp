@@ -146,4 +146,24 @@ TEST_SUITE("web.ws_outbox") {
     out.push(text("x"), ws::server_header(ws::opcode::text, 1), true);
     CHECK(out.flush(s.ours) == ws_outbox::flushed::gone);
   }
+
+  TEST_CASE("bound fixes the send buffer and leaves the queue the rest of the bound") {
+    socket_pair s;
+    ws_outbox out;
+    out.bound(s.ours, 1024 * 1024);
+    int kernel = 0;
+    socklen_t len = sizeof kernel;
+    REQUIRE(::getsockopt(s.ours, SOL_SOCKET, SO_SNDBUF, &kernel, &len) == 0);
+    CHECK(kernel >= 64 * 1024);      // asked for 64 KiB; Linux reports twice that
+    CHECK(kernel <= 2 * 64 * 1024);  // and no autotuned megabytes
+    CHECK(out.limit() + static_cast<uint64_t>(kernel) == 1024 * 1024);
+  }
+
+  TEST_CASE("a bound smaller than the kernel's least buffer leaves the queue nothing") {
+    socket_pair s;
+    ws_outbox out;
+    out.bound(s.ours, 1000);
+    CHECK(out.limit() == 0);
+    CHECK(out.render(text("x"), "p", 1) == ws_outbox::queued::too_slow);
+  }
 }

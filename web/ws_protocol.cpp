@@ -39,6 +39,15 @@ std::string accept_key(std::string_view key) {
   return {accept.data(), accept.size()};
 }
 
+std::string upgrade_response(std::string_view key) {
+  return "HTTP/1.1 101 Switching Protocols\r\n"
+         "Upgrade: websocket\r\n"
+         "Connection: Upgrade\r\n"
+         "Server: tessera\r\n"
+         "Sec-WebSocket-Accept: " +
+         accept_key(key) + "\r\n\r\n";
+}
+
 frame_header server_header(opcode op, uint64_t n) {
   frame_header h;
   h.bytes[0] = static_cast<char>(0x80 | static_cast<uint8_t>(op));

@@ -44,6 +44,9 @@ std::optional<upgrade_refusal> check_upgrade(std::string_view key, std::string_v
 // Sec-WebSocket-Accept for a valid client key.
 std::string accept_key(std::string_view key);
 
+// The whole 101 response that accepts the upgrade of a valid client key.
+std::string upgrade_response(std::string_view key);
+
 // The header of a server frame: FIN set, no mask, the shortest length encoding.
 struct frame_header {
   std::array<char, 10> bytes{};

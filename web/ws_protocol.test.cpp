@@ -49,6 +49,18 @@ TEST_SUITE("web.ws_protocol") {
     CHECK(accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   }
 
+  TEST_CASE("the 101 response switches to websocket with the key's accept value, then ends") {
+    auto r = upgrade_response("dGhlIHNhbXBsZSBub25jZQ==");
+    CHECK(r.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0) == 0);
+    CHECK(r.find("\r\nUpgrade: websocket\r\n") != std::string::npos);
+    CHECK(r.find("\r\nConnection: Upgrade\r\n") != std::string::npos);
+    CHECK(r.find("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") !=
+          std::string::npos);
+    CHECK(r.size() >= 4);
+    CHECK(r.substr(r.size() - 4) == "\r\n\r\n");
+    CHECK(r.find("\r\n\r\n") == r.size() - 4);  // one header block, nothing after it
+  }
+
   TEST_CASE("an upgrade needs version 13 and a key of 16 bytes in base64") {
     CHECK_FALSE(check_upgrade("dGhlIHNhbXBsZSBub25jZQ==", "13"));
     CHECK(check_upgrade("dGhlIHNhbXBsZSBub25jZQ==", "8")->status == 426);

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <boost/beast/http/field.hpp>
-#include <cerrno>
 #include <vector>
 
 #include "runtime/log.hpp"
+#include "web/ws_inbox.hpp"
 #include "web/ws_outbox.hpp"
 #include "web/ws_protocol.hpp"
 
@@ -21,8 +21,6 @@ using clock = std::chrono::steady_clock;
 
 constexpr auto linger_limit = std::chrono::seconds(5);      // after our close frame
 constexpr auto drain_poll = std::chrono::milliseconds(10);  // shutdown: answers still due?
-constexpr size_t read_chunk = 64 * 1024;
-constexpr size_t max_read_per_wakeup = 256 * 1024;  // then other connections get a turn
 
 }  // namespace
 
@@ -31,7 +29,7 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   ws_session(tcp::socket socket, http_server::impl& server)
       : socket_(std::move(socket)),
         server_(server),
-        reader_(server.opts.body_limit),
+        inbox_(server.opts.body_limit),
         stall_timer_(socket_.get_executor()),
         idle_timer_(socket_.get_executor()) {
     server_.session_opened();
@@ -42,36 +40,22 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
     if (auto& hub = server_.opts.ws.hub) hub->connections.Decrement();
   }
 
-  // The kernel's send buffer is fixed (no autotuning up to 4 MiB), and the queue takes the rest
-  // of server.ws_max_pending_bytes: a client that never reads holds at most that, kernel
-  // included. Linux doubles SO_SNDBUF for its bookkeeping, so the queue leaves twice of it.
-  void bound_send_buffer() {
-    auto limit = server_.opts.ws.max_pending_bytes;
-    auto requested = std::min<uint64_t>(64 * 1024, limit / 4);
-    boost::system::error_code ec;
-    socket_.set_option(boost::asio::socket_base::send_buffer_size(static_cast<int>(requested)), ec);
-    boost::asio::socket_base::send_buffer_size actual;
-    if (!ec) socket_.get_option(actual, ec);
-    auto kernel = ec ? requested * 2 : static_cast<uint64_t>(actual.value());
-    outbox_.set_limit(limit > kernel ? limit - kernel : 0);
-  }
-
   void start(std::string response, std::string early) {
-    bound_send_buffer();
+    fd_ = socket_.native_handle();
+    outbox_.bound(fd_, server_.opts.ws.max_pending_bytes);  // the kernel's part included
     {
       std::lock_guard lock{server_.ws_mutex};
       server_.ws_sessions[this] = weak_from_this();
     }
-    fd_ = socket_.native_handle();
     last_heard_ = clock::now();
     {
       std::lock_guard lock{out_mutex_};  // raw bytes, no frame header
       push_locked(std::make_shared<const std::string>(std::move(response)), {});
     }
     handler_ = server_.opts.ws.open(shared_from_this());
-    arm_idle(ping_after());
-    in_ = std::move(early);
-    if (!in_.empty()) process();
+    arm_idle(server_.opts.ws.idle_timeout / 2);
+    inbox_.append(early);
+    if (!early.empty()) process();
     wait_readable();
   }
 
@@ -200,14 +184,14 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   }
 
   void send_close(uint16_t code, std::string_view reason) {
-    discarding_ = true;  // what the client sends from now on is not read as messages
+    inbox_.discard();  // what the client sends from now on is not read as messages
     send_control(ws::opcode::close, ws::close_payload(code, reason), true);
   }
 
   // Shutdown: no new messages are read; actions in flight get their answers (counted as
   // requests in flight, so the server's drain waits for them within its grace), then close.
   void drain_then_close() {
-    discarding_ = true;
+    inbox_.discard();
     if (!finished_ && handler_ && handler_->pending() > 0) {
       if (!draining_) server_.in_flight += 1;
       draining_ = true;
@@ -228,11 +212,10 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
 
   // Our close frame is out: wait (a while) for the client to close its side.
   void linger() {
-    discarding_ = lingering_ = true;
+    inbox_.discard();
+    lingering_ = true;
     arm_idle(linger_limit);
   }
-
-  clock::duration ping_after() const { return server_.opts.ws.idle_timeout / 2; }
 
   void arm_idle(clock::duration after) {
     idle_timer_.expires_after(after);
@@ -244,20 +227,18 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   void on_idle_timer() {
     if (finished_) return;
     if (lingering_) return finish();  // the client did not close in time
-    auto silent = clock::now() - last_heard_;
-    if (silent >= server_.opts.ws.idle_timeout) {
+    using act = keepalive_step::act;
+    auto step = keepalive(clock::now() - last_heard_, server_.opts.ws.idle_timeout,
+                          last_ping_ >= last_heard_);
+    if (step.what == act::close) {
       send_close(ws::close_going_away, "nothing heard from the client within the idle timeout");
       return arm_idle(linger_limit);
     }
-    auto next = ping_after() - silent;  // when the silence reaches half the idle timeout
-    if (silent >= ping_after()) {
-      if (last_ping_ < last_heard_) {  // once per silence: a pong ends it
-        send_control(ws::opcode::ping, {});
-        last_ping_ = clock::now();
-      }
-      next = server_.opts.ws.idle_timeout - silent;  // when it reaches the whole
+    if (step.what == act::ping) {
+      send_control(ws::opcode::ping, {});
+      last_ping_ = clock::now();
     }
-    arm_idle(std::max<clock::duration>(next, std::chrono::milliseconds(10)));
+    arm_idle(step.next);
   }
 
   void wait_readable() {
@@ -269,33 +250,18 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   }
 
   void on_readable() {
-    static thread_local std::vector<char> chunk(read_chunk);
-    size_t total = 0;
-    bool eof = false;
-    for (;;) {
-      ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), MSG_DONTWAIT);
-      if (n > 0) {
-        total += static_cast<size_t>(n);
-        if (!discarding_) in_.append(chunk.data(), static_cast<size_t>(n));
-        if (static_cast<size_t>(n) < chunk.size() || total >= max_read_per_wakeup) break;
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-      break;
-    }
-    if (total) last_heard_ = clock::now();
-    if (!discarding_) process();
-    if (eof) return finish();
+    auto got = inbox_.read(fd_);
+    if (got.bytes) last_heard_ = clock::now();
+    process();
+    if (got.ended) return finish();
     wait_readable();
   }
 
   void process() {
     std::vector<ws::event> events;
-    reader_.feed(in_, events);
-    if (in_.capacity() > 16 * 1024 && in_.size() < 4 * 1024) in_.shrink_to_fit();
+    inbox_.take_events(events);
     for (auto& e : events) {
-      if (discarding_) break;
+      if (inbox_.discarding()) break;
       switch (e.what) {
         case ws::event::kind::message:
           if (handler_) handler_->on_message(std::move(e.data));
@@ -313,7 +279,6 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
           break;
       }
     }
-    if (discarding_) in_ = {};
   }
 
   void finish() {
@@ -339,18 +304,16 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
   tcp::socket socket_;  // its executor is the connection's strand
   int fd_ = -1;
   http_server::impl& server_;
-  ws::frame_reader reader_;
+  ws_inbox inbox_;  // the strand's own
   net::steady_timer stall_timer_;
   net::steady_timer idle_timer_;
   std::shared_ptr<ws_handler> handler_;
   // The strand's own.
-  std::string in_;  // received bytes not yet a whole frame
   clock::time_point last_heard_;
   clock::time_point last_ping_;  // our last keep-alive ping
   bool stall_armed_ = false;
-  bool discarding_ = false;  // closing: input is read and dropped
-  bool lingering_ = false;   // our close frame is out
-  bool draining_ = false;    // shutdown: counted in the server's in_flight until answered
+  bool lingering_ = false;  // our close frame is out
+  bool draining_ = false;   // shutdown: counted in the server's in_flight until answered
   bool finished_ = false;
   // Output, shared with the threads that send.
   std::mutex out_mutex_;
@@ -363,15 +326,8 @@ class ws_session final : public ws_connection, public std::enable_shared_from_th
 
 void start_ws_session(tcp::socket socket, const http::request<http::string_body>& request,
                       std::string early, http_server::impl& server) {
-  std::string response =
-      "HTTP/1.1 101 Switching Protocols\r\n"
-      "Upgrade: websocket\r\n"
-      "Connection: Upgrade\r\n"
-      "Server: tessera\r\n"
-      "Sec-WebSocket-Accept: " +
-      ws::accept_key(request[http::field::sec_websocket_key]) + "\r\n\r\n";
   auto session = std::make_shared<ws_session>(std::move(socket), server);
-  session->start(std::move(response), std::move(early));
+  session->start(ws::upgrade_response(request[http::field::sec_websocket_key]), std::move(early));
 }
 
 void close_ws_sessions(http_server::impl& server) {
