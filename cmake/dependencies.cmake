@@ -22,6 +22,8 @@ find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(doctest CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
+# libpq (PostgreSQL 15's client, with pipeline mode) for storage.backend = "postgres".
+find_package(PostgreSQL REQUIRED)
 find_package(OpenSSL REQUIRED)  # SHA-256 and randomness for the token and sessions
 # IANA time zones for cron schedules (GCC 12's libstdc++ has no chrono tzdb). date::date-tz
 # defines USE_OS_TZDB=1: it reads the tzdata package's /usr/share/zoneinfo.

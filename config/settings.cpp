@@ -188,6 +188,22 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint64_t>(v, s.ws_max_pending_bytes, 65536, 1ull << 32);
      }},
+    {"storage.backend", "where durable state lives: rocksdb (embedded) or postgres (postgres_url)",
+     [](settings& s, const std::string& v) -> apply_result {
+       if (v != "rocksdb" && v != "postgres") return "must be \"rocksdb\" or \"postgres\"";
+       s.backend = v;
+       return std::nullopt;
+     }},
+    {"storage.postgres_url",
+     "the PostgreSQL database of backend postgres (libpq connection string or URL)",
+     [](settings& s, const std::string& v) -> apply_result {
+       s.postgres_url = v;
+       return std::nullopt;
+     }},
+    {"storage.postgres_pool", "connections to PostgreSQL at most",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint32_t>(v, s.postgres_pool, 1, 1024);
+     }},
     {"storage.data_dir", "RocksDB data directory",
      [](settings& s, const std::string& v) -> apply_result {
        if (v.empty()) return "must not be empty";
@@ -441,6 +457,9 @@ std::optional<std::string> validate(const settings& s) {
   if (!is_loopback(s.listen.host) && s.api_token.empty() && !s.insecure)
     return "refusing to listen on non-loopback address " + s.listen.host +
            " without server.api_token (--api-token); pass --insecure to do it anyway";
+  if (s.backend == "postgres" && s.postgres_url.empty())
+    return "storage.backend = \"postgres\" needs storage.postgres_url (a libpq connection "
+           "string or a postgresql:// URL)";
   if (s.sandbox_timeout > s.sandbox_max_timeout)
     return "sandbox.timeout_ms must not exceed sandbox.max_timeout_ms";
   if (s.sandbox_memory_mb > s.sandbox_max_memory_mb)

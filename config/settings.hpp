@@ -46,8 +46,11 @@ struct settings {
   std::vector<std::string> allowed_origins;
   bool metrics_public = false;  // /metrics without the token even when one is set
   // [storage]
+  std::string backend = "rocksdb";  // "rocksdb" | "postgres"
   std::string data_dir = "./data";
-  bool sync = false;  // fsync every commit
+  bool sync = false;         // fsync every commit
+  std::string postgres_url;  // backend postgres: a libpq connection string or URL (secret)
+  uint32_t postgres_pool = 8;
   std::chrono::milliseconds idle_passivate{30000};
   uint64_t max_live = 100000;  // live storage actors; the least recently used beyond are passivated
   // [panels]

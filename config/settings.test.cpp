@@ -102,6 +102,23 @@ TEST_SUITE("config.settings") {
               .api_token == "0123456789abcdef");
   }
 
+  TEST_CASE("the postgres backend needs its URL; an unknown backend is named") {
+    CHECK(loaded({}).backend == "rocksdb");
+    CHECK(failure({std::nullopt, {}, {{"storage.backend", "postgres"}}})
+              .find("storage.postgres_url") != std::string::npos);
+    auto s = loaded({std::nullopt,
+                     {{"TESSERA_STORAGE_POSTGRES_URL", "postgresql://u:pw@h/db"}},
+                     {{"storage.backend", "postgres"}, {"storage.postgres_pool", "3"}}});
+    CHECK(s.backend == "postgres");
+    CHECK(s.postgres_url == "postgresql://u:pw@h/db");
+    CHECK(s.postgres_pool == 3);
+    auto message = failure({std::nullopt, {}, {{"storage.backend", "sqlite"}}});
+    CHECK(message.find("storage.backend") != std::string::npos);
+    CHECK(message.find("rocksdb") != std::string::npos);
+    CHECK(failure({std::nullopt, {}, {{"storage.postgres_pool", "0"}}})
+              .find("storage.postgres_pool") != std::string::npos);
+  }
+
   TEST_CASE("listen addresses parse host and port, IPv6 in brackets") {
     CHECK(parse_listen_address("localhost:0")->port == 0);
     CHECK(parse_listen_address("[::1]:8080")->host == "::1");
@@ -118,6 +135,9 @@ TEST_SUITE("config.settings") {
     auto d = loaded({});
     CHECK(s.listen.port == d.listen.port);
     CHECK(s.data_dir == d.data_dir);
+    CHECK(s.backend == d.backend);
+    CHECK(s.postgres_url == d.postgres_url);
+    CHECK(s.postgres_pool == d.postgres_pool);
     CHECK(s.idle_passivate == d.idle_passivate);
     CHECK(s.request_timeout == d.request_timeout);
   }

@@ -5,7 +5,7 @@
 
 namespace tessera::runtime {
 
-void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store> store,
+void committer(caf::blocking_actor* self, std::shared_ptr<adapters::kv_store> store,
                size_t max_batch) {
   bool running = true;
   while (running) {
@@ -33,8 +33,8 @@ void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store>
   }
 }
 
-committer_actor spawn_committer(caf::actor_system& sys,
-                                std::shared_ptr<adapters::rocks_store> store, size_t max_batch) {
+committer_actor spawn_committer(caf::actor_system& sys, std::shared_ptr<adapters::kv_store> store,
+                                size_t max_batch) {
   return caf::actor_cast<committer_actor>(
       sys.spawn<caf::detached>(committer, std::move(store), max_batch));
 }

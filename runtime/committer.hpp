@@ -21,14 +21,14 @@
 #include <memory>
 #include <vector>
 
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::runtime {
 
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
-void committer(caf::blocking_actor* self, std::shared_ptr<adapters::rocks_store> store,
+void committer(caf::blocking_actor* self, std::shared_ptr<adapters::kv_store> store,
                size_t max_batch = 1024);
 
 // The committer as its clients hold it. CAF 0.17 cannot type a blocking actor's receive loop,
@@ -38,8 +38,7 @@ using committer_actor = caf::typed_actor<
     caf::reacts_to<stop_atom>>;
 
 // Spawns the committer on a thread of its own.
-committer_actor spawn_committer(caf::actor_system& sys,
-                                std::shared_ptr<adapters::rocks_store> store,
+committer_actor spawn_committer(caf::actor_system& sys, std::shared_ptr<adapters::kv_store> store,
                                 size_t max_batch = 1024);
 
 void add_committer_messages(caf::actor_system_config& cfg);

@@ -14,9 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_PACKAGES=(cmake g++ ninja-build ccache mold pkg-config
   libcaf-dev librocksdb-dev libboost1.81-dev nlohmann-json3-dev prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev doctest-dev libhowardhinnant-date-dev tzdata
-  pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap libssl-dev)
+  pybind11-dev python3-dev python3-jinja2 libseccomp-dev bubblewrap libssl-dev libpq-dev)
 TEST_PACKAGES=(python3 python3-pytest python3-requests prometheus curl clang-format runsc
-  python3-websockets chromium chromium-driver python3-selenium python3-croniter iproute2)
+  python3-websockets chromium chromium-driver python3-selenium python3-croniter iproute2
+  postgresql)
 BENCH_PACKAGES=(wrk curl python3-websockets)
 
 # ccache hits across fresh clones (CI clones into a new directory every run).
@@ -50,12 +51,24 @@ build() {
   cmake --build "$dir" -j "$(jobs)"
 }
 
+# The end-to-end suites whose outcome depends on how state is stored: they run on PostgreSQL
+# too (a throwaway server the harness starts itself; tests/e2e/postgres.py).
+STORAGE_SUITES=(test_storage_crud.py test_panels.py test_tasks.py test_durability.py
+  test_atomic_actions.py test_concurrency.py test_batched_actions.py)
+
 run_tests() {
   local dir=$1
   log "unit tests ($dir)"
   (cd "$dir" && ctest --output-on-failure)
   log "end-to-end tests ($dir)"
   TESSERA_BIN="$PWD/$dir/tessera" /usr/bin/python3 -m pytest tests/e2e -q -p no:cacheprovider
+}
+
+run_postgres_tests() {
+  local dir=$1
+  log "end-to-end tests on PostgreSQL ($dir): the suites of storage semantics"
+  E2E_BACKEND=postgres TESSERA_BIN="$PWD/$dir/tessera" /usr/bin/python3 -m pytest -q \
+    -p no:cacheprovider "${STORAGE_SUITES[@]/#/tests/e2e/}"
 }
 
 case "${1:-}" in
@@ -78,6 +91,7 @@ case "${1:-}" in
     git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
     build build
     run_tests build
+    run_postgres_tests build
     # The same suites again under AddressSanitizer and UBSan.
     build build-asan -DTESSERA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -22,8 +22,10 @@
 #include "web/http_server.hpp"
 #include "web/import_panel.hpp"
 #include "web/live.hpp"
+#include "web/migrate.hpp"
 #include "web/problem.hpp"
 #include "web/routes.hpp"
+#include "web/store_backend.hpp"
 
 namespace tessera {
 const std::map<std::string_view, std::string_view>& demo_files();  // generated (web/demo/)
@@ -101,30 +103,15 @@ void load_demos(caf::actor_system& system, const panel::directory_actor& panels,
 
 // Runs the server until SIGINT/SIGTERM; returns the process exit code.
 int serve(const config::settings& s) {
-  std::error_code ec;
-  std::filesystem::create_directories(s.data_dir, ec);
-  if (ec) {
-    runtime::log_error("cannot create data dir " + s.data_dir + ": " + ec.message());
-    return 1;
-  }
   auto registry = adapters::make_metrics_registry();
-  auto& write_latency = prometheus::BuildHistogram()
-                            .Name("tessera_rocksdb_write_duration_seconds")
-                            .Help("RocksDB batch write latency, WAL append (and fsync with sync)")
-                            .Register(*registry)
-                            .Add({}, adapters::latency_buckets());
   auto& commits = prometheus::BuildCounter()
                       .Name("tessera_storage_commits_total")
-                      .Help("Storage changes committed to RocksDB")
+                      .Help("Storage changes committed to the durable store")
                       .Register(*registry)
                       .Add({});
-  auto store = adapters::rocks_store::open(
-      {s.data_dir, s.sync, [&write_latency](std::chrono::nanoseconds d) {
-         write_latency.Observe(std::chrono::duration<double>(d).count());
-       }});
+  auto store = web::open_store(s, *registry);
   if (!store) {
-    runtime::log_error("cannot open RocksDB in " + s.data_dir + ": " +
-                       tessera::detail_of(store.error()));
+    runtime::log_error(tessera::detail_of(store.error()));
     return 1;
   }
   runtime::actor_metrics actor_metrics{*registry};
@@ -139,8 +126,9 @@ int serve(const config::settings& s) {
                              {storage::add_storage_messages, runtime::add_committer_messages,
                               sandbox::add_sandbox_messages, task::add_task_messages}};
   caf::actor_system system{cfg};
-  // All RocksDB writes go through the group committer's own thread, one batch (and with sync
-  // one fsync) per group of concurrent commits.
+  // All writes go through the group committer's own thread, one batch (one RocksDB write
+  // batch, with sync one fsync; one PostgreSQL pipeline and commit) per group of concurrent
+  // commits.
   auto committer = runtime::spawn_committer(system, *store);
   auto senv = storage::storage_env::from_settings(s);
   senv.store = *store;
@@ -232,7 +220,7 @@ int serve(const config::settings& s) {
   }
   auto port = std::get<uint16_t>(bound);
   auth->set_port(port);
-  runtime::log_info("data dir " + s.data_dir + (s.sync ? " (fsync per commit)" : ""));
+  runtime::log_info("durable state: " + web::describe_store(s));
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 
   server->run();
@@ -298,8 +286,22 @@ int main(int argc, char** argv) {
   import_cmd->add_flag("--replace", import_opts.replace, "update the panel if it exists");
   web::cron_options cron_opts;
   auto* cron_cmd = web::add_cron_command(app, cron_opts);
+  std::string migrate_from, migrate_to;
+  bool migrate_force = false;
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate",
+      "copy storages, panels, tasks, runs and logs between stores, or from/to the origin app's "
+      "data directory; prints counts and checksums of both sides");
+  migrate_cmd
+      ->add_option("--from", migrate_from,
+                   "rocksdb:DIR | postgres://... | postgres:KEY=VALUE... | files:DIR")
+      ->required();
+  migrate_cmd->add_option("--to", migrate_to, "the same forms; must be empty")->required();
+  migrate_cmd->add_flag("--force", migrate_force, "write over a target that is not empty");
   CLI11_PARSE(app, argc, argv);
   if (cron_cmd->parsed()) return web::run_cron_command(cron_opts);
+  if (migrate_cmd->parsed())
+    return web::run_migrate_command(migrate_from, migrate_to, migrate_force);
   if (import_cmd->parsed()) {
     for (auto* name : {"TESSERA_API_TOKEN", "TESSERA_SERVER_API_TOKEN"})
       if (auto* v = std::getenv(name); v && import_opts.token.empty()) import_opts.token = v;

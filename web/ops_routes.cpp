@@ -20,7 +20,7 @@ void add_ops_routes(router& r, const route_context& ctx, const storage::director
               *ctx.system, directory, std::chrono::milliseconds(1000),
               [done](caf::expected<bool> ok) {
                 if (ok && *ok) return done(json_response(200, R"({"status":"ready"})"));
-                done(problem(errc::unavailable, ok ? "RocksDB does not answer"
+                done(problem(errc::unavailable, ok ? "the durable store does not answer"
                                                    : "the storage directory does not answer"));
               },
               storage::ready_atom::value);

@@ -11,7 +11,7 @@
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
 #include "web/router.hpp"

@@ -31,13 +31,13 @@
 #include <vector>
 
 #include "actors/panel/panel_actor.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 #include "runtime/actor_metrics.hpp"
 
 namespace tessera::panel {
 
 struct directory_config {
-  std::shared_ptr<adapters::rocks_store> store;
+  std::shared_ptr<adapters::kv_store> store;
   panel_env env;
   runtime::actor_kind_metrics metrics;
 };

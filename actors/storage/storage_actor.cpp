@@ -34,6 +34,7 @@ class storage_state {
   const std::string& id() const { return owner_.id(); }
 
   caf::result<storage_record> read() {
+    refresh();
     auto rp = self_->make_response_promise<storage_record>();
     later([this, rp]() mutable {
       auto r = owner_.read();
@@ -51,6 +52,7 @@ class storage_state {
   // that turn comes after `due`, it is answered `timeout` and writes nothing.
   caf::result<storage_record> write(std::function<caf::expected<change>(storage_owner&)> make,
                                     clock::time_point due = clock::time_point::max()) {
+    refresh();
     auto rp = self_->make_response_promise<storage_record>();
     queue_.push_back({std::move(make), {}, rp, due});
     pump();
@@ -60,6 +62,7 @@ class storage_state {
   // A transaction step (transaction.hpp), in its turn: check the version, hand T the write
   // ops, and serve nothing else until T decides.
   void prepare(caf::actor txn, int64_t expected, std::string data, int64_t lease_ms) {
+    refresh();
     later([=, this] {
       auto step = owner_.prepare(expected, data);
       if (!step) {
@@ -86,6 +89,7 @@ class storage_state {
 
   // Locked until T answers with the record it committed (version 0: unchanged).
   void lock(caf::actor txn, int64_t lease_ms) {
+    refresh();
     later([=, this] {
       auto current = owner_.read();
       if (!current && code_of(current.error()) != errc::not_found) {
@@ -122,6 +126,11 @@ class storage_state {
   }
 
  private:
+  // A load the store could not serve (unavailable) is tried again by the next request.
+  void refresh() {
+    if (idle()) owner_.retry_load(*env_.store);
+  }
+
   struct item {
     std::function<caf::expected<change>(storage_owner&)> write;  // a write, or
     std::function<void()> other;                                 // a read or a step

@@ -67,7 +67,7 @@
 #include <string>
 
 #include "actors/storage/messages.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 #include "config/settings.hpp"
 #include "runtime/committer.hpp"
 
@@ -78,7 +78,7 @@ class Counter;
 namespace tessera::storage {
 
 struct storage_env {
-  std::shared_ptr<adapters::rocks_store> store;
+  std::shared_ptr<adapters::kv_store> store;
   std::chrono::milliseconds idle_passivate{0};
   prometheus::Counter* commits = nullptr;  // optional
   // runtime/committer.hpp's group committer: every write goes through it (writing inline from

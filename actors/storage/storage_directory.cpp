@@ -9,7 +9,7 @@
 namespace tessera::storage {
 namespace {
 
-caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::rocks_store> store) {
+caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::kv_store> store) {
   return {
       [=](list_atom, const std::string& after, uint32_t limit) -> caf::result<storage_page> {
         auto rows = store->scan(key_prefix, after, limit + 1);

@@ -9,6 +9,7 @@
 
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
+#include "adapters/kv/rocks_store.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
 
@@ -22,7 +23,7 @@ struct fixture {
   std::filesystem::path data_dir =
       std::filesystem::temp_directory_path() /
       ("tessera-dir-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-  std::shared_ptr<adapters::rocks_store> store =
+  std::shared_ptr<adapters::kv_store> store =
       *adapters::rocks_store::open({data_dir.string(), /*sync=*/true, nullptr});
   std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
   runtime::actor_metrics metrics{*registry};

@@ -23,8 +23,20 @@ bool matches(const version_list& if_match, int64_t version) {
 
 }  // namespace
 
-storage_owner::storage_owner(const adapters::rocks_store& store, std::string id)
-    : id_(std::move(id)) {
+storage_owner::storage_owner(const adapters::kv_store& store, std::string id) : id_(std::move(id)) {
+  load(store);
+}
+
+void storage_owner::retry_load(const adapters::kv_store& store) {
+  if (!load_error_ || code_of(load_error_) != errc::unavailable) return;
+  load_error_ = caf::error{};
+  record_.reset();
+  document_ = nlohmann::json{};
+  floor_ = 0;
+  load(store);
+}
+
+void storage_owner::load(const adapters::kv_store& store) {
   auto value = store.get(storage_key(id_));
   if (!value) {
     load_error_ = std::move(value.error());
@@ -134,7 +146,7 @@ change storage_owner::with_data(storage_record next, nlohmann::json document) co
   return change{std::move(next), std::move(document), std::move(reply), std::move(ops)};
 }
 
-void storage_owner::load_floor(const adapters::rocks_store& store) {
+void storage_owner::load_floor(const adapters::kv_store& store) {
   auto value = store.get(tombstone_key(id_));
   if (!value) {
     load_error_ = std::move(value.error());

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "actors/storage/messages.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::storage {
 
@@ -33,7 +33,12 @@ struct change {
 
 class storage_owner {
  public:
-  storage_owner(const adapters::rocks_store& store, std::string id);
+  storage_owner(const adapters::kv_store& store, std::string id);
+
+  // After a load that failed because the store could not be reached (errc::unavailable: a
+  // shared backend down for a while), loads again; any other state is kept. A load that
+  // failed otherwise (an unreadable record) stays failed until the actor is re-activated.
+  void retry_load(const adapters::kv_store& store);
 
   const std::string& id() const { return id_; }
   int64_t version() const { return record_ ? record_->version : 0; }
@@ -62,13 +67,14 @@ class storage_owner {
   caf::error not_found() const;
   storage_record next_version() const;
   change with_data(storage_record next, nlohmann::json document) const;
-  void load_floor(const adapters::rocks_store& store);
+  void load(const adapters::kv_store& store);
+  void load_floor(const adapters::kv_store& store);
 
   std::string id_;
   std::optional<storage_record> record_;  // nullopt: absent
   nlohmann::json document_;               // record_->data parsed, to merge without re-parsing
   int64_t floor_ = 0;                     // absent: the version it was erased at (tombstone)
-  caf::error load_error_;                 // RocksDB could not be read at activation
+  caf::error load_error_;                 // the store could not be read at activation
 };
 
 }  // namespace tessera::storage

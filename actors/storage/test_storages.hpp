@@ -12,6 +12,7 @@
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/storage_directory.hpp"
 #include "adapters/error.hpp"
+#include "adapters/kv/rocks_store.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
 
@@ -21,7 +22,7 @@ struct test_storages {
   std::filesystem::path data_dir =
       std::filesystem::temp_directory_path() /
       ("tessera-storages-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-  std::shared_ptr<adapters::rocks_store> store =
+  std::shared_ptr<adapters::kv_store> store =
       *adapters::rocks_store::open({data_dir.string(), /*sync=*/false, nullptr});
   std::shared_ptr<prometheus::Registry> registry = adapters::make_metrics_registry();
   runtime::actor_metrics metrics{*registry};

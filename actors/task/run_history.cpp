@@ -10,7 +10,7 @@ namespace tessera::task {
 using json = nlohmann::json;
 using ops_t = std::vector<adapters::write_op>;
 
-caf::expected<std::string> runs_page(const adapters::rocks_store& store, const std::string& task_id,
+caf::expected<std::string> runs_page(const adapters::kv_store& store, const std::string& task_id,
                                      int64_t before_seq, uint32_t limit) {
   auto from = run_key(task_id, 0);
   auto to = before_seq > 0 ? run_key(task_id, before_seq) : run_prefix(task_id) + "~";
@@ -29,7 +29,7 @@ caf::expected<std::string> runs_page(const adapters::rocks_store& store, const s
   return json{{"runs", std::move(out)}, {"next_cursor", std::move(next)}}.dump();
 }
 
-ops_t trim_ops(const adapters::rocks_store& store, const std::string& task_id, int64_t newest_seq,
+ops_t trim_ops(const adapters::kv_store& store, const std::string& task_id, int64_t newest_seq,
                uint32_t keep_runs, const std::function<bool(int64_t)>& held) {
   ops_t ops;
   auto below = newest_seq - static_cast<int64_t>(keep_runs) + 1;
@@ -45,8 +45,7 @@ ops_t trim_ops(const adapters::rocks_store& store, const std::string& task_id, i
   return ops;
 }
 
-caf::expected<ops_t> erase_task_ops(const adapters::rocks_store& store,
-                                    const std::string& task_id) {
+caf::expected<ops_t> erase_task_ops(const adapters::kv_store& store, const std::string& task_id) {
   ops_t ops{{task_key(task_id), {}, true}, {state_key(task_id), {}, true}};
   for (auto prefix : {run_prefix(task_id), std::string{running_prefix} + task_id + "/"}) {
     auto rows = store.scan(prefix, "", 100'000'000);

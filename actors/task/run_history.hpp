@@ -16,26 +16,26 @@
 #include <string>
 #include <vector>
 
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::task {
 
 // {"runs":[newest first, each with its logs], "next_cursor": seq | null}: the runs of `task_id`
 // before `before_seq` (0: from the newest), at most `limit`. Unreadable records are left out.
-caf::expected<std::string> runs_page(const adapters::rocks_store& store, const std::string& task_id,
+caf::expected<std::string> runs_page(const adapters::kv_store& store, const std::string& task_id,
                                      int64_t before_seq, uint32_t limit);
 
 // The ops deleting the finished runs (with their logs) that fall out of the newest `keep_runs`
 // once run `newest_seq` is written; runs still running or `held` are kept. At most 64 runs
 // are trimmed per call, so a lowered keep_runs catches up over several runs.
-std::vector<adapters::write_op> trim_ops(const adapters::rocks_store& store,
+std::vector<adapters::write_op> trim_ops(const adapters::kv_store& store,
                                          const std::string& task_id, int64_t newest_seq,
                                          uint32_t keep_runs,
                                          const std::function<bool(int64_t seq)>& held);
 
 // The ops deleting the task entirely: its definition, its scheduler state, every run record,
 // running marker and log line (both indexes).
-caf::expected<std::vector<adapters::write_op>> erase_task_ops(const adapters::rocks_store& store,
+caf::expected<std::vector<adapters::write_op>> erase_task_ops(const adapters::kv_store& store,
                                                               const std::string& task_id);
 
 }  // namespace tessera::task

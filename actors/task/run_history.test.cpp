@@ -8,6 +8,7 @@
 
 #include "actors/task/run_log.hpp"
 #include "actors/task/task_codec.hpp"
+#include "adapters/kv/rocks_store.hpp"
 
 using namespace tessera;
 using namespace tessera::task;
@@ -20,7 +21,7 @@ struct history {
   std::filesystem::path dir =
       std::filesystem::temp_directory_path() /
       ("tessera-history-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-  std::shared_ptr<adapters::rocks_store> store =
+  std::shared_ptr<adapters::kv_store> store =
       *adapters::rocks_store::open({dir.string(), /*sync=*/false, nullptr});
 
   ~history() {

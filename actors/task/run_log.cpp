@@ -91,7 +91,7 @@ std::vector<adapters::write_op> log_ops(const std::string& task_id, int64_t seq,
   return ops;
 }
 
-caf::expected<json> run_logs(const adapters::rocks_store& store, const std::string& task_id,
+caf::expected<json> run_logs(const adapters::kv_store& store, const std::string& task_id,
                              int64_t seq) {
   auto rows = store.scan(run_log_prefix(task_id, seq), "", 100'000);
   if (!rows) return rows.error();
@@ -100,7 +100,7 @@ caf::expected<json> run_logs(const adapters::rocks_store& store, const std::stri
   return out;
 }
 
-caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::rocks_store& store,
+caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::kv_store& store,
                                                              const std::string& task_id,
                                                              int64_t seq) {
   std::vector<adapters::write_op> ops{{run_key(task_id, seq), {}, true}};
@@ -113,8 +113,8 @@ caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::roc
   return ops;
 }
 
-caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(
-    const adapters::rocks_store& store, const std::string& task_id) {
+caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(const adapters::kv_store& store,
+                                                                  const std::string& task_id) {
   std::vector<adapters::write_op> ops;
   auto rows = store.scan(task_log_prefix(task_id), "", 100'000'000);
   if (!rows) return rows.error();
@@ -168,7 +168,7 @@ caf::expected<log_query> parse_log_query(const log_params& p) {
   return q;
 }
 
-caf::expected<std::string> query_logs(const adapters::rocks_store& store, const log_query& q) {
+caf::expected<std::string> query_logs(const adapters::kv_store& store, const log_query& q) {
   json logs = json::array();
   auto keep = [&](const std::string& value) {
     auto entry = json::parse(value, nullptr, false);
@@ -209,7 +209,7 @@ caf::expected<std::string> query_logs(const adapters::rocks_store& store, const 
   return json{{"logs", std::move(logs)}, {"count", count}}.dump();
 }
 
-caf::expected<size_t> delete_logs(adapters::rocks_store& store, int64_t before,
+caf::expected<size_t> delete_logs(adapters::kv_store& store, int64_t before,
                                   const std::optional<std::string>& task_id) {
   size_t deleted = 0;
   std::string from = "log/";

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "actors/task/messages.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::task {
 
@@ -32,17 +32,17 @@ std::vector<adapters::write_op> log_ops(const std::string& task_id, int64_t seq,
                                         nlohmann::json* entries);
 
 // The API entries of run `seq`, in order.
-caf::expected<nlohmann::json> run_logs(const adapters::rocks_store& store,
-                                       const std::string& task_id, int64_t seq);
+caf::expected<nlohmann::json> run_logs(const adapters::kv_store& store, const std::string& task_id,
+                                       int64_t seq);
 
 // The ops deleting run `seq` of `task_id`: its record and its log lines.
-caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::rocks_store& store,
+caf::expected<std::vector<adapters::write_op>> erase_run_ops(const adapters::kv_store& store,
                                                              const std::string& task_id,
                                                              int64_t seq);
 
 // The ops deleting every log line of `task_id` (both indexes).
-caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(
-    const adapters::rocks_store& store, const std::string& task_id);
+caf::expected<std::vector<adapters::write_op>> erase_task_log_ops(const adapters::kv_store& store,
+                                                                  const std::string& task_id);
 
 // A string member of an untrusted JSON object, or `fallback` (never throws).
 std::string string_member(const nlohmann::json& object, const char* key,
@@ -57,10 +57,10 @@ struct log_params {
 caf::expected<log_query> parse_log_query(const log_params& p);
 
 // {"logs":[entries, newest first], "count": n}
-caf::expected<std::string> query_logs(const adapters::rocks_store& store, const log_query& q);
+caf::expected<std::string> query_logs(const adapters::kv_store& store, const log_query& q);
 
 // Deletes the entries created before `before` (of one task when given); returns how many.
-caf::expected<size_t> delete_logs(adapters::rocks_store& store, int64_t before,
+caf::expected<size_t> delete_logs(adapters::kv_store& store, int64_t before,
                                   const std::optional<std::string>& task_id);
 
 }  // namespace tessera::task

@@ -44,13 +44,13 @@
 #include "actors/task/run_gate.hpp"
 #include "actors/task/task_codec.hpp"
 #include "actors/task/task_metrics.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::task {
 
 struct task_env {
-  std::shared_ptr<adapters::rocks_store> store;  // reads of run history and logs
-  storage::atomic_env atomic;                    // storages, sandbox, committer, timeouts
+  std::shared_ptr<adapters::kv_store> store;  // reads of run history and logs
+  storage::atomic_env atomic;                 // storages, sandbox, committer, timeouts
   scheduler_actor scheduler;
   task_metrics* metrics = nullptr;
   task_limits limits;

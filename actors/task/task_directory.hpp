@@ -31,7 +31,7 @@
 namespace tessera::task {
 
 struct directory_config {
-  std::shared_ptr<adapters::rocks_store> store;
+  std::shared_ptr<adapters::kv_store> store;
   task_env env;
   runtime::actor_kind_metrics metrics;
   std::chrono::hours log_retention{0};  // log lines older than this are deleted

@@ -23,7 +23,7 @@
 #include "actors/common/definition_update.hpp"
 #include "actors/task/task_actor.hpp"
 #include "actors/task/task_policy.hpp"
-#include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::task {
 

@@ -57,9 +57,9 @@ caf::error rocks_store::write(const std::vector<write_op>& ops) {
   return {};
 }
 
-caf::expected<std::vector<std::pair<std::string, std::string>>> rocks_store::scan(
-    std::string_view prefix, std::string_view after, size_t limit) const {
-  std::vector<std::pair<std::string, std::string>> out;
+caf::expected<kv_rows> rocks_store::scan(std::string_view prefix, std::string_view after,
+                                         size_t limit) const {
+  kv_rows out;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{})};
   std::string start{prefix};
   start += after;
@@ -73,9 +73,9 @@ caf::expected<std::vector<std::pair<std::string, std::string>>> rocks_store::sca
   return out;
 }
 
-caf::expected<std::vector<std::pair<std::string, std::string>>> rocks_store::range(
-    std::string_view from, std::string_view to, size_t limit, bool reverse) const {
-  std::vector<std::pair<std::string, std::string>> out;
+caf::expected<kv_rows> rocks_store::range(std::string_view from, std::string_view to, size_t limit,
+                                          bool reverse) const {
+  kv_rows out;
   if (from >= to) return out;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{})};
   rocksdb::Slice lo{from.data(), from.size()}, hi{to.data(), to.size()};

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import postgres
+
 REPO = Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("TESSERA_BIN", str(REPO / "build" / "tessera"))
 START_DEADLINE = 10.0
@@ -125,6 +127,9 @@ class Server:
         if self.listen is not None:
             cmd += ["--listen", self.listen]
         cmd += self.args
+        if postgres.BACKEND == "postgres" and not any("storage.backend" in a for a in self.args):
+            cmd += ["--set", "storage.backend=postgres",
+                    "--set", "storage.postgres_url=" + postgres.shared().database_for(self.data_dir)]
         env = dict(self.env)
         # The demo panel (and its storage) would show in every listing: off unless a test
         # turns it on with --set panels.demos=true.
@@ -156,6 +161,9 @@ class Server:
             match = LISTENING.match(line)
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
+                if postgres.BACKEND == "postgres" and not any("storage.backend" in a
+                                                              for a in self.args):
+                    assert "durable state: PostgreSQL at" in self.stderr(), self.stderr()
                 return self
 
     def _read_stdout(self, proc, lines):

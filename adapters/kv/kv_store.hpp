@@ -1,0 +1,77 @@
+// The durable state of a tessera server as ordered keys and values: storages, panels, tasks,
+// their runs and logs, and the server's metadata (the key layout: docs/architecture.md,
+// "Durable state"). Every actor and route reaches durable state through this interface only;
+// the backends are rocks_store.hpp (embedded RocksDB, the default) and pg_store.hpp
+// (PostgreSQL, shared by many servers).
+//
+// Contract (every backend):
+// - Keys compare bytewise (memcmp, shorter first on a tie), as RocksDB's default comparator.
+// - `write` applies all its ops atomically, or none of them, and returns once they are
+//   durable as the backend is configured (the WAL, fsync with storage.sync, PostgreSQL's
+//   commit); an acknowledged write survives kill -9 of the server.
+// - Reads see every write acknowledged before them.
+// - Every function is thread-safe and blocking. Callers on the CAF scheduler's workers keep to
+//   point reads and bounded pages (the newest runs of a task, a page of storages); writes go
+//   through the group committer (runtime/committer.hpp) on its own thread, and a scan of a
+//   whole prefix runs on a thread of its own (runtime/off_scheduler.hpp), as the task
+//   directory's, the panel list's and a task's history deletion do. The one exception is the
+//   panel directory's load at start, before it serves anything.
+// - Failures are errc::storage_failure (the backend's message as detail, never a password),
+//   or errc::unavailable when the backend cannot be reached now and nothing was written (a
+//   shared backend; the caller may retry). A write failed with storage_failure may or may not
+//   have landed. A missing key is not an error (empty optional).
+#pragma once
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tessera::adapters {
+
+struct write_op {
+  std::string key;
+  std::string value;
+  bool erase = false;  // delete `key` instead of writing `value`
+  friend bool operator==(const write_op&, const write_op&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_op& x) {
+  return f(caf::meta::type_name("write_op"), x.key, x.value, x.erase);
+}
+
+using kv_pair = std::pair<std::string, std::string>;
+using kv_rows = std::vector<kv_pair>;
+
+class kv_store {
+ public:
+  virtual ~kv_store() = default;
+
+  virtual caf::expected<std::optional<std::string>> get(std::string_view key) const = 0;
+
+  // Applies all ops atomically (see the contract).
+  virtual caf::error write(const std::vector<write_op>& ops) = 0;
+
+  // Up to `limit` (key, value) pairs with keys starting with `prefix` and greater than
+  // `prefix + after` (all of them when `after` is empty), in key order.
+  virtual caf::expected<kv_rows> scan(std::string_view prefix, std::string_view after,
+                                      size_t limit) const = 0;
+
+  // Up to `limit` pairs with `from <= key < to`, in key order, or in reverse key order
+  // (largest first) when `reverse`.
+  virtual caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
+                                       bool reverse) const = 0;
+
+  // Makes everything written durable on the backend's own storage; used at shutdown.
+  virtual caf::error flush() = 0;
+
+  // True while the backend answers a read.
+  virtual bool healthy() const = 0;
+};
+
+}  // namespace tessera::adapters

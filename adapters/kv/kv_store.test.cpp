@@ -1,0 +1,272 @@
+#include "adapters/kv/kv_store.hpp"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "adapters/error.hpp"
+#include "adapters/kv/pg_store.hpp"
+#include "adapters/kv/rocks_store.hpp"
+#include "adapters/pg/connection.hpp"
+#include "tests/support/throwaway_postgres.hpp"
+
+using namespace tessera;
+using namespace tessera::adapters;
+using tessera::testing::throwaway_postgres;
+
+namespace {
+
+// A temp dir, removed with its contents when the guard goes.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("tessera-kv-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    std::filesystem::remove_all(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(temp_dir&& o) noexcept : path(std::move(o.path)) { o.path.clear(); }
+};
+
+struct backend {
+  std::string name;
+  std::shared_ptr<kv_store> store;
+  std::shared_ptr<temp_dir> dir;  // RocksDB's, outliving nothing but the store
+  backend(std::string n, std::shared_ptr<kv_store> s, std::shared_ptr<temp_dir> d = nullptr)
+      : name(std::move(n)), store(std::move(s)), dir(std::move(d)) {}
+  ~backend() { store.reset(); }  // the database closes before its dir is removed
+};
+
+std::shared_ptr<pg_store> fresh_pg(size_t pool = 4) {
+  auto s = pg_store::open({throwaway_postgres::shared().fresh_database(), pool});
+  REQUIRE_MESSAGE(s, detail_of(s.error()));
+  return *s;
+}
+
+// The same store contract, checked on every backend.
+std::vector<backend> backends() {
+  auto dir = std::make_shared<temp_dir>();
+  auto rocks = rocks_store::open({dir->path.string(), false, nullptr});
+  REQUIRE(rocks);
+  std::vector<backend> out;
+  out.emplace_back("rocksdb", *rocks, dir);
+  out.emplace_back("postgres", fresh_pg());
+  return out;
+}
+
+std::vector<std::string> keys_of(const kv_rows& rows) {
+  std::vector<std::string> out;
+  for (auto& [k, _] : rows) out.push_back(k);
+  return out;
+}
+
+void put(kv_store& s, std::vector<std::string> keys) {
+  std::vector<write_op> ops;
+  for (auto& k : keys) ops.push_back({k, "v:" + k});
+  REQUIRE_FALSE(s.write(ops));
+}
+
+}  // namespace
+
+TEST_SUITE("adapters.kv_store") {
+  TEST_CASE("a missing key reads as nothing, not as an error, on every backend") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      auto v = b.store->get("storage/none");
+      REQUIRE(v);
+      CHECK_FALSE(v->has_value());
+    }
+  }
+
+  TEST_CASE("a batch's writes and deletes all land, a later op on a key winning") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      REQUIRE_FALSE(b.store->write({{"a", "1"}, {"b", "2"}, {"a", "3"}}));
+      REQUIRE_FALSE(b.store->write({{"b", "", true},
+                                    {"c", std::string("x\0y", 3)},
+                                    {"c", "", true},
+                                    {"c", std::string("\0\xff", 2)}}));
+      CHECK(b.store->get("a")->value() == "3");
+      CHECK_FALSE(b.store->get("b")->has_value());
+      CHECK(b.store->get("c")->value() == std::string("\0\xff", 2));  // bytes, not text
+      CHECK_FALSE(b.store->write({}));
+    }
+  }
+
+  TEST_CASE("a scan keeps to its prefix, in bytewise key order, after a key and up to a limit") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      put(*b.store, {"run/a/2", "run/a/10", "run/a\xff", "run/b/1", "run/", "ru", "rup",
+                     std::string("run/a/\0", 7), "run/a/\xc3\xa9"});
+      auto all = b.store->scan("run/a/", "", 100);
+      REQUIRE(all);
+      CHECK(keys_of(*all) == std::vector<std::string>{std::string("run/a/\0", 7), "run/a/10",
+                                                      "run/a/2", "run/a/\xc3\xa9"});
+      CHECK((*all)[1].second == "v:run/a/10");
+      auto after = b.store->scan("run/a/", "10", 100);
+      CHECK(keys_of(*after) == std::vector<std::string>{"run/a/2", "run/a/\xc3\xa9"});
+      auto first = b.store->scan("run/", "", 2);
+      CHECK(keys_of(*first) == std::vector<std::string>{"run/", std::string("run/a/\0", 7)});
+      auto high = b.store->scan("run/a\xff", "", 10);
+      CHECK(keys_of(*high) == std::vector<std::string>{"run/a\xff"});
+      CHECK(b.store->scan("zzz/", "", 10)->empty());
+      CHECK(b.store->scan("run/", "", 0)->empty());
+    }
+  }
+
+  TEST_CASE("a range is half open, forward or newest first, up to a limit") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      put(*b.store, {"log/001", "log/002", "log/003", "log/004", "m"});
+      CHECK(keys_of(*b.store->range("log/002", "log/004", 10, false)) ==
+            std::vector<std::string>{"log/002", "log/003"});
+      CHECK(keys_of(*b.store->range("log/", "log/\xff", 3, true)) ==
+            std::vector<std::string>{"log/004", "log/003", "log/002"});
+      CHECK(b.store->range("log/004", "log/001", 10, false)->empty());
+      CHECK(b.store->range("log/002", "log/002", 10, true)->empty());
+    }
+  }
+
+  TEST_CASE("flush and healthy answer on every backend") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      CHECK_FALSE(b.store->flush());
+      CHECK(b.store->healthy());
+    }
+  }
+}
+
+TEST_SUITE("adapters.pg_store") {
+  TEST_CASE("a batch that fails in PostgreSQL writes none of its ops") {
+    auto s = fresh_pg();
+    // A key larger than a btree entry may be (about 2,700 bytes, after compression: so it
+    // must not compress) fails inside PostgreSQL.
+    std::string huge;
+    uint32_t x = 12345;
+    for (int i = 0; i < 10000; ++i) huge += static_cast<char>((x = x * 1103515245 + 12345) >> 24);
+    auto err = s->write({{"kept?", "1"}, {huge, "2"}, {"after", "3"}});
+    REQUIRE(err);
+    CHECK(detail_of(err).find("PostgreSQL") != std::string::npos);
+    CHECK_FALSE(s->get("kept?")->has_value());
+    CHECK_FALSE(s->get("after")->has_value());
+    CHECK_FALSE(s->write({{"next", "4"}}));  // the connection serves the next batch
+    CHECK(s->get("next")->value() == "4");
+  }
+
+  TEST_CASE("a batch of many thousand ops goes in one pipeline without blocking either side") {
+    auto s = fresh_pg(1);
+    std::vector<write_op> ops;
+    for (int i = 0; i < 20000; ++i)
+      ops.push_back({"k/" + std::to_string(100000 + i), std::string(200, 'v')});
+    REQUIRE_FALSE(s->write(ops));
+    CHECK(s->scan("k/", "", 100000)->size() == 20000);
+  }
+
+  TEST_CASE("a second server on the same database finds the schema and the data") {
+    auto url = throwaway_postgres::shared().fresh_database();
+    {
+      auto a = pg_store::open({url});
+      REQUIRE(a);
+      REQUIRE_FALSE((*a)->write({{"meta/started", "1"}}));
+    }
+    auto b = pg_store::open({url});
+    REQUIRE(b);
+    CHECK((*b)->get("meta/started")->value() == "1");
+  }
+
+  TEST_CASE("servers starting together on an empty database create the schema once") {
+    auto url = throwaway_postgres::shared().fresh_database();
+    std::vector<std::thread> threads;
+    std::atomic<int> opened{0};
+    for (int i = 0; i < 4; ++i)
+      threads.emplace_back([&] {
+        if (pg_store::open({url})) ++opened;
+      });
+    for (auto& t : threads) t.join();
+    CHECK(opened == 4);
+  }
+
+  TEST_CASE("a schema newer than the server knows is refused, naming both versions") {
+    auto url = throwaway_postgres::shared().fresh_database();
+    REQUIRE(pg_store::open({url}));
+    auto c = pg::connection::open(url, {});
+    REQUIRE(c);
+    REQUIRE((*c)->exec("UPDATE tessera_schema SET version = 99"));
+    auto again = pg_store::open({url});
+    REQUIRE_FALSE(again);
+    auto detail = detail_of(again.error());
+    CHECK(detail.find("version 99") != std::string::npos);
+    CHECK(detail.find("(" + std::to_string(pg_store::schema_version) + ")") != std::string::npos);
+  }
+
+  TEST_CASE("an unreachable server is named by its URL, with the password masked") {
+    auto s = pg_store::open({"postgresql://tessera:s3cret-pw@127.0.0.1:1/db?connect_timeout=2"});
+    REQUIRE_FALSE(s);
+    auto detail = detail_of(s.error());
+    CHECK(detail.find("postgresql://tessera:***@127.0.0.1:1/db") != std::string::npos);
+    CHECK(detail.find("s3cret-pw") == std::string::npos);
+  }
+
+  TEST_CASE("PostgreSQL gone fails calls; back again, the store serves by itself") {
+    auto s = fresh_pg(2);
+    REQUIRE_FALSE(s->write({{"before", "1"}}));
+    auto& server = throwaway_postgres::shared();
+    server.stop();
+    auto during = s->get("before");
+    CHECK_FALSE(during);
+    CHECK_FALSE(s->healthy());
+    CHECK(s->write({{"lost", "1"}}));
+    server.start();
+    auto after = s->get("before");
+    REQUIRE_MESSAGE(after, detail_of(after.error()));
+    CHECK(after->value() == "1");
+    CHECK_FALSE(s->get("lost")->has_value());  // refused, so not written
+    CHECK_FALSE(s->write({{"after", "2"}}));
+    CHECK(s->healthy());
+    CHECK(s->reconnects() >= 1);
+  }
+
+  TEST_CASE("the pool lends at most its size and the rest wait for a connection") {
+    auto s = fresh_pg(2);
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    std::atomic<size_t> most{0};
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 50; ++i) {
+          if (s->write({{"t" + std::to_string(t), std::to_string(i)}})) ++failures;
+          auto used = s->in_use();
+          for (auto m = most.load(); used > m && !most.compare_exchange_weak(m, used);) {
+          }
+        }
+      });
+    for (auto& t : threads) t.join();
+    CHECK(failures == 0);
+    CHECK(most <= 2);
+    CHECK(s->in_use() == 0);
+    CHECK(s->get("t7")->value() == "49");
+  }
+}
+
+TEST_SUITE("adapters.pg mask_password") {
+  TEST_CASE("a URL's password is masked, the rest kept") {
+    CHECK(pg::mask_password("postgres://u:pw@h:5432/db") == "postgres://u:***@h:5432/db");
+    CHECK(pg::mask_password("postgresql://u@h/db") == "postgresql://u@h/db");
+    CHECK(pg::mask_password("postgresql://u:p%40w@h/db?sslmode=require&password=x2") ==
+          "postgresql://u:***@h/db?sslmode=require&password=***");
+    CHECK(pg::mask_password("postgresql:///db?password=abc&user=u") ==
+          "postgresql:///db?password=***&user=u");
+  }
+
+  TEST_CASE("a key=value string's password is masked, quoted or not") {
+    CHECK(pg::mask_password("host=h password=secret dbname=d") == "host=h password=*** dbname=d");
+    CHECK(pg::mask_password("password = 'a b\\' c' host=h") == "password = *** host=h");
+    CHECK(pg::mask_password("host=h mypassword=x") == "host=h mypassword=x");
+  }
+}

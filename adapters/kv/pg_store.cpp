@@ -1,0 +1,261 @@
+#include "adapters/kv/pg_store.hpp"
+
+#include "adapters/error.hpp"
+#include "adapters/pg/connection.hpp"
+
+namespace tessera::adapters {
+namespace {
+
+using statements = std::vector<std::pair<std::string, std::string>>;
+
+// Serializes schema work among servers starting together ("tessera" in ASCII).
+constexpr const char* schema_lock = "SELECT pg_advisory_xact_lock(7310593858020303201)";
+
+const char* const create_v1 =
+    "CREATE TABLE tessera_kv (key bytea PRIMARY KEY, value bytea NOT NULL);"
+    "INSERT INTO tessera_schema (version) VALUES (1);";
+
+std::string select_name(bool inclusive, bool bounded, bool reverse) {
+  return std::string{"sel_"} + (inclusive ? "ge" : "gt") + (bounded ? "_lt" : "") +
+         (reverse ? "_desc" : "");
+}
+
+statements prepared() {
+  statements s{
+      {"get", "SELECT value FROM tessera_kv WHERE key = $1"},
+      {"put",
+       "INSERT INTO tessera_kv (key, value) VALUES ($1, $2) "
+       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"},
+      {"del", "DELETE FROM tessera_kv WHERE key = $1"},
+      {"ping", "SELECT 1"},
+  };
+  for (bool inclusive : {true, false})
+    for (bool bounded : {true, false})
+      for (bool reverse : {true, false}) {
+        std::string sql = "SELECT key, value FROM tessera_kv WHERE key ";
+        sql += inclusive ? ">= $1" : "> $1";
+        sql += bounded ? " AND key < $2" : "";
+        sql += reverse ? " ORDER BY key DESC" : " ORDER BY key";
+        sql += bounded ? " LIMIT $3" : " LIMIT $2";
+        s.emplace_back(select_name(inclusive, bounded, reverse), std::move(sql));
+      }
+  return s;
+}
+
+// The least key greater than every key starting with `prefix` (none: no bound).
+std::optional<std::string> successor(std::string_view prefix) {
+  std::string s{prefix};
+  while (!s.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(s.back());
+    if (last != 0xff) {
+      ++last;
+      return s;
+    }
+    s.pop_back();
+  }
+  return std::nullopt;
+}
+
+// Creates the schema in an empty database, upgrades an older one, refuses a newer one.
+caf::error prepare_schema(pg::connection& c) {
+  auto version = c.exec(std::string{"BEGIN;"} + schema_lock +
+                        ";CREATE TABLE IF NOT EXISTS tessera_schema (version integer NOT NULL);"
+                        "SELECT version FROM tessera_schema");
+  auto rollback = [&c](caf::error err) {
+    (void)c.exec("ROLLBACK");
+    return err;
+  };
+  if (!version) return rollback(version.error());
+  int found = 0;
+  if (!version->empty() && (*version)[0][0]) found = std::stoi(*(*version)[0][0]);
+  if (found > pg_store::schema_version)
+    return rollback(make_error(
+        errc::storage_failure,
+        "the PostgreSQL database holds tessera schema version " + std::to_string(found) +
+            ", newer than this server knows (" + std::to_string(pg_store::schema_version) +
+            "): run a newer tessera, or point storage.postgres_url at another database"));
+  if (found == 0) {
+    if (auto made = c.exec(create_v1); !made) return rollback(made.error());
+  }
+  // Upgrades from older versions go here, one step per version, in this transaction.
+  if (auto done = c.exec("COMMIT"); !done) return done.error();
+  return {};
+}
+
+}  // namespace
+
+class pg_store::lease {
+ public:
+  lease(const pg_store* store, std::unique_ptr<pg::connection> c)
+      : store_(store), c_(std::move(c)) {}
+  lease(lease&&) = default;
+  ~lease() {
+    if (c_) store_->give_back(std::move(c_));
+  }
+  pg::connection* operator->() { return c_.get(); }
+
+ private:
+  const pg_store* store_;
+  std::unique_ptr<pg::connection> c_;
+};
+
+pg_store::pg_store(options opts) : opts_(std::move(opts)) {}
+
+pg_store::~pg_store() = default;
+
+caf::expected<std::shared_ptr<pg_store>> pg_store::open(options opts) {
+  if (opts.pool == 0) opts.pool = 1;
+  {
+    auto boot = pg::connection::open(opts.conninfo, {});
+    if (!boot) return boot.error();
+    if (auto err = prepare_schema(**boot)) return err;
+  }
+  std::shared_ptr<pg_store> store{new pg_store(std::move(opts))};
+  // One connection now, so that a wrong URL or missing table shows at start.
+  auto first = store->acquire();
+  if (!first) return first.error();
+  return store;
+}
+
+caf::expected<pg_store::lease> pg_store::acquire() const {
+  std::unique_ptr<pg::connection> c;
+  {
+    std::unique_lock lock{mutex_};
+    ++waiting_;
+    pool_changed();
+    bool got = freed_.wait_for(lock, opts_.pool_wait,
+                               [this] { return !idle_.empty() || open_ < opts_.pool; });
+    --waiting_;
+    if (!got) pool_changed();
+    if (!got)
+      return make_error(errc::unavailable,
+                        "PostgreSQL: all " + std::to_string(opts_.pool) +
+                            " connections of storage.postgres_pool stayed busy for " +
+                            std::to_string(opts_.pool_wait.count()) + " ms");
+    if (!idle_.empty()) {
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      ++open_;
+    }
+    ++lent_;
+    pool_changed();
+  }
+  if (!c) {
+    auto made = pg::connection::open(opts_.conninfo, prepared());
+    if (!made) {
+      std::lock_guard lock{mutex_};
+      --open_;
+      --lent_;
+      pool_changed();
+      freed_.notify_one();
+      return made.error();
+    }
+    c = std::move(*made);
+  } else if (c->broken()) {
+    {
+      std::lock_guard lock{mutex_};
+      ++reconnects_;
+    }
+    if (opts_.on_reconnect) opts_.on_reconnect();
+    if (auto err = c->reset()) {
+      give_back(std::move(c));  // kept: it is reset again on its next use
+      return err;
+    }
+  }
+  return lease{this, std::move(c)};
+}
+
+void pg_store::give_back(std::unique_ptr<pg::connection> c) const {
+  std::lock_guard lock{mutex_};
+  --lent_;
+  idle_.push_back(std::move(c));
+  pool_changed();
+  freed_.notify_one();
+}
+
+void pg_store::pool_changed() const {
+  if (opts_.on_pool) opts_.on_pool(lent_, waiting_);
+}
+
+size_t pg_store::in_use() const {
+  std::lock_guard lock{mutex_};
+  return lent_;
+}
+
+size_t pg_store::waiting() const {
+  std::lock_guard lock{mutex_};
+  return waiting_;
+}
+
+uint64_t pg_store::reconnects() const {
+  std::lock_guard lock{mutex_};
+  return reconnects_;
+}
+
+caf::expected<std::optional<std::string>> pg_store::get(std::string_view key) const {
+  auto c = acquire();
+  if (!c) return c.error();
+  auto rows = (*c)->run("get", {{key}});
+  if (!rows) return rows.error();
+  if (rows->empty() || !(*rows)[0][0]) return std::optional<std::string>{};
+  return std::optional<std::string>{std::move(*(*rows)[0][0])};
+}
+
+caf::error pg_store::write(const std::vector<write_op>& ops) {
+  if (ops.empty()) return {};
+  auto c = acquire();
+  if (!c) return c.error();
+  std::vector<pg::pipelined> statements;
+  statements.reserve(ops.size());
+  for (auto& op : ops) {
+    if (op.erase)
+      statements.push_back({"del", {{op.key}}});
+    else
+      statements.push_back({"put", {{op.key}, {op.value}}});
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto err = (*c)->run_pipeline(statements);
+  if (opts_.on_write) opts_.on_write(std::chrono::steady_clock::now() - start, ops.size());
+  return err;
+}
+
+caf::expected<kv_rows> pg_store::select(std::string_view lower, bool lower_inclusive,
+                                        std::optional<std::string> upper, size_t limit,
+                                        bool reverse) const {
+  kv_rows out;
+  if (limit == 0) return out;
+  auto c = acquire();
+  if (!c) return c.error();
+  auto n = std::to_string(limit);
+  std::vector<pg::param> params{{lower}};
+  if (upper) params.push_back({*upper});
+  params.push_back(pg::param::of_text(n));
+  auto rows = (*c)->run(select_name(lower_inclusive, upper.has_value(), reverse), params);
+  if (!rows) return rows.error();
+  out.reserve(rows->size());
+  for (auto& r : *rows) out.emplace_back(std::move(*r[0]), std::move(*r[1]));
+  return out;
+}
+
+caf::expected<kv_rows> pg_store::scan(std::string_view prefix, std::string_view after,
+                                      size_t limit) const {
+  std::string start{prefix};
+  start += after;
+  return select(start, after.empty(), successor(prefix), limit, false);
+}
+
+caf::expected<kv_rows> pg_store::range(std::string_view from, std::string_view to, size_t limit,
+                                       bool reverse) const {
+  if (from >= to) return kv_rows{};
+  return select(from, true, std::string{to}, limit, reverse);
+}
+
+caf::error pg_store::flush() { return {}; }  // every acknowledged commit is durable already
+
+bool pg_store::healthy() const {
+  auto c = acquire();
+  return c && static_cast<bool>((*c)->run("ping", {}));
+}
+
+}  // namespace tessera::adapters

@@ -1,0 +1,91 @@
+// The shared backend of kv_store.hpp (its contract holds): the same keys and values as the
+// RocksDB layout, in one PostgreSQL table, so that many tessera servers can share one database
+// (storage.backend = "postgres", storage.postgres_url).
+//
+// Schema (versioned in tessera_schema; see docs/architecture.md, "Durable state"):
+//   tessera_schema(version integer)                 -- one row: the schema's version
+//   tessera_kv(key bytea primary key, value bytea)  -- bytea compares bytewise, as RocksDB
+// `open` creates the schema in an empty database and upgrades an older one, under an advisory
+// lock (servers starting together do it once); it refuses a schema newer than it knows, naming
+// both versions.
+//
+// Contract, beyond kv_store's:
+// - A write is one pipeline of statements (one round trip) in one implicit transaction,
+//   acknowledged once PostgreSQL committed it (durable with the default synchronous_commit).
+//   The group committer makes each of its batches one such write.
+// - A bounded pool of `pool` connections serves every call; a call waits at most `pool_wait`
+//   for one, then fails. A connection found broken is reconnected on its next use, so the store
+//   serves again by itself once PostgreSQL is back.
+// - No error, log line or metric holds the password of the connection string.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "adapters/kv/kv_store.hpp"
+
+namespace tessera::adapters {
+
+namespace pg {
+class connection;
+}
+
+class pg_store final : public kv_store {
+ public:
+  static constexpr int schema_version = 1;
+
+  struct options {
+    std::string conninfo;  // a libpq connection string or postgres:// URL
+    size_t pool = 8;
+    std::chrono::milliseconds pool_wait{5000};
+    // Metrics hooks: after each write (its duration and number of ops); whenever the
+    // connections lent or the callers waiting change (called under the pool's lock: keep it
+    // to a gauge); at each reconnect of a broken connection.
+    std::function<void(std::chrono::nanoseconds, size_t)> on_write;
+    std::function<void(size_t in_use, size_t waiting)> on_pool;
+    std::function<void()> on_reconnect;
+  };
+
+  static caf::expected<std::shared_ptr<pg_store>> open(options opts);
+
+  ~pg_store() override;
+
+  caf::expected<std::optional<std::string>> get(std::string_view key) const override;
+  caf::error write(const std::vector<write_op>& ops) override;
+  caf::expected<kv_rows> scan(std::string_view prefix, std::string_view after,
+                              size_t limit) const override;
+  caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
+                               bool reverse) const override;
+  caf::error flush() override;
+  bool healthy() const override;
+
+  // Connections lent now, and callers waiting for one (metrics).
+  size_t in_use() const;
+  size_t waiting() const;
+  uint64_t reconnects() const;
+
+ private:
+  class lease;
+  explicit pg_store(options opts);
+  caf::expected<lease> acquire() const;
+  void give_back(std::unique_ptr<pg::connection> c) const;
+  void pool_changed() const;  // under mutex_
+  caf::expected<kv_rows> select(std::string_view lower, bool lower_inclusive,
+                                std::optional<std::string> upper, size_t limit, bool reverse) const;
+
+  options opts_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable freed_;
+  mutable std::vector<std::unique_ptr<pg::connection>> idle_;
+  mutable size_t open_ = 0;  // connections made (idle or lent)
+  mutable size_t lent_ = 0;
+  mutable size_t waiting_ = 0;
+  mutable uint64_t reconnects_ = 0;
+};
+
+}  // namespace tessera::adapters

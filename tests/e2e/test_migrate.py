@@ -1,0 +1,106 @@
+"""`tessera migrate`: the origin app's data directory (built here in its layout, from the demo
+bundles the origin shipped) comes into tessera, on RocksDB and on PostgreSQL, and its panels
+answer actions; a store copies to another with equal counts and checksums."""
+import json
+import shutil
+from pathlib import Path
+
+import postgres
+from harness import REPO, run_tessera
+
+DEMO = REPO / "web" / "demo"
+
+
+def origin_data_dir(root):
+    """The origin app's data/ directory: storages/<id>.json holding a storage's data,
+    panels/<id>/{metadata.json,template.html,handler.py}, tasks/<id>/{metadata.json,handler.py}."""
+    root.mkdir(parents=True)
+    (root / "storages").mkdir()
+    (root / "storages" / "todos.json").write_text(json.dumps(
+        {"items": [{"id": 1, "text": "bring milk", "done": False}], "next_id": 2}))
+    for panel in ("todo", "weather"):
+        meta = json.loads((DEMO / panel / "metadata.json").read_text())
+        meta.pop("storages", None)
+        dest = root / "panels" / meta["id"]
+        dest.mkdir(parents=True)
+        (dest / "metadata.json").write_text(json.dumps(meta))
+        shutil.copy(DEMO / panel / "template.html", dest / "template.html")
+        shutil.copy(DEMO / panel / "handler.py", dest / "handler.py")
+    (root / "storages" / "weather.json").write_text(json.dumps({"city": "Taipei"}))
+    task = json.loads((DEMO / "tasks" / "weather-refresh.json").read_text())
+    dest = root / "tasks" / task["id"]
+    dest.mkdir(parents=True)
+    (dest / "metadata.json").write_text(json.dumps(task))
+    shutil.copy(DEMO / "tasks" / "weather-refresh.py", dest / "handler.py")
+    return root
+
+
+def migrate(*args):
+    res = run_tessera("migrate", *args, timeout=60)
+    return res
+
+
+def summary(stdout):
+    """{kind: (source count, target count, verdict)} from migrate's table."""
+    rows = {}
+    for line in stdout.splitlines()[2:]:
+        kind, source, target, verdict = line.split(None, 3)
+        rows[kind] = (int(source), int(target), verdict)
+    return rows
+
+
+def the_todo_panel_answers_actions(srv):
+    res = srv.request("POST", "/api/panels/todo-v2-demo/action",
+                      {"action": "add", "payload": {"text": "from the origin"}})
+    assert res.status == 200, res
+    items = srv.request("GET", "/api/storages/todos").body["data"]["items"]
+    assert [i["text"] for i in items] == ["bring milk", "from the origin"]
+    assert "from the origin" in res.body["html"]
+
+
+def test_the_origin_apps_data_dir_comes_into_rocksdb_and_its_panels_answer_actions(server,
+                                                                                 tmp_path):
+    origin = origin_data_dir(tmp_path / "origin")
+    data = tmp_path / "data"
+    res = migrate("--from", f"files:{origin}", "--to", f"rocksdb:{data}")
+    assert res.returncode == 0, res.stderr
+    rows = summary(res.stdout)
+    assert rows["storages"][:2] == (2, 2) and rows["storages"][2].startswith("equal")
+    assert rows["panels"][:2] == (2, 2) and rows["panels"][2].startswith("equal")
+    assert rows["tasks"][:2] == (1, 1) and rows["tasks"][2].startswith("equal")
+    srv = server("--set", "panels.demos=true", data_dir=data)  # demos must not be added
+    panels = [p["id"] for p in srv.request("GET", "/api/panels").body["panels"]]
+    assert panels == ["todo-v2-demo", "weather"]
+    tasks = srv.request("GET", "/api/tasks").body["tasks"]
+    assert [t["id"] for t in tasks] == ["weather-refresh"]
+    the_todo_panel_answers_actions(srv)
+
+
+def test_the_origin_apps_data_dir_comes_into_postgres_and_back_to_files_unchanged(server,
+                                                                                tmp_path):
+    origin = origin_data_dir(tmp_path / "origin")
+    url = postgres.shared().database_for(tmp_path / "pg")
+    res = migrate("--from", f"files:{origin}", "--to", f"postgres:{url}")
+    assert res.returncode == 0, res.stderr
+    first = summary(res.stdout)
+    res = migrate("--from", f"postgres:{url}", "--to", f"files:{tmp_path / 'back'}")
+    assert res.returncode == 0, res.stderr
+    back = summary(res.stdout)
+    for kind in ("storages", "panels", "tasks"):
+        assert back[kind][2] == first[kind][2], (kind, first[kind], back[kind])
+    srv = server("--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}")
+    the_todo_panel_answers_actions(srv)
+
+
+def test_a_store_that_is_not_empty_is_refused_and_a_bad_file_makes_the_run_incomplete(tmp_path):
+    origin = origin_data_dir(tmp_path / "origin")
+    data = tmp_path / "data"
+    assert migrate("--from", f"files:{origin}", "--to", f"rocksdb:{data}").returncode == 0
+    again = migrate("--from", f"files:{origin}", "--to", f"rocksdb:{data}")
+    assert again.returncode == 1
+    assert "is not empty (--force writes over it)" in again.stderr
+    (origin / "storages" / "broken.json").write_text("{oops")
+    forced = migrate("--from", f"files:{origin}", "--to", f"rocksdb:{data}", "--force")
+    assert forced.returncode == 3, forced.stderr
+    assert "broken.json: is not valid JSON" in forced.stderr
+    assert summary(forced.stdout)["panels"][:2] == (2, 2)
