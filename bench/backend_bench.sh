@@ -41,11 +41,10 @@ mkdir "$work/pg" && chown postgres: "$work/pg"
 pg initdb -D "$work/pg/data" -U postgres -A trust -E UTF8 >/dev/null
 pg pg_ctl -D "$work/pg/data" -l "$work/pg/log" -w \
   -o "-k $work/pg -p 5432 -c listen_addresses='' -c max_connections=200" start >/dev/null
-db_n=0
-fresh_db() {
-  db_n=$((db_n + 1))
-  pg psql "host=$work/pg port=5432 user=postgres" -qc "CREATE DATABASE b$db_n" >/dev/null
-  echo "host=$work/pg port=5432 user=postgres dbname=b$db_n"
+fresh_db() {  # called in $(...): the name cannot come from a counter of this shell
+  local name=b$(date +%s%N)
+  pg psql "host=$work/pg port=5432 user=postgres" -qc "CREATE DATABASE $name" >/dev/null
+  echo "host=$work/pg port=5432 user=postgres dbname=$name"
 }
 
 start_server() {
@@ -91,21 +90,21 @@ for round in $(seq "$rounds"); do
     if [[ $side == rocksdb ]]; then args=(--sync); else args=(--set storage.backend=postgres --set "storage.postgres_url=$(fresh_db)"); fi
     start_server "${args[@]}"
     create_storages 64
-    read -r r64 p64 < <(patch_rate 64)
     ops0=$(metric tessera_postgres_commit_batch_ops_sum || true)
     n0=$(metric tessera_postgres_commit_batch_ops_count || true)
-    read -r r1 p1 < <(patch_rate 1)
+    read -r r64 p64 < <(patch_rate 64)
     batch=-
-    if [[ $side == postgres ]]; then
+    if [[ $side == postgres ]]; then  # a storage merges its own queued writes: 64 storages
       ops1=$(metric tessera_postgres_commit_batch_ops_sum) n1=$(metric tessera_postgres_commit_batch_ops_count)
       batch=$(awk -v a="$ops0" -v b="$ops1" -v c="$n0" -v d="$n1" 'BEGIN { printf "%.1f", (b - a) / (d - c) }')
     fi
+    read -r r1 p1 < <(patch_rate 1)
     stop_server
     if [[ $side == rocksdb ]]; then sets=(--set storage.sync=true); else sets=(--set storage.backend=postgres --set "storage.postgres_url=$(fresh_db)"); fi
     panel=$(TESSERA_BIN=$bin /usr/bin/python3 bench/panel_bench.py --runs 1 --duration "${duration%s}" \
       --connections 16 "${sets[@]}" 2>&1 | grep -E "toggle over HTTP, peak" | awk -F'|' '{gsub(/ /, "", $3); print $3}')
-    printf 'round %d %-9s PATCH 64 storages %6s/s p99 %5s ms | PATCH 1 storage %6s/s p99 %5s ms (writes per commit %s) | panel actions %6s/s\n' \
-      "$round" "$side" "$r64" "$p64" "$r1" "$p1" "$batch" "$panel"
+    printf 'round %d %-9s PATCH 64 storages %6s/s p99 %5s ms (writes per commit %s) | PATCH 1 storage %6s/s p99 %5s ms | panel actions %6s/s\n' \
+      "$round" "$side" "$r64" "$p64" "$batch" "$r1" "$p1" "$panel"
   done
 done
 
