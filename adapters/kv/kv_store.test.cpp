@@ -232,6 +232,26 @@ TEST_SUITE("adapters.pg_store") {
     CHECK(s->reconnects() >= 1);
   }
 
+  TEST_CASE("healthy answers at once while every connection is busy") {
+    auto s = fresh_pg(1);
+    std::vector<write_op> ops;
+    for (int i = 0; i < 60000; ++i)
+      ops.push_back({"h/" + std::to_string(i), std::string(100, 'v')});
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      CHECK_FALSE(s->write(ops));
+      done = true;
+    });
+    while (s->in_use() == 0 && !done) std::this_thread::yield();
+    REQUIRE_FALSE(done);  // 60,000 writes take far longer than noticing the lent connection
+    auto start = std::chrono::steady_clock::now();
+    CHECK(s->healthy());
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(50));
+    CHECK_FALSE(done);  // it answered while the connection was still lent
+    writer.join();
+    CHECK(s->healthy());
+  }
+
   TEST_CASE("the pool lends at most its size and the rest wait for a connection") {
     auto s = fresh_pg(2);
     std::vector<std::thread> threads;

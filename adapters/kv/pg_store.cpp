@@ -117,16 +117,19 @@ caf::expected<std::shared_ptr<pg_store>> pg_store::open(options opts) {
   return store;
 }
 
-caf::expected<pg_store::lease> pg_store::acquire() const {
+caf::expected<pg_store::lease> pg_store::acquire(bool wait) const {
   std::unique_ptr<pg::connection> c;
   {
     std::unique_lock lock{mutex_};
-    ++waiting_;
-    pool_changed();
-    bool got = freed_.wait_for(lock, opts_.pool_wait,
-                               [this] { return !idle_.empty() || open_ < opts_.pool; });
-    --waiting_;
-    if (!got) pool_changed();
+    auto free = [this] { return !idle_.empty() || open_ < opts_.pool; };
+    bool got = free();
+    if (!got && wait) {
+      ++waiting_;
+      pool_changed();
+      got = freed_.wait_for(lock, opts_.pool_wait, free);
+      --waiting_;
+      if (!got) pool_changed();
+    }
     if (!got)
       return make_error(errc::unavailable,
                         "PostgreSQL: all " + std::to_string(opts_.pool) +
@@ -144,6 +147,7 @@ caf::expected<pg_store::lease> pg_store::acquire() const {
   if (!c) {
     auto made = pg::connection::open(opts_.conninfo, prepared());
     if (!made) {
+      note(made.error());
       std::lock_guard lock{mutex_};
       --open_;
       --lent_;
@@ -159,6 +163,7 @@ caf::expected<pg_store::lease> pg_store::acquire() const {
     }
     if (opts_.on_reconnect) opts_.on_reconnect();
     if (auto err = c->reset()) {
+      note(err);
       give_back(std::move(c));  // kept: it is reset again on its next use
       return err;
     }
@@ -197,6 +202,7 @@ caf::expected<std::optional<std::string>> pg_store::get(std::string_view key) co
   auto c = acquire();
   if (!c) return c.error();
   auto rows = (*c)->run("get", {{key}});
+  note(rows ? caf::error{} : rows.error());
   if (!rows) return rows.error();
   if (rows->empty() || !(*rows)[0][0]) return std::optional<std::string>{};
   return std::optional<std::string>{std::move(*(*rows)[0][0])};
@@ -216,6 +222,7 @@ caf::error pg_store::write(const std::vector<write_op>& ops) {
   }
   auto start = std::chrono::steady_clock::now();
   auto err = (*c)->run_pipeline(statements);
+  note(err);
   if (opts_.on_write) opts_.on_write(std::chrono::steady_clock::now() - start, ops.size());
   return err;
 }
@@ -232,6 +239,7 @@ caf::expected<kv_rows> pg_store::select(std::string_view lower, bool lower_inclu
   if (upper) params.push_back({*upper});
   params.push_back(pg::param::of_text(n));
   auto rows = (*c)->run(select_name(lower_inclusive, upper.has_value(), reverse), params);
+  note(rows ? caf::error{} : rows.error());
   if (!rows) return rows.error();
   out.reserve(rows->size());
   for (auto& r : *rows) out.emplace_back(std::move(*r[0]), std::move(*r[1]));
@@ -253,9 +261,24 @@ caf::expected<kv_rows> pg_store::range(std::string_view from, std::string_view t
 
 caf::error pg_store::flush() { return {}; }  // every acknowledged commit is durable already
 
+void pg_store::note(const caf::error& err) const {
+  if (!err)
+    reachable_ = true;
+  else if (code_of(err) == errc::unavailable)
+    reachable_ = false;
+}
+
 bool pg_store::healthy() const {
-  auto c = acquire();
-  return c && static_cast<bool>((*c)->run("ping", {}));
+  auto all_lent = [this] {
+    std::lock_guard lock{mutex_};
+    return idle_.empty() && open_ >= opts_.pool;
+  };
+  if (all_lent()) return reachable_;  // what the last call found
+  auto c = acquire(/*wait=*/false);
+  if (!c) return all_lent() ? reachable_.load() : false;
+  auto pong = (*c)->run("ping", {});
+  note(pong ? caf::error{} : pong.error());
+  return static_cast<bool>(pong);
 }
 
 }  // namespace tessera::adapters

@@ -19,6 +19,7 @@
 // - No error, log line or metric holds the password of the connection string.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -62,6 +63,8 @@ class pg_store final : public kv_store {
   caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
                                bool reverse) const override;
   caf::error flush() override;
+  // Never waits for the pool: with a connection idle it pings through it; with all of them
+  // lent it answers what the last call found (reachable or not).
   bool healthy() const override;
 
   // Connections lent now, and callers waiting for one (metrics).
@@ -72,7 +75,8 @@ class pg_store final : public kv_store {
  private:
   class lease;
   explicit pg_store(options opts);
-  caf::expected<lease> acquire() const;
+  caf::expected<lease> acquire(bool wait = true) const;
+  void note(const caf::error& err) const;  // remembers whether PostgreSQL answered
   void give_back(std::unique_ptr<pg::connection> c) const;
   void pool_changed() const;  // under mutex_
   caf::expected<kv_rows> select(std::string_view lower, bool lower_inclusive,
@@ -86,6 +90,7 @@ class pg_store final : public kv_store {
   mutable size_t lent_ = 0;
   mutable size_t waiting_ = 0;
   mutable uint64_t reconnects_ = 0;
+  mutable std::atomic<bool> reachable_{true};
 };
 
 }  // namespace tessera::adapters
