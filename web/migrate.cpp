@@ -177,15 +177,22 @@ void read_panel_dir(const fs::path& dir, int64_t now, std::map<std::string, std:
   if (!meta.is_object())
     return problems.push_back(file_problem(dir / "metadata.json", "is not a JSON object"));
   if (!meta.contains("id")) meta["id"] = id;
+  std::error_code ec;
+  for (auto* name : {"template.html", "handler.py"})
+    if (fs::exists(dir / name, ec) && !read_text(dir / name))
+      return problems.push_back(file_problem(dir / name, "cannot be read"));
   auto template_text = read_text(dir / "template.html");
   auto handler_text = read_text(dir / "handler.py");
   auto stored = meta;
   stored["template"] = template_text.value_or("");
   stored["handler"] = handler_text.value_or("");
-  if (auto r = panel::decode(stored.dump(), limits()); r && meta.contains("timeout_ms")) {
-    rows[panel::panel_key(r->id)] = panel::encode(*r);
-    return;
-  }
+  auto keep = [&](const panel::panel_record& r) {
+    auto [_, fresh] = rows.emplace(panel::panel_key(r.id), panel::encode(r));
+    if (!fresh)
+      problems.push_back(file_problem(dir, "panel '" + r.id + "' is defined twice; not copied"));
+  };
+  if (auto r = panel::decode(stored.dump(), limits()); r && meta.contains("timeout_ms"))
+    return keep(*r);
   json bundle = {{"metadata", meta}};
   if (template_text) bundle["template"] = *template_text;
   if (handler_text) bundle["handler"] = *handler_text;
@@ -195,7 +202,7 @@ void read_panel_dir(const fs::path& dir, int64_t now, std::map<std::string, std:
   if (!r) return problems.push_back(file_problem(dir, detail_of(r.error())));
   r->version = 1;
   r->created_at = r->updated_at = now;
-  rows[panel::panel_key(r->id)] = panel::encode(*r);
+  keep(*r);
   for (auto& [sid, data] : b->storages) {  // storages the panel brings, unless one exists
     auto key = storage::storage_key(sid);
     if (!rows.count(key)) rows[key] = storage::encode({sid, data, 1, now, now, 0});
@@ -207,12 +214,12 @@ void read_panel_dir(const fs::path& dir, int64_t now, std::map<std::string, std:
 void read_task(json meta, std::optional<std::string> handler, const std::string& where, int64_t now,
                std::map<std::string, std::string>& rows, std::vector<std::string>& problems) {
   if (handler) meta["handler"] = *handler;
-  if (meta.contains("timeout_ms")) {
-    if (auto r = task::decode(meta.dump())) {
-      rows[task::task_key(r->id)] = task::encode(*r);
-      return;
-    }
-  }
+  auto keep = [&](const task::task_record& r) {
+    auto [_, fresh] = rows.emplace(task::task_key(r.id), task::encode(r));
+    if (!fresh) problems.push_back(where + ": task '" + r.id + "' is defined twice; not copied");
+  };
+  if (meta.contains("timeout_ms"))
+    if (auto r = task::decode(meta.dump())) return keep(*r);
   for (auto* field : {"version", "created_at", "updated_at", "next_run", "last_run", "last_status",
                       "status", "running"})
     meta.erase(field);
@@ -220,7 +227,7 @@ void read_task(json meta, std::optional<std::string> handler, const std::string&
   if (!r) return problems.push_back(where + ": " + detail_of(r.error()));
   r->version = 1;
   r->created_at = r->updated_at = now;
-  rows[task::task_key(r->id)] = task::encode(*r);
+  keep(*r);
 }
 
 caf::expected<kv_rows> read_files(const fs::path& root, std::vector<std::string>& problems) {
@@ -233,6 +240,7 @@ caf::expected<kv_rows> read_files(const fs::path& root, std::vector<std::string>
     if (!fs::is_directory(dir, ec)) return;
     std::vector<fs::path> entries;
     for (auto& e : fs::directory_iterator(dir, ec)) entries.push_back(e.path());
+    if (ec) problems.push_back(file_problem(dir, "cannot be listed: " + ec.message()));
     std::sort(entries.begin(), entries.end());
     for (auto& p : entries) f(p);
   };
@@ -273,7 +281,10 @@ caf::expected<kv_rows> read_files(const fs::path& root, std::vector<std::string>
     if (!meta.is_object())
       return problems.push_back(file_problem(dir / "metadata.json", "is not a JSON object"));
     if (!meta.contains("id")) meta["id"] = dir.filename().string();
-    read_task(meta, read_text(dir / "handler.py"), dir.string(), now, rows, problems);
+    auto handler = read_text(dir / "handler.py");
+    if (!handler && fs::exists(dir / "handler.py", ec))
+      return problems.push_back(file_problem(dir / "handler.py", "cannot be read"));
+    read_task(meta, handler, dir.string(), now, rows, problems);
   });
   if (!rows.empty()) rows["meta/started"] = std::to_string(now);  // no demos over migrated data
   return kv_rows{rows.begin(), rows.end()};

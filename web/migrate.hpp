@@ -17,9 +17,12 @@
 //   (running it again gives the same target: idempotent).
 // - A file or record that cannot be read is named with the reason; everything else is copied
 //   and the result says the run is incomplete.
-// - `summary` counts each kind on both sides with a checksum of its content (SHA-256 over the
-//   items in key order; times, which files may lack, are left out), read back from the target
-//   after the copy; equal checksums mean an equal copy.
+// - The result counts each kind on both sides with a checksum of its content (SHA-256 over the
+//   items in key order), the target read back after the copy. It covers ids, storage data and
+//   versions, panel and task definitions, and every other key's bytes; it leaves out times and
+//   definition versions, which the origin's files lack. A file that holds an id already read
+//   (two panel folders naming one id, a task in tasks.json and in tasks/) is a problem, not
+//   copied. Copy from a store no server is writing to: pages are read one after another.
 #pragma once
 
 #include <caf/expected.hpp>

@@ -87,7 +87,7 @@ TEST_SUITE("web.migrate") {
     CHECK(pg.what == endpoint::kind::postgres);
     CHECK(pg.where == "postgresql://u:secret@h/db");
     CHECK(pg.shown == "postgresql://u:***@h/db");
-    CHECK(at("postgres:host=/tmp dbname=x password=p").shown ==
+    CHECK(at("postgres:host=/tmp dbname=x password=pw-9137").shown ==
           "postgres:host=/tmp dbname=x password=***");
     auto bad = parse_endpoint("sqlite:/x?password=secret");
     REQUIRE_FALSE(bad);
@@ -147,12 +147,17 @@ TEST_SUITE("web.migrate") {
     origin_data(t.path / "origin");
     write(t.path / "origin/storages/broken.json", "{not json");
     write(t.path / "origin/panels/nameless/metadata.json", R"({"storage_ids": "todos"})");
+    write(t.path / "origin/tasks/twice/metadata.json",  // tasks.json defines old-one too
+          R"({"id": "old-one", "name": "Again", "schedule": "0 * * * *", "storage_ids": []})");
+    write(t.path / "origin/tasks/twice/handler.py",
+          "def on_schedule(storage):\n    return storage\n");
     auto r = migrate(at("files:" + (t.path / "origin").string()),
                      at("rocksdb:" + (t.path / "rocks").string()), false);
     REQUIRE(r);
-    REQUIRE(r->problems.size() == 2);
+    REQUIRE(r->problems.size() == 3);
     CHECK(r->problems[0].find("broken.json: is not valid JSON") != std::string::npos);
     CHECK(r->problems[1].find("nameless") != std::string::npos);
+    CHECK(r->problems[2].find("task 'old-one' is defined twice; not copied") != std::string::npos);
     CHECK(r->target.at("storages").count == 2);
     CHECK(r->target.at("panels").count == 1);
     CHECK(run_migrate_command("files:" + (t.path / "origin").string(),

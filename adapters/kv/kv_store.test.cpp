@@ -287,6 +287,32 @@ TEST_SUITE("adapters.pg mask_password") {
   TEST_CASE("a key=value string's password is masked, quoted or not") {
     CHECK(pg::mask_password("host=h password=secret dbname=d") == "host=h password=*** dbname=d");
     CHECK(pg::mask_password("password = 'a b\\' c' host=h") == "password = *** host=h");
-    CHECK(pg::mask_password("host=h mypassword=x") == "host=h mypassword=x");
+    CHECK(pg::mask_password("host=h port=5432 dbname=d") == "host=h port=5432 dbname=d");
+  }
+
+  TEST_CASE("what libpq would read as a password is masked, however it is written") {
+    for (std::string s : {"postgres://u:se?cret@h/db", "postgresql://u@h/db?pass%77ord=secret",
+                          "postgresql://u@h/db?sslpassword=secret", "password=\tsecret host=h",
+                          "sslpassword=secret host=h", "dbname='x' password=secret"}) {
+      CAPTURE(s);
+      auto masked = pg::mask_password(s);
+      CHECK(masked.find("secret") == std::string::npos);
+      CHECK(masked.find("cret") == std::string::npos);
+    }
+  }
+
+  TEST_CASE("a string libpq cannot read is not shown at all") {
+    for (std::string s :
+         {"Postgres://u:pw-secret@h", "postgres://u:50%off-secret@h", "host=h mypassword=secret"}) {
+      CAPTURE(s);
+      CHECK(pg::mask_password(s).find("secret") == std::string::npos);
+    }
+  }
+
+  TEST_CASE("a connection string libpq cannot read fails the start without showing it") {
+    auto s = pg_store::open({"postgres://u:50%off-secret@h/db"});
+    REQUIRE_FALSE(s);
+    CHECK(detail_of(s.error()).find("secret") == std::string::npos);
+    CHECK(detail_of(s.error()).find("libpq can read") != std::string::npos);
   }
 }

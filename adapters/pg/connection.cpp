@@ -75,9 +75,46 @@ bool ok(PGresult* r) {
   return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
 }
 
+// The values of the options libpq marks as secret (display "*": password, sslpassword) in
+// `conninfo`; nullopt when libpq cannot parse it.
+std::optional<std::vector<std::string>> secrets_of(std::string_view conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* options = PQconninfoParse(std::string{conninfo}.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!options) return std::nullopt;
+  std::vector<std::string> out;
+  for (auto* o = options; o->keyword; ++o)
+    if (o->val && *o->val && o->dispchar && std::string_view{o->dispchar} == "*")
+      out.emplace_back(o->val);
+  PQconninfoFree(options);
+  return out;
+}
+
+// `text` with every occurrence of a secret replaced.
+std::string scrub(std::string text, const std::vector<std::string>& secrets) {
+  for (auto& secret : secrets)
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3))
+      text.replace(at, secret.size(), "***");
+  return text;
+}
+
+constexpr const char* unparseable = "(a connection string libpq cannot read)";
+
+std::string mask_password_by_shape(std::string_view conninfo);
+
 }  // namespace
 
 std::string mask_password(std::string_view conninfo) {
+  auto secrets = secrets_of(conninfo);
+  if (!secrets) return unparseable;  // its text may hold a password anywhere
+  return scrub(mask_password_by_shape(conninfo), *secrets);
+}
+
+namespace {
+
+// The password in the places a connection string has one: a URL's userinfo and query
+// string, a key=value string's password words (the options libpq parses get scrubbed too).
+std::string mask_password_by_shape(std::string_view conninfo) {
   std::string s{conninfo};
   if (starts_with_ci(s, "postgres://") || starts_with_ci(s, "postgresql://")) {
     auto scheme_end = s.find("://") + 3;
@@ -133,6 +170,8 @@ std::string mask_password(std::string_view conninfo) {
   return out;
 }
 
+}  // namespace
+
 connection::connection(PGconn* c, std::string conninfo,
                        std::vector<std::pair<std::string, std::string>> statements)
     : conn_(c), conninfo_(std::move(conninfo)), statements_(std::move(statements)) {}
@@ -141,9 +180,26 @@ connection::~connection() { PQfinish(conn_); }
 
 caf::expected<std::unique_ptr<connection>> connection::open(
     const std::string& conninfo, std::vector<std::pair<std::string, std::string>> statements) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
+  auto secrets = secrets_of(conninfo);
+  if (!secrets)
+    return make_error(errc::invalid_argument,
+                      "cannot connect to PostgreSQL: the connection string is neither key=value "
+                      "words nor a postgresql:// URL that libpq can read");
+  // Bounds on a server that does not answer, unless the connection string sets its own (it
+  // comes last: its values win). Without them a half-open TCP connection would hold the
+  // committer's thread for as long as the kernel keeps the socket.
+  const char* keys[] = {"connect_timeout",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "tcp_user_timeout",
+                        "dbname",
+                        nullptr};
+  const char* values[] = {"10", "30", "10", "3", "30000", conninfo.c_str(), nullptr};
+  PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!c) return make_error(errc::storage_failure, "PostgreSQL: out of memory");
   std::unique_ptr<connection> conn{new connection(c, conninfo, std::move(statements))};
+  conn->secrets_ = std::move(*secrets);
   if (PQstatus(c) != CONNECTION_OK)
     return conn->failure("cannot connect to PostgreSQL at " + mask_password(conninfo));
   PQsetNoticeProcessor(
@@ -153,12 +209,14 @@ caf::expected<std::unique_ptr<connection>> connection::open(
 }
 
 caf::error connection::failure(std::string_view what, errc code) const {
-  return make_error(code, std::string{what} + ": " + trimmed(PQerrorMessage(conn_)));
+  return make_error(code,
+                    std::string{what} + ": " + scrub(trimmed(PQerrorMessage(conn_)), secrets_));
 }
 
 caf::error connection::prepare_all() {
   for (auto& [name, sql] : statements_) {
     result_ptr r{PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr)};
+    if (broken()) return failure("lost the connection to PostgreSQL");
     if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK)
       return make_error(errc::storage_failure, "PostgreSQL: cannot prepare " + name + ": " +
                                                    trimmed(PQerrorMessage(conn_)));
@@ -166,9 +224,10 @@ caf::error connection::prepare_all() {
   return {};
 }
 
-bool connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+bool connection::broken() const { return poisoned_ || PQstatus(conn_) != CONNECTION_OK; }
 
 caf::error connection::reset() {
+  poisoned_ = false;
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return failure("cannot reconnect to PostgreSQL");
   return prepare_all();
@@ -199,10 +258,13 @@ caf::expected<rows> connection::run(std::string_view statement, const std::vecto
 
 caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
   if (broken()) return failure("lost the connection to PostgreSQL");
-  if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1)
+  if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
+    PQsetnonblocking(conn_, 0);
+    poisoned_ = true;
     return failure("cannot enter pipeline mode");
+  }
   auto leave = [this] {
-    PQexitPipelineMode(conn_);
+    if (PQexitPipelineMode(conn_) != 1) poisoned_ = true;
     PQsetnonblocking(conn_, 0);
   };
   // Sends what is buffered; reads what arrives meanwhile, so that neither side waits on a
@@ -241,6 +303,7 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
   // A statement that failed means nothing of the pipeline committed (PostgreSQL rolls the
   // implicit transaction back at the sync, or when the connection ends before it).
   std::optional<std::string> refused;
+  bool by_server = false;  // the first failure is the server's (it carries a SQLSTATE)
   bool lost = false;
   for (size_t i = 0; i < statements.size() && !lost; ++i) {
     result_ptr r{PQgetResult(conn_)};
@@ -249,9 +312,11 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
       break;
     }
     auto status = PQresultStatus(r.get());
-    if (!refused && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+    if (!refused && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       refused = status == PGRES_PIPELINE_ABORTED ? std::string{"the pipeline was aborted"}
                                                  : trimmed(PQresultErrorMessage(r.get()));
+      by_server = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) != nullptr;
+    }
     result_ptr end{PQgetResult(conn_)};  // each statement's results end with a null
   }
   bool synced = false;
@@ -259,13 +324,16 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
     result_ptr sync{PQgetResult(conn_)};
     synced = sync && PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC;
   }
-  PQexitPipelineMode(conn_);
-  if (refused) {
+  if (PQexitPipelineMode(conn_) != 1) poisoned_ = true;  // out of step: reset before reuse
+  // The server answers a statement only after running it and commits at the sync, so a
+  // statement it refused (or interrupted: its error in place of the statement's answer) means
+  // nothing committed. An error libpq made up (the connection lost while reading) does not.
+  if (refused && by_server) {
     if (broken())
       return failure("lost the connection to PostgreSQL; nothing of the commit was written");
     return make_error(errc::storage_failure, "PostgreSQL refused a write: " + *refused);
   }
-  if (!synced) return unknown();
+  if (refused || !synced) return unknown();
   return {};
 }
 

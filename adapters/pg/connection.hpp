@@ -84,6 +84,9 @@ class connection {
   caf::error failure(std::string_view what, errc code = errc::unavailable) const;
 
   pg_conn* conn_;
+  bool poisoned_ = false;
+  std::vector<std::string> secrets_;  // scrubbed from every message  // left in pipeline mode or
+                                      // out of step: reset before reuse
   std::string conninfo_;
   std::vector<std::pair<std::string, std::string>> statements_;
 };
