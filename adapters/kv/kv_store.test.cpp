@@ -44,7 +44,7 @@ struct backend {
 };
 
 std::shared_ptr<pg_store> fresh_pg(size_t pool = 4) {
-  auto s = pg_store::open({throwaway_postgres::shared().fresh_database(), pool});
+  auto s = pg_store::open(throwaway_postgres::shared().fresh_database(), pool);
   REQUIRE_MESSAGE(s, detail_of(s.error()));
   return *s;
 }
@@ -171,11 +171,11 @@ TEST_SUITE("adapters.pg_store") {
   TEST_CASE("a second server on the same database finds the schema and the data") {
     auto url = throwaway_postgres::shared().fresh_database();
     {
-      auto a = pg_store::open({url});
+      auto a = pg_store::open(url);
       REQUIRE(a);
       REQUIRE_FALSE((*a)->write({{"meta/started", "1"}}));
     }
-    auto b = pg_store::open({url});
+    auto b = pg_store::open(url);
     REQUIRE(b);
     CHECK((*b)->get("meta/started")->value() == "1");
   }
@@ -186,7 +186,7 @@ TEST_SUITE("adapters.pg_store") {
     std::atomic<int> opened{0};
     for (int i = 0; i < 4; ++i)
       threads.emplace_back([&] {
-        if (pg_store::open({url})) ++opened;
+        if (pg_store::open(url)) ++opened;
       });
     for (auto& t : threads) t.join();
     CHECK(opened == 4);
@@ -194,11 +194,11 @@ TEST_SUITE("adapters.pg_store") {
 
   TEST_CASE("a schema newer than the server knows is refused, naming both versions") {
     auto url = throwaway_postgres::shared().fresh_database();
-    REQUIRE(pg_store::open({url}));
+    REQUIRE(pg_store::open(url));
     auto c = pg::connection::open(url, {});
     REQUIRE(c);
     REQUIRE((*c)->exec("UPDATE tessera_schema SET version = 99"));
-    auto again = pg_store::open({url});
+    auto again = pg_store::open(url);
     REQUIRE_FALSE(again);
     auto detail = detail_of(again.error());
     CHECK(detail.find("version 99") != std::string::npos);
@@ -206,7 +206,7 @@ TEST_SUITE("adapters.pg_store") {
   }
 
   TEST_CASE("an unreachable server is named by its URL, with the password masked") {
-    auto s = pg_store::open({"postgresql://tessera:s3cret-pw@127.0.0.1:1/db?connect_timeout=2"});
+    auto s = pg_store::open("postgresql://tessera:s3cret-pw@127.0.0.1:1/db?connect_timeout=2");
     REQUIRE_FALSE(s);
     auto detail = detail_of(s.error());
     CHECK(detail.find("postgresql://tessera:***@127.0.0.1:1/db") != std::string::npos);
@@ -310,7 +310,7 @@ TEST_SUITE("adapters.pg mask_password") {
   }
 
   TEST_CASE("a connection string libpq cannot read fails the start without showing it") {
-    auto s = pg_store::open({"postgres://u:50%off-secret@h/db"});
+    auto s = pg_store::open("postgres://u:50%off-secret@h/db");
     REQUIRE_FALSE(s);
     CHECK(detail_of(s.error()).find("secret") == std::string::npos);
     CHECK(detail_of(s.error()).find("libpq can read") != std::string::npos);

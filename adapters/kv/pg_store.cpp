@@ -117,6 +117,13 @@ caf::expected<std::shared_ptr<pg_store>> pg_store::open(options opts) {
   return store;
 }
 
+caf::expected<std::shared_ptr<pg_store>> pg_store::open(std::string conninfo, size_t pool) {
+  options o;
+  o.conninfo = std::move(conninfo);
+  o.pool = pool;
+  return open(std::move(o));
+}
+
 caf::expected<pg_store::lease> pg_store::acquire(bool wait) const {
   std::unique_ptr<pg::connection> c;
   {

@@ -53,6 +53,8 @@ class pg_store final : public kv_store {
   };
 
   static caf::expected<std::shared_ptr<pg_store>> open(options opts);
+  // The same with only a connection string and a pool size (no metrics hooks).
+  static caf::expected<std::shared_ptr<pg_store>> open(std::string conninfo, size_t pool = 8);
 
   ~pg_store() override;
 
