@@ -1,27 +1,24 @@
 #include "web/migrate.hpp"
 
 #include <openssl/evp.h>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "actors/panel/panel_codec.hpp"
-#include "actors/panel/panel_directory.hpp"
 #include "actors/storage/storage_codec.hpp"
 #include "actors/task/task_codec.hpp"
 #include "adapters/error.hpp"
-#include "adapters/kv/pg_store.hpp"
-#include "adapters/kv/rocks_store.hpp"
 #include "adapters/pg/connection.hpp"
 #include "config/settings.hpp"
-#include "runtime/clock.hpp"
 #include "web/migrate_files.hpp"
+#include "web/store_backend.hpp"
 
 namespace tessera::web {
 namespace {
@@ -104,17 +101,19 @@ class checksums {
 
 // --- stores ----------------------------------------------------------------------------------
 
-caf::expected<std::shared_ptr<adapters::kv_store>> open_store(const endpoint& e) {
+// The server's own opening of a store (web/store_backend.hpp), with every write fsynced.
+caf::expected<std::shared_ptr<adapters::kv_store>> open_endpoint(const endpoint& e,
+                                                                 prometheus::Registry& registry) {
+  auto s = config::defaults();
+  s.sync = true;
+  s.postgres_pool = 2;
   if (e.what == endpoint::kind::rocksdb) {
-    auto s = adapters::rocks_store::open({e.where, /*sync=*/true, nullptr});
-    if (!s)
-      return make_error(errc::storage_failure,
-                        "cannot open RocksDB in " + e.where + ": " + detail_of(s.error()));
-    return std::shared_ptr<adapters::kv_store>{*s};
+    s.data_dir = e.where;
+  } else {
+    s.backend = "postgres";
+    s.postgres_url = e.where;
   }
-  auto s = adapters::pg_store::open(e.where, 2);
-  if (!s) return s.error();
-  return std::shared_ptr<adapters::kv_store>{*s};
+  return open_store(s, registry);
 }
 
 // Every (key, value) of a store, a page at a time, in key order.
@@ -155,13 +154,14 @@ caf::expected<endpoint> parse_endpoint(const std::string& text) {
 caf::expected<migrate_result> migrate(const endpoint& from, const endpoint& to, bool force) {
   migrate_result result;
   checksums source_sums;
+  prometheus::Registry registry;  // the stores' metrics, unread: declared first, freed last
   // The target first: refuse a non-empty one before reading anything.
   std::shared_ptr<adapters::kv_store> target;
   if (to.what == endpoint::kind::files) {
     if (!force && !migration::files_empty(to.where))
       return make_error(errc::conflict, to.shown + " is not empty (--force writes over it)");
   } else {
-    auto t = open_store(to);
+    auto t = open_endpoint(to, registry);
     if (!t) return t.error();
     target = *t;
     auto any = target->scan("", "", 1);
@@ -193,7 +193,7 @@ caf::expected<migrate_result> migrate(const endpoint& from, const endpoint& to, 
       if (auto err = write(page)) return err;
     }
   } else {
-    auto source = open_store(from);
+    auto source = open_endpoint(from, registry);
     if (!source) return source.error();
     if (auto err = each_page(**source, write)) return err;
   }

@@ -172,9 +172,8 @@ std::string mask_password_by_shape(std::string_view conninfo) {
 
 }  // namespace
 
-connection::connection(PGconn* c, std::string conninfo,
-                       std::vector<std::pair<std::string, std::string>> statements)
-    : conn_(c), conninfo_(std::move(conninfo)), statements_(std::move(statements)) {}
+connection::connection(PGconn* c, std::vector<std::pair<std::string, std::string>> statements)
+    : conn_(c), statements_(std::move(statements)) {}
 
 connection::~connection() { PQfinish(conn_); }
 
@@ -198,7 +197,7 @@ caf::expected<std::unique_ptr<connection>> connection::open(
   const char* values[] = {"10", "30", "10", "3", "30000", conninfo.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!c) return make_error(errc::storage_failure, "PostgreSQL: out of memory");
-  std::unique_ptr<connection> conn{new connection(c, conninfo, std::move(statements))};
+  std::unique_ptr<connection> conn{new connection(c, std::move(statements))};
   conn->secrets_ = std::move(*secrets);
   if (PQstatus(c) != CONNECTION_OK)
     return conn->failure("cannot connect to PostgreSQL at " + mask_password(conninfo));

@@ -78,8 +78,7 @@ class connection {
   caf::error reset();
 
  private:
-  connection(pg_conn* c, std::string conninfo,
-             std::vector<std::pair<std::string, std::string>> statements);
+  connection(pg_conn* c, std::vector<std::pair<std::string, std::string>> statements);
   caf::error prepare_all();
   caf::error failure(std::string_view what, errc code = errc::unavailable) const;
 
@@ -87,7 +86,6 @@ class connection {
   bool poisoned_ = false;
   std::vector<std::string> secrets_;  // scrubbed from every message  // left in pipeline mode or
                                       // out of step: reset before reuse
-  std::string conninfo_;
   std::vector<std::pair<std::string, std::string>> statements_;
 };
 
