@@ -39,6 +39,8 @@ std::string_view to_string(errc code) {
       return "unavailable";
     case errc::storage_failure:
       return "storage_failure";
+    case errc::gone:
+      return "gone";
     case errc::sandbox_failed:
       return "sandbox_failed";
     case errc::internal:

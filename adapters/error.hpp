@@ -30,6 +30,7 @@ enum class errc : uint8_t {
   timeout,              // an actor or worker did not answer in time
   unavailable,          // shutting down, or a dependency is down
   storage_failure,      // RocksDB refused a read or write
+  gone,                 // no longer kept (a change sequence read from before its retention)
   sandbox_failed,       // user code failed (detail: the sandbox's JSON answer, error.kind)
   internal,             // a bug: never shown in detail to clients
 };

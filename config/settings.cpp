@@ -204,6 +204,10 @@ const std::vector<setting_key> keys = {
      [](settings& s, const std::string& v) {
        return parse_int<uint32_t>(v, s.postgres_pool, 1, 1024);
      }},
+    {"storage.change_retention", "changes of the change sequence kept at least",
+     [](settings& s, const std::string& v) {
+       return parse_int<uint64_t>(v, s.change_retention, 1000, 1'000'000'000);
+     }},
     {"storage.data_dir", "RocksDB data directory",
      [](settings& s, const std::string& v) -> apply_result {
        if (v.empty()) return "must not be empty";

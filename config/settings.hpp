@@ -51,6 +51,7 @@ struct settings {
   bool sync = false;         // fsync every commit
   std::string postgres_url;  // backend postgres: a libpq connection string or URL (secret)
   uint32_t postgres_pool = 8;
+  uint64_t change_retention = 1'000'000;  // changes of the change sequence kept at least
   std::chrono::milliseconds idle_passivate{30000};
   uint64_t max_live = 100000;  // live storage actors; the least recently used beyond are passivated
   // [panels]

@@ -119,6 +119,14 @@ TEST_SUITE("config.settings") {
               .find("storage.postgres_pool") != std::string::npos);
   }
 
+  TEST_CASE("the change sequence keeps a million changes unless told, and at least 1000") {
+    CHECK(loaded({}).change_retention == 1'000'000);
+    CHECK(loaded({std::nullopt, {}, {{"storage.change_retention", "5000"}}}).change_retention ==
+          5000);
+    CHECK(failure({std::nullopt, {}, {{"storage.change_retention", "999"}}})
+              .find("storage.change_retention") != std::string::npos);
+  }
+
   TEST_CASE("listen addresses parse host and port, IPv6 in brackets") {
     CHECK(parse_listen_address("localhost:0")->port == 0);
     CHECK(parse_listen_address("[::1]:8080")->host == "::1");

@@ -42,6 +42,9 @@ committer_actor spawn_committer(caf::actor_system& sys, std::shared_ptr<adapters
 void add_committer_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<adapters::write_op>("write_op");
   cfg.add_message_type<std::vector<adapters::write_op>>("std::vector<write_op>");
+  cfg.add_message_type<adapters::change>("change");
+  cfg.add_message_type<std::vector<adapters::change>>("std::vector<change>");
+  cfg.add_message_type<adapters::change_page>("change_page");
 }
 
 }  // namespace tessera::runtime

@@ -54,7 +54,7 @@ build() {
 # The end-to-end suites whose outcome depends on how state is stored: they run on PostgreSQL
 # too (a throwaway server the harness starts itself; tests/e2e/postgres.py).
 STORAGE_SUITES=(test_storage_crud.py test_panels.py test_tasks.py test_durability.py
-  test_atomic_actions.py test_concurrency.py test_batched_actions.py)
+  test_atomic_actions.py test_concurrency.py test_batched_actions.py test_changes.py)
 
 run_tests() {
   local dir=$1

@@ -184,6 +184,7 @@ int serve(const config::settings& s) {
   web::add_sandbox_routes(*routes, ctx, web::sandbox_route_config::from_settings(s), sandbox);
   web::add_panel_routes(*routes, ctx, panels);
   web::add_task_routes(*routes, ctx, tasks);
+  web::add_change_routes(*routes, ctx, *store);
   web::add_ui_routes(*routes, *registry);
 
   auto opts = web::http_server::options::from_settings(s);

@@ -47,6 +47,8 @@ problem_entry entry(errc code) {
       return {503, "Service unavailable"};
     case errc::storage_failure:
       return {500, "Storage failure"};
+    case errc::gone:
+      return {410, "Gone"};
     case errc::sandbox_failed:  // shown by sandbox_problem(), with the outcome's own status
       return {422, "Handler error"};
     case errc::internal:

@@ -66,6 +66,14 @@ void add_task_routes(router& r, const route_context& ctx, const task::directory_
 // 401 and the form again, counted in tessera_logins_total) and POST /logout.
 void add_ui_routes(router& r, prometheus::Registry& registry);
 
+// GET /api/changes?after=N&limit=M: the change sequence (adapters/kv/kv_store.hpp) as the
+// storages, panels and tasks created, changed or deleted after change N, in commit order:
+// {"changes": [{"seq", "kind", "id", "deleted"}], "next": the number to ask after next time,
+// "last": the newest number}. The server's own keys (runs, logs) take numbers but are not
+// listed. 410 when the changes after N are no longer kept, 400 when N is beyond the newest.
+void add_change_routes(router& r, const route_context& ctx,
+                       std::shared_ptr<adapters::kv_store> store);
+
 // /healthz, /readyz (open), /metrics (the token unless server.metrics_public).
 void add_ops_routes(router& r, const route_context& ctx, const storage::directory_actor& directory,
                     adapters::metrics_registry registry);

@@ -31,9 +31,11 @@ caf::expected<std::shared_ptr<adapters::kv_store>> open_rocksdb(const config::se
                             .Register(registry)
                             .Add({}, adapters::latency_buckets());
   auto store = adapters::rocks_store::open(
-      {s.data_dir, s.sync, [&write_latency](std::chrono::nanoseconds d) {
+      {s.data_dir, s.sync,
+       [&write_latency](std::chrono::nanoseconds d) {
          write_latency.Observe(std::chrono::duration<double>(d).count());
-       }});
+       },
+       s.change_retention});
   if (!store)
     return make_error(errc::storage_failure,
                       "cannot open RocksDB in " + s.data_dir + ": " + detail_of(store.error()));
@@ -66,6 +68,7 @@ caf::expected<std::shared_ptr<adapters::kv_store>> open_postgres(const config::s
   adapters::pg_store::options o;
   o.conninfo = s.postgres_url;
   o.pool = s.postgres_pool;
+  o.change_retention = s.change_retention;
   o.on_write = [&latency, &batch](std::chrono::nanoseconds d, size_t ops) {
     latency.Observe(std::chrono::duration<double>(d).count());
     batch.Observe(static_cast<double>(ops));

@@ -38,6 +38,10 @@ TEST_CASE("every message of the storage area reads back equal after serializatio
   txn_entry t{"orders", 7, R"({"n":2})"};
   check_round_trip(f.sys, t);
   check_round_trip(f.sys, std::vector<txn_entry>{t, {"x", 0, "{}"}});
+  // The store's own (runtime::add_committer_messages).
+  check_round_trip(f.sys, std::vector<adapters::write_op>{{"storage/a", "v1 1", false},
+                                                          {"tombstone/storage/a", "", true}});
+  check_round_trip(f.sys, adapters::change_page{{{7, "storage/a", false}, {8, "task/t", true}}, 9});
   check_round_trip(f.sys, std::vector<std::string>{"a", "", "c"});
   check_round_trip(f.sys, adapters::write_op{"storage/orders", "value", false});
   check_round_trip(f.sys, std::vector<adapters::write_op>{{"k", "", true}, {"k2", "v", false}});

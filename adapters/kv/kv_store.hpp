@@ -20,11 +20,20 @@
 //   or errc::unavailable when the backend cannot be reached now and nothing was written (a
 //   shared backend; the caller may retry). A write failed with storage_failure may or may not
 //   have landed. A missing key is not an error (empty optional).
+//
+// The change sequence: every op of every committed write gets a number, consecutive within
+// the write and rising in commit order across writes (on PostgreSQL across every server of
+// the database), so a reader that has seen number n has seen every change up to n and can
+// follow from any point with `changes_after`. A change is the key written and whether it was
+// deleted (read the key for its value). The newest storage.change_retention changes are kept
+// (at least); asking from before them is errc::gone, and the reader starts again from the
+// current state. `migrate` copies keys, not this history: a target numbers its own writes.
 #pragma once
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/meta/type_name.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,6 +52,31 @@ struct write_op {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_op& x) {
   return f(caf::meta::type_name("write_op"), x.key, x.value, x.erase);
+}
+
+// One change of the change sequence.
+struct change {
+  uint64_t seq = 0;
+  std::string key;
+  bool erase = false;
+  friend bool operator==(const change&, const change&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change& x) {
+  return f(caf::meta::type_name("change"), x.seq, x.key, x.erase);
+}
+
+// Changes in order, and the newest number committed when they were read.
+struct change_page {
+  std::vector<change> changes;
+  uint64_t last = 0;
+  friend bool operator==(const change_page&, const change_page&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change_page& x) {
+  return f(caf::meta::type_name("change_page"), x.changes, x.last);
 }
 
 using kv_pair = std::pair<std::string, std::string>;
@@ -66,6 +100,10 @@ class kv_store {
   // (largest first) when `reverse`.
   virtual caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
                                        bool reverse) const = 0;
+
+  // Up to `limit` changes numbered after `after`, in order (see the change sequence); gone
+  // when the first of them is no longer kept.
+  virtual caf::expected<change_page> changes_after(uint64_t after, size_t limit) const = 0;
 
   // Makes everything written durable on the backend's own storage; used at shutdown.
   virtual caf::error flush() = 0;

@@ -10,55 +10,15 @@
 #include "adapters/kv/pg_store.hpp"
 #include "adapters/kv/rocks_store.hpp"
 #include "adapters/pg/connection.hpp"
+#include "adapters/kv/test_backends.hpp"
 #include "tests/support/throwaway_postgres.hpp"
 
 using namespace tessera;
 using namespace tessera::adapters;
 using tessera::testing::throwaway_postgres;
+using namespace tessera::adapters::testing;
 
 namespace {
-
-// A temp dir, removed with its contents when the guard goes.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    static int n = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("tessera-kv-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
-    std::filesystem::remove_all(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    if (!path.empty()) std::filesystem::remove_all(path, ec);
-  }
-  temp_dir(temp_dir&& o) noexcept : path(std::move(o.path)) { o.path.clear(); }
-};
-
-struct backend {
-  std::string name;
-  std::shared_ptr<kv_store> store;
-  std::shared_ptr<temp_dir> dir;  // RocksDB's, outliving nothing but the store
-  backend(std::string n, std::shared_ptr<kv_store> s, std::shared_ptr<temp_dir> d = nullptr)
-      : name(std::move(n)), store(std::move(s)), dir(std::move(d)) {}
-  ~backend() { store.reset(); }  // the database closes before its dir is removed
-};
-
-std::shared_ptr<pg_store> fresh_pg(size_t pool = 4) {
-  auto s = pg_store::open(throwaway_postgres::shared().fresh_database(), pool);
-  REQUIRE_MESSAGE(s, detail_of(s.error()));
-  return *s;
-}
-
-// The same store contract, checked on every backend.
-std::vector<backend> backends() {
-  auto dir = std::make_shared<temp_dir>();
-  auto rocks = rocks_store::open({dir->path.string(), false, nullptr});
-  REQUIRE(rocks);
-  std::vector<backend> out;
-  out.emplace_back("rocksdb", *rocks, dir);
-  out.emplace_back("postgres", fresh_pg());
-  return out;
-}
 
 std::vector<std::string> keys_of(const kv_rows& rows) {
   std::vector<std::string> out;

@@ -1,6 +1,7 @@
 #include "adapters/kv/pg_store.hpp"
 
 #include "adapters/error.hpp"
+#include "adapters/kv/change_log.hpp"
 #include "adapters/pg/connection.hpp"
 
 namespace tessera::adapters {
@@ -8,12 +9,25 @@ namespace {
 
 using statements = std::vector<std::pair<std::string, std::string>>;
 
+// How often a server's writes also drop the changes past the retention (every n-th write).
+constexpr uint64_t trim_every = 256;
+
 // Serializes schema work among servers starting together ("tessera" in ASCII).
 constexpr const char* schema_lock = "SELECT pg_advisory_xact_lock(7310593858020303201)";
 
 const char* const create_v1 =
     "CREATE TABLE tessera_kv (key bytea PRIMARY KEY, value bytea NOT NULL);"
     "INSERT INTO tessera_schema (version) VALUES (1);";
+
+// Version 2: the change sequence (kv_store.hpp). tessera_seq's one row is the newest number;
+// a write takes its numbers by updating it last in its transaction, so the row's lock orders
+// the numbers as the commits (on every server of the database).
+const char* const upgrade_v1_v2 =
+    "CREATE TABLE tessera_seq (last bigint NOT NULL);"
+    "INSERT INTO tessera_seq (last) VALUES (0);"
+    "CREATE TABLE tessera_changes (last_seq bigint PRIMARY KEY, ops integer NOT NULL,"
+    " body bytea NOT NULL);"
+    "UPDATE tessera_schema SET version = 2;";
 
 std::string select_name(bool inclusive, bool bounded, bool reverse) {
   return std::string{"sel_"} + (inclusive ? "ge" : "gt") + (bounded ? "_lt" : "") +
@@ -28,6 +42,18 @@ statements prepared() {
        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"},
       {"del", "DELETE FROM tessera_kv WHERE key = $1"},
       {"ping", "SELECT 1"},
+      // The numbers of a write of $1 ops, its body $2: the last statement of its pipeline.
+      {"number",
+       "WITH s AS (UPDATE tessera_seq SET last = last + $1 RETURNING last) "
+       "INSERT INTO tessera_changes (last_seq, ops, body) SELECT last, $1, $2 FROM s"},
+      // Drops the writes more than $1 changes behind the newest.
+      {"trim",
+       "DELETE FROM tessera_changes WHERE last_seq <= (SELECT last FROM tessera_seq) - $1"},
+      // The newest number and up to $2 writes after $1, in one snapshot (numbers as text).
+      {"changes",
+       "SELECT s.last::text, c.last_seq::text, c.body FROM tessera_seq s LEFT JOIN LATERAL "
+       "(SELECT last_seq, body FROM tessera_changes WHERE last_seq > $1 ORDER BY last_seq "
+       "LIMIT $2) c ON true"},
   };
   for (bool inclusive : {true, false})
     for (bool bounded : {true, false})
@@ -76,8 +102,13 @@ caf::error prepare_schema(pg::connection& c) {
             "): run a newer tessera, or point storage.postgres_url at another database"));
   if (found == 0) {
     if (auto made = c.exec(create_v1); !made) return rollback(made.error());
+    found = 1;
   }
-  // Upgrades from older versions go here, one step per version, in this transaction.
+  // Upgrades from older versions, one step per version, in this transaction.
+  if (found == 1) {
+    if (auto up = c.exec(upgrade_v1_v2); !up) return rollback(up.error());
+    found = 2;
+  }
   if (auto done = c.exec("COMMIT"); !done) return done.error();
   return {};
 }
@@ -220,13 +251,19 @@ caf::error pg_store::write(const std::vector<write_op>& ops) {
   auto c = acquire();
   if (!c) return c.error();
   std::vector<pg::pipelined> statements;
-  statements.reserve(ops.size());
+  statements.reserve(ops.size() + 2);
   for (auto& op : ops) {
     if (op.erase)
       statements.push_back({"del", {{op.key}}});
     else
       statements.push_back({"put", {{op.key}, {op.value}}});
   }
+  auto retention = std::to_string(std::max<uint64_t>(opts_.change_retention, 1));
+  if (writes_.fetch_add(1) % trim_every == 0)
+    statements.push_back({"trim", {pg::param::of_text(retention)}});
+  auto n = std::to_string(ops.size());
+  auto body = change_log::encode(ops);
+  statements.push_back({"number", {pg::param::of_text(n), {body}}});
   auto start = std::chrono::steady_clock::now();
   auto err = (*c)->run_pipeline(statements);
   note(err);
@@ -264,6 +301,28 @@ caf::expected<kv_rows> pg_store::range(std::string_view from, std::string_view t
                                        bool reverse) const {
   if (from >= to) return kv_rows{};
   return select(from, true, std::string{to}, limit, reverse);
+}
+
+caf::expected<change_page> pg_store::changes_after(uint64_t after, size_t limit) const {
+  if (limit == 0) limit = 1;
+  auto c = acquire();
+  if (!c) return c.error();
+  auto from = std::to_string(after);
+  auto n = std::to_string(limit);
+  auto rows = (*c)->run("changes", {pg::param::of_text(from), pg::param::of_text(n)});
+  note(rows ? caf::error{} : rows.error());
+  if (!rows) return rows.error();
+  uint64_t newest = 0;
+  std::vector<change_log::kept_write> writes;
+  try {
+    for (auto& r : *rows) {
+      if (r[0]) newest = std::stoull(*r[0]);
+      if (r[1] && r[2]) writes.push_back({std::stoull(*r[1]), std::move(*r[2])});
+    }
+  } catch (const std::exception&) {
+    return make_error(errc::storage_failure, "tessera_seq or tessera_changes holds a foreign row");
+  }
+  return change_log::page_of(writes, after, limit, newest);
 }
 
 caf::error pg_store::flush() { return {}; }  // every acknowledged commit is durable already

@@ -5,6 +5,9 @@
 // Schema (versioned in tessera_schema; see docs/architecture.md, "Durable state"):
 //   tessera_schema(version integer)                 -- one row: the schema's version
 //   tessera_kv(key bytea primary key, value bytea)  -- bytea compares bytewise, as RocksDB
+//   tessera_seq(last bigint)                        -- one row: the newest change number (v2)
+//   tessera_changes(last_seq bigint primary key, ops integer, body bytea)
+//                                                   -- a write's changes (change_log.hpp) (v2)
 // `open` creates the schema in an empty database and upgrades an older one, under an advisory
 // lock (servers starting together do it once); it refuses a schema newer than it knows, naming
 // both versions.
@@ -12,7 +15,10 @@
 // Contract, beyond kv_store's:
 // - A write is one pipeline of statements (one round trip) in one implicit transaction,
 //   acknowledged once PostgreSQL committed it (durable with the default synchronous_commit).
-//   The group committer makes each of its batches one such write.
+//   The group committer makes each of its batches one such write. Its last statement takes
+//   the write's numbers by updating tessera_seq's row, whose lock then orders the numbers of
+//   concurrent writers (other servers) as their commits; every 256th write of a server also
+//   drops the writes more than `change_retention` changes behind.
 // - A bounded pool of `pool` connections serves every call; a call waits at most `pool_wait`
 //   for one, then fails. A connection found broken is reconnected on its next use, so the store
 //   serves again by itself once PostgreSQL is back.
@@ -38,12 +44,13 @@ class connection;
 
 class pg_store final : public kv_store {
  public:
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
 
   struct options {
     std::string conninfo;  // a libpq connection string or postgres:// URL
     size_t pool = 8;
     std::chrono::milliseconds pool_wait{5000};
+    uint64_t change_retention = 1'000'000;  // changes kept at least
     // Metrics hooks: after each write (its duration and number of ops); whenever the
     // connections lent or the callers waiting change (called under the pool's lock: keep it
     // to a gauge); at each reconnect of a broken connection.
@@ -64,6 +71,7 @@ class pg_store final : public kv_store {
                               size_t limit) const override;
   caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
                                bool reverse) const override;
+  caf::expected<change_page> changes_after(uint64_t after, size_t limit) const override;
   caf::error flush() override;
   // Never waits for the pool: with a connection idle it pings through it; with all of them
   // lent it answers what the last call found (reachable or not).
@@ -93,6 +101,7 @@ class pg_store final : public kv_store {
   mutable size_t waiting_ = 0;
   mutable uint64_t reconnects_ = 0;
   mutable std::atomic<bool> reachable_{true};
+  std::atomic<uint64_t> writes_{0};
 };
 
 }  // namespace tessera::adapters

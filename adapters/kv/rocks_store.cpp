@@ -4,7 +4,10 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+
 #include "adapters/error.hpp"
+#include "adapters/kv/change_log.hpp"
 
 namespace tessera::adapters {
 namespace {
@@ -13,25 +16,71 @@ caf::error failure(const rocksdb::Status& s) {
   return make_error(errc::storage_failure, s.ToString());
 }
 
+constexpr const char* changes_family = "changes";
+
+// A write's last number as a key of the "changes" family: 20 digits, so keys sort as numbers.
+std::string seq_key(uint64_t seq) {
+  auto digits = std::to_string(seq);
+  return std::string(20 - digits.size(), '0') + digits;
+}
+
+std::optional<uint64_t> parse_seq(const rocksdb::Slice& key) {
+  if (key.size() != 20) return std::nullopt;
+  uint64_t n = 0;
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] < '0' || key[i] > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(key[i] - '0');
+  }
+  return n;
+}
+
 }  // namespace
 
-rocks_store::rocks_store(options opts, std::unique_ptr<rocksdb::DB> db)
-    : opts_(std::move(opts)), db_(std::move(db)) {}
+rocks_store::rocks_store(options opts, std::unique_ptr<rocksdb::DB> db,
+                         std::vector<rocksdb::ColumnFamilyHandle*> families)
+    : opts_(std::move(opts)), db_(std::move(db)), families_(std::move(families)) {}
 
 rocks_store::~rocks_store() {
-  if (db_) db_->Close();
+  if (!db_) return;
+  for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
+  db_->Close();
 }
 
 caf::expected<std::shared_ptr<rocks_store>> rocks_store::open(options opts) {
   rocksdb::Options o;
   o.create_if_missing = true;
+  o.create_missing_column_families = true;  // data dirs from before the change sequence
   o.IncreaseParallelism(2);
   o.OptimizeLevelStyleCompaction();
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{o}},
+      {changes_family, rocksdb::ColumnFamilyOptions{o}}};
+  std::vector<rocksdb::ColumnFamilyHandle*> families;
   rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(o, opts.path, &raw);
+  auto s = rocksdb::DB::Open(rocksdb::DBOptions{o}, opts.path, descriptors, &families, &raw);
   if (!s.ok()) return failure(s);
-  return std::shared_ptr<rocks_store>{
-      new rocks_store(std::move(opts), std::unique_ptr<rocksdb::DB>{raw})};
+  std::shared_ptr<rocks_store> store{
+      new rocks_store(std::move(opts), std::unique_ptr<rocksdb::DB>{raw}, std::move(families))};
+  if (auto err = store->load_sequence()) return err;
+  return store;
+}
+
+caf::error rocks_store::load_sequence() {
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, families_[1])};
+  it->SeekToLast();
+  if (it->Valid()) {
+    auto last = parse_seq(it->key());
+    if (!last) return make_error(errc::storage_failure, "the change sequence holds a foreign key");
+    last_seq_ = *last;
+    it->SeekToFirst();
+    auto first = parse_seq(it->key());
+    auto n = change_log::count(std::string_view{it->value().data(), it->value().size()});
+    if (!first || !n || *n > *first)
+      return make_error(errc::storage_failure, "the change sequence's oldest write does not decode");
+    first_kept_ = *first - *n + 1;
+  }
+  if (!it->status().ok()) return failure(it->status());
+  return {};
 }
 
 caf::expected<std::optional<std::string>> rocks_store::get(std::string_view key) const {
@@ -43,10 +92,22 @@ caf::expected<std::optional<std::string>> rocks_store::get(std::string_view key)
 }
 
 caf::error rocks_store::write(const std::vector<write_op>& ops) {
+  if (ops.empty()) return {};
   rocksdb::WriteBatch batch;
   for (auto& op : ops) {
     auto s = op.erase ? batch.Delete(op.key) : batch.Put(op.key, op.value);
     if (!s.ok()) return failure(s);
+  }
+  std::lock_guard lock{write_mutex_};
+  uint64_t last = last_seq_ + ops.size();
+  if (auto s = batch.Put(families_[1], seq_key(last), change_log::encode(ops)); !s.ok())
+    return failure(s);
+  auto retention = std::max<uint64_t>(opts_.change_retention, 1);
+  uint64_t cut = 0;  // drop the writes ending at or before it
+  if (last - first_kept_ + 1 > retention + retention / 8) {
+    cut = last - retention;
+    if (auto s = batch.DeleteRange(families_[1], seq_key(0), seq_key(cut + 1)); !s.ok())
+      return failure(s);
   }
   rocksdb::WriteOptions wo;
   wo.sync = opts_.sync;
@@ -54,7 +115,25 @@ caf::error rocks_store::write(const std::vector<write_op>& ops) {
   auto s = db_->Write(wo, &batch);
   if (opts_.on_write) opts_.on_write(std::chrono::steady_clock::now() - start);
   if (!s.ok()) return failure(s);
+  last_seq_ = last;
+  if (cut) first_kept_ = cut + 1;  // at most: a write across the cut is kept whole
   return {};
+}
+
+caf::expected<change_page> rocks_store::changes_after(uint64_t after, size_t limit) const {
+  uint64_t newest = last_seq_;
+  std::vector<change_log::kept_write> writes;
+  if (limit == 0) return change_page{{}, newest};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, families_[1])};
+  size_t changes = 0;
+  for (it->Seek(seq_key(after + 1)); it->Valid() && changes < limit; it->Next()) {
+    auto seq = parse_seq(it->key());
+    if (!seq) return make_error(errc::storage_failure, "the change sequence holds a foreign key");
+    auto& w = writes.emplace_back(change_log::kept_write{*seq, it->value().ToString()});
+    changes += change_log::count(w.body).value_or(1);
+  }
+  if (!it->status().ok()) return failure(it->status());
+  return change_log::page_of(writes, after, limit, newest);
 }
 
 caf::expected<kv_rows> rocks_store::scan(std::string_view prefix, std::string_view after,
@@ -98,7 +177,7 @@ caf::expected<kv_rows> rocks_store::range(std::string_view from, std::string_vie
 caf::error rocks_store::flush() {
   auto s = db_->FlushWAL(true);
   if (!s.ok()) return failure(s);
-  s = db_->Flush(rocksdb::FlushOptions{});
+  s = db_->Flush(rocksdb::FlushOptions{}, families_);
   if (!s.ok()) return failure(s);
   return {};
 }

@@ -1,15 +1,23 @@
 // The embedded backend of kv_store.hpp (its contract holds): one RocksDB database in
-// storage.data_dir, default column family, bytewise keys.
+// storage.data_dir: the keys in the default column family (bytewise), the change sequence in
+// the column family "changes" (key: a write's last number as 20 decimal digits; value:
+// change_log.hpp's body), so that scans and `migrate` never see it.
 //
 // A write returns once RocksDB has appended its batch to the WAL (and fsynced it when opened
 // with `sync`), so an acknowledged write survives kill -9 (and, with sync, power loss).
 // RocksDB statuses become errc::storage_failure with RocksDB's message as detail.
+// A write and its numbers are taken under one mutex (the group committer is the only writer
+// that matters, so it is not contended); the numbering continues from the newest kept write
+// after a restart. Every storage.change_retention/8 changes past the retention, the oldest
+// writes are dropped with one range delete.
 // Ownership: the store owns the rocksdb::DB; share it by std::shared_ptr.
 #pragma once
 
 #include <caf/expected.hpp>
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +29,7 @@
 
 namespace rocksdb {
 class DB;
+class ColumnFamilyHandle;
 }
 
 namespace tessera::adapters {
@@ -32,6 +41,7 @@ class rocks_store final : public kv_store {
     bool sync = false;
     // Called after each write with its duration (for the write-latency histogram).
     std::function<void(std::chrono::nanoseconds)> on_write;
+    uint64_t change_retention = 1'000'000;  // changes kept at least
   };
 
   static caf::expected<std::shared_ptr<rocks_store>> open(options opts);
@@ -49,6 +59,7 @@ class rocks_store final : public kv_store {
                               size_t limit) const override;
   caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
                                bool reverse) const override;
+  caf::expected<change_page> changes_after(uint64_t after, size_t limit) const override;
 
   // Flushes memtables and syncs the WAL; used at shutdown.
   caf::error flush() override;
@@ -57,9 +68,15 @@ class rocks_store final : public kv_store {
   bool healthy() const override;
 
  private:
-  explicit rocks_store(options opts, std::unique_ptr<rocksdb::DB> db);
+  rocks_store(options opts, std::unique_ptr<rocksdb::DB> db,
+              std::vector<rocksdb::ColumnFamilyHandle*> families);
+  caf::error load_sequence();
   options opts_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;  // default, changes
+  std::mutex write_mutex_;
+  std::atomic<uint64_t> last_seq_{0};  // the newest number written
+  uint64_t first_kept_ = 1;            // the oldest number kept (under write_mutex_)
 };
 
 }  // namespace tessera::adapters

@@ -1,0 +1,70 @@
+// The backends of kv_store.hpp as the store's tests use them: a RocksDB in a temp dir and a
+// fresh database of the throwaway PostgreSQL (tests/support/throwaway_postgres.hpp).
+#pragma once
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapters/error.hpp"
+#include "adapters/kv/pg_store.hpp"
+#include "adapters/kv/rocks_store.hpp"
+#include "tests/support/throwaway_postgres.hpp"
+
+namespace tessera::adapters::testing {
+
+using tessera::testing::throwaway_postgres;
+
+// A temp dir, removed with its contents when the guard goes.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    static std::atomic<int> n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("tessera-kv-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    std::filesystem::remove_all(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(temp_dir&& o) noexcept : path(std::move(o.path)) { o.path.clear(); }
+};
+
+struct backend {
+  std::string name;
+  std::shared_ptr<kv_store> store;
+  std::shared_ptr<temp_dir> dir;  // RocksDB's, outliving nothing but the store
+  backend(std::string n, std::shared_ptr<kv_store> s, std::shared_ptr<temp_dir> d = nullptr)
+      : name(std::move(n)), store(std::move(s)), dir(std::move(d)) {}
+  ~backend() { store.reset(); }  // the database closes before its dir is removed
+};
+
+inline std::shared_ptr<pg_store> fresh_pg(size_t pool = 4, uint64_t retention = 1'000'000,
+                                          std::string url = {}) {
+  pg_store::options o;
+  o.conninfo = url.empty() ? throwaway_postgres::shared().fresh_database() : std::move(url);
+  o.pool = pool;
+  o.change_retention = retention;
+  auto s = pg_store::open(std::move(o));
+  REQUIRE_MESSAGE(s, detail_of(s.error()));
+  return *s;
+}
+
+// The same store contract, checked on every backend.
+inline std::vector<backend> backends(uint64_t retention = 1'000'000) {
+  auto dir = std::make_shared<temp_dir>();
+  auto rocks = rocks_store::open({dir->path.string(), false, nullptr, retention});
+  REQUIRE(rocks);
+  std::vector<backend> out;
+  out.emplace_back("rocksdb", *rocks, dir);
+  out.emplace_back("postgres", fresh_pg(4, retention));
+  return out;
+}
+
+}  // namespace tessera::adapters::testing
