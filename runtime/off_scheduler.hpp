@@ -10,7 +10,10 @@
 #pragma once
 
 #include <caf/all.hpp>
+#include <memory>
 #include <utility>
+
+#include "runtime/blocking_pool.hpp"
 
 namespace tessera::runtime {
 
@@ -32,6 +35,20 @@ auto off_scheduler(Self* self, Duration timeout, Fn fn) {
       },
       std::move(fn));
   return self->request(worker, timeout, blocking_atom::value);
+}
+
+// The same on `pool`'s threads (runtime/blocking_pool.hpp) for a short call; without a pool
+// (tests, tools) on a one-shot thread as above.
+template <class Self, class Duration, class Fn>
+auto off_scheduler(Self* self, const std::shared_ptr<blocking_pool>& pool, Duration timeout,
+                   Fn fn) {
+  if (!pool) return off_scheduler(self, timeout, std::move(fn));
+  blocking_job job{[fn = std::move(fn)]() mutable -> caf::expected<caf::message> {
+    auto out = fn();
+    if (!out) return std::move(out.error());
+    return caf::make_message(std::move(*out));
+  }};
+  return self->request(pool->pick(), timeout, blocking_job_atom::value, std::move(job));
 }
 
 }  // namespace tessera::runtime

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "adapters/error.hpp"
@@ -58,5 +61,80 @@ TEST_SUITE("runtime.off_scheduler") {
                    CHECK(code_of(e) == errc::storage_failure);
                    CHECK(detail_of(e) == "disk on fire");
                  });
+  }
+}
+
+TEST_SUITE("runtime.blocking_pool") {
+  TEST_CASE("with a pool, the work runs on the pool's few threads, never on the caller's") {
+    runtime::system_config cfg{1, {}};
+    caf::actor_system sys{cfg};
+    auto pool = runtime::blocking_pool::start(sys, 2);
+    auto threads = std::make_shared<std::set<std::thread::id>>();
+    auto mutex = std::make_shared<std::mutex>();
+    auto caller = std::make_shared<std::thread::id>();
+    {
+      caf::scoped_actor self{sys};
+      for (int i = 0; i < 40; ++i) {
+        auto a = sys.spawn([pool, threads, mutex, caller](caf::event_based_actor* s) -> caf::behavior {
+          return {[s, pool, threads, mutex, caller](go_atom) -> caf::result<std::string> {
+            *caller = std::this_thread::get_id();
+            auto rp = s->make_response_promise<std::string>();
+            runtime::off_scheduler(s, pool, std::chrono::seconds(10),
+                                   [threads, mutex, caller]() -> caf::expected<std::string> {
+                                     std::lock_guard lock{*mutex};
+                                     threads->insert(std::this_thread::get_id());
+                                     return std::this_thread::get_id() == *caller ? "caller"
+                                                                                  : "pool";
+                                   })
+                .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                      [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+            return rp;
+          }};
+        });
+        self->request(a, std::chrono::seconds(10), go_atom::value)
+            .receive([](std::string& v) { CHECK(v == "pool"); },
+                     [](caf::error& e) { FAIL("unexpected error: " << detail_of(e)); });
+      }
+    }
+    CHECK(threads->size() >= 1);
+    CHECK(threads->size() <= 2);
+    pool->stop();
+  }
+
+  TEST_CASE("a slow job does not hold up the next one: it goes to an idle thread") {
+    runtime::system_config cfg{1, {}};
+    caf::actor_system sys{cfg};
+    auto pool = runtime::blocking_pool::start(sys, 2);
+    auto release = std::make_shared<std::promise<void>>();
+    auto released = release->get_future().share();
+    caf::scoped_actor self{sys};
+    auto ask = [&](std::function<caf::expected<std::string>()> fn) {
+      return sys.spawn([pool, fn](caf::event_based_actor* s) -> caf::behavior {
+        return {[s, pool, fn](go_atom) -> caf::result<std::string> {
+          auto rp = s->make_response_promise<std::string>();
+          runtime::off_scheduler(s, pool, std::chrono::seconds(10), fn)
+              .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return rp;
+        }};
+      });
+    };
+    auto started = std::make_shared<std::promise<void>>();
+    auto running = started->get_future();
+    auto slow = ask([released, started]() -> caf::expected<std::string> {
+      started->set_value();
+      released.wait();
+      return "slow";
+    });
+    self->send(slow, go_atom::value);  // its answer comes to `self` later
+    running.wait();
+    auto quick = ask([]() -> caf::expected<std::string> { return "quick"; });
+    // The slow job holds one thread until released; the quick one must not queue behind it.
+    self->request(quick, std::chrono::seconds(5), go_atom::value)
+        .receive([](std::string& v) { CHECK(v == "quick"); },
+                 [](caf::error& e) { FAIL("the quick job waited: " << detail_of(e)); });
+    release->set_value();
+    self->receive([](std::string& v) { CHECK(v == "slow"); });
+    pool->stop();
   }
 }

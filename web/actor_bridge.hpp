@@ -31,15 +31,17 @@ void ask(caf::actor_system& sys, const Handle& dst, std::chrono::milliseconds ti
       dst);
 }
 
-// Runs the blocking `fn` (returning caf::expected<T>: a read of the durable store, say) off the
-// scheduler's workers and the I/O threads (runtime/off_scheduler.hpp), and calls `done` as
-// `ask` does, with its value or error (timeout after `timeout`).
+// Runs the short blocking `fn` (returning caf::expected<T>: a page of the durable store, say)
+// on `pool`'s threads, off the scheduler's workers and the I/O threads
+// (runtime/off_scheduler.hpp), and calls `done` as `ask` does, with its value or error
+// (timeout after `timeout`).
 template <class T, class Fn>
-void ask_blocking(caf::actor_system& sys, std::chrono::milliseconds timeout,
-                  std::function<void(caf::expected<T>)> done, Fn fn) {
+void ask_blocking(caf::actor_system& sys, std::shared_ptr<runtime::blocking_pool> pool,
+                  std::chrono::milliseconds timeout, std::function<void(caf::expected<T>)> done,
+                  Fn fn) {
   sys.spawn(
-      [timeout, done = std::move(done)](caf::event_based_actor* self, Fn work) mutable {
-        runtime::off_scheduler(self, timeout, std::move(work))
+      [pool, timeout, done = std::move(done)](caf::event_based_actor* self, Fn work) mutable {
+        runtime::off_scheduler(self, pool, timeout, std::move(work))
             .then([done](T& r) { done(std::move(r)); },
                   [done](caf::error& e) { done(std::move(e)); });
       },

@@ -43,7 +43,7 @@ void add_change_routes(router& r, const route_context& ctx,
           if (!limit)
             return done(problem(errc::invalid_argument, "limit must be a whole number from 1 to 1000"));
           ask_blocking<adapters::change_page>(
-              *ctx.system, ctx.request_timeout,
+              *ctx.system, ctx.readers, ctx.request_timeout,
               [done, from = *after](caf::expected<adapters::change_page> page) {
                 if (!page) return done(problem(page.error()));
                 if (from > page->last)

@@ -130,8 +130,13 @@ int serve(const config::settings& s) {
   // batch, with sync one fsync; one PostgreSQL pipeline and commit) per group of concurrent
   // commits.
   auto committer = runtime::spawn_committer(system, *store);
+  // Short blocking reads (a storage's load, /api/changes) on threads of their own, never on the
+  // scheduler's: on PostgreSQL each is a network round trip.
+  auto readers = runtime::blocking_pool::start(
+      system, s.backend == "postgres" ? std::max<size_t>(2, s.postgres_pool / 2) : 2);
   auto senv = storage::storage_env::from_settings(s);
   senv.store = *store;
+  senv.readers = readers;
   senv.commits = &commits;
   senv.committer = committer;
   auto directory =
@@ -169,6 +174,7 @@ int serve(const config::settings& s) {
   tenv.scheduler = scheduler;
   tenv.metrics = &task_metrics;
   tenv.gate = std::make_shared<task::run_gate>();
+  tenv.readers = readers;
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
@@ -179,6 +185,7 @@ int serve(const config::settings& s) {
   auto auth = std::make_shared<web::authenticator>(s.api_token);
   auto routes = std::make_shared<web::router>(auth, s.metrics_public, *registry);
   auto ctx = web::route_context::from_settings(s, system);
+  ctx.readers = readers;
   web::add_ops_routes(*routes, ctx, directory, registry);
   web::add_storage_routes(*routes, ctx, directory);
   web::add_sandbox_routes(*routes, ctx, web::sandbox_route_config::from_settings(s), sandbox);
@@ -217,6 +224,7 @@ int serve(const config::settings& s) {
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
     if (committer) caf::anon_send(committer, runtime::stop_atom::value);
+    readers->stop();
     return 1;
   }
   auto port = std::get<uint16_t>(bound);
@@ -245,6 +253,7 @@ int serve(const config::settings& s) {
   directory = nullptr;
   if (committer) caf::anon_send(committer, runtime::stop_atom::value);  // after pending commits
   committer = nullptr;
+  readers->stop();
   system.await_all_actors_done();
   if (auto err = (*store)->flush()) {
     runtime::log_error("flush at shutdown failed: " + tessera::detail_of(err));

@@ -14,6 +14,7 @@
 #include "adapters/kv/kv_store.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
+#include "runtime/blocking_pool.hpp"
 #include "web/router.hpp"
 
 namespace tessera::web {
@@ -23,10 +24,11 @@ struct route_context {
   std::chrono::milliseconds request_timeout{0};  // a request's wait for its answer
   std::chrono::milliseconds slow_timeout{0};     // that of a request that may run user code
   uint32_t max_json_depth = 0;
+  std::shared_ptr<runtime::blocking_pool> readers;  // short blocking reads (main sets it)
 
   // server.request_timeout, config::user_code_wait, server.max_json_depth.
   static route_context from_settings(const config::settings& s, caf::actor_system& system) {
-    return {&system, s.request_timeout, config::user_code_wait(s), s.max_json_depth};
+    return {&system, s.request_timeout, config::user_code_wait(s), s.max_json_depth, nullptr};
   }
 };
 

@@ -2,6 +2,8 @@
 
 #include <caf/actor_system_config.hpp>
 
+#include "actors/storage/storage_owner.hpp"
+
 namespace tessera::storage {
 
 void add_storage_messages(caf::actor_system_config& cfg) {
@@ -11,6 +13,7 @@ void add_storage_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<storage_page>("storage_page");
   cfg.add_message_type<version_list>("version_list");
   cfg.add_message_type<txn_entry>("txn_entry");
+  cfg.add_message_type<stored_storage>("stored_storage");
   cfg.add_message_type<std::vector<txn_entry>>("std::vector<txn_entry>");
   cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
 }

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include "actors/storage/storage_owner.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/round_trip.hpp"
 #include "runtime/system.hpp"
@@ -38,6 +39,7 @@ TEST_CASE("every message of the storage area reads back equal after serializatio
   txn_entry t{"orders", 7, R"({"n":2})"};
   check_round_trip(f.sys, t);
   check_round_trip(f.sys, std::vector<txn_entry>{t, {"x", 0, "{}"}});
+  check_round_trip(f.sys, stored_storage{true, "v1 3 1 2\n{}", false, ""});
   // The store's own (runtime::add_committer_messages).
   check_round_trip(f.sys, std::vector<adapters::write_op>{{"storage/a", "v1 1", false},
                                                           {"tombstone/storage/a", "", true}});

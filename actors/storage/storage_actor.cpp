@@ -10,6 +10,7 @@
 #include "actors/storage/storage_owner.hpp"
 #include "adapters/error.hpp"
 #include "runtime/committer.hpp"
+#include "runtime/off_scheduler.hpp"
 
 namespace tessera::storage {
 namespace {
@@ -25,7 +26,7 @@ class storage_state {
       : self_(self),
         env_(std::move(env)),
         directory_(std::move(directory)),
-        owner_(*env_.store, std::move(id)) {}
+        owner_(std::move(id)) {}
 
   uint64_t handled = 0;  // messages from the directory handled so far
 
@@ -125,10 +126,29 @@ class storage_state {
     return clock::now() + std::chrono::milliseconds(std::clamp<int64_t>(within_ms, 0, 86'400'000));
   }
 
+  // Reads the storage's state off the scheduler (env.readers); what arrives meanwhile waits.
+  void load() {
+    busy_ = true;
+    runtime::off_scheduler(self_, env_.readers, env_.commit_timeout,
+                           [store = env_.store, id = owner_.id()] {
+                             return storage_owner::fetch(*store, id);
+                           })
+        .then(
+            [this](stored_storage& found) {
+              owner_.load(std::move(found));
+              resume();
+            },
+            [this](caf::error& err) {
+              owner_.load(std::move(err));
+              resume();
+            });
+  }
+
  private:
-  // A load the store could not serve (unavailable) is tried again by the next request.
+  // A load that failed (the store unreachable, a query cancelled, an unreadable record) is
+  // tried again by the next request, which waits for it.
   void refresh() {
-    if (idle()) owner_.retry_load(*env_.store);
+    if (idle() && owner_.load_failed()) load();
   }
 
   struct item {
@@ -255,6 +275,7 @@ class storage_state {
 caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, directory_impl directory,
                             std::string id) {
   auto st = std::make_shared<storage_state>(self, std::move(env), directory, std::move(id));
+  st->load();
   auto idle = st->idle_passivate();
   return {
       [st](read_atom, const std::string&) {

@@ -1,8 +1,10 @@
 // The actor owning one storage: {id, data, version, created_at, updated_at}.
 //
 // Activation: spawned by the storage directory on the first message for its id; loads its
-// state from RocksDB at start (storage_owner.hpp; an id with no record is "absent": reads
-// answer not_found, create makes it). Every change is written to RocksDB before it is
+// state from the store at start, off the scheduler on env.readers (storage_owner.hpp; an id
+// with no record is "absent": reads answer not_found, create makes it), and serves what
+// arrived meanwhile once it has. A load that failed (the store unreachable, say) answers its
+// error and is tried again by the next request. Every change is written to RocksDB before it is
 // acknowledged, and nothing is read while a change is on its way to disk. Messages are served
 // in arrival order: writes to one storage are serialized, so concurrent PATCHes of distinct keys
 // all land and exactly one of two writers holding the same If-Match wins. Writes that arrive
@@ -69,6 +71,7 @@
 #include "actors/storage/messages.hpp"
 #include "adapters/kv/kv_store.hpp"
 #include "config/settings.hpp"
+#include "runtime/blocking_pool.hpp"
 #include "runtime/committer.hpp"
 
 namespace prometheus {
@@ -87,6 +90,8 @@ struct storage_env {
   std::chrono::milliseconds commit_timeout{0};
   change_sink changes;  // optional: told (changed_atom, id, version) after every change
   size_t max_live = 0;  // the directory passivates the least recently used beyond it (0: none)
+  // Where the load runs (runtime/blocking_pool.hpp); without one, on a one-shot thread.
+  std::shared_ptr<runtime::blocking_pool> readers = nullptr;
 
   // storage.idle_passivate_ms, storage.max_live, config::actor_wait; the store, the committer
   // and the metrics are the caller's to set.

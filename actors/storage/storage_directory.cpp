@@ -9,6 +9,8 @@
 namespace tessera::storage {
 namespace {
 
+// The directory's blocking reads, on a thread of its own: pages of the listing and /readyz's
+// probe of the store.
 caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::kv_store> store) {
   return {
       [=](list_atom, const std::string& after, uint32_t limit) -> caf::result<storage_page> {
@@ -27,6 +29,7 @@ caf::behavior catalog_actor(caf::event_based_actor*, std::shared_ptr<adapters::k
         }
         return page;
       },
+      [=](ready_atom) { return store->healthy(); },
   };
 }
 
@@ -94,7 +97,10 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
         self->delegate(catalog, a, after, limit);
         return caf::delegated<storage_page>{};
       },
-      [=](ready_atom) { return store->healthy(); },
+      [=](ready_atom a) {
+        self->delegate(catalog, a);  // the probe may wait on the network: off the scheduler
+        return caf::delegated<bool>{};
+      },
       [=](watch_atom, const change_sink& sink) { shared_env->changes = sink; },
       [=](passivate_atom, const std::string& id, uint64_t handled) {
         if (dir->retire(id, handled, self->current_sender()))

@@ -14,7 +14,7 @@
 //       steps; a bad id is refused with invalid_argument)
 //   (watch_atom, change_sink sink) -> no reply; storage actors activated afterwards tell `sink`
 //       (changed_atom, id, version) after each change. Send it before serving requests.
-//   (ready_atom) -> bool: RocksDB answers a read
+//   (ready_atom) -> bool: the store answers a read (probed on the directory's own thread)
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
 //       `handled` equals the number of messages delegated to it, so no request is ever lost or
 //       served by a stale instance (the retire message is the last one it gets)

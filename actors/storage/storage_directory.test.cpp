@@ -10,6 +10,7 @@
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
 #include "adapters/kv/rocks_store.hpp"
+#include "runtime/blocking_pool.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
 
@@ -59,6 +60,34 @@ nlohmann::json data_of(const caf::expected<storage_record>& r) {
   return nlohmann::json::parse(r->data);
 }
 
+// A store whose point reads fail while `failing` is set (a cancelled query, say), and
+// otherwise read through to `inner`.
+struct flaky_reads final : adapters::kv_store {
+  std::shared_ptr<adapters::kv_store> inner;
+  std::atomic<bool> failing{false};
+  std::atomic<int> gets{0};
+  explicit flaky_reads(std::shared_ptr<adapters::kv_store> s) : inner(std::move(s)) {}
+  caf::expected<std::optional<std::string>> get(std::string_view key) const override {
+    ++const_cast<std::atomic<int>&>(gets);
+    if (failing) return make_error(errc::storage_failure, "canceling statement (57014)");
+    return inner->get(key);
+  }
+  caf::error write(const std::vector<adapters::write_op>& ops) override { return inner->write(ops); }
+  caf::expected<adapters::kv_rows> scan(std::string_view p, std::string_view a,
+                                        size_t n) const override {
+    return inner->scan(p, a, n);
+  }
+  caf::expected<adapters::kv_rows> range(std::string_view f, std::string_view t, size_t n,
+                                         bool r) const override {
+    return inner->range(f, t, n, r);
+  }
+  caf::expected<adapters::change_page> changes_after(uint64_t a, size_t n) const override {
+    return inner->changes_after(a, n);
+  }
+  caf::error flush() override { return inner->flush(); }
+  bool healthy() const override { return inner->healthy(); }
+};
+
 template <class Pred>
 bool eventually(Pred pred) {
   auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -72,6 +101,30 @@ bool eventually(Pred pred) {
 }  // namespace
 
 TEST_SUITE("actors.storage") {
+  TEST_CASE_FIXTURE(fixture, "a load that failed answers its error, and the next request loads again") {
+    auto dir = start();
+    REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"n":1})"}));
+    auto flaky = std::make_shared<flaky_reads>(store);
+    auto readers = runtime::blocking_pool::start(sys, 1);
+    auto env = storage_env{flaky, 30s, nullptr, committer, 5s, {}, 0, readers};
+    auto second = sys.spawn(storage_directory, env, kind);  // a fresh actor for "s": it loads
+    flaky->failing = true;
+    auto failed = ask(second, read_atom::value, std::string{"s"});
+    REQUIRE_FALSE(failed);
+    CHECK(code_of(failed.error()) == errc::storage_failure);
+    CHECK(detail_of(failed.error()).find("57014") != std::string::npos);
+    flaky->failing = false;
+    auto again = ask(second, read_atom::value, std::string{"s"});
+    REQUIRE_MESSAGE(again, detail_of(again.error()));
+    CHECK(data_of(again) == nlohmann::json{{"n", 1}});
+    auto loads = flaky->gets.load();
+    REQUIRE(ask(second, merge_atom::value, std::string{"s"}, std::string{R"({"m":2})"},
+                version_list{}));
+    CHECK(flaky->gets == loads);  // loaded once it succeeded: writes need no reads
+    self->send_exit(second, caf::exit_reason::user_shutdown);
+    readers->stop();
+  }
+
   TEST_CASE_FIXTURE(fixture, "a created storage reads back at version 1") {
     auto storages = start();
     auto created = ask(storages, create_atom::value, std::string{"s"}, std::string{R"({"a":1})"});

@@ -23,30 +23,56 @@ bool matches(const version_list& if_match, int64_t version) {
 
 }  // namespace
 
-storage_owner::storage_owner(const adapters::kv_store& store, std::string id) : id_(std::move(id)) {
-  load(store);
+storage_owner::storage_owner(std::string id) : id_(std::move(id)) {}
+
+storage_owner::storage_owner(const adapters::kv_store& store, std::string id)
+    : id_(std::move(id)) {
+  load(fetch(store, id_));
 }
 
-void storage_owner::retry_load(const adapters::kv_store& store) {
-  if (!load_error_ || code_of(load_error_) != errc::unavailable) return;
+caf::expected<stored_storage> storage_owner::fetch(const adapters::kv_store& store,
+                                                   const std::string& id) {
+  stored_storage out;
+  auto value = store.get(storage_key(id));
+  if (!value) return std::move(value.error());
+  if (*value) {
+    out.has_record = true;
+    out.record = std::move(**value);
+    return out;
+  }
+  auto tombstone = store.get(tombstone_key(id));
+  if (!tombstone) return std::move(tombstone.error());
+  if (*tombstone) {
+    out.has_tombstone = true;
+    out.tombstone = std::move(**tombstone);
+  }
+  return out;
+}
+
+void storage_owner::load(caf::expected<stored_storage> found) {
   load_error_ = caf::error{};
   record_.reset();
   document_ = nlohmann::json{};
   floor_ = 0;
-  load(store);
-}
-
-void storage_owner::load(const adapters::kv_store& store) {
-  auto value = store.get(storage_key(id_));
-  if (!value) {
-    load_error_ = std::move(value.error());
-  } else if (*value) {
-    record_ = decode(id_, **value);
+  if (!found) {
+    load_error_ = std::move(found.error());
+    return;
+  }
+  if (found->has_record) {
+    record_ = decode(id_, found->record);
     if (record_) document_ = nlohmann::json::parse(record_->data, nullptr, false);
-    if (!record_ || !document_.is_object())
+    if (!record_ || !document_.is_object()) {
+      record_.reset();
       load_error_ = make_error(errc::storage_failure, "unreadable record for " + id_);
-  } else {
-    load_floor(store);
+    }
+    return;
+  }
+  if (!found->has_tombstone) return;
+  auto& text = found->tombstone;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), floor_);
+  if (ec != std::errc{} || end != text.data() + text.size() || floor_ < 0) {
+    floor_ = 0;
+    load_error_ = make_error(errc::storage_failure, "unreadable tombstone for " + id_);
   }
 }
 
@@ -144,19 +170,6 @@ change storage_owner::with_data(storage_record next, nlohmann::json document) co
   if (!record_ && floor_ > 0) ops.push_back({tombstone_key(id_), {}, true});
   auto reply = next;
   return change{std::move(next), std::move(document), std::move(reply), std::move(ops)};
-}
-
-void storage_owner::load_floor(const adapters::kv_store& store) {
-  auto value = store.get(tombstone_key(id_));
-  if (!value) {
-    load_error_ = std::move(value.error());
-    return;
-  }
-  if (!*value) return;
-  auto& text = **value;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), floor_);
-  if (ec != std::errc{} || end != text.data() + text.size() || floor_ < 0)
-    load_error_ = make_error(errc::storage_failure, "unreadable tombstone for " + id_);
 }
 
 }  // namespace tessera::storage

@@ -1,11 +1,13 @@
 // The state of one storage and the rules for changing it: what the storage actor
-// (storage_actor.hpp) owns. Pure apart from the load at construction: every change is computed
-// from the current state (`create`, `replace`, `merge`, `erase`, `prepare`) as a `change` that
-// is not yet durable, and made current by `apply` once it is.
+// (storage_actor.hpp) owns. Pure: what it starts from is read by `fetch` (blocking: the storage
+// actor runs it off the scheduler) and handed to `load`; every change is computed from the
+// current state (`create`, `replace`, `merge`, `erase`, `prepare`) as a `change` that is not
+// yet durable, and made current by `apply` once it is.
 //
 // Contract:
-// - Construction reads the record (or, when absent, its tombstone) from RocksDB; a read error
-//   or an unreadable record makes every later call answer storage_failure.
+// - Until `load`, and after a load that failed (the store's error, or storage_failure for an
+//   unreadable record or tombstone), every call answers that error; `load_failed()` tells the
+//   actor to fetch again.
 // - A change carries the write ops of one RocksDB batch: the record, and the tombstone an
 //   erase writes (or a create removes), so versions continue across delete and create.
 // - Errors: not_found, conflict (create of an existing id; prepare at another version),
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "actors/storage/messages.hpp"
+#include "adapters/error.hpp"
 #include "adapters/kv/kv_store.hpp"
 
 namespace tessera::storage {
@@ -31,14 +34,33 @@ struct change {
   std::vector<adapters::write_op> ops;  // one batch: the record and the tombstone
 };
 
+// What the store holds for one storage: its record, or when absent its tombstone.
+struct stored_storage {
+  bool has_record = false;
+  std::string record;
+  bool has_tombstone = false;
+  std::string tombstone;
+  friend bool operator==(const stored_storage&, const stored_storage&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_storage& x) {
+  return f(caf::meta::type_name("stored_storage"), x.has_record, x.record, x.has_tombstone,
+           x.tombstone);
+}
+
 class storage_owner {
  public:
+  explicit storage_owner(std::string id);
+  // Fetches and loads at once (tests, tools).
   storage_owner(const adapters::kv_store& store, std::string id);
 
-  // After a load that failed because the store could not be reached (errc::unavailable: a
-  // shared backend down for a while), loads again; any other state is kept. A load that
-  // failed otherwise (an unreadable record) stays failed until the actor is re-activated.
-  void retry_load(const adapters::kv_store& store);
+  // Reads what the store holds for `id` (one or two point reads; blocking).
+  static caf::expected<stored_storage> fetch(const adapters::kv_store& store,
+                                             const std::string& id);
+  // Starts from what `fetch` found, or from its error.
+  void load(caf::expected<stored_storage> found);
+  bool load_failed() const { return static_cast<bool>(load_error_); }
 
   const std::string& id() const { return id_; }
   int64_t version() const { return record_ ? record_->version : 0; }
@@ -67,14 +89,12 @@ class storage_owner {
   caf::error not_found() const;
   storage_record next_version() const;
   change with_data(storage_record next, nlohmann::json document) const;
-  void load(const adapters::kv_store& store);
-  void load_floor(const adapters::kv_store& store);
 
   std::string id_;
   std::optional<storage_record> record_;  // nullopt: absent
   nlohmann::json document_;               // record_->data parsed, to merge without re-parsing
   int64_t floor_ = 0;                     // absent: the version it was erased at (tombstone)
-  caf::error load_error_;                 // the store could not be read at activation
+  caf::error load_error_ = make_error(errc::unavailable, "the storage is loading");
 };
 
 }  // namespace tessera::storage

@@ -9,6 +9,7 @@
 #include "actors/task/task_machine.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/off_scheduler.hpp"
 #include "runtime/log.hpp"
 
 namespace tessera::task {
@@ -47,10 +48,16 @@ void task_machine::fire(int64_t at) {
   handle_due();
 }
 
-caf::result<std::string> task_machine::runs(int64_t before, uint32_t limit) const {
-  auto page = runs_page(*env_.store, rec_.id, before, limit);
-  if (!page) return page.error();
-  return std::move(*page);
+// A page of the history, read off the scheduler (env.readers).
+caf::result<std::string> task_machine::runs(int64_t before, uint32_t limit) {
+  auto rp = self_->make_response_promise<std::string>();
+  runtime::off_scheduler(self_, env_.readers, env_.atomic.request_timeout,
+                         [store = env_.store, id = rec_.id, before, limit] {
+                           return runs_page(*store, id, before, limit);
+                         })
+      .then([rp](std::string& page) mutable { rp.deliver(std::move(page)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
 }
 
 // This task's runs share a warm process while its handler stays the same (none when the

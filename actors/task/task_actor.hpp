@@ -45,6 +45,7 @@
 #include "actors/task/task_codec.hpp"
 #include "actors/task/task_metrics.hpp"
 #include "adapters/kv/kv_store.hpp"
+#include "runtime/blocking_pool.hpp"
 
 namespace tessera::task {
 
@@ -60,6 +61,8 @@ struct task_env {
   // starts: a manual run is unavailable, a scheduled one stays due (the next start finds it
   // through the misfire policy), a queued one waits in memory.
   std::shared_ptr<run_gate> gate;
+  // Where reads of the history run (runtime/blocking_pool.hpp); none: a one-shot thread.
+  std::shared_ptr<runtime::blocking_pool> readers = nullptr;
 
   // atomic_env's settings, the call limits, tasks.keep_runs, tasks.max_catch_up; the store,
   // the actors, the metrics and the gate are the caller's to set.

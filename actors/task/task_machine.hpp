@@ -42,7 +42,7 @@ class task_machine {
   // (fire_atom, at) from the scheduler: a stale time (superseded) is ignored.
   void fire(int64_t at);
   caf::result<std::string> run_now();
-  caf::result<std::string> runs(int64_t before, uint32_t limit) const;
+  caf::result<std::string> runs(int64_t before, uint32_t limit);
   caf::result<std::string> update(actors::update_request u);
   caf::result<std::string> erase();
 
@@ -69,7 +69,7 @@ class task_machine {
   void start_run(pending_run pending);
   void execute(std::shared_ptr<run_record> r);
   void finish_run(std::shared_ptr<run_record> r, caf::expected<storage::atomic_outcome> out);
-  void trim(ops_t& ops, int64_t seq);
+  void trim(int64_t seq, std::function<void()> then);
   void cancel_queued();
   void commit(ops_t ops, std::function<void(caf::error)> done);
   void committed();

@@ -1,6 +1,7 @@
 // task_machine's runs: see task_machine.hpp and task_actor.hpp's protocol.
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "actors/task/run_history.hpp"
 #include "actors/task/run_log.hpp"
@@ -10,6 +11,7 @@
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
+#include "runtime/off_scheduler.hpp"
 
 namespace tessera::task {
 
@@ -40,8 +42,9 @@ void task_machine::skip_run(const planned_skip& skip) {
   auto r = begin_run(rec_.id, ++st_.run_seq, skip.run, runtime::now_ms(), "skipped");
   r.error = {{"kind", skip.reason}, {"message", skip.message}};
   ops_t ops{{state_key(rec_.id), encode(st_), false}, {run_key(rec_.id, r.seq), encode(r), false}};
-  trim(ops, r.seq);
-  commit(std::move(ops), [](caf::error) {});
+  commit(std::move(ops), [this, seq = r.seq](caf::error err) {
+    if (!err && !deleted_) trim(seq, [] {});
+  });
 }
 
 void task_machine::start_run(pending_run pending) {
@@ -92,7 +95,6 @@ void task_machine::finish_run(std::shared_ptr<run_record> r,
   ops.push_back({run_key(rec_.id, r->seq), encode(*r), false});
   ops.push_back({running_key(rec_.id, r->seq), {}, true});
   ops.push_back({state_key(rec_.id), encode(st_), false});
-  trim(ops, r->seq);
   auto reply = to_json(*r, std::move(entries)).dump();
   auto deliver = [this, seq = r->seq, reply](caf::error err) {
     if (env_.gate && in_gate_ > 0) {  // the run's record is durable (or cannot be)
@@ -110,14 +112,42 @@ void task_machine::finish_run(std::shared_ptr<run_record> r,
     start_next();
   };
   if (deleted_) return deliver(gone());
-  commit(std::move(ops), deliver);
+  // The run is answered once its record is durable and the runs it pushed out of the newest
+  // env.keep_runs are deleted, so its requester reads the history trimmed.
+  commit(std::move(ops), [this, seq = r->seq, deliver](caf::error err) {
+    if (err || deleted_) return deliver(err);
+    trim(seq, [deliver] { deliver({}); });
+  });
 }
 
-// Deletes the finished runs that fall out of the newest env.keep_runs (with their logs).
-void task_machine::trim(ops_t& ops, int64_t seq) {
-  auto more = trim_ops(*env_.store, rec_.id, seq, env_.keep_runs,
-                       [this](int64_t s) { return waiting_.count(s) > 0; });
-  ops.insert(ops.end(), more.begin(), more.end());
+// Deletes the finished runs that fall out of the newest env.keep_runs (with their logs): the
+// history is read off the scheduler (env.readers), the deletes are one commit; then `then`.
+// The read counts as a commit in flight, so a deletion of the task waits for it.
+void task_machine::trim(int64_t seq, std::function<void()> then) {
+  if (seq - static_cast<int64_t>(env_.keep_runs) + 1 <= 1) return then();
+  std::set<int64_t> held;  // runs whose requesters still wait are kept
+  for (auto& [s, _] : waiting_) held.insert(s);
+  ++commits_in_flight_;
+  runtime::off_scheduler(self_, env_.readers, env_.atomic.request_timeout,
+                         [store = env_.store, id = rec_.id, seq, keep = env_.keep_runs,
+                          held = std::move(held)]() -> caf::expected<ops_t> {
+                           return trim_ops(*store, id, seq, keep,
+                                           [&held](int64_t s) { return held.count(s) > 0; });
+                         })
+      .then(
+          [this, then](ops_t& ops) {
+            if (!ops.empty() && !deleted_)
+              commit(std::move(ops), [then](caf::error) { then(); });
+            else
+              then();
+            committed();
+          },
+          [this, then](caf::error& err) {
+            runtime::log_error("task '" + rec_.id + "': trimming its history failed: " +
+                               detail_of(err));
+            then();
+            committed();
+          });
 }
 
 // Scheduled runs still waiting when the task is disabled or re-timed do not run.

@@ -10,12 +10,15 @@
 //   durable as the backend is configured (the WAL, fsync with storage.sync, PostgreSQL's
 //   commit); an acknowledged write survives kill -9 of the server.
 // - Reads see every write acknowledged before them.
-// - Every function is thread-safe and blocking. Callers on the CAF scheduler's workers keep to
-//   point reads and bounded pages (the newest runs of a task, a page of storages); writes go
-//   through the group committer (runtime/committer.hpp) on its own thread, and a scan of a
-//   whole prefix runs on a thread of its own (runtime/off_scheduler.hpp), as the task
-//   directory's, the panel list's and a task's history deletion do. The one exception is the
-//   panel directory's load at start, before it serves anything.
+// - Every function is thread-safe and blocking, and none is called on a CAF scheduler worker:
+//   writes go through the group committer (runtime/committer.hpp) on its own thread; short
+//   reads (a storage's load, a page of a task's runs and its trimming, a page of the change
+//   feed) on the readers' pool (runtime/blocking_pool.hpp); the storage listing and /readyz's
+//   probe on the storage directory's catalog thread; a scan of a whole prefix on a thread of
+//   its own (runtime/off_scheduler.hpp), as the task directory's (itself detached), the panel
+//   list's and a task's history deletion do. Two exceptions, both rare and bounded: the panel
+//   directory's load at start, before the server listens, and its restart of a panel actor
+//   that crashed (one point read, so that no request finds the panel missing meanwhile).
 // - Failures are errc::storage_failure (the backend's message as detail, never a password),
 //   or errc::unavailable when the backend cannot be reached now and nothing was written (a
 //   shared backend; the caller may retry). A write failed with storage_failure may or may not
