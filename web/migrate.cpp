@@ -195,7 +195,10 @@ caf::expected<migrate_result> migrate(const endpoint& from, const endpoint& to, 
   } else {
     auto source = open_endpoint(from, registry);
     if (!source) return source.error();
-    if (auto err = each_page(**source, write)) return err;
+    // One moment of the source, even while servers write to it (a PostgreSQL in use).
+    auto view = (*source)->read_view();
+    if (!view) return view.error();
+    if (auto err = each_page(**view, write)) return err;
   }
   result.source = source_sums.summary();
   // Read the target back.

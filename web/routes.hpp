@@ -68,11 +68,13 @@ void add_task_routes(router& r, const route_context& ctx, const task::directory_
 // 401 and the form again, counted in tessera_logins_total) and POST /logout.
 void add_ui_routes(router& r, prometheus::Registry& registry);
 
-// GET /api/changes?after=N&limit=M: the change sequence (adapters/kv/kv_store.hpp) as the
-// storages, panels and tasks created, changed or deleted after change N, in commit order:
-// {"changes": [{"seq", "kind", "id", "deleted"}], "next": the number to ask after next time,
-// "last": the newest number}. The server's own keys (runs, logs) take numbers but are not
-// listed. 410 when the changes after N are no longer kept, 400 when N is beyond the newest.
+// GET /api/changes?after=N&limit=M[&sequence=S]: the change sequence
+// (adapters/kv/kv_store.hpp) as the storages, panels and tasks created, changed or deleted
+// after change N, in commit order: {"changes": [{"seq", "kind", "id", "deleted"}], "next":
+// the number to ask after next time, "last": the newest number, "sequence": its id}. The
+// server's own keys (runs, logs) take numbers but are not listed. 410 when the changes after
+// N are no longer kept, or S (the id the reader followed) is not this store's; 400 when N is
+// beyond the newest.
 void add_change_routes(router& r, const route_context& ctx,
                        std::shared_ptr<adapters::kv_store> store);
 

@@ -84,6 +84,9 @@ struct flaky_reads final : adapters::kv_store {
   caf::expected<adapters::change_page> changes_after(uint64_t a, size_t n) const override {
     return inner->changes_after(a, n);
   }
+  caf::expected<std::shared_ptr<adapters::kv_store>> read_view() const override {
+    return inner->read_view();
+  }
   caf::error flush() override { return inner->flush(); }
   bool healthy() const override { return inner->healthy(); }
 };

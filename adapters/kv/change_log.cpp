@@ -1,6 +1,7 @@
 #include "adapters/kv/change_log.hpp"
 
 #include <algorithm>
+#include <random>
 
 #include "adapters/error.hpp"
 
@@ -57,9 +58,10 @@ std::optional<uint64_t> count(std::string_view body) {
 }
 
 caf::expected<change_page> page_of(const std::vector<kept_write>& writes, uint64_t after,
-                                   size_t limit, uint64_t newest) {
+                                   size_t limit, uint64_t newest, std::string sequence) {
   change_page page;
   page.last = newest;
+  page.sequence = std::move(sequence);
   for (auto& w : writes) page.last = std::max(page.last, w.last_seq);
   if (page.last <= after) return page;
   auto gone = [&](uint64_t first_kept) {
@@ -70,11 +72,19 @@ caf::expected<change_page> page_of(const std::vector<kept_write>& writes, uint64
                                       "then follow from " + std::to_string(page.last));
   };
   if (writes.empty()) return gone(page.last + 1);
+  uint64_t previous = 0;  // the last number of the write before
   for (auto& w : writes) {
     auto n = count(w.body);
     if (!n || *n == 0 || *n > w.last_seq) return undecodable(w.last_seq);
     uint64_t seq = w.last_seq - *n;  // the number before this write's first
-    if (&w == &writes.front() && seq > after) return gone(seq + 1);
+    if (&w == &writes.front()) {
+      if (seq > after) return gone(seq + 1);
+    } else if (seq != previous) {
+      return make_error(errc::storage_failure,
+                        "the change sequence's write ending at " + std::to_string(w.last_seq) +
+                            " does not follow the one ending at " + std::to_string(previous));
+    }
+    previous = w.last_seq;
     bool room = true;
     each(w.body, [&](bool erase, std::string_view key) {
       ++seq;
@@ -86,6 +96,14 @@ caf::expected<change_page> page_of(const std::vector<kept_write>& writes, uint64
     if (!room || page.changes.size() >= limit) break;
   }
   return page;
+}
+
+std::string new_sequence_id() {
+  std::random_device random;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 32; ++i) id.push_back(hex[random() % 16]);
+  return id;
 }
 
 }  // namespace tessera::adapters::change_log

@@ -6,7 +6,8 @@
 // - A write of n ops whose last number is L numbered its ops L-n+1 .. L in order.
 // - Numbers have no gaps except below the retention's cut, so `page_of` recognises a reader
 //   asking from before the cut (its next number is missing) and answers errc::gone.
-// - A body that does not decode (a store written by something else) is storage_failure.
+// - A body that does not decode, or writes that do not follow each other (a store written by
+//   something else), are storage_failure.
 #pragma once
 
 #include <caf/expected.hpp>
@@ -35,8 +36,11 @@ struct kept_write {
 // The page after `after` from the kept writes with last_seq > after, in order (as many as the
 // backend read, which may be fewer than all), at most `limit` changes; `newest` is the newest
 // number committed when they were read. errc::gone when the changes right after `after` are
-// no longer kept.
+// no longer kept. `sequence` is the sequence's id, copied into the page.
 caf::expected<change_page> page_of(const std::vector<kept_write>& writes, uint64_t after,
-                                   size_t limit, uint64_t newest);
+                                   size_t limit, uint64_t newest, std::string sequence);
+
+// A new sequence's id: 32 random hex digits.
+std::string new_sequence_id();
 
 }  // namespace tessera::adapters::change_log

@@ -63,23 +63,62 @@ TEST_SUITE("adapters.change_sequence") {
     CHECK(all_after(*s, 0) == std::vector<change>{{1, "a", false}, {2, "c", false}});
   }
 
-  TEST_CASE("numbers continue where they were after the store is opened again") {
+  TEST_CASE("numbers and the sequence's id continue where they were after a reopen") {
     temp_dir dir;
+    std::string first_id;
     {
       auto rocks = rocks_store::open({dir.path.string(), false, nullptr});
       REQUIRE(rocks);
       REQUIRE_FALSE((*rocks)->write({{"a", "1"}, {"b", "2"}}));
+      first_id = (*rocks)->changes_after(0, 1)->sequence;
     }
     auto rocks = rocks_store::open({dir.path.string(), false, nullptr});
     REQUIRE(rocks);
     REQUIRE_FALSE((*rocks)->write({{"c", "3"}}));
     CHECK(all_after(**rocks, 2) == std::vector<change>{{3, "c", false}});
+    CHECK(first_id.size() == 32);
+    CHECK((*rocks)->changes_after(0, 1)->sequence == first_id);
 
     auto url = throwaway_postgres::shared().fresh_database();
-    REQUIRE_FALSE(fresh_pg(2, 1'000'000, url)->write({{"a", "1"}, {"b", "2"}}));
+    auto first_pg = fresh_pg(2, 1'000'000, url);
+    REQUIRE_FALSE(first_pg->write({{"a", "1"}, {"b", "2"}}));
+    first_pg.reset();
     auto pg = fresh_pg(2, 1'000'000, url);
     REQUIRE_FALSE(pg->write({{"c", "3"}}));
     CHECK(all_after(*pg, 2) == std::vector<change>{{3, "c", false}});
+    auto pg_id = pg->changes_after(0, 1)->sequence;
+    CHECK(pg_id.size() == 32);
+    CHECK(pg_id != first_id);
+    CHECK(fresh_pg()->changes_after(0, 1)->sequence != pg_id);  // another database, another id
+  }
+
+  TEST_CASE("a RocksDB store reopened after trimming numbers on and still trims") {
+    temp_dir dir;
+    {
+      auto rocks = rocks_store::open({dir.path.string(), false, nullptr, 100});
+      REQUIRE(rocks);
+      for (int i = 1; i <= 300; ++i) REQUIRE_FALSE((*rocks)->write({{"k", std::to_string(i)}}));
+    }
+    auto rocks = rocks_store::open({dir.path.string(), false, nullptr, 100});
+    REQUIRE(rocks);
+    CHECK(code_of((*rocks)->changes_after(0, 1).error()) == errc::gone);
+    for (int i = 301; i <= 600; ++i) REQUIRE_FALSE((*rocks)->write({{"k", std::to_string(i)}}));
+    auto recent = (*rocks)->changes_after(500, 1000);  // the newest 100 are kept at least
+    REQUIRE(recent);
+    CHECK(recent->changes.size() == 100);
+    CHECK(recent->changes.back().seq == 600);
+    CHECK(code_of((*rocks)->changes_after(300, 1).error()) == errc::gone);
+  }
+
+  TEST_CASE("asking for no changes answers the newest number alone") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      REQUIRE_FALSE(b.store->write({{"a", "1"}, {"b", "2"}}));
+      auto page = b.store->changes_after(0, 0);
+      REQUIRE(page);
+      CHECK(page->changes.empty());
+      CHECK(page->last == 2);
+    }
   }
 
   TEST_CASE("the newest changes past the retention are kept; a reader from before is told gone") {
@@ -137,17 +176,19 @@ TEST_SUITE("adapters.pg_store") {
       }
     });
     std::vector<std::thread> threads;
+    std::atomic<int> failed_writes{0};
     for (int w = 0; w < writers; ++w)
       threads.emplace_back([&, w] {
         auto& store = w % 2 ? *a : *b;
         for (int i = 0; i < writes; ++i) {
           auto key = "w" + std::to_string(w) + "/" + std::to_string(i);
-          REQUIRE_FALSE(store.write({{key, "1"}, {key + "/x", "2"}}));
+          if (store.write({{key, "1"}, {key + "/x", "2"}})) ++failed_writes;
         }
       });
     for (auto& t : threads) t.join();
     done = true;
     reader.join();
+    CHECK(failed_writes == 0);
     CHECK(broken == "");
     CHECK(followed.size() == writers * writes * 2);
     std::set<std::string> keys;

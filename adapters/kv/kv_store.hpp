@@ -30,13 +30,16 @@
 // follow from any point with `changes_after`. A change is the key written and whether it was
 // deleted (read the key for its value). The newest storage.change_retention changes are kept
 // (at least); asking from before them is errc::gone, and the reader starts again from the
-// current state. `migrate` copies keys, not this history: a target numbers its own writes.
+// current state. A sequence has a random id, made with it and returned with every page: a
+// store made anew (a migrate's target, which numbers its own writes) has another, so a
+// reader that notes it can tell its numbers no longer apply.
 #pragma once
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/meta/type_name.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,16 +73,17 @@ typename Inspector::result_type inspect(Inspector& f, change& x) {
   return f(caf::meta::type_name("change"), x.seq, x.key, x.erase);
 }
 
-// Changes in order, and the newest number committed when they were read.
+// Changes in order, the newest number committed when they were read, and the sequence's id.
 struct change_page {
   std::vector<change> changes;
   uint64_t last = 0;
+  std::string sequence;
   friend bool operator==(const change_page&, const change_page&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, change_page& x) {
-  return f(caf::meta::type_name("change_page"), x.changes, x.last);
+  return f(caf::meta::type_name("change_page"), x.changes, x.last, x.sequence);
 }
 
 using kv_pair = std::pair<std::string, std::string>;
@@ -107,6 +111,12 @@ class kv_store {
   // Up to `limit` changes numbered after `after`, in order (see the change sequence); gone
   // when the first of them is no longer kept.
   virtual caf::expected<change_page> changes_after(uint64_t after, size_t limit) const = 0;
+
+  // A read view: a store whose reads all see this one as it is now, whatever is written to it
+  // meanwhile (a RocksDB snapshot; a PostgreSQL REPEATABLE READ READ ONLY transaction on a
+  // connection of its own). It takes no writes (invalid_argument). Hold it briefly: it keeps
+  // old versions alive in the backend.
+  virtual caf::expected<std::shared_ptr<kv_store>> read_view() const = 0;
 
   // Makes everything written durable on the backend's own storage; used at shutdown.
   virtual caf::error flush() = 0;

@@ -102,6 +102,36 @@ TEST_SUITE("adapters.kv_store") {
   }
 }
 
+TEST_SUITE("adapters.kv_store") {
+  TEST_CASE("a read view sees the store as it was when taken, and takes no writes") {
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      put(*b.store, {"k/a", "k/b"});
+      auto view = b.store->read_view();
+      REQUIRE_MESSAGE(view, detail_of(view.error()));
+      REQUIRE_FALSE(b.store->write({{"k/a", "changed"}, {"k/b", "", true}, {"k/c", "new"}}));
+      CHECK((*view)->get("k/a")->value() == "v:k/a");
+      CHECK((*view)->get("k/b")->value() == "v:k/b");
+      CHECK_FALSE((*view)->get("k/c")->has_value());
+      CHECK(keys_of(*(*view)->scan("k/", "", 10)) == std::vector<std::string>{"k/a", "k/b"});
+      CHECK(keys_of(*(*view)->range("k/", "k0", 10, true)) ==
+            std::vector<std::string>{"k/b", "k/a"});
+      auto feed = (*view)->changes_after(0, 10);
+      REQUIRE(feed);
+      CHECK(feed->last == 2);  // the view's moment: the three later changes are not in it
+      CHECK(feed->changes.size() == 2);
+      auto same = (*view)->read_view();  // a view of a view is the same moment
+      REQUIRE(same);
+      CHECK_FALSE((*same)->get("k/c")->has_value());
+      auto refused = (*view)->write({{"k/d", "x"}});
+      REQUIRE(refused);
+      CHECK(code_of(refused) == errc::invalid_argument);
+      CHECK(b.store->get("k/a")->value() == "changed");
+      CHECK(keys_of(*b.store->scan("k/", "", 10)) == std::vector<std::string>{"k/a", "k/c"});
+    }
+  }
+}
+
 TEST_SUITE("adapters.pg_store") {
   TEST_CASE("a batch that fails in PostgreSQL writes none of its ops") {
     auto s = fresh_pg();

@@ -23,8 +23,10 @@ const char* const create_v1 =
 // a write takes its numbers by updating it last in its transaction, so the row's lock orders
 // the numbers as the commits (on every server of the database).
 const char* const upgrade_v1_v2 =
-    "CREATE TABLE tessera_seq (last bigint NOT NULL);"
-    "INSERT INTO tessera_seq (last) VALUES (0);"
+    "CREATE TABLE tessera_seq (one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " last bigint NOT NULL, sequence text NOT NULL);"
+    "INSERT INTO tessera_seq (last, sequence) VALUES (0, md5(random()::text ||"
+    " clock_timestamp()::text || pg_backend_pid()::text));"
     "CREATE TABLE tessera_changes (last_seq bigint PRIMARY KEY, ops integer NOT NULL,"
     " body bytea NOT NULL);"
     "UPDATE tessera_schema SET version = 2;";
@@ -49,11 +51,12 @@ statements prepared() {
       // Drops the writes more than $1 changes behind the newest.
       {"trim",
        "DELETE FROM tessera_changes WHERE last_seq <= (SELECT last FROM tessera_seq) - $1"},
-      // The newest number and up to $2 writes after $1, in one snapshot (numbers as text).
+      // The newest number, the sequence's id and up to $2 writes after $1, in one snapshot
+      // (numbers as text).
       {"changes",
-       "SELECT s.last::text, c.last_seq::text, c.body FROM tessera_seq s LEFT JOIN LATERAL "
-       "(SELECT last_seq, body FROM tessera_changes WHERE last_seq > $1 ORDER BY last_seq "
-       "LIMIT $2) c ON true"},
+       "SELECT s.last::text, s.sequence, c.last_seq::text, c.body FROM tessera_seq s "
+       "LEFT JOIN LATERAL (SELECT last_seq, body FROM tessera_changes WHERE last_seq > $1 "
+       "ORDER BY last_seq LIMIT $2) c ON true ORDER BY c.last_seq"},
   };
   for (bool inclusive : {true, false})
     for (bool bounded : {true, false})
@@ -132,7 +135,33 @@ class pg_store::lease {
 
 pg_store::pg_store(options opts) : opts_(std::move(opts)) {}
 
-pg_store::~pg_store() = default;
+pg_store::~pg_store() {
+  if (!view_) return;
+  for (auto& c : idle_)  // end the view's transaction before the connection closes
+    if (!c->broken()) (void)c->exec("ROLLBACK");
+}
+
+// A view is a store of its own whose pool is one connection inside a REPEATABLE READ READ ONLY
+// transaction, its snapshot taken by a first statement; a lost connection is not reset (a
+// new one would read another moment) but fails every call.
+caf::expected<std::shared_ptr<kv_store>> pg_store::read_view() const {
+  if (view_)  // the same moment
+    return std::const_pointer_cast<kv_store>(
+        std::static_pointer_cast<const kv_store>(shared_from_this()));
+  auto c = pg::connection::open(opts_.conninfo, prepared());
+  if (!c) return c.error();
+  auto began = (*c)->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1");
+  if (!began) return began.error();
+  options o;
+  o.conninfo = opts_.conninfo;
+  o.pool = 1;
+  o.pool_wait = opts_.pool_wait;
+  std::shared_ptr<pg_store> view{new pg_store(std::move(o))};
+  view->view_ = true;
+  view->idle_.push_back(std::move(*c));
+  view->open_ = 1;
+  return std::shared_ptr<kv_store>{std::move(view)};
+}
 
 caf::expected<std::shared_ptr<pg_store>> pg_store::open(options opts) {
   if (opts.pool == 0) opts.pool = 1;
@@ -194,6 +223,10 @@ caf::expected<pg_store::lease> pg_store::acquire(bool wait) const {
       return made.error();
     }
     c = std::move(*made);
+  } else if (c->broken() && view_) {
+    give_back(std::move(c));
+    return make_error(errc::unavailable,
+                      "PostgreSQL: the read view's connection was lost (its snapshot with it)");
   } else if (c->broken()) {
     {
       std::lock_guard lock{mutex_};
@@ -247,6 +280,7 @@ caf::expected<std::optional<std::string>> pg_store::get(std::string_view key) co
 }
 
 caf::error pg_store::write(const std::vector<write_op>& ops) {
+  if (view_) return make_error(errc::invalid_argument, "a read view takes no writes");
   if (ops.empty()) return {};
   auto c = acquire();
   if (!c) return c.error();
@@ -304,7 +338,10 @@ caf::expected<kv_rows> pg_store::range(std::string_view from, std::string_view t
 }
 
 caf::expected<change_page> pg_store::changes_after(uint64_t after, size_t limit) const {
-  if (limit == 0) limit = 1;
+  if (after > static_cast<uint64_t>(INT64_MAX))
+    return make_error(errc::invalid_argument, "a change number is at most 2^63 - 1");
+  auto requested = limit;
+  if (limit == 0) limit = 1;  // the newest number still comes back; the changes are cut below
   auto c = acquire();
   if (!c) return c.error();
   auto from = std::to_string(after);
@@ -313,16 +350,24 @@ caf::expected<change_page> pg_store::changes_after(uint64_t after, size_t limit)
   note(rows ? caf::error{} : rows.error());
   if (!rows) return rows.error();
   uint64_t newest = 0;
+  std::string sequence;
   std::vector<change_log::kept_write> writes;
+  auto number = [](const std::string& s) {
+    if (s.empty() || s[0] == '-') throw std::invalid_argument{"negative"};
+    return std::stoull(s);
+  };
   try {
     for (auto& r : *rows) {
-      if (r[0]) newest = std::stoull(*r[0]);
-      if (r[1] && r[2]) writes.push_back({std::stoull(*r[1]), std::move(*r[2])});
+      if (r[0]) newest = number(*r[0]);
+      if (r[1]) sequence = *r[1];
+      if (r[2] && r[3]) writes.push_back({number(*r[2]), std::move(*r[3])});
     }
   } catch (const std::exception&) {
     return make_error(errc::storage_failure, "tessera_seq or tessera_changes holds a foreign row");
   }
-  return change_log::page_of(writes, after, limit, newest);
+  if (rows->empty()) return make_error(errc::storage_failure, "tessera_seq has lost its row");
+  if (requested == 0) return change_page{{}, newest, std::move(sequence)};
+  return change_log::page_of(writes, after, requested, newest, std::move(sequence));
 }
 
 caf::error pg_store::flush() { return {}; }  // every acknowledged commit is durable already

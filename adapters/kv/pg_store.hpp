@@ -42,7 +42,7 @@ namespace pg {
 class connection;
 }
 
-class pg_store final : public kv_store {
+class pg_store final : public kv_store, public std::enable_shared_from_this<pg_store> {
  public:
   static constexpr int schema_version = 2;
 
@@ -72,6 +72,8 @@ class pg_store final : public kv_store {
   caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
                                bool reverse) const override;
   caf::expected<change_page> changes_after(uint64_t after, size_t limit) const override;
+  // A REPEATABLE READ READ ONLY transaction on a connection of its own (not the pool's).
+  caf::expected<std::shared_ptr<kv_store>> read_view() const override;
   caf::error flush() override;
   // Never waits for the pool: with a connection idle it pings through it; with all of them
   // lent it answers what the last call found (reachable or not).
@@ -102,6 +104,7 @@ class pg_store final : public kv_store {
   mutable uint64_t reconnects_ = 0;
   mutable std::atomic<bool> reachable_{true};
   std::atomic<uint64_t> writes_{0};
+  bool view_ = false;  // a read view (read_view): one pinned connection in a transaction
 };
 
 }  // namespace tessera::adapters

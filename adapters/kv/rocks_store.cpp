@@ -17,6 +17,7 @@ caf::error failure(const rocksdb::Status& s) {
 }
 
 constexpr const char* changes_family = "changes";
+constexpr const char* sequence_key = "sequence";  // sorts after every number
 
 // A write's last number as a key of the "changes" family: 20 digits, so keys sort as numbers.
 std::string seq_key(uint64_t seq) {
@@ -66,13 +67,18 @@ caf::expected<std::shared_ptr<rocks_store>> rocks_store::open(options opts) {
 }
 
 caf::error rocks_store::load_sequence() {
+  auto s = db_->Get(rocksdb::ReadOptions{}, families_[1], sequence_key, &sequence_);
+  if (s.IsNotFound()) {
+    sequence_ = change_log::new_sequence_id();
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db_->Put(wo, families_[1], sequence_key, sequence_);
+  }
+  if (!s.ok()) return failure(s);
+  if (auto err = load_last()) return err;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, families_[1])};
-  it->SeekToLast();
-  if (it->Valid()) {
-    auto last = parse_seq(it->key());
-    if (!last) return make_error(errc::storage_failure, "the change sequence holds a foreign key");
-    last_seq_ = *last;
-    it->SeekToFirst();
+  it->SeekToFirst();
+  if (it->Valid() && it->key() != rocksdb::Slice{sequence_key}) {
     auto first = parse_seq(it->key());
     auto n = change_log::count(std::string_view{it->value().data(), it->value().size()});
     if (!first || !n || *n > *first)
@@ -83,9 +89,26 @@ caf::error rocks_store::load_sequence() {
   return {};
 }
 
+caf::error rocks_store::load_last() {
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, families_[1])};
+  it->SeekForPrev(seq_key(UINT64_MAX));
+  if (it->Valid()) {
+    auto last = parse_seq(it->key());
+    if (!last) return make_error(errc::storage_failure, "the change sequence holds a foreign key");
+    last_seq_ = *last;
+  }
+  if (!it->status().ok()) return failure(it->status());
+  return {};
+}
+
 caf::expected<std::optional<std::string>> rocks_store::get(std::string_view key) const {
+  return get_at(rocksdb::ReadOptions{}, key);
+}
+
+caf::expected<std::optional<std::string>> rocks_store::get_at(const rocksdb::ReadOptions& ro,
+                                                              std::string_view key) const {
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions{}, rocksdb::Slice{key.data(), key.size()}, &value);
+  auto s = db_->Get(ro, rocksdb::Slice{key.data(), key.size()}, &value);
   if (s.IsNotFound()) return std::optional<std::string>{};
   if (!s.ok()) return failure(s);
   return std::optional<std::string>{std::move(value)};
@@ -114,32 +137,55 @@ caf::error rocks_store::write(const std::vector<write_op>& ops) {
   auto start = std::chrono::steady_clock::now();
   auto s = db_->Write(wo, &batch);
   if (opts_.on_write) opts_.on_write(std::chrono::steady_clock::now() - start);
-  if (!s.ok()) return failure(s);
+  if (!s.ok()) {
+    (void)load_last();  // it may have landed: number on from what is there
+    return failure(s);
+  }
   last_seq_ = last;
   if (cut) first_kept_ = cut + 1;  // at most: a write across the cut is kept whole
   return {};
 }
 
 caf::expected<change_page> rocks_store::changes_after(uint64_t after, size_t limit) const {
-  uint64_t newest = last_seq_;
+  return changes_at(rocksdb::ReadOptions{}, after, limit, last_seq_);
+}
+
+caf::expected<change_page> rocks_store::changes_at(const rocksdb::ReadOptions& ro, uint64_t after,
+                                                   size_t limit,
+                                                   std::optional<uint64_t> newest_known) const {
   std::vector<change_log::kept_write> writes;
-  if (limit == 0) return change_page{{}, newest};
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, families_[1])};
+  uint64_t newest = 0;
+  if (newest_known) {
+    newest = *newest_known;
+  } else {  // a snapshot's: its newest write
+    std::unique_ptr<rocksdb::Iterator> last{db_->NewIterator(ro, families_[1])};
+    last->SeekForPrev(seq_key(UINT64_MAX));
+    if (last->Valid()) newest = parse_seq(last->key()).value_or(0);
+    if (!last->status().ok()) return failure(last->status());
+  }
+  if (limit == 0 || after == UINT64_MAX) return change_page{{}, newest, sequence_};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro, families_[1])};
   size_t changes = 0;
   for (it->Seek(seq_key(after + 1)); it->Valid() && changes < limit; it->Next()) {
+    if (it->key() == rocksdb::Slice{sequence_key}) break;
     auto seq = parse_seq(it->key());
     if (!seq) return make_error(errc::storage_failure, "the change sequence holds a foreign key");
     auto& w = writes.emplace_back(change_log::kept_write{*seq, it->value().ToString()});
     changes += change_log::count(w.body).value_or(1);
   }
   if (!it->status().ok()) return failure(it->status());
-  return change_log::page_of(writes, after, limit, newest);
+  return change_log::page_of(writes, after, limit, newest, sequence_);
 }
 
 caf::expected<kv_rows> rocks_store::scan(std::string_view prefix, std::string_view after,
                                          size_t limit) const {
+  return scan_at(rocksdb::ReadOptions{}, prefix, after, limit);
+}
+
+caf::expected<kv_rows> rocks_store::scan_at(const rocksdb::ReadOptions& ro, std::string_view prefix,
+                                            std::string_view after, size_t limit) const {
   kv_rows out;
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{})};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro)};
   std::string start{prefix};
   start += after;
   for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
@@ -154,9 +200,15 @@ caf::expected<kv_rows> rocks_store::scan(std::string_view prefix, std::string_vi
 
 caf::expected<kv_rows> rocks_store::range(std::string_view from, std::string_view to, size_t limit,
                                           bool reverse) const {
+  return range_at(rocksdb::ReadOptions{}, from, to, limit, reverse);
+}
+
+caf::expected<kv_rows> rocks_store::range_at(const rocksdb::ReadOptions& ro, std::string_view from,
+                                             std::string_view to, size_t limit,
+                                             bool reverse) const {
   kv_rows out;
   if (from >= to) return out;
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{})};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro)};
   rocksdb::Slice lo{from.data(), from.size()}, hi{to.data(), to.size()};
   if (reverse) {
     for (it->SeekForPrev(hi); it->Valid() && out.size() < limit; it->Prev()) {
@@ -172,6 +224,49 @@ caf::expected<kv_rows> rocks_store::range(std::string_view from, std::string_vie
   }
   if (!it->status().ok()) return failure(it->status());
   return out;
+}
+
+// A snapshot of the store: every read through it sees the moment it was taken.
+class rocks_store::view final : public kv_store, public std::enable_shared_from_this<view> {
+ public:
+  explicit view(std::shared_ptr<const rocks_store> store)
+      : store_(std::move(store)), snapshot_(store_->db_->GetSnapshot()) {
+    ro_.snapshot = snapshot_;
+  }
+  ~view() override { store_->db_->ReleaseSnapshot(snapshot_); }
+
+  caf::expected<std::optional<std::string>> get(std::string_view key) const override {
+    return store_->get_at(ro_, key);
+  }
+  caf::error write(const std::vector<write_op>&) override {
+    return make_error(errc::invalid_argument, "a read view takes no writes");
+  }
+  caf::expected<kv_rows> scan(std::string_view prefix, std::string_view after,
+                              size_t limit) const override {
+    return store_->scan_at(ro_, prefix, after, limit);
+  }
+  caf::expected<kv_rows> range(std::string_view from, std::string_view to, size_t limit,
+                               bool reverse) const override {
+    return store_->range_at(ro_, from, to, limit, reverse);
+  }
+  caf::expected<change_page> changes_after(uint64_t after, size_t limit) const override {
+    return store_->changes_at(ro_, after, limit, std::nullopt);
+  }
+  caf::expected<std::shared_ptr<kv_store>> read_view() const override {  // the same moment
+    return std::const_pointer_cast<kv_store>(
+        std::static_pointer_cast<const kv_store>(shared_from_this()));
+  }
+  caf::error flush() override { return {}; }
+  bool healthy() const override { return store_->healthy(); }
+
+ private:
+  std::shared_ptr<const rocks_store> store_;
+  const rocksdb::Snapshot* snapshot_;
+  rocksdb::ReadOptions ro_;
+};
+
+caf::expected<std::shared_ptr<kv_store>> rocks_store::read_view() const {
+  return std::make_shared<view>(shared_from_this());
 }
 
 caf::error rocks_store::flush() {

@@ -56,7 +56,8 @@ def test_the_feed_lists_creates_changes_and_deletes_in_commit_order(server):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert last == changes(srv)["last"] >= seqs[-1]
     # Caught up: nothing more, and `next` stays where it is.
-    assert changes(srv, last) == {"changes": [], "next": last, "last": last}
+    caught_up = changes(srv, last)
+    assert (caught_up["changes"], caught_up["next"], caught_up["last"]) == ([], last, last)
 
 
 def test_a_follower_pages_through_and_resumes_after_a_restart(server):
@@ -125,9 +126,26 @@ def test_a_reader_from_before_the_retention_is_told_410_and_where_to_go_on(serve
     ("limit=0", "limit must be a whole number from 1 to 1000"),
     ("limit=1001", "limit must be a whole number from 1 to 1000"),
     ("after=999999", "beyond the newest change"),
+    ("after=9223372036854775808", "after must be a change number"),
 ])
 def test_bad_after_or_limit_is_400_naming_what_is_wrong(server, query, detail):
     srv = server(*NO_DEMOS)
     res = srv.request("GET", f"/api/changes?{query}")
     assert_problem(res, 400, "invalid_argument")
     assert detail in res.body["detail"]
+
+
+def test_the_feed_names_its_sequence_and_a_reader_of_another_one_is_told_410(server):
+    srv = server(*NO_DEMOS)
+    first = changes(srv)
+    assert len(first["sequence"]) == 32
+    srv.stop()
+    srv.restart()
+    assert changes(srv)["sequence"] == first["sequence"]  # the same store, the same sequence
+    ok = srv.request("GET", f"/api/changes?after=0&sequence={first['sequence']}")
+    assert ok.status == 200, ok
+    other = server(*NO_DEMOS)  # a store made anew: its numbers are not the first one's
+    assert changes(other)["sequence"] != first["sequence"]
+    res = other.request("GET", f"/api/changes?after=0&sequence={first['sequence']}")
+    assert_problem(res, 410, "gone")
+    assert "not this server's" in res.body["detail"]

@@ -3,10 +3,11 @@ bundles the origin shipped) comes into tessera, on RocksDB and on PostgreSQL, an
 answer actions; a store copies to another with equal counts and checksums."""
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import postgres
-from harness import REPO, run_tessera
+from harness import REPO, run_tessera, wait_until
 
 DEMO = REPO / "web" / "demo"
 
@@ -104,3 +105,49 @@ def test_a_store_that_is_not_empty_is_refused_and_a_bad_file_makes_the_run_incom
     assert forced.returncode == 3, forced.stderr
     assert "broken.json: is not valid JSON" in forced.stderr
     assert summary(forced.stdout)["panels"][:2] == (2, 2)
+
+
+def test_a_postgres_in_use_is_copied_as_of_one_moment_while_a_writer_goes_on(server, tmp_path):
+    # 12,000 storages: the copy reads them in three pages. A writer sets the first storage's
+    # n, then the last one's, to 1, 2, 3, ... A copy of one moment has first.n == last.n or
+    # last.n + 1; pages read at different moments would hold a last.n beyond first.n.
+    origin = tmp_path / "origin"
+    (origin / "storages").mkdir(parents=True)
+    ids = [f"s{i:05}" for i in range(12000)]
+    for id in ids:
+        (origin / "storages" / f"{id}.json").write_text('{"n": 0}')
+    url = postgres.shared().database_for(tmp_path / "pg")
+    assert migrate("--from", f"files:{origin}", "--to", f"postgres:{url}").returncode == 0
+    srv = server("--set", "panels.demos=false", "--set", "storage.backend=postgres",
+                 "--set", f"storage.postgres_url={url}")
+    first, last = ids[0], ids[-1]
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        client = srv.client()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            for id in (first, last):
+                res = client.request("PATCH", f"/api/storages/{id}", {"data": {"n": n}})
+                assert res.status == 200, res
+            written.append(n)
+        client.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_until(lambda: len(written) >= 20, message="the writer to be under way")
+        res = migrate("--from", f"postgres:{url}", "--to", f"rocksdb:{tmp_path / 'copy'}")
+        at_end = len(written)
+    finally:
+        stop.set()
+        thread.join()
+    assert res.returncode == 0, res.stderr
+    rows = summary(res.stdout)
+    assert rows["storages"][:2] == (12000, 12000) and rows["storages"][2].startswith("equal")
+    copy = server("--set", "panels.demos=false", data_dir=tmp_path / "copy")
+    got = {id: copy.request("GET", f"/api/storages/{id}").body["data"]["n"] for id in (first, last)}
+    assert got[first] in (got[last], got[last] + 1), got
+    assert 20 <= got[last] <= at_end + 1, (got, at_end)
