@@ -7,7 +7,10 @@
 // Contract (every backend):
 // - Keys compare bytewise (memcmp, shorter first on a tie), as RocksDB's default comparator.
 // - `write` applies all its ops atomically, or none of them, and returns once they are
-//   durable as the backend is configured (the WAL, fsync with storage.sync, PostgreSQL's
+//   durable as the backend is configured. Its ops' conditions (write_op::expect) are checked
+//   in the same atomic step, against every writer of the store (other servers included), so
+//   a write made from a state read earlier fails with errc::conflict rather than overwrite a
+//   change made meanwhile (the WAL, fsync with storage.sync, PostgreSQL's
 //   commit); an acknowledged write survives kill -9 of the server.
 // - Reads see every write acknowledged before them.
 // - Every function is thread-safe and blocking, and none is called on a CAF scheduler worker:
@@ -49,15 +52,23 @@
 namespace tessera::adapters {
 
 struct write_op {
+  // What the key must be for the write to apply (a conditional write): anything, absent, or
+  // present with a value starting with `prefix` (a record's header holds its version, e.g.
+  // "v1 7 "). When an op's condition does not hold, no op of the write is applied and the
+  // write fails with errc::conflict.
+  static constexpr uint8_t any = 0, absent = 1, has_prefix = 2;
+
   std::string key;
   std::string value;
   bool erase = false;  // delete `key` instead of writing `value`
+  uint8_t expect = any;
+  std::string prefix;  // with expect == has_prefix
   friend bool operator==(const write_op&, const write_op&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_op& x) {
-  return f(caf::meta::type_name("write_op"), x.key, x.value, x.erase);
+  return f(caf::meta::type_name("write_op"), x.key, x.value, x.erase, x.expect, x.prefix);
 }
 
 // One change of the change sequence.

@@ -132,7 +132,97 @@ TEST_SUITE("adapters.kv_store") {
   }
 }
 
+TEST_SUITE("adapters.kv_store") {
+  TEST_CASE("a conditional write applies only while its keys are as expected, else none of it") {
+    auto create = [](std::string key, std::string value) {
+      write_op op{std::move(key), std::move(value)};
+      op.expect = write_op::absent;
+      return op;
+    };
+    auto from = [](std::string key, std::string value, std::string prefix, bool erase = false) {
+      write_op op{std::move(key), std::move(value), erase};
+      op.expect = write_op::has_prefix;
+      op.prefix = std::move(prefix);
+      return op;
+    };
+    for (auto& b : backends()) {
+      CAPTURE(b.name);
+      REQUIRE_FALSE(b.store->write({create("storage/a", "v1 1 a"), create("storage/b", "v1 1 b")}));
+      // A create of an existing key fails, and takes the rest of its write with it.
+      auto again = b.store->write({{"other", "x"}, create("storage/a", "v1 1 again")});
+      CHECK(code_of(again) == errc::conflict);
+      CHECK_FALSE(b.store->get("other")->has_value());
+      CHECK(b.store->get("storage/a")->value() == "v1 1 a");
+      // An update from the version it read applies; one from a stale version does not.
+      REQUIRE_FALSE(b.store->write({from("storage/a", "v1 2 a", "v1 1 ")}));
+      auto stale = b.store->write({from("storage/b", "v1 2 b", "v1 1 "),
+                                   from("storage/a", "v1 2 lost", "v1 1 ")});
+      CHECK(code_of(stale) == errc::conflict);
+      CHECK(b.store->get("storage/a")->value() == "v1 2 a");
+      CHECK(b.store->get("storage/b")->value() == "v1 1 b");
+      // "v1 1 " does not match version 10 or 11: the prefix holds the space.
+      REQUIRE_FALSE(b.store->write({{"storage/c", "v1 11 c"}}));
+      CHECK(code_of(b.store->write({from("storage/c", "x", "v1 1 ")})) == errc::conflict);
+      // A delete with a condition; a condition on a key that is gone fails.
+      REQUIRE_FALSE(b.store->write({from("storage/a", "", "v1 2 ", true)}));
+      CHECK_FALSE(b.store->get("storage/a")->has_value());
+      CHECK(code_of(b.store->write({from("storage/a", "v1 3 a", "v1 2 ")})) == errc::conflict);
+      // Conditions take no numbers when they fail: the feed holds the writes that applied.
+      auto feed = b.store->changes_after(0, 100);
+      REQUIRE(feed);
+      CHECK(feed->changes.size() == 5);
+    }
+  }
+}
+
 TEST_SUITE("adapters.pg_store") {
+  TEST_CASE("servers writing one key from the same version: exactly one wins, the others conflict") {
+    auto url = throwaway_postgres::shared().fresh_database();
+    std::vector<std::shared_ptr<pg_store>> servers{fresh_pg(2, 1'000'000, url),
+                                                   fresh_pg(2, 1'000'000, url),
+                                                   fresh_pg(2, 1'000'000, url)};
+    for (int round = 0; round < 20; ++round) {
+      auto key = "storage/k" + std::to_string(round);
+      std::atomic<int> won{0}, conflicts{0}, other{0};
+      std::vector<std::thread> threads;
+      for (size_t i = 0; i < servers.size(); ++i)
+        threads.emplace_back([&, i] {
+          write_op create{key, "v1 1 by " + std::to_string(i)};
+          create.expect = write_op::absent;
+          auto err = servers[i]->write({create});
+          if (!err)
+            ++won;
+          else if (code_of(err) == errc::conflict)
+            ++conflicts;
+          else
+            ++other;
+        });
+      for (auto& t : threads) t.join();
+      CHECK(won == 1);
+      CHECK(conflicts == 2);
+      CHECK(other == 0);
+      threads.clear();
+      won = conflicts = 0;
+      for (size_t i = 0; i < servers.size(); ++i)
+        threads.emplace_back([&, i] {
+          write_op update{key, "v1 2 by " + std::to_string(i)};
+          update.expect = write_op::has_prefix;
+          update.prefix = "v1 1 ";
+          auto err = servers[i]->write({update});
+          if (!err)
+            ++won;
+          else if (code_of(err) == errc::conflict)
+            ++conflicts;
+          else
+            ++other;
+        });
+      for (auto& t : threads) t.join();
+      CHECK(won == 1);
+      CHECK(conflicts == 2);
+      CHECK(other == 0);
+    }
+  }
+
   TEST_CASE("a batch that fails in PostgreSQL writes none of its ops") {
     auto s = fresh_pg();
     // A key larger than a btree entry may be (about 2,700 bytes, after compression: so it

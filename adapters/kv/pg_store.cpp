@@ -29,6 +29,15 @@ const char* const upgrade_v1_v2 =
     " clock_timestamp()::text || pg_backend_pid()::text));"
     "CREATE TABLE tessera_changes (last_seq bigint PRIMARY KEY, ops integer NOT NULL,"
     " body bytea NOT NULL);"
+    // A conditional write's check (kv_store.hpp, write_op::expect): the row locked until the
+    // commit, or for a key that must be absent, none there.
+    "CREATE FUNCTION tessera_expect(k bytea, present boolean, prefix bytea) RETURNS void"
+    " LANGUAGE plpgsql AS $$ DECLARE v bytea; BEGIN"
+    " SELECT value INTO v FROM tessera_kv WHERE key = k FOR UPDATE;"
+    " IF (present AND (v IS NULL OR substring(v FROM 1 FOR length(prefix)) <> prefix))"
+    " OR (NOT present AND v IS NOT NULL) THEN"
+    " RAISE EXCEPTION 'the key changed since it was read' USING ERRCODE = 'TS409'; END IF;"
+    " END $$;"
     "UPDATE tessera_schema SET version = 2;";
 
 std::string select_name(bool inclusive, bool bounded, bool reverse) {
@@ -43,6 +52,9 @@ statements prepared() {
        "INSERT INTO tessera_kv (key, value) VALUES ($1, $2) "
        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"},
       {"del", "DELETE FROM tessera_kv WHERE key = $1"},
+      // A put whose key must be absent: a unique violation (23505) when another made it.
+      {"ins", "INSERT INTO tessera_kv (key, value) VALUES ($1, $2)"},
+      {"expect", "SELECT tessera_expect($1, $2::boolean, $3)"},
       {"ping", "SELECT 1"},
       // The numbers of a write of $1 ops, its body $2: the last statement of its pipeline.
       {"number",
@@ -285,8 +297,17 @@ caf::error pg_store::write(const std::vector<write_op>& ops) {
   auto c = acquire();
   if (!c) return c.error();
   std::vector<pg::pipelined> statements;
-  statements.reserve(ops.size() + 2);
+  statements.reserve(ops.size() * 2 + 2);
   for (auto& op : ops) {
+    if (op.expect == write_op::absent && !op.erase) {
+      statements.push_back({"ins", {{op.key}, {op.value}}});
+      continue;
+    }
+    if (op.expect != write_op::any)
+      statements.push_back(
+          {"expect",
+           {{op.key}, pg::param::of_text(op.expect == write_op::has_prefix ? "true" : "false"),
+            {op.prefix}}});
     if (op.erase)
       statements.push_back({"del", {{op.key}}});
     else

@@ -122,6 +122,17 @@ caf::error rocks_store::write(const std::vector<write_op>& ops) {
     if (!s.ok()) return failure(s);
   }
   std::lock_guard lock{write_mutex_};
+  // Conditions, under the mutex every write takes: nothing can change between check and write.
+  for (auto& op : ops) {
+    if (op.expect == write_op::any) continue;
+    std::string current;
+    auto s = db_->Get(rocksdb::ReadOptions{}, op.key, &current);
+    if (!s.ok() && !s.IsNotFound()) return failure(s);
+    bool holds = op.expect == write_op::absent
+                     ? s.IsNotFound()
+                     : s.ok() && std::string_view{current}.starts_with(op.prefix);
+    if (!holds) return make_error(errc::conflict, "the key changed since it was read");
+  }
   uint64_t last = last_seq_ + ops.size();
   if (auto s = batch.Put(families_[1], seq_key(last), change_log::encode(ops)); !s.ok())
     return failure(s);

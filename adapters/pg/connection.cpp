@@ -303,6 +303,7 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
   // implicit transaction back at the sync, or when the connection ends before it).
   std::optional<std::string> refused;
   bool by_server = false;  // the first failure is the server's (it carries a SQLSTATE)
+  bool conflict = false;   // a conditional write's check failed (kv_store.hpp)
   bool lost = false;
   for (size_t i = 0; i < statements.size() && !lost; ++i) {
     result_ptr r{PQgetResult(conn_)};
@@ -314,7 +315,10 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
     if (!refused && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       refused = status == PGRES_PIPELINE_ABORTED ? std::string{"the pipeline was aborted"}
                                                  : trimmed(PQresultErrorMessage(r.get()));
-      by_server = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) != nullptr;
+      auto* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+      by_server = state != nullptr;
+      // TS409: tessera_expect's; 23505: a key that had to be absent was there.
+      conflict = state && (std::string_view{state} == "TS409" || std::string_view{state} == "23505");
     }
     result_ptr end{PQgetResult(conn_)};  // each statement's results end with a null
   }
@@ -330,6 +334,8 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
   if (refused && by_server) {
     if (broken())
       return failure("lost the connection to PostgreSQL; nothing of the commit was written");
+    if (conflict)
+      return make_error(errc::conflict, "a key changed since it was read; nothing was written");
     return make_error(errc::storage_failure, "PostgreSQL refused a write: " + *refused);
   }
   if (refused || !synced) return unknown();

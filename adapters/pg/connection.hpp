@@ -7,7 +7,9 @@
 // - Statements take their parameters as raw bytes (binary format), except those marked as
 //   text (numbers), and rows come back in binary format: bytea arrives as its bytes.
 // - A connection that could not be made, or was lost before a statement could have taken
-//   effect, is errc::unavailable (nothing happened; retry later); `open`'s names the
+//   effect, is errc::unavailable (nothing happened; retry later); a pipeline whose
+//   conditional write's check failed (SQLSTATE TS409, or 23505 for a key that had to be
+//   absent) is errc::conflict (nothing written); `open`'s names the
 //   connection string, its password masked. A statement PostgreSQL refused, or a commit whose
 //   connection was lost after it was sent (its outcome unknown), is errc::storage_failure. No
 //   message of this file ever holds a password.
