@@ -75,22 +75,23 @@ TEST_SUITE("runtime.blocking_pool") {
     {
       caf::scoped_actor self{sys};
       for (int i = 0; i < 40; ++i) {
-        auto a = sys.spawn([pool, threads, mutex, caller](caf::event_based_actor* s) -> caf::behavior {
-          return {[s, pool, threads, mutex, caller](go_atom) -> caf::result<std::string> {
-            *caller = std::this_thread::get_id();
-            auto rp = s->make_response_promise<std::string>();
-            runtime::off_scheduler(s, pool, std::chrono::seconds(10),
-                                   [threads, mutex, caller]() -> caf::expected<std::string> {
-                                     std::lock_guard lock{*mutex};
-                                     threads->insert(std::this_thread::get_id());
-                                     return std::this_thread::get_id() == *caller ? "caller"
-                                                                                  : "pool";
-                                   })
-                .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
-                      [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
-            return rp;
-          }};
-        });
+        auto a =
+            sys.spawn([pool, threads, mutex, caller](caf::event_based_actor* s) -> caf::behavior {
+              return {[s, pool, threads, mutex, caller](go_atom) -> caf::result<std::string> {
+                *caller = std::this_thread::get_id();
+                auto rp = s->make_response_promise<std::string>();
+                runtime::off_scheduler(s, pool, std::chrono::seconds(10),
+                                       [threads, mutex, caller]() -> caf::expected<std::string> {
+                                         std::lock_guard lock{*mutex};
+                                         threads->insert(std::this_thread::get_id());
+                                         return std::this_thread::get_id() == *caller ? "caller"
+                                                                                      : "pool";
+                                       })
+                    .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+                return rp;
+              }};
+            });
         self->request(a, std::chrono::seconds(10), go_atom::value)
             .receive([](std::string& v) { CHECK(v == "pool"); },
                      [](caf::error& e) { FAIL("unexpected error: " << detail_of(e)); });

@@ -30,12 +30,12 @@ caf::expected<std::shared_ptr<adapters::kv_store>> open_rocksdb(const config::se
                             .Help("RocksDB batch write latency, WAL append (and fsync with sync)")
                             .Register(registry)
                             .Add({}, adapters::latency_buckets());
-  auto store = adapters::rocks_store::open(
-      {s.data_dir, s.sync,
-       [&write_latency](std::chrono::nanoseconds d) {
-         write_latency.Observe(std::chrono::duration<double>(d).count());
-       },
-       s.change_retention});
+  auto store = adapters::rocks_store::open({s.data_dir, s.sync,
+                                            [&write_latency](std::chrono::nanoseconds d) {
+                                              write_latency.Observe(
+                                                  std::chrono::duration<double>(d).count());
+                                            },
+                                            s.change_retention});
   if (!store)
     return make_error(errc::storage_failure,
                       "cannot open RocksDB in " + s.data_dir + ": " + detail_of(store.error()));

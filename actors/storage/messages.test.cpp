@@ -42,10 +42,10 @@ TEST_CASE("every message of the storage area reads back equal after serializatio
   check_round_trip(f.sys, stored_storage{true, "v1 3 1 2\n{}", false, ""});
   // The store's own (runtime::add_committer_messages).
   check_round_trip(f.sys,
-                   std::vector<adapters::write_op>{{"storage/a", "v1 1", false},
-                                                   {"tombstone/storage/a", "", true},
-                                                   {"storage/b", "v1 3", false,
-                                                    adapters::write_op::has_prefix, "v1 2 "}});
+                   std::vector<adapters::write_op>{
+                       {"storage/a", "v1 1", false},
+                       {"tombstone/storage/a", "", true},
+                       {"storage/b", "v1 3", false, adapters::write_op::has_prefix, "v1 2 "}});
   check_round_trip(f.sys, adapters::change_page{{{7, "storage/a", false}, {8, "task/t", true}}, 9});
   check_round_trip(f.sys, std::vector<std::string>{"a", "", "c"});
   check_round_trip(f.sys, adapters::write_op{"storage/orders", "value", false});

@@ -129,10 +129,9 @@ class storage_state {
   // Reads the storage's state off the scheduler (env.readers); what arrives meanwhile waits.
   void load() {
     busy_ = true;
-    runtime::off_scheduler(self_, env_.readers, env_.commit_timeout,
-                           [store = env_.store, id = owner_.id()] {
-                             return storage_owner::fetch(*store, id);
-                           })
+    runtime::off_scheduler(
+        self_, env_.readers, env_.commit_timeout,
+        [store = env_.store, id = owner_.id()] { return storage_owner::fetch(*store, id); })
         .then(
             [this](stored_storage& found) {
               owner_.load(std::move(found));

@@ -72,7 +72,9 @@ struct flaky_reads final : adapters::kv_store {
     if (failing) return make_error(errc::storage_failure, "canceling statement (57014)");
     return inner->get(key);
   }
-  caf::error write(const std::vector<adapters::write_op>& ops) override { return inner->write(ops); }
+  caf::error write(const std::vector<adapters::write_op>& ops) override {
+    return inner->write(ops);
+  }
   caf::expected<adapters::kv_rows> scan(std::string_view p, std::string_view a,
                                         size_t n) const override {
     return inner->scan(p, a, n);
@@ -104,7 +106,8 @@ bool eventually(Pred pred) {
 }  // namespace
 
 TEST_SUITE("actors.storage") {
-  TEST_CASE_FIXTURE(fixture, "a load that failed answers its error, and the next request loads again") {
+  TEST_CASE_FIXTURE(fixture,
+                    "a load that failed answers its error, and the next request loads again") {
     auto dir = start();
     REQUIRE(ask(dir, create_atom::value, std::string{"s"}, std::string{R"({"n":1})"}));
     auto flaky = std::make_shared<flaky_reads>(store);

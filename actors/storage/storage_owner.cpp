@@ -25,8 +25,7 @@ bool matches(const version_list& if_match, int64_t version) {
 
 storage_owner::storage_owner(std::string id) : id_(std::move(id)) {}
 
-storage_owner::storage_owner(const adapters::kv_store& store, std::string id)
-    : id_(std::move(id)) {
+storage_owner::storage_owner(const adapters::kv_store& store, std::string id) : id_(std::move(id)) {
   load(fetch(store, id_));
 }
 

@@ -9,8 +9,8 @@
 #include "actors/task/task_machine.hpp"
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
-#include "runtime/off_scheduler.hpp"
 #include "runtime/log.hpp"
+#include "runtime/off_scheduler.hpp"
 
 namespace tessera::task {
 

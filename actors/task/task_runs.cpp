@@ -143,8 +143,8 @@ void task_machine::trim(int64_t seq, std::function<void()> then) {
             committed();
           },
           [this, then](caf::error& err) {
-            runtime::log_error("task '" + rec_.id + "': trimming its history failed: " +
-                               detail_of(err));
+            runtime::log_error("task '" + rec_.id +
+                               "': trimming its history failed: " + detail_of(err));
             then();
             committed();
           });

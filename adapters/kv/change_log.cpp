@@ -30,9 +30,8 @@ bool each(std::string_view body, Fn fn) {
 }
 
 caf::error undecodable(uint64_t last_seq) {
-  return make_error(errc::storage_failure,
-                    "the change sequence's write ending at " + std::to_string(last_seq) +
-                        " does not decode");
+  return make_error(errc::storage_failure, "the change sequence's write ending at " +
+                                               std::to_string(last_seq) + " does not decode");
 }
 
 }  // namespace
@@ -69,7 +68,8 @@ caf::expected<change_page> page_of(const std::vector<kept_write>& writes, uint64
                                       " are no longer kept (the oldest kept is " +
                                       std::to_string(first_kept) +
                                       ", storage.change_retention): read the current state, "
-                                      "then follow from " + std::to_string(page.last));
+                                      "then follow from " +
+                                      std::to_string(page.last));
   };
   if (writes.empty()) return gone(page.last + 1);
   uint64_t previous = 0;  // the last number of the write before

@@ -55,8 +55,8 @@ TEST_SUITE("adapters.change_log") {
   }
 
   TEST_CASE("writes that do not follow each other are a storage failure, not a silent skip") {
-    auto page = change_log::page_of({kept(2, {{"a", ""}, {"b", ""}}), kept(5, {{"d", ""}})}, 0,
-                                    10, 5, "s");
+    auto page =
+        change_log::page_of({kept(2, {{"a", ""}, {"b", ""}}), kept(5, {{"d", ""}})}, 0, 10, 5, "s");
     REQUIRE_FALSE(page);
     CHECK(code_of(page.error()) == errc::storage_failure);
     CHECK(detail_of(page.error()).find("does not follow") != std::string::npos);

@@ -36,11 +36,11 @@ TEST_SUITE("adapters.change_sequence") {
       REQUIRE_FALSE(b.store->write({{"storage/a", "", true}}));
       REQUIRE_FALSE(b.store->write({{"panel/p", "3"}, {"task/t", "4"}, {"storage/c", "5"}}));
       CHECK(all_after(*b.store, 0) == std::vector<change>{{1, "storage/a", false},
-                                                         {2, "storage/b", false},
-                                                         {3, "storage/a", true},
-                                                         {4, "panel/p", false},
-                                                         {5, "task/t", false},
-                                                         {6, "storage/c", false}});
+                                                          {2, "storage/b", false},
+                                                          {3, "storage/a", true},
+                                                          {4, "panel/p", false},
+                                                          {5, "task/t", false},
+                                                          {6, "storage/c", false}});
       auto page = b.store->changes_after(2, 2);
       REQUIRE(page);
       CHECK(page->changes == std::vector<change>{{3, "storage/a", true}, {4, "panel/p", false}});
@@ -204,10 +204,11 @@ TEST_SUITE("adapters.pg_store") {
     {
       auto c = pg::connection::open(url, {});
       REQUIRE(c);
-      REQUIRE((*c)->exec("CREATE TABLE tessera_schema (version integer NOT NULL);"
-                         "INSERT INTO tessera_schema VALUES (1);"
-                         "CREATE TABLE tessera_kv (key bytea PRIMARY KEY, value bytea NOT NULL);"
-                         "INSERT INTO tessera_kv VALUES ('storage/old'::bytea, 'kept'::bytea);"));
+      REQUIRE(
+          (*c)->exec("CREATE TABLE tessera_schema (version integer NOT NULL);"
+                     "INSERT INTO tessera_schema VALUES (1);"
+                     "CREATE TABLE tessera_kv (key bytea PRIMARY KEY, value bytea NOT NULL);"
+                     "INSERT INTO tessera_kv VALUES ('storage/old'::bytea, 'kept'::bytea);"));
     }
     auto s = fresh_pg(2, 1'000'000, url);
     CHECK(s->get("storage/old")->value() == "kept");

@@ -9,8 +9,8 @@
 #include "adapters/error.hpp"
 #include "adapters/kv/pg_store.hpp"
 #include "adapters/kv/rocks_store.hpp"
-#include "adapters/pg/connection.hpp"
 #include "adapters/kv/test_backends.hpp"
+#include "adapters/pg/connection.hpp"
 #include "tests/support/throwaway_postgres.hpp"
 
 using namespace tessera;
@@ -155,8 +155,8 @@ TEST_SUITE("adapters.kv_store") {
       CHECK(b.store->get("storage/a")->value() == "v1 1 a");
       // An update from the version it read applies; one from a stale version does not.
       REQUIRE_FALSE(b.store->write({from("storage/a", "v1 2 a", "v1 1 ")}));
-      auto stale = b.store->write({from("storage/b", "v1 2 b", "v1 1 "),
-                                   from("storage/a", "v1 2 lost", "v1 1 ")});
+      auto stale = b.store->write(
+          {from("storage/b", "v1 2 b", "v1 1 "), from("storage/a", "v1 2 lost", "v1 1 ")});
       CHECK(code_of(stale) == errc::conflict);
       CHECK(b.store->get("storage/a")->value() == "v1 2 a");
       CHECK(b.store->get("storage/b")->value() == "v1 1 b");
@@ -176,11 +176,11 @@ TEST_SUITE("adapters.kv_store") {
 }
 
 TEST_SUITE("adapters.pg_store") {
-  TEST_CASE("servers writing one key from the same version: exactly one wins, the others conflict") {
+  TEST_CASE(
+      "servers writing one key from the same version: exactly one wins, the others conflict") {
     auto url = throwaway_postgres::shared().fresh_database();
-    std::vector<std::shared_ptr<pg_store>> servers{fresh_pg(2, 1'000'000, url),
-                                                   fresh_pg(2, 1'000'000, url),
-                                                   fresh_pg(2, 1'000'000, url)};
+    std::vector<std::shared_ptr<pg_store>> servers{
+        fresh_pg(2, 1'000'000, url), fresh_pg(2, 1'000'000, url), fresh_pg(2, 1'000'000, url)};
     for (int round = 0; round < 20; ++round) {
       auto key = "storage/k" + std::to_string(round);
       std::atomic<int> won{0}, conflicts{0}, other{0};

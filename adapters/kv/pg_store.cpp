@@ -61,8 +61,7 @@ statements prepared() {
        "WITH s AS (UPDATE tessera_seq SET last = last + $1 RETURNING last) "
        "INSERT INTO tessera_changes (last_seq, ops, body) SELECT last, $1, $2 FROM s"},
       // Drops the writes more than $1 changes behind the newest.
-      {"trim",
-       "DELETE FROM tessera_changes WHERE last_seq <= (SELECT last FROM tessera_seq) - $1"},
+      {"trim", "DELETE FROM tessera_changes WHERE last_seq <= (SELECT last FROM tessera_seq) - $1"},
       // The newest number, the sequence's id and up to $2 writes after $1, in one snapshot
       // (numbers as text).
       {"changes",
@@ -306,7 +305,8 @@ caf::error pg_store::write(const std::vector<write_op>& ops) {
     if (op.expect != write_op::any)
       statements.push_back(
           {"expect",
-           {{op.key}, pg::param::of_text(op.expect == write_op::has_prefix ? "true" : "false"),
+           {{op.key},
+            pg::param::of_text(op.expect == write_op::has_prefix ? "true" : "false"),
             {op.prefix}}});
     if (op.erase)
       statements.push_back({"del", {{op.key}}});

@@ -82,7 +82,8 @@ caf::error rocks_store::load_sequence() {
     auto first = parse_seq(it->key());
     auto n = change_log::count(std::string_view{it->value().data(), it->value().size()});
     if (!first || !n || *n > *first)
-      return make_error(errc::storage_failure, "the change sequence's oldest write does not decode");
+      return make_error(errc::storage_failure,
+                        "the change sequence's oldest write does not decode");
     first_kept_ = *first - *n + 1;
   }
   if (!it->status().ok()) return failure(it->status());

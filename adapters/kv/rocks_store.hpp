@@ -12,17 +12,17 @@
 // sync): the group committer writes nearly everything, so it is rarely contended; the other
 // writers (a task's log deletion, the task directory's sweep, the first-start marker) are
 // rare. The numbering continues from the newest kept write after a restart, and after a write
-// that failed (it may have landed) from the newest one found. Every storage.change_retention/8 changes past the retention, the oldest
-// writes are dropped with one range delete.
-// Ownership: the store owns the rocksdb::DB; share it by std::shared_ptr.
+// that failed (it may have landed) from the newest one found. Every storage.change_retention/8
+// changes past the retention, the oldest writes are dropped with one range delete. Ownership: the
+// store owns the rocksdb::DB; share it by std::shared_ptr.
 #pragma once
 
+#include <atomic>
 #include <caf/expected.hpp>
 #include <chrono>
-#include <atomic>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,7 +36,7 @@ class DB;
 class ColumnFamilyHandle;
 class Snapshot;
 struct ReadOptions;
-}
+}  // namespace rocksdb
 
 namespace tessera::adapters {
 

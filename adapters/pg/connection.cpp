@@ -318,7 +318,8 @@ caf::error connection::run_pipeline(const std::vector<pipelined>& statements) {
       auto* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
       by_server = state != nullptr;
       // TS409: tessera_expect's; 23505: a key that had to be absent was there.
-      conflict = state && (std::string_view{state} == "TS409" || std::string_view{state} == "23505");
+      conflict =
+          state && (std::string_view{state} == "TS409" || std::string_view{state} == "23505");
     }
     result_ptr end{PQgetResult(conn_)};  // each statement's results end with a null
   }
