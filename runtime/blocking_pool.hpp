@@ -4,8 +4,12 @@
 // scheduler workers and do not start a thread each as off_scheduler's one-shot actors do.
 //
 // Contract:
-// - `start(sys, threads)` spawns `threads` detached actors; `stop()` (or the actor system's
-//   end) lets them finish the job in hand and quit.
+// - `start(sys, threads)` spawns `threads` (at least one) detached actors; `stop()` lets them
+//   finish the job in hand, answers the jobs still queued `unavailable` without running them,
+//   and makes them quit.
+// - A job whose caller has stopped waiting (past its timeout) is answered without running, so
+//   a slow backend cannot pile up work nobody waits for. A job that throws is answered
+//   errc::internal; its worker goes on.
 // - off_scheduler(self, pool, timeout, fn) (runtime/off_scheduler.hpp) hands `fn` to the
 //   worker with the fewest jobs in flight; it runs there and its value or error comes back to
 //   `self` as the answer to a request, so the caller continues with `.then`.
@@ -15,15 +19,18 @@
 
 #include <atomic>
 #include <caf/all.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <vector>
 
 namespace tessera::runtime {
 
-// One job: the blocking call, its value already in a message.
+// One job: the blocking call, its value already in a message, and the time after which its
+// caller no longer waits (a worker answers such a job `timeout` without running it).
 struct blocking_job {
   std::function<caf::expected<caf::message>()> run;
+  std::chrono::steady_clock::time_point due = std::chrono::steady_clock::time_point::max();
 };
 
 }  // namespace tessera::runtime
@@ -50,6 +57,7 @@ class blocking_pool {
     std::shared_ptr<std::atomic<size_t>> in_flight;
   };
   std::vector<worker> workers_;
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace tessera::runtime

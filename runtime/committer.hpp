@@ -9,7 +9,9 @@
 //   (commit_atom, std::vector<write_op>) -> ok_atom once the ops are durable | storage_failure
 //       All ops of one message are atomic. Commits that arrive while a batch is being written
 //       form the next batch (at most `max_batch` messages); a failed batch fails every commit in
-//       it and writes none of them. Replies come in arrival order.
+//       it and writes none of them, except a conflict (a conditional write whose key changed,
+//       kv_store.hpp): then each commit of the batch is written on its own, so only the one
+//       whose condition fails gets `conflict`. Replies come in arrival order.
 //   (stop_atom) -> finishes the batch at hand, then quits; later commits get
 //       request_receiver_down.
 // Not safe to repeat blindly: a commit that timed out at the requester may still have landed.

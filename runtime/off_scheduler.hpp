@@ -44,10 +44,11 @@ auto off_scheduler(Self* self, const std::shared_ptr<blocking_pool>& pool, Durat
                    Fn fn) {
   if (!pool) return off_scheduler(self, timeout, std::move(fn));
   blocking_job job{[fn = std::move(fn)]() mutable -> caf::expected<caf::message> {
-    auto out = fn();
-    if (!out) return std::move(out.error());
-    return caf::make_message(std::move(*out));
-  }};
+                     auto out = fn();
+                     if (!out) return std::move(out.error());
+                     return caf::make_message(std::move(*out));
+                   },
+                   std::chrono::steady_clock::now() + timeout};
   return self->request(pool->pick(), timeout, blocking_job_atom::value, std::move(job));
 }
 

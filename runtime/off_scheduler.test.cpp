@@ -135,7 +135,68 @@ TEST_SUITE("runtime.blocking_pool") {
         .receive([](std::string& v) { CHECK(v == "quick"); },
                  [](caf::error& e) { FAIL("the quick job waited: " << detail_of(e)); });
     release->set_value();
-    self->receive([](std::string& v) { CHECK(v == "slow"); });
+    self->receive(
+        [](std::string& v) { CHECK(v == "slow"); },
+        caf::after(std::chrono::seconds(10)) >> [] { FAIL("the slow job never answered"); });
+    pool->stop();
+  }
+
+  TEST_CASE(
+      "no more jobs run at once than the pool has threads, and a job past its wait is not run") {
+    runtime::system_config cfg{2, {}};
+    caf::actor_system sys{cfg};
+    auto pool = runtime::blocking_pool::start(sys, 2);
+    auto running = std::make_shared<std::atomic<int>>(0);
+    auto most = std::make_shared<std::atomic<int>>(0);
+    auto ran = std::make_shared<std::atomic<int>>(0);
+    caf::scoped_actor self{sys};
+    auto ask = [&](std::chrono::milliseconds wait) {
+      return sys.spawn([pool, running, most, ran,
+                        wait](caf::event_based_actor* s) -> caf::behavior {
+        return {[=](go_atom) -> caf::result<std::string> {
+          auto rp = s->make_response_promise<std::string>();
+          runtime::off_scheduler(s, pool, wait,
+                                 [running, most, ran]() -> caf::expected<std::string> {
+                                   int now = ++*running;
+                                   int seen = most->load();
+                                   while (now > seen && !most->compare_exchange_weak(seen, now)) {
+                                   }
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                                   --*running;
+                                   ++*ran;
+                                   return "ran";
+                                 })
+              .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return rp;
+        }};
+      });
+    };
+    // Six jobs of 50 ms on two threads: at most two at once, all six answered.
+    std::vector<caf::actor> askers;
+    for (int i = 0; i < 6; ++i) askers.push_back(ask(std::chrono::seconds(10)));
+    for (auto& a : askers) self->send(a, go_atom::value);
+    for (int i = 0; i < 6; ++i)
+      self->receive([](std::string& v) { CHECK(v == "ran"); },
+                    [](caf::error& e) { FAIL(detail_of(e)); },
+                    caf::after(std::chrono::seconds(10)) >> [] { FAIL("a job never answered"); });
+    CHECK(most->load() == 2);
+    CHECK(ran->load() == 6);
+    // Two threads busy for 50 ms, then a job whose caller waits 10 ms: not run when its turn
+    // comes, and its caller told timeout.
+    askers.clear();
+    for (int i = 0; i < 2; ++i) askers.push_back(ask(std::chrono::seconds(10)));
+    for (auto& a : askers) self->send(a, go_atom::value);
+    while (running->load() < 2) std::this_thread::yield();
+    auto impatient = ask(std::chrono::milliseconds(10));
+    self->request(impatient, std::chrono::seconds(10), go_atom::value)
+        .receive([](std::string&) { FAIL("a job past its wait ran"); },
+                 [](caf::error& e) { CHECK(code_of(e) == errc::timeout); });
+    for (int i = 0; i < 2; ++i)
+      self->receive([](std::string& v) { CHECK(v == "ran"); },
+                    caf::after(std::chrono::seconds(10)) >> [] { FAIL("a job never answered"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the stale job's turn passes
+    CHECK(ran->load() == 8);
     pool->stop();
   }
 }

@@ -52,7 +52,7 @@ void add_change_routes(router& r, const route_context& ctx,
                 return done(
                     problem(errc::gone, "the change sequence " + followed->substr(0, 64) +
                                             " is not this server's (" + page->sequence +
-                                            "): its store was made anew (a migrate, a restore); "
+                                            "): its store was made anew (a migrate's target, say); "
                                             "read the current state and follow from " +
                                             std::to_string(page->last) +
                                             " with sequence=" + page->sequence));

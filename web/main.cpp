@@ -132,8 +132,9 @@ int serve(const config::settings& s) {
   auto committer = runtime::spawn_committer(system, *store);
   // Short blocking reads (a storage's load, /api/changes) on threads of their own, never on the
   // scheduler's: on PostgreSQL each is a network round trip.
+  // On PostgreSQL half the pool at most, so the committer always finds a connection.
   auto readers = runtime::blocking_pool::start(
-      system, s.backend == "postgres" ? std::max<size_t>(2, s.postgres_pool / 2) : 2);
+      system, s.backend == "postgres" ? std::max<size_t>(1, s.postgres_pool / 2) : 2);
   auto senv = storage::storage_env::from_settings(s);
   senv.store = *store;
   senv.readers = readers;

@@ -62,7 +62,7 @@ struct write_op {
   std::string value;
   bool erase = false;  // delete `key` instead of writing `value`
   uint8_t expect = any;
-  std::string prefix;  // with expect == has_prefix
+  std::string prefix{};  // with expect == has_prefix
   friend bool operator==(const write_op&, const write_op&) = default;
 };
 
@@ -88,7 +88,7 @@ typename Inspector::result_type inspect(Inspector& f, change& x) {
 struct change_page {
   std::vector<change> changes;
   uint64_t last = 0;
-  std::string sequence;
+  std::string sequence{};
   friend bool operator==(const change_page&, const change_page&) = default;
 };
 

@@ -167,10 +167,17 @@ TEST_SUITE("adapters.kv_store") {
       REQUIRE_FALSE(b.store->write({from("storage/a", "", "v1 2 ", true)}));
       CHECK_FALSE(b.store->get("storage/a")->has_value());
       CHECK(code_of(b.store->write({from("storage/a", "v1 3 a", "v1 2 ")})) == errc::conflict);
+      // A condition sees the ops before it in the same write, on every backend.
+      REQUIRE_FALSE(
+          b.store->write({{"storage/d", "v1 1 d"}, from("storage/d", "v1 2 d", "v1 1 ")}));
+      CHECK(b.store->get("storage/d")->value() == "v1 2 d");
+      CHECK(code_of(b.store->write({{"storage/d", "v1 5 d"}, from("storage/d", "x", "v1 2 ")})) ==
+            errc::conflict);
+      CHECK(b.store->get("storage/d")->value() == "v1 2 d");
       // Conditions take no numbers when they fail: the feed holds the writes that applied.
       auto feed = b.store->changes_after(0, 100);
       REQUIRE(feed);
-      CHECK(feed->changes.size() == 5);
+      CHECK(feed->changes.size() == 7);
     }
   }
 }

@@ -146,11 +146,7 @@ class pg_store::lease {
 
 pg_store::pg_store(options opts) : opts_(std::move(opts)) {}
 
-pg_store::~pg_store() {
-  if (!view_) return;
-  for (auto& c : idle_)  // end the view's transaction before the connection closes
-    if (!c->broken()) (void)c->exec("ROLLBACK");
-}
+pg_store::~pg_store() = default;  // a view's transaction ends as its connection closes
 
 // A view is a store of its own whose pool is one connection inside a REPEATABLE READ READ ONLY
 // transaction, its snapshot taken by a first statement; a lost connection is not reset (a

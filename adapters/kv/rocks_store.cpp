@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <map>
 
 #include "adapters/error.hpp"
 #include "adapters/kv/change_log.hpp"
@@ -123,16 +124,31 @@ caf::error rocks_store::write(const std::vector<write_op>& ops) {
     if (!s.ok()) return failure(s);
   }
   std::lock_guard lock{write_mutex_};
-  // Conditions, under the mutex every write takes: nothing can change between check and write.
+  // Conditions, under the mutex every write takes: nothing can change between check and
+  // write. Each is checked against the ops before it in this write, then the database, as
+  // PostgreSQL runs a pipeline's statements in order.
+  bool conditional = std::any_of(ops.begin(), ops.end(),
+                                 [](const write_op& op) { return op.expect != write_op::any; });
+  std::map<std::string_view, const write_op*> earlier;
   for (auto& op : ops) {
-    if (op.expect == write_op::any) continue;
-    std::string current;
-    auto s = db_->Get(rocksdb::ReadOptions{}, op.key, &current);
-    if (!s.ok() && !s.IsNotFound()) return failure(s);
-    bool holds = op.expect == write_op::absent
-                     ? s.IsNotFound()
-                     : s.ok() && std::string_view{current}.starts_with(op.prefix);
-    if (!holds) return make_error(errc::conflict, "the key changed since it was read");
+    if (!conditional) break;
+    if (op.expect != write_op::any) {
+      std::optional<std::string> current;
+      if (auto it = earlier.find(op.key); it != earlier.end()) {
+        if (!it->second->erase) current = it->second->value;
+      } else {
+        std::string value;
+        auto s = db_->Get(rocksdb::ReadOptions{}, op.key, &value);
+        if (!s.ok() && !s.IsNotFound()) return failure(s);
+        if (s.ok()) current = std::move(value);
+      }
+      bool holds = op.expect == write_op::absent
+                       ? !current
+                       : current && std::string_view{*current}.starts_with(op.prefix);
+      if (!holds)
+        return make_error(errc::conflict, "a key changed since it was read; nothing was written");
+    }
+    earlier[op.key] = &op;
   }
   uint64_t last = last_seq_ + ops.size();
   if (auto s = batch.Put(families_[1], seq_key(last), change_log::encode(ops)); !s.ok())
