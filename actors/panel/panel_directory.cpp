@@ -24,6 +24,45 @@ constexpr std::string_view started_key = "meta/started";
 const std::vector<std::string> all_fields = {"title",       "desc",     "icon",    "size",
                                              "storage_ids", "template", "handler", "timeout"};
 
+using reload_atom = caf::atom_constant<caf::atom("preload")>;
+
+// A panel actor started again after a crash: it reads its record off the scheduler while the
+// messages sent to it wait in its mailbox (skipped), reports its storages to the directory
+// (bound_atom) and becomes the panel actor; with no record left (deleted meanwhile) or an
+// unreadable one it reports gone_atom and quits. A read that failed (the store away) is tried
+// again every second, the messages still waiting.
+caf::behavior restarted_panel(caf::event_based_actor* self, panel_env env, directory_impl directory,
+                              std::shared_ptr<adapters::kv_store> store, std::string id) {
+  self->set_default_handler(caf::skip);
+  auto load = [=] {
+    runtime::off_scheduler(self, env.atomic.request_timeout,
+                           [store, id]() -> caf::expected<std::string> {
+                             auto value = store->get(panel_key(id));
+                             if (!value) return value.error();
+                             return value->value_or(std::string{});
+                           })
+        .then(
+            [=](std::string& value) {
+              auto r = value.empty() ? std::optional<panel_record>{} : decode(value, env.limits);
+              if (!r) {
+                if (!value.empty()) runtime::log_error("unreadable panel record for " + id);
+                self->send(directory, gone_atom::value, id);
+                self->quit();
+                return;
+              }
+              self->send(directory, bound_atom::value, id, r->storage_ids);
+              self->set_default_handler(caf::print_and_drop);
+              self->become(panel_actor(self, env, directory, std::move(*r)));
+            },
+            [=](caf::error& err) {
+              runtime::log_error("panel '" + id + "' cannot restart yet: " + detail_of(err));
+              self->delayed_send(self, std::chrono::seconds(1), reload_atom::value);
+            });
+  };
+  load();
+  return {[load](reload_atom) { load(); }};
+}
+
 class directory {
  public:
   directory(directory_impl::pointer self, directory_config cfg)
@@ -34,39 +73,70 @@ class directory {
 
   actors::actor_directory& actors() { return actors_; }
 
-  // Spawns an actor for every panel on disk.
+  // Spawns an actor for every panel in the store: the scan runs off the scheduler, and what
+  // waits for it (first_start) runs once the actors are there.
   void load() {
-    auto rows = cfg_.store->scan(key_prefix, "", 1'000'000);
-    if (!rows) {
-      runtime::log_error("cannot read panels: " + detail_of(rows.error()));
-      return;
-    }
-    for (auto& [key, value] : *rows) {
-      auto r = decode(value, cfg_.env.limits);
-      if (!r) {
-        runtime::log_error("unreadable panel record " + key + ", skipped");
-        continue;
-      }
-      start(std::move(*r));
-    }
+    loading_ = true;
+    runtime::off_scheduler(self_, std::chrono::minutes(5),  // every panel, once at start
+
+                           [store = cfg_.store]() -> caf::expected<std::vector<std::string>> {
+                             auto rows = store->scan(key_prefix, "", 1'000'000);
+                             if (!rows) return rows.error();
+                             std::vector<std::string> keys_and_values;  // key, value, ...
+                             keys_and_values.reserve(rows->size() * 2);
+                             for (auto& [key, value] : *rows) {
+                               keys_and_values.push_back(std::move(key));
+                               keys_and_values.push_back(std::move(value));
+                             }
+                             return keys_and_values;
+                           })
+        .then(
+            [this](std::vector<std::string>& rows) {
+              for (size_t i = 0; i + 1 < rows.size(); i += 2) {
+                auto r = decode(rows[i + 1], cfg_.env.limits);
+                if (!r) {
+                  runtime::log_error("unreadable panel record " + rows[i] + ", skipped");
+                  continue;
+                }
+                start(std::move(*r));
+              }
+              loaded();
+            },
+            [this](caf::error& err) {
+              runtime::log_error("cannot read panels: " + detail_of(err));
+              loaded();
+            });
   }
 
   // True on the first start of a data dir that holds no storage and no panel (then the caller
-  // imports the demos); marks the data dir as started either way.
-  bool first_start() {
-    auto marker = cfg_.store->get(started_key);
-    if (!marker || *marker) return false;
-    auto storages = cfg_.store->scan("storage/", "", 1);
-    bool fresh = storages && storages->empty() && actors_.live() == 0;
-    auto err = cfg_.store->write({{std::string{started_key}, std::to_string(runtime::now_ms())}});
-    return fresh && !err;
+  // imports the demos); marks the data dir as started either way. Asked after the load; its
+  // reads and the marker's write run off the scheduler.
+  caf::result<bool> first_start() {
+    auto rp = self_->make_response_promise<bool>();
+    after_load([this, rp]() mutable {
+      bool no_panel = actors_.live() == 0;
+      runtime::off_scheduler(self_, cfg_.env.atomic.request_timeout,
+                             [store = cfg_.store, no_panel]() -> caf::expected<bool> {
+                               auto marker = store->get(started_key);
+                               if (!marker) return marker.error();
+                               if (*marker) return false;
+                               auto storages = store->scan("storage/", "", 1);
+                               bool fresh = no_panel && storages && storages->empty();
+                               auto err = store->write(
+                                   {{std::string{started_key}, std::to_string(runtime::now_ms())}});
+                               return fresh && !err;
+                             })
+          .then([rp](bool fresh) mutable { rp.deliver(fresh); },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+    });
+    return rp;
   }
 
-  // A panel actor that stopped without being deleted restarts from RocksDB.
+  // A panel actor that stopped without being deleted starts again from the store; its read
+  // runs off the scheduler while its requests wait in its mailbox (restarted_panel).
   void restart(const std::string& id) {
-    auto value = cfg_.store->get(panel_key(id));
-    if (value && *value)
-      if (auto r = decode(**value, cfg_.env.limits)) start(std::move(*r));
+    actors_.add(id, self_->spawn(restarted_panel, cfg_.env, caf::actor_cast<directory_impl>(self_),
+                                 cfg_.store, id));
   }
 
   // Every panel: a scan of the whole prefix, so it runs off the scheduler.
@@ -156,6 +226,19 @@ class directory {
   }
 
  private:
+  void after_load(std::function<void()> f) {
+    if (loading_)
+      waiting_load_.push_back(std::move(f));
+    else
+      f();
+  }
+
+  void loaded() {
+    loading_ = false;
+    auto waiting = std::move(waiting_load_);
+    for (auto& f : waiting) f();
+  }
+
   void start(panel_record r) {
     auto id = r.id;
     rebind(id, r.storage_ids);
@@ -203,6 +286,8 @@ class directory {
 
   directory_impl::pointer self_;
   directory_config cfg_;
+  bool loading_ = false;                             // the store's panels are being read
+  std::vector<std::function<void()>> waiting_load_;  // what waits for that
   actors::actor_directory actors_;
   std::unordered_map<std::string, std::vector<std::string>> bindings_;  // panel -> storages
   std::unordered_map<std::string, std::set<std::string>> bound_;        // storage -> panels

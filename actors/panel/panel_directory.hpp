@@ -1,7 +1,10 @@
-// The panel directory: the one address for panels. At start it reads every panel from RocksDB
-// and spawns its actor (panels are few, and each must hear about changes of its storages even
-// while nobody asks for it); it creates and imports panels, forwards everything else to the
-// panel's actor, and routes storage change notifications to the panels bound to the storage.
+// The panel directory: the one address for panels. At start it reads every panel from the
+// store, off the scheduler, and spawns its actor (panels are few, and each must hear about
+// changes of its storages even while nobody asks for it); it creates and imports panels,
+// forwards everything else to the panel's actor, and routes storage change notifications to
+// the panels bound to the storage. A panel actor that stopped without being deleted (a crash)
+// starts again: it reads its record off the scheduler while requests for it wait in its
+// mailbox, then reports bound_atom (or gone_atom when the record is gone).
 //
 // Protocol (typed: panel::directory_actor in messages.hpp, directory_impl adds the panel actors'
 // reports; replies are JSON text; see panel_actor.hpp for the forwarded messages):
@@ -18,8 +21,9 @@
 //   (storage::changed_atom, storage_id, version) -> no reply; told to each panel bound to it
 //   (bound_atom, id, storage_ids) and (gone_atom, id) from panel actors -> no reply
 //   (fresh_atom) -> bool: true the first time it is asked on a data dir that holds no storage
-//       and no panel (main then imports the demo bundles); a marker key in RocksDB makes every
-//       later answer false, so deleted demos never come back.
+//       and no panel (main then imports the demo bundles); a marker key in the store makes
+//       every later answer false, so deleted demos never come back. Answered once the load at
+//       start is done (main asks it before the server listens); read off the scheduler.
 // Shutdown: an exit (user_shutdown) stops every panel actor, then the directory.
 #pragma once
 

@@ -19,9 +19,9 @@
 //   feed) on the readers' pool (runtime/blocking_pool.hpp); the storage listing and /readyz's
 //   probe on the storage directory's catalog thread; a scan of a whole prefix on a thread of
 //   its own (runtime/off_scheduler.hpp), as the task directory's (itself detached), the panel
-//   list's and a task's history deletion do. Two exceptions, both rare and bounded: the panel
-//   directory's load at start, before the server listens, and its restart of a panel actor
-//   that crashed (one point read, so that no request finds the panel missing meanwhile).
+//   directory's load at start and first-start check, the panel list's and a task's history
+//   deletion do; a panel actor restarted after a crash reads its record the same way, its
+//   requests waiting in its mailbox.
 // - Failures are errc::storage_failure (the backend's message as detail, never a password),
 //   or errc::unavailable when the backend cannot be reached now and nothing was written (a
 //   shared backend; the caller may retry). A write failed with storage_failure may or may not
