@@ -75,8 +75,8 @@ TEST_SUITE("runtime.blocking_pool") {
     {
       caf::scoped_actor self{sys};
       for (int i = 0; i < 40; ++i) {
-        auto a =
-            sys.spawn([pool, threads, mutex, caller](caf::event_based_actor* s) -> caf::behavior {
+        auto a = sys.spawn(
+            [pool, threads, mutex, caller](caf::event_based_actor* s, int) -> caf::behavior {
               return {[s, pool, threads, mutex, caller](go_atom) -> caf::result<std::string> {
                 *caller = std::this_thread::get_id();
                 auto rp = s->make_response_promise<std::string>();
@@ -91,7 +91,8 @@ TEST_SUITE("runtime.blocking_pool") {
                           [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
                 return rp;
               }};
-            });
+            },
+            0 /* CAF 0.17 needs a spawn argument */);
         self->request(a, std::chrono::seconds(10), go_atom::value)
             .receive([](std::string& v) { CHECK(v == "pool"); },
                      [](caf::error& e) { FAIL("unexpected error: " << detail_of(e)); });
@@ -110,15 +111,17 @@ TEST_SUITE("runtime.blocking_pool") {
     auto released = release->get_future().share();
     caf::scoped_actor self{sys};
     auto ask = [&](std::function<caf::expected<std::string>()> fn) {
-      return sys.spawn([pool, fn](caf::event_based_actor* s) -> caf::behavior {
-        return {[s, pool, fn](go_atom) -> caf::result<std::string> {
-          auto rp = s->make_response_promise<std::string>();
-          runtime::off_scheduler(s, pool, std::chrono::seconds(10), fn)
-              .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
-                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
-          return rp;
-        }};
-      });
+      return sys.spawn(
+          [pool, fn](caf::event_based_actor* s, int) -> caf::behavior {
+            return {[s, pool, fn](go_atom) -> caf::result<std::string> {
+              auto rp = s->make_response_promise<std::string>();
+              runtime::off_scheduler(s, pool, std::chrono::seconds(10), fn)
+                  .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+              return rp;
+            }};
+          },
+          0 /* CAF 0.17 needs a spawn argument */);
     };
     auto started = std::make_shared<std::promise<void>>();
     auto running = started->get_future();
@@ -151,26 +154,28 @@ TEST_SUITE("runtime.blocking_pool") {
     auto ran = std::make_shared<std::atomic<int>>(0);
     caf::scoped_actor self{sys};
     auto ask = [&](std::chrono::milliseconds wait) {
-      return sys.spawn([pool, running, most, ran,
-                        wait](caf::event_based_actor* s) -> caf::behavior {
-        return {[=](go_atom) -> caf::result<std::string> {
-          auto rp = s->make_response_promise<std::string>();
-          runtime::off_scheduler(s, pool, wait,
-                                 [running, most, ran]() -> caf::expected<std::string> {
-                                   int now = ++*running;
-                                   int seen = most->load();
-                                   while (now > seen && !most->compare_exchange_weak(seen, now)) {
-                                   }
-                                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                                   --*running;
-                                   ++*ran;
-                                   return "ran";
-                                 })
-              .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
-                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
-          return rp;
-        }};
-      });
+      return sys.spawn(
+          [pool, running, most, ran, wait](caf::event_based_actor* s, int) -> caf::behavior {
+            return {[=](go_atom) -> caf::result<std::string> {
+              auto rp = s->make_response_promise<std::string>();
+              runtime::off_scheduler(
+                  s, pool, wait,
+                  [running, most, ran]() -> caf::expected<std::string> {
+                    int now = ++*running;
+                    int seen = most->load();
+                    while (now > seen && !most->compare_exchange_weak(seen, now)) {
+                    }
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                    --*running;
+                    ++*ran;
+                    return "ran";
+                  })
+                  .then([rp](std::string& v) mutable { rp.deliver(std::move(v)); },
+                        [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+              return rp;
+            }};
+          },
+          0 /* CAF 0.17 needs a spawn argument */);
     };
     // Six jobs of 50 ms on two threads: at most two at once, all six answered.
     std::vector<caf::actor> askers;
