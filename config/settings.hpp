@@ -22,6 +22,19 @@ struct listen_address {
   uint16_t port = 8080;
 };
 
+// [cluster]: several servers on one PostgreSQL database as one cluster (docs/architecture.md,
+// "Cluster").
+struct cluster_settings {
+  bool enabled = false;
+  std::string node_name;                      // empty: the host name and the HTTP port
+  listen_address listen{"127.0.0.1", 0};      // the CAF middleman's; port 0 picks one
+  std::string advertise;                      // HOST:PORT peers dial; empty: the listen one
+  std::chrono::milliseconds heartbeat{1000};  // a member's heartbeat period
+  std::chrono::milliseconds lease{3000};      // a heartbeat older than this: declared dead
+  std::string tls_cert, tls_key, tls_ca;      // PEM files; all three or none
+  bool tls() const { return !tls_cert.empty(); }
+};
+
 struct settings {
   // [server]
   listen_address listen;
@@ -83,6 +96,8 @@ struct settings {
   uint32_t sandbox_reuse_max_calls = 10000;
   std::chrono::milliseconds sandbox_reuse_idle{60000};
   uint32_t sandbox_warm_processes = 64;
+  // [cluster]
+  cluster_settings cluster;
 };
 
 // The embedded defaults: the one place each default lives. Each area builds its options from a
@@ -109,6 +124,12 @@ struct setting_key {
 };
 
 const std::vector<setting_key>& setting_keys();
+
+// The [cluster] keys (cluster_keys.cpp), part of setting_keys().
+std::vector<setting_key> cluster_setting_keys();
+
+// Checks the [cluster] keys together (part of validate()).
+std::optional<std::string> validate_cluster(const settings& s);
 
 // "server.listen" -> "TESSERA_SERVER_LISTEN".
 std::string environment_name(const std::string& key);

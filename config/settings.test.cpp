@@ -187,4 +187,51 @@ TEST_SUITE("config.settings") {
       CHECK(failure({std::nullopt, {}, {{"server.allowed_origins", bad}}})
                 .find("server.allowed_origins") != std::string::npos);
   }
+
+  TEST_CASE("a cluster is off by default and needs the PostgreSQL backend") {
+    auto s = loaded({});
+    CHECK_FALSE(s.cluster.enabled);
+    CHECK(s.cluster.listen.port == 0);
+    CHECK(s.cluster.heartbeat == std::chrono::milliseconds(1000));
+    CHECK(s.cluster.lease == std::chrono::milliseconds(3000));
+    auto message = failure({std::nullopt, {}, {{"cluster.enabled", "true"}}});
+    CHECK(message.find("storage.backend") != std::string::npos);
+    auto on = loaded({std::nullopt,
+                      {},
+                      {{"storage.backend", "postgres"},
+                       {"storage.postgres_url", "host=/tmp"},
+                       {"cluster.enabled", "true"},
+                       {"cluster.node_name", "node-1.eu:8080"}}});
+    CHECK(on.cluster.enabled);
+    CHECK(on.cluster.node_name == "node-1.eu:8080");
+  }
+
+  TEST_CASE("cluster settings that cannot work together stop loading with a message") {
+    std::vector<std::pair<std::string, std::string>> pg = {{"storage.backend", "postgres"},
+                                                           {"storage.postgres_url", "host=/tmp"},
+                                                           {"cluster.enabled", "true"}};
+    auto with = [&](std::vector<std::pair<std::string, std::string>> more) {
+      auto all = pg;
+      all.insert(all.end(), more.begin(), more.end());
+      return failure({std::nullopt, {}, all});
+    };
+    SUBCASE("a lease shorter than two heartbeats") {
+      CHECK(with({{"cluster.heartbeat_ms", "1000"}, {"cluster.lease_ms", "1500"}})
+                .find("cluster.lease_ms") != std::string::npos);
+    }
+    SUBCASE("a non-loopback listen address without TLS") {
+      CHECK(with({{"cluster.listen", "0.0.0.0:7000"}}).find("without TLS") != std::string::npos);
+      auto insecure = pg;
+      insecure.emplace_back("cluster.listen", "0.0.0.0:7000");
+      insecure.emplace_back("server.insecure", "true");
+      CHECK(loaded({std::nullopt, {}, insecure}).cluster.listen.host == "0.0.0.0");
+    }
+    SUBCASE("a certificate without its key and authority") {
+      CHECK(with({{"cluster.tls_cert", "/etc/node.pem"}}).find("all three") != std::string::npos);
+    }
+    SUBCASE("a node name with a space") {
+      CHECK(failure({std::nullopt, {}, {{"cluster.node_name", "node one"}}})
+                .find("cluster.node_name") != std::string::npos);
+    }
+  }
 }

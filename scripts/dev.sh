@@ -5,6 +5,8 @@
 #   bash scripts/dev.sh test    install what is missing, build, run every test (CI runs this)
 #   bash scripts/dev.sh build   install what is missing and build only
 #   bash scripts/dev.sh bench   build and run the benchmarks in bench/
+#   bash scripts/dev.sh cluster [N] [serve options...]
+#                               build, run N nodes (default 3) on a throwaway PostgreSQL till Ctrl-C
 #
 # Idempotent: packages already installed are not fetched again, and ccache + Ninja make a
 # rebuild with nothing changed take seconds.
@@ -108,8 +110,15 @@ case "${1:-}" in
     /usr/bin/python3 bench/panel_bench.py
     /usr/bin/python3 bench/fanout_bench.py --receiver cxx
     ;;
+  cluster)
+    install_missing "${BUILD_PACKAGES[@]}" postgresql
+    build build
+    shift
+    source scripts/cluster.sh
+    cluster "$@"
+    ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

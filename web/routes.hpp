@@ -15,6 +15,7 @@
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
 #include "runtime/blocking_pool.hpp"
+#include "runtime/cluster/membership.hpp"
 #include "web/router.hpp"
 
 namespace tessera::web {
@@ -81,5 +82,12 @@ void add_change_routes(router& r, const route_context& ctx,
 // /healthz, /readyz (open), /metrics (the token unless server.metrics_public).
 void add_ops_routes(router& r, const route_context& ctx, const storage::directory_actor& directory,
                     adapters::metrics_registry registry);
+
+// GET /api/cluster: the cluster's members as this node last read them (runtime/cluster/
+// membership.hpp): {"enabled": true, "self": name, "generation", "self_alive", "members":
+// [{"name", "generation", "state": "alive" | "dead", "address", "http", "heartbeat_at"}]}; a
+// single server (cluster.enabled false) answers {"enabled": false, "members": []}.
+void add_cluster_routes(router& r, const route_context& ctx,
+                        std::optional<runtime::cluster::membership_actor> membership);
 
 }  // namespace tessera::web

@@ -40,6 +40,18 @@ const char* const upgrade_v1_v2 =
     " END $$;"
     "UPDATE tessera_schema SET version = 2;";
 
+// Version 3: the cluster's members (adapters/pg/member_table.hpp). A generation names one run
+// of one node; heartbeats and deaths are stamped with the database's clock, so the nodes'
+// clocks never matter.
+const char* const upgrade_v2_v3 =
+    "CREATE TABLE tessera_members (generation bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " name text NOT NULL, state text NOT NULL CHECK (state IN ('alive', 'dead')),"
+    " address text NOT NULL, http text NOT NULL,"
+    " joined_at timestamptz NOT NULL DEFAULT now(),"
+    " heartbeat_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX tessera_members_alive ON tessera_members (name) WHERE state = 'alive';"
+    "UPDATE tessera_schema SET version = 3;";
+
 std::string select_name(bool inclusive, bool bounded, bool reverse) {
   return std::string{"sel_"} + (inclusive ? "ge" : "gt") + (bounded ? "_lt" : "") +
          (reverse ? "_desc" : "");
@@ -122,6 +134,10 @@ caf::error prepare_schema(pg::connection& c) {
   if (found == 1) {
     if (auto up = c.exec(upgrade_v1_v2); !up) return rollback(up.error());
     found = 2;
+  }
+  if (found == 2) {
+    if (auto up = c.exec(upgrade_v2_v3); !up) return rollback(up.error());
+    found = 3;
   }
   if (auto done = c.exec("COMMIT"); !done) return done.error();
   return {};

@@ -8,6 +8,9 @@
 //   tessera_seq(last bigint)                        -- one row: the newest change number (v2)
 //   tessera_changes(last_seq bigint primary key, ops integer, body bytea)
 //                                                   -- a write's changes (change_log.hpp) (v2)
+//   tessera_members(generation, name, state, address, http, joined_at, heartbeat_at)
+//                                                   -- the cluster's members (member_table.hpp)
+//                                                   (v3)
 // `open` creates the schema in an empty database and upgrades an older one, under an advisory
 // lock (servers starting together do it once); it refuses a schema newer than it knows, naming
 // both versions.
@@ -44,7 +47,7 @@ class connection;
 
 class pg_store final : public kv_store, public std::enable_shared_from_this<pg_store> {
  public:
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
 
   struct options {
     std::string conninfo;  // a libpq connection string or postgres:// URL

@@ -1,0 +1,113 @@
+#include "adapters/pg/member_table.hpp"
+
+#include <charconv>
+
+#include "adapters/pg/connection.hpp"
+
+namespace tessera::adapters::pg {
+namespace {
+
+// Columns of a member, numbers and times as text (rows come back in binary format).
+constexpr const char* member_columns =
+    "name, generation::text, state, address, http,"
+    " floor(extract(epoch FROM heartbeat_at) * 1000)::bigint::text";
+
+std::vector<std::pair<std::string, std::string>> statements() {
+  std::string cols = member_columns;
+  return {
+      {"join",
+       "WITH replaced AS (UPDATE tessera_members SET state = 'dead'"
+       " WHERE name = $1 AND state = 'alive' RETURNING generation),"
+       " pruned AS (DELETE FROM tessera_members WHERE state = 'dead'"
+       " AND heartbeat_at < now() - interval '1 day')"
+       " INSERT INTO tessera_members (name, state, address, http)"
+       " VALUES ($1, 'alive', $2, $3) RETURNING generation::text"},
+      {"heartbeat",
+       "UPDATE tessera_members SET heartbeat_at = now()"
+       " WHERE generation = $1::bigint AND state = 'alive' RETURNING 1"},
+      // READ COMMITTED re-checks the WHERE on a row another node changed meanwhile: a member
+      // already declared dead is not matched again, so exactly one node gets it back.
+      {"expire",
+       "UPDATE tessera_members SET state = 'dead' WHERE state = 'alive'"
+       " AND generation <> $1::bigint"
+       " AND heartbeat_at < now() - $2::bigint * interval '1 millisecond'"
+       " RETURNING " +
+           cols},
+      {"list", "SELECT " + cols +
+                   ", floor(extract(epoch FROM now()) * 1000)::bigint::text"
+                   " FROM tessera_members ORDER BY name, generation"},
+      {"leave", "UPDATE tessera_members SET state = 'dead' WHERE generation = $1::bigint"},
+  };
+}
+
+int64_t number(const std::optional<std::string>& text) {
+  int64_t n = 0;
+  if (text) std::from_chars(text->data(), text->data() + text->size(), n);
+  return n;
+}
+
+member_row member_of(const row& r) {
+  return {r[0].value_or(""), number(r[1]),      r[2].value_or("") == "alive",
+          r[3].value_or(""), r[4].value_or(""), number(r[5])};
+}
+
+}  // namespace
+
+member_table::member_table(std::unique_ptr<connection> c) : c_(std::move(c)) {}
+member_table::~member_table() = default;
+
+caf::expected<std::unique_ptr<member_table>> member_table::open(const std::string& conninfo) {
+  auto c = connection::open(conninfo, statements());
+  if (!c) return c.error();
+  return std::unique_ptr<member_table>{new member_table(std::move(*c))};
+}
+
+caf::expected<rows> member_table::run(std::string_view statement,
+                                      const std::vector<std::string>& args) {
+  if (c_->broken())
+    if (auto err = c_->reset()) return err;
+  std::vector<param> params;
+  for (auto& a : args) params.push_back(param::of_text(a));
+  return c_->run(statement, params);
+}
+
+caf::expected<int64_t> member_table::join(const std::string& name, const std::string& address,
+                                          const std::string& http) {
+  auto r = run("join", {name, address, http});
+  if (!r) return r.error();
+  if (r->empty()) return make_error(errc::storage_failure, "joining the cluster returned no row");
+  return number((*r)[0][0]);
+}
+
+caf::expected<bool> member_table::heartbeat(int64_t generation) {
+  auto r = run("heartbeat", {std::to_string(generation)});
+  if (!r) return r.error();
+  return !r->empty();
+}
+
+caf::expected<std::vector<member_row>> member_table::expire(int64_t self,
+                                                            std::chrono::milliseconds lease) {
+  auto r = run("expire", {std::to_string(self), std::to_string(lease.count())});
+  if (!r) return r.error();
+  std::vector<member_row> out;
+  for (auto& each : *r) out.push_back(member_of(each));
+  return out;
+}
+
+caf::expected<member_list> member_table::list() {
+  auto r = run("list", {});
+  if (!r) return r.error();
+  member_list out;
+  for (auto& each : *r) {
+    out.members.push_back(member_of(each));
+    out.now_ms = number(each[6]);
+  }
+  return out;
+}
+
+caf::error member_table::leave(int64_t generation) {
+  auto r = run("leave", {std::to_string(generation)});
+  return r ? caf::error{} : r.error();
+}
+
+}  // namespace tessera::adapters::pg

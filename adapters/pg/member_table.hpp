@@ -1,0 +1,72 @@
+// The cluster's membership table in PostgreSQL (schema v3 of pg_store.hpp, `tessera_members`),
+// in the way of Orleans' SQL membership: every run of a node is a member of its own, named by
+// a generation the database hands out, alive while it renews its heartbeat and dead for good
+// once declared so. Every time is the database's clock, so the nodes' clocks never matter.
+//
+// Contract:
+// - `join` inserts a new alive member and returns its generation (greater than every earlier
+//   one). An alive member of the same name is declared dead in the same transaction: a node
+//   restarted under its name replaces its earlier run at once. Dead members older than a day
+//   are dropped.
+// - `heartbeat` renews an alive member; false when it is dead (declared by another node, or
+//   replaced): it never comes back, the node has to join again.
+// - `expire` declares dead every alive member (other than `self`) whose heartbeat is older
+//   than `lease`, each with one conditional UPDATE: when several nodes race, exactly one
+//   declares each member, and only that one gets it back.
+// - `leave` declares `self` dead (a clean stop: the others take over without waiting).
+// - Errors: errc::unavailable when PostgreSQL cannot be reached (nothing happened; retry), and
+//   errc::storage_failure when it refused a statement. No message holds a password.
+// - Not thread-safe: one thread (the membership actor's) uses a table at a time.
+#pragma once
+
+#include <caf/expected.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tessera::adapters::pg {
+
+class connection;
+
+struct member_row {
+  std::string name;
+  int64_t generation = 0;
+  bool alive = false;
+  std::string address;          // HOST:PORT of its CAF middleman
+  std::string http;             // HOST:PORT of its HTTP server
+  int64_t heartbeat_at_ms = 0;  // Unix milliseconds, the database's clock
+};
+
+struct member_list {
+  std::vector<member_row> members;  // by name, then generation
+  int64_t now_ms = 0;               // the database's clock when read
+};
+
+class member_table {
+ public:
+  // Connects (its own connection: heartbeats never wait behind writes). The schema must exist
+  // (pg_store::open made it).
+  static caf::expected<std::unique_ptr<member_table>> open(const std::string& conninfo);
+  ~member_table();
+
+  caf::expected<int64_t> join(const std::string& name, const std::string& address,
+                              const std::string& http);
+  caf::expected<bool> heartbeat(int64_t generation);
+  caf::expected<std::vector<member_row>> expire(int64_t self, std::chrono::milliseconds lease);
+  caf::expected<member_list> list();
+  caf::error leave(int64_t generation);
+
+ private:
+  explicit member_table(std::unique_ptr<connection> c);
+  // Runs a statement, reconnecting once first when the connection broke.
+  caf::expected<std::vector<std::vector<std::optional<std::string>>>> run(
+      std::string_view statement, const std::vector<std::string>& args);
+
+  std::unique_ptr<connection> c_;
+};
+
+}  // namespace tessera::adapters::pg

@@ -1,0 +1,139 @@
+// The membership table (member_table.hpp) on a throwaway PostgreSQL.
+#include "adapters/pg/member_table.hpp"
+
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "adapters/error.hpp"
+#include "adapters/kv/pg_store.hpp"
+#include "tests/support/throwaway_postgres.hpp"
+
+using namespace tessera;
+using namespace tessera::adapters;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A fresh database with tessera's schema, and a table on it.
+std::string fresh_cluster_database() {
+  auto url = tessera::testing::throwaway_postgres::shared().fresh_database();
+  auto store = pg_store::open(url, 1);
+  REQUIRE_MESSAGE(store, detail_of(store.error()));
+  return url;
+}
+
+std::unique_ptr<pg::member_table> table_on(const std::string& url) {
+  auto t = pg::member_table::open(url);
+  REQUIRE_MESSAGE(t, detail_of(t.error()));
+  return std::move(*t);
+}
+
+const pg::member_row* find(const pg::member_list& l, int64_t generation) {
+  for (auto& m : l.members)
+    if (m.generation == generation) return &m;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_SUITE("adapters.pg.member_table") {
+  TEST_CASE(
+      "a joining node is an alive member with a new generation, and its heartbeat renews it") {
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto a = t->join("a", "127.0.0.1:7001", "127.0.0.1:8001");
+    auto b = t->join("b", "127.0.0.1:7002", "127.0.0.1:8002");
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(*b > *a);
+    auto before = t->list();
+    REQUIRE(before);
+    REQUIRE(before->members.size() == 2);
+    auto* ma = find(*before, *a);
+    REQUIRE(ma);
+    CHECK(ma->alive);
+    CHECK(ma->name == "a");
+    CHECK(ma->address == "127.0.0.1:7001");
+    CHECK(ma->http == "127.0.0.1:8001");
+    CHECK(ma->heartbeat_at_ms <= before->now_ms);
+    CHECK(before->now_ms - ma->heartbeat_at_ms < 60'000);
+    std::this_thread::sleep_for(20ms);  // the database's clock must move for the check below
+    REQUIRE(t->heartbeat(*a).value());
+    auto after = t->list();
+    CHECK(find(*after, *a)->heartbeat_at_ms > ma->heartbeat_at_ms);
+  }
+
+  TEST_CASE("a member past its lease is declared dead by exactly one of the racing nodes") {
+    auto url = fresh_cluster_database();
+    auto setup = table_on(url);
+    auto victim = setup->join("victim", "v:1", "v:2");
+    REQUIRE(victim);
+    std::vector<int64_t> racers;
+    std::vector<std::unique_ptr<pg::member_table>> tables;
+    for (int i = 0; i < 4; ++i) {
+      tables.push_back(table_on(url));
+      racers.push_back(tables.back()->join("racer" + std::to_string(i), "r:1", "r:2").value());
+    }
+    SUBCASE("not while its heartbeat is fresh") {
+      CHECK(tables[0]->expire(racers[0], 60s).value().empty());
+      CHECK(find(setup->list().value(), *victim)->alive);
+    }
+    SUBCASE("once it is older than the lease") {
+      std::this_thread::sleep_for(60ms);
+      for (auto& t : tables) REQUIRE(t->heartbeat(racers[&t - &tables[0]]).value());
+      std::vector<std::vector<pg::member_row>> declared(tables.size());
+      std::vector<std::thread> threads;
+      for (size_t i = 0; i < tables.size(); ++i)
+        threads.emplace_back([&, i] { declared[i] = tables[i]->expire(racers[i], 50ms).value(); });
+      for (auto& th : threads) th.join();
+      int winners = 0;
+      for (auto& d : declared)
+        for (auto& m : d) {
+          CHECK(m.generation == *victim);
+          CHECK(m.name == "victim");
+          ++winners;
+        }
+      CHECK(winners == 1);
+      CHECK_FALSE(find(setup->list().value(), *victim)->alive);
+      // A dead member never comes back: its heartbeat tells it so.
+      CHECK_FALSE(setup->heartbeat(*victim).value());
+      CHECK_FALSE(find(setup->list().value(), *victim)->alive);
+    }
+  }
+
+  TEST_CASE("a node started again under its name replaces its earlier run at once") {
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto first = t->join("a", "a:1", "a:2").value();
+    auto second = t->join("a", "a:3", "a:4").value();
+    auto l = t->list().value();
+    CHECK_FALSE(find(l, first)->alive);
+    CHECK(find(l, second)->alive);
+    CHECK(find(l, second)->address == "a:3");
+    CHECK_FALSE(t->heartbeat(first).value());
+  }
+
+  TEST_CASE("a member that leaves is dead for the others without waiting for its lease") {
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto a = t->join("a", "a:1", "a:2").value();
+    REQUIRE_FALSE(t->leave(a));
+    CHECK_FALSE(find(t->list().value(), a)->alive);
+  }
+
+  TEST_CASE("an unreachable database is unavailable, and the table serves again once it is back") {
+    auto& pg = tessera::testing::throwaway_postgres::shared();
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto a = t->join("a", "a:1", "a:2").value();
+    pg.stop();
+    auto lost = t->heartbeat(a);
+    pg.start();
+    REQUIRE_FALSE(lost);
+    CHECK(code_of(lost.error()) == errc::unavailable);
+    auto back = t->heartbeat(a);
+    REQUIRE_MESSAGE(back, detail_of(back.error()));
+    CHECK(*back);
+  }
+}

@@ -1,0 +1,234 @@
+#include "runtime/cluster/membership.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
+#include <caf/all.hpp>
+#include <csignal>
+
+#include "adapters/error.hpp"
+#include "adapters/pg/member_table.hpp"
+#include "runtime/log.hpp"
+
+namespace tessera::runtime::cluster {
+namespace {
+
+using namespace std::chrono;
+using tick_atom = caf::atom_constant<caf::atom("mtick")>;
+using expire_atom = caf::atom_constant<caf::atom("mexpire")>;
+
+// What the actor handles: its clients' protocol and its own timers.
+using membership_impl =
+    membership_actor::extend<caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom>>;
+
+member member_of(const adapters::pg::member_row& r) {
+  return {r.name, r.generation, r.alive, r.address, r.http, r.heartbeat_at_ms};
+}
+
+// (name, generation) of the alive members: what subscribers are told about when it changes.
+std::vector<std::pair<std::string, int64_t>> alive_key(const member_view& v) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (auto& m : v.alive()) out.emplace_back(m.name, m.generation);
+  out.emplace_back("", v.generation);
+  return out;
+}
+
+struct membership_state {
+  std::shared_ptr<adapters::pg::member_table> table;
+  membership_config cfg;
+  member_view view;
+  std::vector<caf::actor> subscribers;
+  std::vector<std::pair<std::string, int64_t>> told;  // alive_key of the last view sent
+  steady_clock::time_point renewed;
+  steady_clock::time_point quiet_until;  // failures are logged at most once per lease
+  bool expire_pending = false;
+  static inline const char* name = "cluster_membership";
+
+  bool self_alive() const { return steady_clock::now() - renewed < cfg.lease; }
+
+  void failed(std::string_view step, const caf::error& err) {
+    if (steady_clock::now() < quiet_until) return;
+    quiet_until = steady_clock::now() + cfg.lease;
+    log_warning("cluster: " + std::string{step} + " failed (" + detail_of(err) +
+                "); retrying every " + std::to_string(cfg.heartbeat.count()) + " ms");
+  }
+
+  // Renews the heartbeat; joins again as a new member when this one was declared dead.
+  void renew() {
+    auto ok = table->heartbeat(view.generation);
+    if (!ok) {
+      cfg.metrics->heartbeat_failures->Increment();
+      return failed("the heartbeat", ok.error());
+    }
+    if (*ok) {
+      renewed = steady_clock::now();
+      return;
+    }
+    auto members = table->list();  // who replaced it, before taking the name back
+    if (!members) return failed("reading the members", members.error());
+    for (auto& m : members->members)
+      if (m.alive && m.name == cfg.name && m.generation > view.generation) {
+        log_error("cluster: another process joined as '" + cfg.name + "' (generation " +
+                  std::to_string(m.generation) + ", " + m.address +
+                  ") while this one (generation " + std::to_string(view.generation) +
+                  ") was cut off; two processes must not share a node name, so this one stops");
+        std::raise(SIGTERM);
+        return;
+      }
+    log_warning("cluster: this node ('" + cfg.name + "', generation " +
+                std::to_string(view.generation) +
+                ") was declared dead while its heartbeat was late (paused or cut off); it "
+                "joins again as a new member");
+    auto gen = table->join(cfg.name, cfg.address, cfg.http);
+    if (!gen) return failed("joining again", gen.error());
+    view.generation = *gen;
+    renewed = steady_clock::now();
+    cfg.metrics->rejoins->Increment();
+    log_info("cluster: joined again as generation " + std::to_string(*gen));
+  }
+
+  void expire_peers() {
+    auto declared = table->expire(view.generation, cfg.lease);
+    if (!declared) return failed("declaring late members dead", declared.error());
+    for (auto& m : *declared) {
+      cfg.metrics->declared_dead->Increment();
+      log_warning("cluster: declared '" + m.name + "' (generation " + std::to_string(m.generation) +
+                  ", " + m.address + ") dead: no heartbeat for " +
+                  std::to_string(cfg.lease.count()) + " ms");
+    }
+  }
+
+  // Reads the members; returns how long until the oldest alive peer's lease ends (or nothing).
+  std::optional<milliseconds> refresh() {
+    auto members = table->list();
+    if (!members) {
+      failed("reading the members", members.error());
+      return std::nullopt;
+    }
+    view.members.clear();
+    double alive = 0, dead = 0;
+    std::optional<milliseconds> next_lease_end;
+    for (auto& r : members->members) {
+      view.members.push_back(member_of(r));
+      (r.alive ? alive : dead) += 1;
+      if (r.alive && r.generation != view.generation) {
+        auto left = milliseconds{r.heartbeat_at_ms + cfg.lease.count() - members->now_ms};
+        if (!next_lease_end || left < *next_lease_end) next_lease_end = left;
+      }
+    }
+    view.read_at_ms = members->now_ms;
+    view.self_alive = self_alive();
+    cfg.metrics->alive->Set(alive);
+    cfg.metrics->dead->Set(dead);
+    if (auto key = alive_key(view); key != told) {
+      told = std::move(key);
+      for (auto& s : subscribers)
+        caf::anon_send(s, view);  // typed actors anon_send to untyped ones
+    }
+    return next_lease_end;
+  }
+};
+
+membership_impl::behavior_type membership(membership_impl::stateful_pointer<membership_state> self,
+                                          std::shared_ptr<adapters::pg::member_table> table,
+                                          membership_config cfg, int64_t generation) {
+  auto& init = self->state;
+  init.table = std::move(table);
+  init.cfg = std::move(cfg);
+  init.view.self = init.cfg.name;
+  init.view.generation = generation;
+  init.renewed = steady_clock::now();
+  init.refresh();
+  self->send(self, tick_atom::value);
+  return {
+      [self](caf::get_atom) {
+        self->state.view.self_alive = self->state.self_alive();
+        return self->state.view;
+      },
+      [self](subscribe_atom, caf::actor who) {
+        self->state.subscribers.push_back(who);
+        caf::anon_send(who, self->state.view);
+      },
+      [self](leave_atom) {
+        auto err = self->state.table->leave(self->state.view.generation);
+        if (err)
+          log_warning("cluster: could not tell the others this node leaves (" + detail_of(err) +
+                      "); they declare it dead after cluster.lease_ms");
+        self->quit();
+        return !err;
+      },
+      [self](tick_atom) {
+        auto& st = self->state;
+        st.renew();
+        st.expire_peers();
+        auto next = st.refresh();
+        self->delayed_send(self, st.cfg.heartbeat, tick_atom::value);
+        // A peer whose lease ends before the next tick is checked just after it ends.
+        if (next && *next < st.cfg.heartbeat && !st.expire_pending) {
+          st.expire_pending = true;
+          self->delayed_send(self, std::max(*next, milliseconds{0}) + milliseconds{10},
+                             expire_atom::value);
+        }
+      },
+      [self](expire_atom) {
+        auto& st = self->state;
+        st.expire_pending = false;
+        st.expire_peers();
+        st.refresh();
+      },
+  };
+}
+
+}  // namespace
+
+std::vector<member> member_view::alive() const {
+  std::vector<member> out;
+  for (auto& m : members)
+    if (m.alive && (m.generation != generation || self_alive)) out.push_back(m);
+  return out;
+}
+
+membership_metrics::membership_metrics(prometheus::Registry& registry) {
+  auto& members = prometheus::BuildGauge()
+                      .Name("tessera_cluster_members")
+                      .Help("Members of the cluster's member table, by state, as this node read it")
+                      .Register(registry);
+  alive = &members.Add({{"state", "alive"}});
+  dead = &members.Add({{"state", "dead"}});
+  heartbeat_failures = &prometheus::BuildCounter()
+                            .Name("tessera_cluster_heartbeat_failures_total")
+                            .Help("Heartbeats of this node that could not reach PostgreSQL")
+                            .Register(registry)
+                            .Add({});
+  declared_dead = &prometheus::BuildCounter()
+                       .Name("tessera_cluster_members_declared_dead_total")
+                       .Help("Members this node declared dead once their lease ran out")
+                       .Register(registry)
+                       .Add({});
+  rejoins = &prometheus::BuildCounter()
+                 .Name("tessera_cluster_rejoins_total")
+                 .Help("Times this node found itself declared dead and joined again")
+                 .Register(registry)
+                 .Add({});
+}
+
+caf::expected<membership_actor> join_cluster(caf::actor_system& system, membership_config cfg) {
+  auto table = adapters::pg::member_table::open(cfg.conninfo);
+  if (!table) return table.error();
+  auto generation = (*table)->join(cfg.name, cfg.address, cfg.http);
+  if (!generation) return generation.error();
+  log_info("cluster: joined as '" + cfg.name + "', generation " + std::to_string(*generation) +
+           ", reachable at " + cfg.address);
+  std::shared_ptr<adapters::pg::member_table> shared{std::move(*table)};
+  auto actor =
+      system.spawn<caf::detached>(membership, std::move(shared), std::move(cfg), *generation);
+  return caf::actor_cast<membership_actor>(actor);
+}
+
+void add_cluster_messages(caf::actor_system_config& cfg) {
+  cfg.add_message_type<member>("tessera::member");
+  cfg.add_message_type<std::vector<member>>("std::vector<tessera::member>");
+  cfg.add_message_type<member_view>("tessera::member_view");
+}
+
+}  // namespace tessera::runtime::cluster

@@ -1,0 +1,166 @@
+"""A cluster of tessera nodes on one throwaway PostgreSQL: membership (docs/architecture.md,
+"Cluster"). Every node runs with a 200 ms heartbeat and a 1 s lease unless a test says
+otherwise, so a lost node is found within about a second."""
+import signal
+import time
+
+import postgres
+from harness import run_tessera, wait_until
+
+HEARTBEAT_MS = 200
+LEASE_MS = 1000
+
+
+def cluster_args(url, name, heartbeat_ms=HEARTBEAT_MS, lease_ms=LEASE_MS):
+    return ["--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}",
+            "--set", "cluster.enabled=true", "--set", f"cluster.node_name={name}",
+            "--set", "cluster.listen=127.0.0.1:0",
+            "--set", f"cluster.heartbeat_ms={heartbeat_ms}",
+            "--set", f"cluster.lease_ms={lease_ms}"]
+
+
+def start_nodes(server, tmp_path, names, **timing):
+    url = postgres.shared().database_for(tmp_path / "cluster")
+    return url, [server(*cluster_args(url, n, **timing)) for n in names]
+
+
+def members(node):
+    res = node.request("GET", "/api/cluster")
+    assert res.status == 200, res
+    return res.body
+
+
+def states(node):
+    """{(name, generation): state} as `node` sees the cluster."""
+    return {(m["name"], m["generation"]): m["state"] for m in members(node)["members"]}
+
+
+def alive_names(node):
+    return sorted(name for (name, _), state in states(node).items() if state == "alive")
+
+
+def generation_of(node):
+    return members(node)["generation"]
+
+
+def test_three_nodes_list_each_other_as_alive_members_with_their_addresses(server, tmp_path):
+    _, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5,
+                   lambda: f"{node.port}: {members(node)}")
+    body = members(nodes[0])
+    assert body["enabled"] is True and body["self"] == "a" and body["self_alive"] is True
+    by_name = {m["name"]: m for m in body["members"]}
+    for node, name in zip(nodes, "abc"):
+        assert by_name[name]["http"] == f"127.0.0.1:{node.port}"
+        assert by_name[name]["generation"] == generation_of(node)
+        assert by_name[name]["address"].startswith("127.0.0.1:")
+    assert len({m["generation"] for m in body["members"]}) == 3
+    # Heartbeats move on.
+    first = by_name["b"]["heartbeat_at"]
+    wait_until(lambda: {m["name"]: m for m in members(nodes[0])["members"]}["b"]["heartbeat_at"]
+               > first, 3, "b's heartbeat to move")
+    for node in nodes:
+        assert node.metric("tessera_cluster_members", state="alive") == 3
+
+
+def test_a_node_killed_with_sigkill_is_declared_dead_by_exactly_one_survivor(server, tmp_path):
+    _, (a, b, c) = start_nodes(server, tmp_path, ["a", "b", "c"])
+    wait_until(lambda: alive_names(a) == ["a", "b", "c"], 5)
+    c_generation = generation_of(c)
+    c.kill9()
+    killed_at = time.monotonic()
+    wait_until(lambda: states(a)[("c", c_generation)] == "dead", 5, lambda: states(a))
+    found_after = time.monotonic() - killed_at
+    assert found_after < LEASE_MS / 1000 + 1.0, found_after
+    assert states(b)[("c", c_generation)] == "dead"
+    declared = [n.metric("tessera_cluster_members_declared_dead_total") for n in (a, b)]
+    assert sorted(declared) == [0, 1], declared
+    assert alive_names(a) == ["a", "b"]
+
+
+def test_a_paused_node_is_declared_dead_and_joins_again_as_a_new_member(server, tmp_path):
+    _, (a, b, c) = start_nodes(server, tmp_path, ["a", "b", "c"])
+    wait_until(lambda: alive_names(a) == ["a", "b", "c"], 5)
+    old = generation_of(c)
+    c.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: states(a)[("c", old)] == "dead", LEASE_MS / 1000 + 1.0,
+                   lambda: states(a))
+    finally:
+        c.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: generation_of(c) != old, 5, "c to join again")
+    new = generation_of(c)
+    assert new > old
+    wait_until(lambda: states(a).get(("c", new)) == "alive", 5, lambda: states(a))
+    # The old run stays dead: a dead member never comes back.
+    assert states(a)[("c", old)] == "dead"
+    assert states(c)[("c", old)] == "dead"
+    assert c.metric("tessera_cluster_rejoins_total") == 1
+    assert "was declared dead while its heartbeat was late" in c.stderr()
+
+
+def test_a_node_stopped_cleanly_leaves_at_once_without_waiting_for_its_lease(server, tmp_path):
+    _, (a, b) = start_nodes(server, tmp_path, ["a", "b"], heartbeat_ms=1000, lease_ms=30000)
+    wait_until(lambda: alive_names(a) == ["a", "b"], 5)
+    gen = generation_of(b)
+    b.stop()
+    stopped_at = time.monotonic()
+    wait_until(lambda: states(a)[("b", gen)] == "dead", 3, lambda: states(a))
+    assert time.monotonic() - stopped_at < 3 < 30
+    assert a.metric("tessera_cluster_members_declared_dead_total") == 0
+
+
+def test_a_node_started_again_under_its_name_replaces_its_killed_run_at_once(server, tmp_path):
+    url, (a, b) = start_nodes(server, tmp_path, ["a", "b"], heartbeat_ms=1000, lease_ms=30000)
+    old = generation_of(b)
+    b.kill9()
+    again = server(*cluster_args(url, "b", heartbeat_ms=1000, lease_ms=30000))
+    new = generation_of(again)
+    assert new > old
+    # Long before b's 30 s lease: a sees the new run alive and the old one dead at its next
+    # read of the members (every heartbeat).
+    wait_until(lambda: states(a).get(("b", new)) == "alive", 3, lambda: states(a))
+    assert states(a)[("b", old)] == "dead"
+
+
+def test_a_paused_node_whose_name_was_taken_meanwhile_stops_instead_of_joining_again(
+        server, tmp_path):
+    url, (a, b) = start_nodes(server, tmp_path, ["a", "b"])
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        # An operator starts another "b" while the first one is frozen.
+        other = server(*cluster_args(url, "b"))
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: not b.running, 10, "the paused b to stop")
+    assert b.proc.returncode == 0
+    assert "another process joined as 'b'" in b.stderr()
+    assert alive_names(a) == ["a", "b"]
+    assert members(other)["generation"] in [g for (n, g), s in states(a).items()
+                                             if n == "b" and s == "alive"]
+
+
+def test_a_single_server_says_it_is_not_in_a_cluster(server):
+    body = server().request("GET", "/api/cluster").body
+    assert body == {"enabled": False, "members": []}
+
+
+def test_cluster_settings_that_cannot_work_are_refused_at_start(tmp_path):
+    rocks = run_tessera("serve", "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0",
+                        "--set", "cluster.enabled=true")
+    assert rocks.returncode == 2
+    assert 'cluster.enabled needs storage.backend = "postgres"' in rocks.stderr
+    url = postgres.shared().database_for(tmp_path / "cluster")
+    open_listen = run_tessera("serve", "--data-dir", str(tmp_path / "d"), "--listen",
+                              "127.0.0.1:0", *cluster_args(url, "x"),
+                              "--set", "cluster.listen=0.0.0.0:0")
+    assert open_listen.returncode == 2
+    assert "without TLS" in open_listen.stderr
+
+
+def test_a_node_that_cannot_reach_postgresql_does_not_start(tmp_path):
+    bad = run_tessera("serve", "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0",
+                      *cluster_args(f"host={tmp_path} port=1 user=postgres", "x"), timeout=30)
+    assert bad.returncode != 0
+    assert "tessera listening" not in bad.stdout
