@@ -26,10 +26,11 @@ nlohmann::json view_json(const runtime::cluster::member_view& v) {
   for (auto& m : v.members)
     members.push_back({{"name", m.name},
                        {"generation", m.generation},
-                       {"state", m.alive ? "alive" : "dead"},
+                       {"state", m.state},
                        {"address", m.address},
                        {"http", m.http},
-                       {"heartbeat_at", rfc3339(m.heartbeat_at_ms)}});
+                       {"heartbeat_at", rfc3339(m.heartbeat_at_ms)},
+                       {"reachable", m.reachable}});
   return {{"enabled", true},
           {"self", v.self},
           {"generation", v.generation},
@@ -40,21 +41,19 @@ nlohmann::json view_json(const runtime::cluster::member_view& v) {
 }  // namespace
 
 void add_cluster_routes(router& r, const route_context& ctx,
-                        std::optional<runtime::cluster::membership_actor> membership) {
-  r.add("GET", "/api/cluster",
-        [ctx, membership](const request&, const path_params&, responder done) {
-          if (!membership)
-            return done(json_response(
-                200,
-                nlohmann::json{{"enabled", false}, {"members", nlohmann::json::array()}}.dump()));
-          ask<runtime::cluster::member_view>(
-              *ctx.system, *membership, ctx.request_timeout,
-              [done](caf::expected<runtime::cluster::member_view> v) {
-                if (!v) return done(problem(v.error()));
-                done(json_response(200, view_json(*v).dump()));
-              },
-              caf::get_atom::value);
-        });
+                        std::optional<runtime::cluster::peers_actor> peers) {
+  r.add("GET", "/api/cluster", [ctx, peers](const request&, const path_params&, responder done) {
+    if (!peers)
+      return done(json_response(
+          200, nlohmann::json{{"enabled", false}, {"members", nlohmann::json::array()}}.dump()));
+    ask<runtime::cluster::member_view>(
+        *ctx.system, *peers, ctx.request_timeout,
+        [done](caf::expected<runtime::cluster::member_view> v) {
+          if (!v) return done(problem(v.error()));
+          done(json_response(200, view_json(*v).dump()));
+        },
+        caf::get_atom::value);
+  });
 }
 
 }  // namespace tessera::web

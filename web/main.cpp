@@ -17,7 +17,7 @@
 #include "adapters/error.hpp"
 #include "config/settings.hpp"
 #include "runtime/actor_metrics.hpp"
-#include "runtime/cluster/membership.hpp"
+#include "runtime/cluster/cluster_node.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
@@ -104,37 +104,6 @@ void load_demos(caf::actor_system& system, const panel::directory_actor& panels,
                  });
 }
 
-// This node's cluster.node_name, by default the host name and the HTTP port.
-std::string node_name(const config::settings& s, uint16_t http_port) {
-  if (!s.cluster.node_name.empty()) return s.cluster.node_name;
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  return std::string{host} + ":" + std::to_string(http_port);
-}
-
-// Joins the cluster once the HTTP port is known (cluster.enabled); nothing when disabled.
-caf::expected<std::optional<runtime::cluster::membership_actor>> join_cluster(
-    caf::actor_system& system, const config::settings& s, uint16_t http_port,
-    runtime::cluster::membership_metrics& metrics) {
-  if (!s.cluster.enabled) return std::optional<runtime::cluster::membership_actor>{};
-  runtime::cluster::membership_config mc;
-  mc.conninfo = s.postgres_url;
-  mc.name = node_name(s, http_port);
-  auto& l = s.cluster.listen;
-  mc.address =
-      !s.cluster.advertise.empty() ? s.cluster.advertise : l.host + ":" + std::to_string(l.port);
-  auto http_host = s.listen.host == "0.0.0.0" || s.listen.host == "::"
-                       ? mc.address.substr(0, mc.address.rfind(':'))
-                       : s.listen.host;
-  mc.http = http_host + ":" + std::to_string(http_port);
-  mc.heartbeat = s.cluster.heartbeat;
-  mc.lease = s.cluster.lease;
-  mc.metrics = &metrics;
-  auto joined = runtime::cluster::join_cluster(system, std::move(mc));
-  if (!joined) return joined.error();
-  return std::optional{*joined};
-}
-
 // Runs the server until SIGINT/SIGTERM; returns the process exit code.
 int serve(const config::settings& s) {
   auto registry = adapters::make_metrics_registry();
@@ -161,6 +130,7 @@ int serve(const config::settings& s) {
                              {storage::add_storage_messages, runtime::add_committer_messages,
                               sandbox::add_sandbox_messages, task::add_task_messages,
                               runtime::cluster::add_cluster_messages}};
+  if (s.cluster.enabled) runtime::cluster::configure_cluster_transport(cfg, s.cluster);
   caf::actor_system system{cfg};
   // All writes go through the group committer's own thread, one batch (one RocksDB write
   // batch, with sync one fsync; one PostgreSQL pipeline and commit) per group of concurrent
@@ -252,18 +222,19 @@ int serve(const config::settings& s) {
   hub->set_helpers([srv = server.get()](std::function<void()> f) { srv->post(std::move(f)); },
                    opts.threads > 1 ? opts.threads - 1 : 0);
   auto bound = server->start();
-  std::optional<runtime::cluster::membership_actor> membership;
-  if (auto* port = std::get_if<uint16_t>(&bound)) {
+  std::optional<runtime::cluster::cluster_node> cluster;
+  if (auto* port = std::get_if<uint16_t>(&bound); port && s.cluster.enabled) {
     // After the bind (the HTTP port is part of the member's row), before any request is served.
-    auto joined = join_cluster(system, s, *port, cluster_metrics);
+    auto joined = runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics);
     if (joined)
-      membership = *joined;
+      cluster = *joined;
     else
       bound = "cannot join the cluster: " + tessera::detail_of(joined.error());
   }
-  web::add_cluster_routes(*routes, ctx, membership);
+  web::add_cluster_routes(*routes, ctx, cluster ? std::optional{cluster->peers} : std::nullopt);
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
+    server->clear_handler();  // the routes hold actor handles; the server outlives the system
     hub->stop();
     caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
@@ -272,6 +243,13 @@ int serve(const config::settings& s) {
     caf::anon_send_exit(sandbox, caf::exit_reason::user_shutdown);
     if (committer) caf::anon_send(committer, runtime::stop_atom::value);
     readers->stop();
+    tasks = nullptr;
+    scheduler = nullptr;
+    panels = nullptr;
+    directory = nullptr;
+    sandbox = nullptr;
+    committer = nullptr;
+    system.await_all_actors_done();
     return 1;
   }
   auto port = std::get<uint16_t>(bound);
@@ -280,11 +258,9 @@ int serve(const config::settings& s) {
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 
   server->run();
-  if (membership) {  // the others take over this node's actors without waiting for its lease
-    caf::scoped_actor self{system};
-    self->request(*membership, std::chrono::seconds(5), runtime::cluster::leave_atom::value)
-        .receive([](bool) {}, [](caf::error&) {});
-    membership.reset();
+  if (cluster) {  // the others take over this node's actors without waiting for its lease
+    runtime::cluster::stop_cluster_node(system, *cluster);
+    cluster.reset();
   }
   // Task runs in progress finish (and are recorded) within the grace; no new one starts.
   if (int left = tenv.gate->close_and_wait(std::chrono::steady_clock::now() + s.shutdown_grace))

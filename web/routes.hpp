@@ -15,7 +15,7 @@
 #include "adapters/metrics/registry.hpp"
 #include "config/settings.hpp"
 #include "runtime/blocking_pool.hpp"
-#include "runtime/cluster/membership.hpp"
+#include "runtime/cluster/peers.hpp"
 #include "web/router.hpp"
 
 namespace tessera::web {
@@ -84,10 +84,11 @@ void add_ops_routes(router& r, const route_context& ctx, const storage::director
                     adapters::metrics_registry registry);
 
 // GET /api/cluster: the cluster's members as this node last read them (runtime/cluster/
-// membership.hpp): {"enabled": true, "self": name, "generation", "self_alive", "members":
-// [{"name", "generation", "state": "alive" | "dead", "address", "http", "heartbeat_at"}]}; a
-// single server (cluster.enabled false) answers {"enabled": false, "members": []}.
+// peers.hpp): {"enabled": true, "self": name, "generation", "self_alive", "members":
+// [{"name", "generation", "state": "joining" | "alive" | "dead", "address", "http",
+// "heartbeat_at", "reachable" (connected from this node)}]}; a single server (cluster.enabled
+// false) answers {"enabled": false, "members": []}.
 void add_cluster_routes(router& r, const route_context& ctx,
-                        std::optional<runtime::cluster::membership_actor> membership);
+                        std::optional<runtime::cluster::peers_actor> peers);
 
 }  // namespace tessera::web

@@ -45,11 +45,11 @@ const char* const upgrade_v1_v2 =
 // clocks never matter.
 const char* const upgrade_v2_v3 =
     "CREATE TABLE tessera_members (generation bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " name text NOT NULL, state text NOT NULL CHECK (state IN ('alive', 'dead')),"
+    " name text NOT NULL, state text NOT NULL CHECK (state IN ('joining', 'alive', 'dead')),"
     " address text NOT NULL, http text NOT NULL,"
     " joined_at timestamptz NOT NULL DEFAULT now(),"
     " heartbeat_at timestamptz NOT NULL DEFAULT now());"
-    "CREATE INDEX tessera_members_alive ON tessera_members (name) WHERE state = 'alive';"
+    "CREATE INDEX tessera_members_live ON tessera_members (name) WHERE state <> 'dead';"
     "UPDATE tessera_schema SET version = 3;";
 
 std::string select_name(bool inclusive, bool bounded, bool reverse) {

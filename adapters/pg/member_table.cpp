@@ -17,18 +17,21 @@ std::vector<std::pair<std::string, std::string>> statements() {
   return {
       {"join",
        "WITH replaced AS (UPDATE tessera_members SET state = 'dead'"
-       " WHERE name = $1 AND state = 'alive' RETURNING generation),"
+       " WHERE name = $1 AND state <> 'dead' RETURNING generation),"
        " pruned AS (DELETE FROM tessera_members WHERE state = 'dead'"
        " AND heartbeat_at < now() - interval '1 day')"
        " INSERT INTO tessera_members (name, state, address, http)"
-       " VALUES ($1, 'alive', $2, $3) RETURNING generation::text"},
+       " VALUES ($1, 'joining', $2, $3) RETURNING generation::text"},
+      {"activate",
+       "UPDATE tessera_members SET state = 'alive', heartbeat_at = now()"
+       " WHERE generation = $1::bigint AND state = 'joining' RETURNING 1"},
       {"heartbeat",
        "UPDATE tessera_members SET heartbeat_at = now()"
-       " WHERE generation = $1::bigint AND state = 'alive' RETURNING 1"},
+       " WHERE generation = $1::bigint AND state <> 'dead' RETURNING 1"},
       // READ COMMITTED re-checks the WHERE on a row another node changed meanwhile: a member
       // already declared dead is not matched again, so exactly one node gets it back.
       {"expire",
-       "UPDATE tessera_members SET state = 'dead' WHERE state = 'alive'"
+       "UPDATE tessera_members SET state = 'dead' WHERE state <> 'dead'"
        " AND generation <> $1::bigint"
        " AND heartbeat_at < now() - $2::bigint * interval '1 millisecond'"
        " RETURNING " +
@@ -47,7 +50,7 @@ int64_t number(const std::optional<std::string>& text) {
 }
 
 member_row member_of(const row& r) {
-  return {r[0].value_or(""), number(r[1]),      r[2].value_or("") == "alive",
+  return {r[0].value_or(""), number(r[1]),      r[2].value_or(""),
           r[3].value_or(""), r[4].value_or(""), number(r[5])};
 }
 
@@ -77,6 +80,12 @@ caf::expected<int64_t> member_table::join(const std::string& name, const std::st
   if (!r) return r.error();
   if (r->empty()) return make_error(errc::storage_failure, "joining the cluster returned no row");
   return number((*r)[0][0]);
+}
+
+caf::expected<bool> member_table::activate(int64_t generation) {
+  auto r = run("activate", {std::to_string(generation)});
+  if (!r) return r.error();
+  return !r->empty();
 }
 
 caf::expected<bool> member_table::heartbeat(int64_t generation) {

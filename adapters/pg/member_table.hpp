@@ -1,17 +1,19 @@
 // The cluster's membership table in PostgreSQL (schema v3 of pg_store.hpp, `tessera_members`),
 // in the way of Orleans' SQL membership: every run of a node is a member of its own, named by
-// a generation the database hands out, alive while it renews its heartbeat and dead for good
-// once declared so. Every time is the database's clock, so the nodes' clocks never matter.
+// a generation the database hands out: joining until it has reached the alive members, then
+// alive while it renews its heartbeat, and dead for good once declared so. Every time is the
+// database's clock, so the nodes' clocks never matter.
 //
 // Contract:
-// - `join` inserts a new alive member and returns its generation (greater than every earlier
-//   one). An alive member of the same name is declared dead in the same transaction: a node
-//   restarted under its name replaces its earlier run at once. Dead members older than a day
-//   are dropped.
-// - `heartbeat` renews an alive member; false when it is dead (declared by another node, or
-//   replaced): it never comes back, the node has to join again.
-// - `expire` declares dead every alive member (other than `self`) whose heartbeat is older
-//   than `lease`, each with one conditional UPDATE: when several nodes race, exactly one
+// - `join` inserts a new joining member and returns its generation (greater than every
+//   earlier one). A member of the same name not yet dead is declared dead in the same
+//   transaction: a node restarted under its name replaces its earlier run at once. Dead
+//   members older than a day are dropped.
+// - `activate` makes a joining member alive; false when it is no longer joining (dead).
+// - `heartbeat` renews a joining or alive member; false when it is dead (declared by another
+//   node, or replaced): it never comes back, the node has to join again.
+// - `expire` declares dead every member not yet dead (other than `self`) whose heartbeat is
+//   older than `lease`, each with one conditional UPDATE: when several nodes race, exactly one
 //   declares each member, and only that one gets it back.
 // - `leave` declares `self` dead (a clean stop: the others take over without waiting).
 // - Errors: errc::unavailable when PostgreSQL cannot be reached (nothing happened; retry), and
@@ -35,7 +37,7 @@ class connection;
 struct member_row {
   std::string name;
   int64_t generation = 0;
-  bool alive = false;
+  std::string state;            // "joining" | "alive" | "dead"
   std::string address;          // HOST:PORT of its CAF middleman
   std::string http;             // HOST:PORT of its HTTP server
   int64_t heartbeat_at_ms = 0;  // Unix milliseconds, the database's clock
@@ -55,6 +57,7 @@ class member_table {
 
   caf::expected<int64_t> join(const std::string& name, const std::string& address,
                               const std::string& http);
+  caf::expected<bool> activate(int64_t generation);
   caf::expected<bool> heartbeat(int64_t generation);
   caf::expected<std::vector<member_row>> expire(int64_t self, std::chrono::milliseconds lease);
   caf::expected<member_list> list();

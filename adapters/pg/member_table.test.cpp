@@ -39,7 +39,8 @@ const pg::member_row* find(const pg::member_list& l, int64_t generation) {
 
 TEST_SUITE("adapters.pg.member_table") {
   TEST_CASE(
-      "a joining node is an alive member with a new generation, and its heartbeat renews it") {
+      "a node joins with a new generation, becomes alive once activated, and its heartbeat renews "
+      "it") {
     auto url = fresh_cluster_database();
     auto t = table_on(url);
     auto a = t->join("a", "127.0.0.1:7001", "127.0.0.1:8001");
@@ -47,12 +48,15 @@ TEST_SUITE("adapters.pg.member_table") {
     REQUIRE(a);
     REQUIRE(b);
     CHECK(*b > *a);
+    CHECK(find(t->list().value(), *a)->state == "joining");
+    REQUIRE(t->activate(*a).value());
+    CHECK_FALSE(t->activate(*a).value());  // already alive
     auto before = t->list();
     REQUIRE(before);
     REQUIRE(before->members.size() == 2);
     auto* ma = find(*before, *a);
     REQUIRE(ma);
-    CHECK(ma->alive);
+    CHECK(ma->state == "alive");
     CHECK(ma->name == "a");
     CHECK(ma->address == "127.0.0.1:7001");
     CHECK(ma->http == "127.0.0.1:8001");
@@ -77,7 +81,7 @@ TEST_SUITE("adapters.pg.member_table") {
     }
     SUBCASE("not while its heartbeat is fresh") {
       CHECK(tables[0]->expire(racers[0], 60s).value().empty());
-      CHECK(find(setup->list().value(), *victim)->alive);
+      CHECK(find(setup->list().value(), *victim)->state == "joining");
     }
     SUBCASE("once it is older than the lease") {
       std::this_thread::sleep_for(60ms);
@@ -95,10 +99,11 @@ TEST_SUITE("adapters.pg.member_table") {
           ++winners;
         }
       CHECK(winners == 1);
-      CHECK_FALSE(find(setup->list().value(), *victim)->alive);
-      // A dead member never comes back: its heartbeat tells it so.
+      CHECK(find(setup->list().value(), *victim)->state == "dead");
+      // A dead member never comes back: its heartbeat and its activation tell it so.
       CHECK_FALSE(setup->heartbeat(*victim).value());
-      CHECK_FALSE(find(setup->list().value(), *victim)->alive);
+      CHECK_FALSE(setup->activate(*victim).value());
+      CHECK(find(setup->list().value(), *victim)->state == "dead");
     }
   }
 
@@ -108,8 +113,8 @@ TEST_SUITE("adapters.pg.member_table") {
     auto first = t->join("a", "a:1", "a:2").value();
     auto second = t->join("a", "a:3", "a:4").value();
     auto l = t->list().value();
-    CHECK_FALSE(find(l, first)->alive);
-    CHECK(find(l, second)->alive);
+    CHECK(find(l, first)->state == "dead");
+    CHECK(find(l, second)->state == "joining");
     CHECK(find(l, second)->address == "a:3");
     CHECK_FALSE(t->heartbeat(first).value());
   }
@@ -119,7 +124,7 @@ TEST_SUITE("adapters.pg.member_table") {
     auto t = table_on(url);
     auto a = t->join("a", "a:1", "a:2").value();
     REQUIRE_FALSE(t->leave(a));
-    CHECK_FALSE(find(t->list().value(), a)->alive);
+    CHECK(find(t->list().value(), a)->state == "dead");
   }
 
   TEST_CASE("an unreachable database is unavailable, and the table serves again once it is back") {

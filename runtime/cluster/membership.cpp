@@ -22,15 +22,7 @@ using membership_impl =
     membership_actor::extend<caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom>>;
 
 member member_of(const adapters::pg::member_row& r) {
-  return {r.name, r.generation, r.alive, r.address, r.http, r.heartbeat_at_ms};
-}
-
-// (name, generation) of the alive members: what subscribers are told about when it changes.
-std::vector<std::pair<std::string, int64_t>> alive_key(const member_view& v) {
-  std::vector<std::pair<std::string, int64_t>> out;
-  for (auto& m : v.alive()) out.emplace_back(m.name, m.generation);
-  out.emplace_back("", v.generation);
-  return out;
+  return {r.name, r.generation, r.state, r.address, r.http, r.heartbeat_at_ms, false};
 }
 
 struct membership_state {
@@ -38,7 +30,6 @@ struct membership_state {
   membership_config cfg;
   member_view view;
   std::vector<caf::actor> subscribers;
-  std::vector<std::pair<std::string, int64_t>> told;  // alive_key of the last view sent
   steady_clock::time_point renewed;
   steady_clock::time_point quiet_until;  // failures are logged at most once per lease
   bool expire_pending = false;
@@ -67,7 +58,7 @@ struct membership_state {
     auto members = table->list();  // who replaced it, before taking the name back
     if (!members) return failed("reading the members", members.error());
     for (auto& m : members->members)
-      if (m.alive && m.name == cfg.name && m.generation > view.generation) {
+      if (m.state != "dead" && m.name == cfg.name && m.generation > view.generation) {
         log_error("cluster: another process joined as '" + cfg.name + "' (generation " +
                   std::to_string(m.generation) + ", " + m.address +
                   ") while this one (generation " + std::to_string(view.generation) +
@@ -106,25 +97,23 @@ struct membership_state {
       return std::nullopt;
     }
     view.members.clear();
-    double alive = 0, dead = 0;
+    double joining = 0, alive = 0, dead = 0;
     std::optional<milliseconds> next_lease_end;
     for (auto& r : members->members) {
       view.members.push_back(member_of(r));
-      (r.alive ? alive : dead) += 1;
-      if (r.alive && r.generation != view.generation) {
+      (r.state == "alive" ? alive : r.state == "joining" ? joining : dead) += 1;
+      if (r.state != "dead" && r.generation != view.generation) {
         auto left = milliseconds{r.heartbeat_at_ms + cfg.lease.count() - members->now_ms};
         if (!next_lease_end || left < *next_lease_end) next_lease_end = left;
       }
     }
     view.read_at_ms = members->now_ms;
     view.self_alive = self_alive();
+    cfg.metrics->joining->Set(joining);
     cfg.metrics->alive->Set(alive);
     cfg.metrics->dead->Set(dead);
-    if (auto key = alive_key(view); key != told) {
-      told = std::move(key);
-      for (auto& s : subscribers)
-        caf::anon_send(s, view);  // typed actors anon_send to untyped ones
-    }
+    // Every read goes out (a few members, once per heartbeat): subscribers keep the newest.
+    for (auto& s : subscribers) caf::anon_send(s, view);  // typed actors anon_send to untyped
     return next_lease_end;
   }
 };
@@ -148,6 +137,16 @@ membership_impl::behavior_type membership(membership_impl::stateful_pointer<memb
       [self](subscribe_atom, caf::actor who) {
         self->state.subscribers.push_back(who);
         caf::anon_send(who, self->state.view);
+      },
+      [self](activate_atom) {
+        auto& st = self->state;
+        auto ok = st.table->activate(st.view.generation);
+        if (!ok) {
+          st.failed("becoming alive", ok.error());
+          return false;
+        }
+        st.refresh();
+        return *ok;
       },
       [self](leave_atom) {
         auto err = self->state.table->leave(self->state.view.generation);
@@ -184,8 +183,14 @@ membership_impl::behavior_type membership(membership_impl::stateful_pointer<memb
 std::vector<member> member_view::alive() const {
   std::vector<member> out;
   for (auto& m : members)
-    if (m.alive && (m.generation != generation || self_alive)) out.push_back(m);
+    if (m.state == "alive" && (m.generation != generation || self_alive)) out.push_back(m);
   return out;
+}
+
+std::string member_view::self_state() const {
+  for (auto& m : members)
+    if (m.generation == generation) return m.state;
+  return "";
 }
 
 membership_metrics::membership_metrics(prometheus::Registry& registry) {
@@ -193,6 +198,7 @@ membership_metrics::membership_metrics(prometheus::Registry& registry) {
                       .Name("tessera_cluster_members")
                       .Help("Members of the cluster's member table, by state, as this node read it")
                       .Register(registry);
+  joining = &members.Add({{"state", "joining"}});
   alive = &members.Add({{"state", "alive"}});
   dead = &members.Add({{"state", "dead"}});
   heartbeat_failures = &prometheus::BuildCounter()

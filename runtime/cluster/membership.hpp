@@ -11,15 +11,16 @@
 // - declares dead every peer whose heartbeat is older than cluster.lease_ms (exactly one node
 //   wins each, member_table.hpp), checking again just after the oldest alive peer's lease
 //   ends, so a lost peer is found within lease_ms plus one round trip;
-// - reads the members, keeps the view, and sends it to its subscribers when the alive
-//   members (or this node's generation) changed.
+// - reads the members, keeps the view, and sends it to its subscribers.
 // A step that cannot reach PostgreSQL is counted and retried at the next tick. While this
 // node has not renewed its heartbeat for lease_ms, its view says so (`self_alive` false): the
 // others may already have declared it dead.
 //
 // Protocol:
 //   (get_atom) -> member_view                  the newest view (never waits for PostgreSQL)
-//   (subscribe_atom, caf::actor) -> void       the view now and at every change (member_view)
+//   (subscribe_atom, caf::actor) -> void       the view now and after every read (member_view)
+//   (activate_atom) -> bool                    joining -> alive (once peers.hpp reached every
+//                                              alive member); false when it is dead already
 //   (leave_atom) -> bool                       declares this member dead (a clean stop; the
 //                                              others take over at once); false when
 //                                              PostgreSQL could not be told. Then it quits.
@@ -46,16 +47,17 @@ namespace tessera::runtime::cluster {
 struct member {
   std::string name;
   int64_t generation = 0;
-  bool alive = false;
+  std::string state;    // "joining" (not yet connected to the alive members) | "alive" | "dead"
   std::string address;  // HOST:PORT of its CAF middleman
   std::string http;     // HOST:PORT of its HTTP server
   int64_t heartbeat_at_ms = 0;
+  bool reachable = false;  // connected from the node that reports it (peers.hpp)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member& x) {
-  return f(caf::meta::type_name("member"), x.name, x.generation, x.alive, x.address, x.http,
-           x.heartbeat_at_ms);
+  return f(caf::meta::type_name("member"), x.name, x.generation, x.state, x.address, x.http,
+           x.heartbeat_at_ms, x.reachable);
 }
 
 struct member_view {
@@ -65,8 +67,10 @@ struct member_view {
   std::vector<member> members;
   int64_t read_at_ms = 0;  // the database's clock when the members were read
 
-  // The alive members (this node included while self_alive), by name.
+  // The alive members (this node included while alive and self_alive), by name.
   std::vector<member> alive() const;
+  // This node's state in its row ("joining" | "alive" | "dead"; "" before the first read).
+  std::string self_state() const;
 };
 
 template <class Inspector>
@@ -77,15 +81,17 @@ typename Inspector::result_type inspect(Inspector& f, member_view& x) {
 
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using activate_atom = caf::atom_constant<caf::atom("activate")>;
 
-using membership_actor = caf::typed_actor<caf::replies_to<caf::get_atom>::with<member_view>,
-                                          caf::reacts_to<subscribe_atom, caf::actor>,
-                                          caf::replies_to<leave_atom>::with<bool>>;
+using membership_actor = caf::typed_actor<
+    caf::replies_to<caf::get_atom>::with<member_view>, caf::reacts_to<subscribe_atom, caf::actor>,
+    caf::replies_to<activate_atom>::with<bool>, caf::replies_to<leave_atom>::with<bool>>;
 
 // The per-node cluster metrics: tessera_cluster_members{state}, and the counters of
 // heartbeats that failed, peers this node declared dead, and rejoins.
 struct membership_metrics {
   explicit membership_metrics(prometheus::Registry& registry);
+  prometheus::Gauge* joining;
   prometheus::Gauge* alive;
   prometheus::Gauge* dead;
   prometheus::Counter* heartbeat_failures;
@@ -103,7 +109,8 @@ struct membership_config {
   membership_metrics* metrics = nullptr;  // outlives the actor
 };
 
-// Joins the cluster (a new member, before this returns: the caller learns a refusal at start)
+// Joins the cluster (a new joining member, before this returns: the caller learns a refusal at
+// start; activate_atom makes it alive)
 // and spawns the membership actor on a thread of its own. Errors: unavailable (PostgreSQL
 // could not be reached), storage_failure.
 caf::expected<membership_actor> join_cluster(caf::actor_system& system, membership_config cfg);

@@ -2,6 +2,7 @@
 "Cluster"). Every node runs with a 200 ms heartbeat and a 1 s lease unless a test says
 otherwise, so a lost node is found within about a second."""
 import signal
+import subprocess
 import time
 
 import postgres
@@ -11,17 +12,47 @@ HEARTBEAT_MS = 200
 LEASE_MS = 1000
 
 
-def cluster_args(url, name, heartbeat_ms=HEARTBEAT_MS, lease_ms=LEASE_MS):
-    return ["--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}",
+def cluster_args(url, name, heartbeat_ms=HEARTBEAT_MS, lease_ms=LEASE_MS, tls=None):
+    args = ["--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}",
             "--set", "cluster.enabled=true", "--set", f"cluster.node_name={name}",
             "--set", "cluster.listen=127.0.0.1:0",
             "--set", f"cluster.heartbeat_ms={heartbeat_ms}",
             "--set", f"cluster.lease_ms={lease_ms}"]
+    if tls:
+        cert, key, ca = tls
+        args += ["--set", f"cluster.tls_cert={cert}", "--set", f"cluster.tls_key={key}",
+                 "--set", f"cluster.tls_ca={ca}"]
+    return args
 
 
-def start_nodes(server, tmp_path, names, **timing):
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory, name):
+    """A certificate authority: (its certificate, its key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, key = directory / f"{name}.pem", directory / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+            str(ca), "-days", "2", "-subj", f"/CN={name}")
+    return ca, key
+
+
+def node_certificate(directory, ca, name):
+    """A node's (certificate, key, CA certificate) signed by `ca` (from make_ca)."""
+    ca_pem, ca_key = ca
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
+                      directory / f"{name}.csr")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+            "-subj", f"/CN={name}")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-out", str(cert), "-days", "2")
+    return cert, key, ca_pem
+
+
+def start_nodes(server, tmp_path, names, **options):
     url = postgres.shared().database_for(tmp_path / "cluster")
-    return url, [server(*cluster_args(url, n, **timing)) for n in names]
+    return url, [server(*cluster_args(url, n, **options)) for n in names]
 
 
 def members(node):
@@ -52,6 +83,7 @@ def test_three_nodes_list_each_other_as_alive_members_with_their_addresses(serve
     assert body["enabled"] is True and body["self"] == "a" and body["self_alive"] is True
     by_name = {m["name"]: m for m in body["members"]}
     for node, name in zip(nodes, "abc"):
+        assert by_name[name]["reachable"] is True
         assert by_name[name]["http"] == f"127.0.0.1:{node.port}"
         assert by_name[name]["generation"] == generation_of(node)
         assert by_name[name]["address"].startswith("127.0.0.1:")
@@ -136,9 +168,9 @@ def test_a_paused_node_whose_name_was_taken_meanwhile_stops_instead_of_joining_a
     wait_until(lambda: not b.running, 10, "the paused b to stop")
     assert b.proc.returncode == 0
     assert "another process joined as 'b'" in b.stderr()
-    assert alive_names(a) == ["a", "b"]
-    assert members(other)["generation"] in [g for (n, g), s in states(a).items()
-                                             if n == "b" and s == "alive"]
+    # a sees the newer b alive, and only it, at its next read of the members.
+    wait_until(lambda: [g for (n, g), s in states(a).items() if n == "b" and s == "alive"]
+               == [members(other)["generation"]], 3, lambda: states(a))
 
 
 def test_a_single_server_says_it_is_not_in_a_cluster(server):
@@ -164,3 +196,37 @@ def test_a_node_that_cannot_reach_postgresql_does_not_start(tmp_path):
                       *cluster_args(f"host={tmp_path} port=1 user=postgres", "x"), timeout=30)
     assert bad.returncode != 0
     assert "tessera listening" not in bad.stdout
+
+
+def test_nodes_with_certificates_from_the_cluster_ca_talk_over_tls(server, tmp_path):
+    ca = make_ca(tmp_path / "pki", "cluster-ca")
+    url = postgres.shared().database_for(tmp_path / "cluster")
+    nodes = [server(*cluster_args(url, n, tls=node_certificate(tmp_path / "pki", ca, n)))
+             for n in ("a", "b", "c")]
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"] and all(
+            m["reachable"] for m in members(node)["members"] if m["state"] == "alive"), 5,
+            lambda: members(node))
+
+
+def test_a_node_without_a_certificate_from_the_cluster_ca_is_refused(server, tmp_path):
+    ca = make_ca(tmp_path / "pki", "cluster-ca")
+    url = postgres.shared().database_for(tmp_path / "cluster")
+    a, b = [server(*cluster_args(url, n, tls=node_certificate(tmp_path / "pki", ca, n)))
+            for n in ("a", "b")]
+    wait_until(lambda: alive_names(a) == ["a", "b"], 5)
+    other_ca = make_ca(tmp_path / "other", "other-ca")
+    intruder = run_tessera("serve", "--data-dir", str(tmp_path / "intruder"), "--listen",
+                           "127.0.0.1:0",
+                           *cluster_args(url, "intruder",
+                                         tls=node_certificate(tmp_path / "other", other_ca,
+                                                              "intruder")),
+                           env={"TESSERA_PANELS_DEMOS": "false"}, timeout=60)
+    assert intruder.returncode != 0
+    assert "tessera listening" not in intruder.stdout
+    assert "refused by the cluster" in intruder.stderr, intruder.stderr
+    # It never became alive, and left: the members are the two with the cluster's CA.
+    wait_until(lambda: [s for (n, _), s in states(a).items() if n == "intruder"] == ["dead"], 3,
+               lambda: states(a))
+    assert alive_names(a) == ["a", "b"] and alive_names(b) == ["a", "b"]
+    assert "disconnect_during_handshake" in intruder.stderr

@@ -1,0 +1,231 @@
+#include "runtime/cluster/peers.hpp"
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <map>
+
+#include "runtime/log.hpp"
+
+namespace tessera::runtime::cluster {
+namespace {
+
+using redial_atom = caf::atom_constant<caf::atom("redial")>;
+using peers_impl =
+    peers_actor::extend_with<node_actor>::extend<caf::reacts_to<redial_atom, int64_t>>;
+
+struct peer {
+  std::string name;
+  std::string address;
+  caf::actor handle;  // its node actor, once it answered a hello (or said one, when newer)
+  bool dialing = false;
+  std::string why = "not reached yet";  // why it is not reached
+};
+
+struct peers_state {
+  peers_config cfg;
+  membership_actor membership;
+  member_view view;
+  std::map<int64_t, peer> peers;  // the alive members but this node, by generation
+  // Newer members that said hello before this node's view showed them alive, by generation.
+  std::map<int64_t, std::pair<std::string, caf::actor>> introduced;
+  bool activating = false;
+  static inline const char* name = "cluster_peers";
+};
+
+using self_ptr = peers_impl::stateful_pointer<peers_state>;
+
+bool older(const self_ptr& self, int64_t generation) {
+  return generation < self->state.view.generation;
+}
+
+// A joining node that reached every older alive member asks to become alive.
+void maybe_activate(self_ptr self) {
+  auto& st = self->state;
+  if (st.activating || !st.membership || st.view.self_state() != "joining") return;
+  for (auto& [generation, p] : st.peers)
+    if (older(self, generation) && !p.handle) return;
+  st.activating = true;
+  self->request(st.membership, st.cfg.timeout, activate_atom::value)
+      .then([self](bool) { self->state.activating = false; },
+            [self](caf::error&) { self->state.activating = false; });
+}
+
+void reached(self_ptr self, int64_t generation, caf::actor h) {
+  auto& p = self->state.peers[generation];
+  if (p.handle == h) return;
+  if (p.handle) self->demonitor(p.handle);
+  p.dialing = false;
+  p.handle = std::move(h);
+  self->monitor(p.handle);
+  log_info("cluster: connected to '" + p.name + "' (generation " + std::to_string(generation) +
+           ") at " + p.address);
+  p.why.clear();
+  maybe_activate(self);
+}
+
+void failed(self_ptr self, int64_t generation, std::string why) {
+  auto it = self->state.peers.find(generation);
+  if (it == self->state.peers.end()) return;  // no longer alive: forgotten
+  auto& p = it->second;
+  p.dialing = false;
+  if (p.handle) self->demonitor(p.handle);
+  p.handle = nullptr;
+  if (why != p.why)
+    log_warning("cluster: cannot reach '" + p.name + "' at " + p.address + ": " + why +
+                (older(self, generation) ? "; dialling again every " +
+                                               std::to_string(self->state.cfg.retry.count()) + " ms"
+                                         : "; waiting for it to dial again"));
+  p.why = std::move(why);
+  if (older(self, generation))
+    self->delayed_send(self, self->state.cfg.retry, redial_atom::value, generation);
+}
+
+// Says hello to an older member over `h`, and keeps `h` once it answers as the member.
+void greet(self_ptr self, int64_t generation, caf::actor h) {
+  auto& st = self->state;
+  self->request(caf::actor_cast<node_actor>(h), st.cfg.timeout, hello_atom::value, st.cfg.name,
+                st.view.generation, caf::actor_cast<caf::actor>(self))
+      .then(
+          [self, generation, h](std::string& name, int64_t answered) {
+            auto it = self->state.peers.find(generation);
+            if (it == self->state.peers.end()) return;
+            if (name != it->second.name || answered != generation)
+              return failed(self, generation,
+                            "it answered as '" + name + "' generation " + std::to_string(answered) +
+                                ", not the member dialled");
+            reached(self, generation, h);
+          },
+          [self, generation](caf::error& e) {
+            failed(self, generation, "no answer to hello: " + self->system().render(e));
+          });
+}
+
+void dial(self_ptr self, int64_t generation) {
+  auto it = self->state.peers.find(generation);
+  if (it == self->state.peers.end() || !older(self, generation) || it->second.dialing ||
+      it->second.handle)
+    return;
+  auto& p = it->second;
+  auto where = config::parse_listen_address(p.address);
+  if (!where || where->port == 0)
+    return failed(self, generation, "its address '" + p.address + "' is not HOST:PORT");
+  p.dialing = true;
+  self->request(transport_of(self->system(), self->state.cfg.tls), self->state.cfg.timeout,
+                caf::connect_atom::value, where->host, where->port)
+      .then(
+          [self, generation](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                             const std::set<std::string>&) {
+            if (!ptr) return failed(self, generation, "it publishes no node actor");
+            greet(self, generation, caf::actor_cast<caf::actor>(ptr));
+          },
+          [self, generation](caf::error& e) {
+            failed(self, generation,
+                   self->system().render(e) + (self->state.cfg.tls
+                                                   ? " (with TLS: is its certificate signed by "
+                                                     "cluster.tls_ca, and ours by its?)"
+                                                   : ""));
+          });
+}
+
+void follow(self_ptr self, const member_view& v) {
+  auto& st = self->state;
+  bool new_generation = v.generation != st.view.generation;
+  st.view = v;
+  std::map<int64_t, peer> next;
+  for (auto& m : v.members) {
+    if (m.state != "alive" || m.generation == v.generation) continue;
+    auto it = st.peers.find(m.generation);
+    if (it != st.peers.end()) {
+      next.emplace(m.generation, std::move(it->second));
+      continue;
+    }
+    peer p;
+    p.name = m.name;
+    p.address = m.address;
+    next.emplace(m.generation, std::move(p));
+  }
+  for (auto& [generation, p] : st.peers)
+    if (!next.count(generation) && p.handle) self->demonitor(p.handle);
+  st.peers = std::move(next);
+  // Newer members that introduced themselves before they showed as alive here: adopted once
+  // alive, dropped once dead.
+  for (auto it = st.introduced.begin(); it != st.introduced.end();) {
+    auto p = st.peers.find(it->first);
+    bool dead = std::any_of(v.members.begin(), v.members.end(), [&](const member& m) {
+      return m.generation == it->first && m.state == "dead";
+    });
+    if (p != st.peers.end() && p->second.name == it->second.first) {
+      if (!p->second.handle) reached(self, it->first, it->second.second);
+      it = st.introduced.erase(it);
+    } else if (dead) {
+      it = st.introduced.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [generation, p] : st.peers) {
+    if (!older(self, generation)) continue;
+    // Joined again as a newer member: hello again over the connections there are.
+    if (new_generation && p.handle)
+      greet(self, generation, p.handle);
+    else
+      dial(self, generation);
+  }
+  maybe_activate(self);
+}
+
+peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
+  self->state.cfg = std::move(cfg);
+  self->set_down_handler([self](caf::down_msg& down) {
+    for (auto& [generation, p] : self->state.peers)
+      if (p.handle && p.handle.address() == down.source) {
+        p.handle = nullptr;
+        failed(self, generation, "the connection was lost");
+      }
+  });
+  return {
+      [self](attach_atom, caf::actor membership) {
+        self->state.membership = caf::actor_cast<membership_actor>(membership);
+        maybe_activate(self);
+      },
+      [self](const member_view& v) { follow(self, v); },
+      [self](caf::get_atom) {
+        auto v = self->state.view;
+        for (auto& m : v.members) {
+          auto it = self->state.peers.find(m.generation);
+          m.reachable =
+              m.generation == v.generation || (it != self->state.peers.end() && it->second.handle);
+        }
+        return v;
+      },
+      [self](reached_atom) {
+        std::vector<std::string> missing;
+        if (self->state.view.generation == 0) missing.push_back("no member view yet");
+        for (auto& [generation, p] : self->state.peers)
+          if (older(self, generation) && !p.handle)
+            missing.push_back("'" + p.name + "' at " + p.address + ": " + p.why);
+        return missing;
+      },
+      [self](redial_atom, int64_t generation) { dial(self, generation); },
+      [self](hello_atom, const std::string& name, int64_t generation, caf::actor caller) {
+        auto& st = self->state;
+        if (caller && generation > st.view.generation) {
+          auto it = st.peers.find(generation);
+          if (it != st.peers.end() && it->second.name == name)
+            reached(self, generation, std::move(caller));
+          else
+            st.introduced[generation] = {name, std::move(caller)};
+        }
+        return caf::make_result(st.cfg.name, st.view.generation);
+      },
+  };
+}
+
+}  // namespace
+
+spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg) {
+  auto actor = system.spawn(peers, std::move(cfg));
+  return {caf::actor_cast<peers_actor>(actor), caf::actor_cast<node_actor>(actor)};
+}
+
+}  // namespace tessera::runtime::cluster
