@@ -86,6 +86,14 @@ std::optional<std::string> validate_cluster(const settings& s) {
     return "cluster.lease_ms (" + std::to_string(c.lease.count()) +
            ") must be at least twice cluster.heartbeat_ms (" + std::to_string(c.heartbeat.count()) +
            "), or a member one late heartbeat behind is declared dead";
+  auto wildcard = [](const std::string& host) {
+    return host == "0.0.0.0" || host == "::" || host == "[::]";
+  };
+  if (wildcard(c.listen.host) && c.advertise.empty())
+    return "cluster.listen " + c.listen.host +
+           " is every interface: set cluster.advertise to the HOST:PORT the other nodes dial";
+  if (auto a = parse_listen_address(c.advertise); a && wildcard(a->host))
+    return "cluster.advertise must name an address the other nodes can dial, not " + a->host;
   if (!is_loopback(c.listen.host) && !c.tls() && !s.insecure)
     return "refusing to listen for cluster nodes on non-loopback address " + c.listen.host +
            " without TLS (cluster.tls_cert, cluster.tls_key, cluster.tls_ca); pass --insecure "

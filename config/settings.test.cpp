@@ -220,11 +220,18 @@ TEST_SUITE("config.settings") {
                 .find("cluster.lease_ms") != std::string::npos);
     }
     SUBCASE("a non-loopback listen address without TLS") {
-      CHECK(with({{"cluster.listen", "0.0.0.0:7000"}}).find("without TLS") != std::string::npos);
+      CHECK(with({{"cluster.listen", "10.0.0.5:7000"}}).find("without TLS") != std::string::npos);
       auto insecure = pg;
       insecure.emplace_back("cluster.listen", "0.0.0.0:7000");
+      insecure.emplace_back("cluster.advertise", "10.0.0.5:7000");
       insecure.emplace_back("server.insecure", "true");
       CHECK(loaded({std::nullopt, {}, insecure}).cluster.listen.host == "0.0.0.0");
+    }
+    SUBCASE("every interface without an address to advertise") {
+      CHECK(with({{"cluster.listen", "0.0.0.0:7000"}, {"server.insecure", "true"}})
+                .find("cluster.advertise") != std::string::npos);
+      CHECK(with({{"cluster.advertise", "0.0.0.0:7000"}}).find("cluster.advertise") !=
+            std::string::npos);
     }
     SUBCASE("a certificate without its key and authority") {
       CHECK(with({{"cluster.tls_cert", "/etc/node.pem"}}).find("all three") != std::string::npos);

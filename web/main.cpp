@@ -130,7 +130,11 @@ int serve(const config::settings& s) {
                              {storage::add_storage_messages, runtime::add_committer_messages,
                               sandbox::add_sandbox_messages, task::add_task_messages,
                               runtime::cluster::add_cluster_messages}};
-  if (s.cluster.enabled) runtime::cluster::configure_cluster_transport(cfg, s.cluster);
+  if (s.cluster.enabled)
+    if (auto err = runtime::cluster::configure_cluster_transport(cfg, s.cluster)) {
+      runtime::log_error(tessera::detail_of(err));
+      return 2;
+    }
   caf::actor_system system{cfg};
   // All writes go through the group committer's own thread, one batch (one RocksDB write
   // batch, with sync one fsync; one PostgreSQL pipeline and commit) per group of concurrent
@@ -258,15 +262,15 @@ int serve(const config::settings& s) {
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 
   server->run();
-  if (cluster) {  // the others take over this node's actors without waiting for its lease
-    runtime::cluster::stop_cluster_node(system, *cluster);
-    cluster.reset();
-  }
   // Task runs in progress finish (and are recorded) within the grace; no new one starts.
   if (int left = tenv.gate->close_and_wait(std::chrono::steady_clock::now() + s.shutdown_grace))
     runtime::log_warning(std::to_string(left) +
                          " task run(s) still running at the end of the shutdown grace; they "
                          "will be recorded as interrupted");
+  if (cluster) {  // the others take over this node's actors without waiting for its lease
+    runtime::cluster::stop_cluster_node(system, *cluster);
+    cluster.reset();
+  }
   server->clear_handler();
   hub->stop();  // connections closing from now on leave the actors alone
   caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);

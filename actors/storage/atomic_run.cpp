@@ -154,8 +154,11 @@ struct run_state : std::enable_shared_from_this<run_state> {
               me->done(atomic_outcome{std::move(snap), std::move(answer), me->conflicts});
             },
             [me = shared_from_this()](caf::error& err) {
+              // conflict: the store's fence (another server wrote since this one read);
+              // nothing was written, and the storage reads afresh on the next attempt.
               auto code = code_of(err);
-              if (code == errc::precondition_failed || code == errc::not_found)
+              if (code == errc::precondition_failed || code == errc::not_found ||
+                  code == errc::conflict)
                 return me->commit_failed(make_error(errc::conflict, detail_of(err)));
               me->done(err);
             });

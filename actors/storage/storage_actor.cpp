@@ -127,14 +127,18 @@ class storage_state {
   }
 
   // Reads the storage's state off the scheduler (env.readers); what arrives meanwhile waits.
-  void load() {
+  // Reads the record from the store, and serves what waits. `announce`: tell the watchers
+  // when the version changed (another server wrote since this one read it).
+  void load(bool announce = false) {
     busy_ = true;
+    auto before = owner_.version();
     runtime::off_scheduler(
         self_, env_.readers, env_.commit_timeout,
         [store = env_.store, id = owner_.id()] { return storage_owner::fetch(*store, id); })
         .then(
-            [this](stored_storage& found) {
+            [this, announce, before](stored_storage& found) {
               owner_.load(std::move(found));
+              if (announce && owner_.version() != before) changed();
               resume();
             },
             [this](caf::error& err) {
@@ -204,14 +208,14 @@ class storage_state {
     }
   }
 
-  // A later write of the same key replaces an earlier one in the batch.
+  // A later write of the same key replaces an earlier one in the batch; the earlier one's
+  // condition stays (the version the store holds before the batch).
   static void add_op(std::vector<adapters::write_op>& ops, adapters::write_op op) {
     auto same = std::find_if(ops.begin(), ops.end(),
                              [&](const adapters::write_op& o) { return o.key == op.key; });
-    if (same != ops.end())
-      *same = std::move(op);
-    else
-      ops.push_back(std::move(op));
+    if (same == ops.end()) return ops.push_back(std::move(op));
+    same->value = std::move(op.value);
+    same->erase = op.erase;
   }
 
   void commit(std::shared_ptr<std::vector<std::pair<promise, storage_record>>> acks,
@@ -226,9 +230,12 @@ class storage_state {
               resume();
             },
             [=, this](caf::error& err) {
-              // Memory is ahead of disk, and a timed-out batch may still land: answer
-              // everyone, and let the next activation read what RocksDB holds.
               for (auto& [rp, _] : *acks) rp.deliver(err);
+              // The store's fence: another server wrote since this one read, and nothing was
+              // written. Read again in place; what waits is served on the fresh record.
+              if (code_of(err) == errc::conflict) return load(true);
+              // Memory is ahead of disk, and a timed-out batch may still land: let the next
+              // activation read what the store holds.
               give_up(err);
             });
   }
@@ -246,6 +253,7 @@ class storage_state {
   // An error from the transaction: request_receiver_down means it was gone before this step
   // handed it anything, so nothing was written; anything else leaves the outcome unknown.
   void undecided(const caf::error& err) {
+    if (code_of(err) == errc::conflict) return load(true);  // fenced off: nothing was written
     if (code_of(err) != errc::unavailable) return give_up(err);
     resume();
   }

@@ -25,6 +25,18 @@ std::string encode(const storage_record& r) {
   return out;
 }
 
+adapters::write_op fenced_write(const std::string& id, int64_t read_version,
+                                std::optional<storage_record> next) {
+  adapters::write_op op{storage_key(id), next ? encode(*next) : std::string{}, !next};
+  if (read_version == 0) {
+    op.expect = adapters::write_op::absent;
+  } else {
+    op.expect = adapters::write_op::has_prefix;
+    op.prefix = "v1 " + std::to_string(read_version) + ' ';
+  }
+  return op;
+}
+
 std::optional<storage_record> decode(std::string_view id, std::string_view value) {
   auto newline = value.find('\n');
   if (newline == std::string_view::npos || !value.starts_with("v1 ")) return std::nullopt;

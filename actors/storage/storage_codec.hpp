@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "actors/storage/messages.hpp"
+#include "adapters/kv/kv_store.hpp"
 
 namespace tessera::storage {
 
@@ -22,6 +23,13 @@ std::string storage_key(std::string_view id);
 std::string tombstone_key(std::string_view id);
 
 std::string encode(const storage_record& r);
+
+// The write of `next` (or with `erase`, the delete of the storage's record) fenced by the
+// version the writer read (storage_record::version, 0: absent): it applies only while the
+// durable store still holds that version (kv_store.hpp's conditional writes), so a writer with
+// a stale copy (another server wrote since) fails with conflict instead of overwriting.
+adapters::write_op fenced_write(const std::string& id, int64_t read_version,
+                                std::optional<storage_record> next);
 
 // The record after a change of `current` (version 0: absent, created at current.floor + 1) to
 // `data` at time `now_ms`.

@@ -128,7 +128,7 @@ caf::expected<std::optional<change>> storage_owner::prepare(int64_t expected,
 
 caf::expected<change> storage_owner::erase(const version_list& if_match) const {
   if (auto err = check_write(if_match)) return err;
-  std::vector<adapters::write_op> ops{{storage_key(id_), {}, true},
+  std::vector<adapters::write_op> ops{fenced_write(id_, record_->version, std::nullopt),
                                       {tombstone_key(id_), std::to_string(record_->version)}};
   return change{std::nullopt, nullptr, *record_, std::move(ops)};
 }
@@ -165,7 +165,7 @@ storage_record storage_owner::next_version() const {
 
 change storage_owner::with_data(storage_record next, nlohmann::json document) const {
   next.data = document.dump();
-  std::vector<adapters::write_op> ops{{storage_key(id_), encode(next), false}};
+  std::vector<adapters::write_op> ops{fenced_write(id_, record_ ? record_->version : 0, next)};
   if (!record_ && floor_ > 0) ops.push_back({tombstone_key(id_), {}, true});
   auto reply = next;
   return change{std::move(next), std::move(document), std::move(reply), std::move(ops)};

@@ -122,7 +122,7 @@ caf::behavior transaction(caf::event_based_actor* self, directory_actor director
             auto it = writes.find(st->ids[i]);
             if (it == writes.end() || it->second.empty()) continue;
             st->after[i] = next_record(st->current[i], std::move(it->second), now);
-            st->ops.push_back({storage_key(st->ids[i]), encode(st->after[i]), false});
+            st->ops.push_back(fenced_write(st->ids[i], st->current[i].version, st->after[i]));
             if (st->current[i].version == 0 && st->current[i].floor > 0)  // created again
               st->ops.push_back({tombstone_key(st->ids[i]), {}, true});
           }

@@ -16,15 +16,20 @@ std::vector<std::pair<std::string, std::string>> statements() {
   std::string cols = member_columns;
   return {
       {"join",
-       "WITH replaced AS (UPDATE tessera_members SET state = 'dead'"
-       " WHERE name = $1 AND state <> 'dead' RETURNING generation),"
-       " pruned AS (DELETE FROM tessera_members WHERE state = 'dead'"
+       "WITH pruned AS (DELETE FROM tessera_members WHERE state = 'dead'"
        " AND heartbeat_at < now() - interval '1 day')"
        " INSERT INTO tessera_members (name, state, address, http)"
        " VALUES ($1, 'joining', $2, $3) RETURNING generation::text"},
+      // One UPDATE: the joining member becomes alive, and the earlier runs of its name not yet
+      // dead are declared dead (a node started again replaces its earlier run at once; one that
+      // never becomes alive, refused by the cluster, replaces nothing).
       {"activate",
-       "UPDATE tessera_members SET state = 'alive', heartbeat_at = now()"
-       " WHERE generation = $1::bigint AND state = 'joining' RETURNING 1"},
+       "UPDATE tessera_members SET state = CASE WHEN generation = $1::bigint THEN 'alive'"
+       " ELSE 'dead' END, heartbeat_at = CASE WHEN generation = $1::bigint THEN now()"
+       " ELSE heartbeat_at END"
+       " WHERE name = (SELECT name FROM tessera_members WHERE generation = $1::bigint"
+       " AND state = 'joining') AND state <> 'dead' AND generation <= $1::bigint"
+       " RETURNING generation::text, state"},
       {"heartbeat",
        "UPDATE tessera_members SET heartbeat_at = now()"
        " WHERE generation = $1::bigint AND state <> 'dead' RETURNING 1"},
@@ -82,10 +87,19 @@ caf::expected<int64_t> member_table::join(const std::string& name, const std::st
   return number((*r)[0][0]);
 }
 
-caf::expected<bool> member_table::activate(int64_t generation) {
+caf::expected<std::vector<int64_t>> member_table::activate(int64_t generation) {
   auto r = run("activate", {std::to_string(generation)});
   if (!r) return r.error();
-  return !r->empty();
+  std::vector<int64_t> replaced;
+  bool alive = false;
+  for (auto& each : *r) {
+    if (number(each[0]) == generation)
+      alive = true;
+    else
+      replaced.push_back(number(each[0]));
+  }
+  if (!alive) return make_error(errc::conflict, "the member is no longer joining");
+  return replaced;
 }
 
 caf::expected<bool> member_table::heartbeat(int64_t generation) {

@@ -6,10 +6,11 @@
 //
 // Contract:
 // - `join` inserts a new joining member and returns its generation (greater than every
-//   earlier one). A member of the same name not yet dead is declared dead in the same
-//   transaction: a node restarted under its name replaces its earlier run at once. Dead
-//   members older than a day are dropped.
-// - `activate` makes a joining member alive; false when it is no longer joining (dead).
+//   earlier one). Dead members older than a day are dropped.
+// - `activate` makes a joining member alive and, in the same statement, declares dead the
+//   earlier runs of its name not yet dead (a node started again replaces its earlier run at
+//   once; a process refused by the cluster never becomes alive and so replaces nothing). It
+//   returns the generations it replaced; conflict when the member is no longer joining.
 // - `heartbeat` renews a joining or alive member; false when it is dead (declared by another
 //   node, or replaced): it never comes back, the node has to join again.
 // - `expire` declares dead every member not yet dead (other than `self`) whose heartbeat is
@@ -57,7 +58,7 @@ class member_table {
 
   caf::expected<int64_t> join(const std::string& name, const std::string& address,
                               const std::string& http);
-  caf::expected<bool> activate(int64_t generation);
+  caf::expected<std::vector<int64_t>> activate(int64_t generation);
   caf::expected<bool> heartbeat(int64_t generation);
   caf::expected<std::vector<member_row>> expire(int64_t self, std::chrono::milliseconds lease);
   caf::expected<member_list> list();

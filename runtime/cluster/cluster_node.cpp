@@ -1,5 +1,7 @@
 #include "runtime/cluster/cluster_node.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <caf/all.hpp>
@@ -33,7 +35,33 @@ std::string advertised(const config::cluster_settings& c, uint16_t port) {
 
 }  // namespace
 
-void configure_cluster_transport(caf::actor_system_config& cfg, const config::cluster_settings& c) {
+caf::error check_tls_files(const config::cluster_settings& c) {
+  // CAF reads the files at each handshake and throws (a terminate on the accepting thread)
+  // when it cannot use them: read them once now, the same way, and refuse to start instead.
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{SSL_CTX_new(TLS_method()), SSL_CTX_free};
+  auto fail = [](const std::string& what) {
+    char reason[256] = {};
+    ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+    ERR_clear_error();
+    return make_error(errc::invalid_argument, what + " (" + reason + ")");
+  };
+  if (!ctx) return fail("cannot set up TLS");
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), c.tls_cert.c_str()) != 1)
+    return fail("cluster.tls_cert " + c.tls_cert + " is not a readable PEM certificate");
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), c.tls_key.c_str(), SSL_FILETYPE_PEM) != 1)
+    return fail("cluster.tls_key " + c.tls_key +
+                " cannot be used: not a readable PEM private key, or not cluster.tls_cert's");
+  if (SSL_CTX_check_private_key(ctx.get()) != 1)
+    return fail("cluster.tls_key does not belong to cluster.tls_cert");
+  if (SSL_CTX_load_verify_locations(ctx.get(), c.tls_ca.c_str(), nullptr) != 1)
+    return fail("cluster.tls_ca " + c.tls_ca + " is not a readable PEM certificate");
+  return {};
+}
+
+caf::error configure_cluster_transport(caf::actor_system_config& cfg,
+                                       const config::cluster_settings& c) {
+  if (c.tls())
+    if (auto err = check_tls_files(c)) return err;
   // No middleman heartbeat: over TLS, CAF 0.17 drops every connection after its
   // connection-timeout even while heartbeats flow (seen here with 200 ms / 1 s). A frozen
   // peer is found by the member table's lease instead, and every request to a peer has a
@@ -45,6 +73,7 @@ void configure_cluster_transport(caf::actor_system_config& cfg, const config::cl
     cfg.openssl_key = c.tls_key;
     cfg.openssl_cafile = c.tls_ca;
   }
+  return {};
 }
 
 caf::expected<cluster_node> start_cluster_node(caf::actor_system& system, const config::settings& s,

@@ -30,8 +30,10 @@ caf::expected<cluster_node> start_cluster_node(caf::actor_system& system, const 
 
 void stop_cluster_node(caf::actor_system& system, cluster_node& node);
 
-// CAF's middleman (and with TLS its OpenSSL manager, with the certificate files). Call on the
-// configuration before the actor system is made.
-void configure_cluster_transport(caf::actor_system_config& cfg, const config::cluster_settings& c);
+// CAF's middleman (and with TLS its OpenSSL manager, with the certificate files, which are
+// read once here: invalid_argument names a file that cannot be used, or a key that does not
+// belong to the certificate). Call on the configuration before the actor system is made.
+caf::error configure_cluster_transport(caf::actor_system_config& cfg,
+                                       const config::cluster_settings& c);
 
 }  // namespace tessera::runtime::cluster

@@ -58,7 +58,7 @@ struct membership_state {
     auto members = table->list();  // who replaced it, before taking the name back
     if (!members) return failed("reading the members", members.error());
     for (auto& m : members->members)
-      if (m.state != "dead" && m.name == cfg.name && m.generation > view.generation) {
+      if (m.state == "alive" && m.name == cfg.name && m.generation > view.generation) {
         log_error("cluster: another process joined as '" + cfg.name + "' (generation " +
                   std::to_string(m.generation) + ", " + m.address +
                   ") while this one (generation " + std::to_string(view.generation) +
@@ -138,15 +138,21 @@ membership_impl::behavior_type membership(membership_impl::stateful_pointer<memb
         self->state.subscribers.push_back(who);
         caf::anon_send(who, self->state.view);
       },
-      [self](activate_atom) {
+      [self](activate_atom, int64_t asked) {
         auto& st = self->state;
-        auto ok = st.table->activate(st.view.generation);
-        if (!ok) {
-          st.failed("becoming alive", ok.error());
+        if (asked != st.view.generation) return false;  // asked for an earlier run
+        auto replaced = st.table->activate(asked);
+        if (!replaced) {
+          if (code_of(replaced.error()) != errc::conflict)
+            st.failed("becoming alive", replaced.error());
           return false;
         }
+        for (auto g : *replaced)
+          log_info("cluster: replaced this node's earlier run (generation " + std::to_string(g) +
+                   ")");
+        log_info("cluster: alive as '" + st.cfg.name + "', generation " + std::to_string(asked));
         st.refresh();
-        return *ok;
+        return true;
       },
       [self](leave_atom) {
         auto err = self->state.table->leave(self->state.view.generation);

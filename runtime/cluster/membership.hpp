@@ -19,8 +19,10 @@
 // Protocol:
 //   (get_atom) -> member_view                  the newest view (never waits for PostgreSQL)
 //   (subscribe_atom, caf::actor) -> void       the view now and after every read (member_view)
-//   (activate_atom) -> bool                    joining -> alive (once peers.hpp reached every
-//                                              alive member); false when it is dead already
+//   (activate_atom, generation) -> bool        joining -> alive (once peers.hpp reached every
+//                                              older alive member), replacing the earlier runs
+//                                              of this node's name; false when `generation`
+//                                              is not this node's current one, or not joining
 //   (leave_atom) -> bool                       declares this member dead (a clean stop; the
 //                                              others take over at once); false when
 //                                              PostgreSQL could not be told. Then it quits.
@@ -85,7 +87,7 @@ using activate_atom = caf::atom_constant<caf::atom("activate")>;
 
 using membership_actor = caf::typed_actor<
     caf::replies_to<caf::get_atom>::with<member_view>, caf::reacts_to<subscribe_atom, caf::actor>,
-    caf::replies_to<activate_atom>::with<bool>, caf::replies_to<leave_atom>::with<bool>>;
+    caf::replies_to<activate_atom, int64_t>::with<bool>, caf::replies_to<leave_atom>::with<bool>>;
 
 // The per-node cluster metrics: tessera_cluster_members{state}, and the counters of
 // heartbeats that failed, peers this node declared dead, and rejoins.

@@ -1,6 +1,6 @@
 // What a node publishes on cluster.listen (CAF's middleman, over TLS with cluster.tls_*), the
-// other nodes' way in, and how nodes reach each other. The published actor is the peers actor
-// (peers.hpp); this is the part of its protocol other nodes may use.
+// other nodes' way in, and how nodes reach each other. The published actor is a gateway that
+// hands the hello to the peers actor (peers.hpp) and answers nothing else.
 //
 // Protocol (node_actor):
 //   (hello_atom, caller name, caller generation, caller's actor) -> (name, generation) of this

@@ -42,10 +42,11 @@ bool older(const self_ptr& self, int64_t generation) {
 void maybe_activate(self_ptr self) {
   auto& st = self->state;
   if (st.activating || !st.membership || st.view.self_state() != "joining") return;
+  // Earlier runs of this node's own name are not waited for: activation replaces them.
   for (auto& [generation, p] : st.peers)
-    if (older(self, generation) && !p.handle) return;
+    if (older(self, generation) && !p.handle && p.name != st.cfg.name) return;
   st.activating = true;
-  self->request(st.membership, st.cfg.timeout, activate_atom::value)
+  self->request(st.membership, st.cfg.timeout, activate_atom::value, st.view.generation)
       .then([self](bool) { self->state.activating = false; },
             [self](caf::error&) { self->state.activating = false; });
 }
@@ -159,17 +160,26 @@ void follow(self_ptr self, const member_view& v) {
       it = st.introduced.erase(it);
     } else if (dead) {
       it = st.introduced.erase(it);
+    } else if (!v.members.empty() && it->first < v.members.back().generation &&
+               std::none_of(v.members.begin(), v.members.end(),
+                            [&](const member& m) { return m.generation == it->first; })) {
+      it = st.introduced.erase(it);  // older than the newest row, and no row: made up
     } else {
       ++it;
     }
   }
   for (auto& [generation, p] : st.peers) {
     if (!older(self, generation)) continue;
-    // Joined again as a newer member: hello again over the connections there are.
-    if (new_generation && p.handle)
-      greet(self, generation, p.handle);
-    else
+    // Joined again as a newer member: hello again over the connections there are; the peer
+    // counts as reached once it answered this generation's hello.
+    if (new_generation && p.handle) {
+      auto h = std::exchange(p.handle, nullptr);
+      self->demonitor(h);
+      p.dialing = true;
+      greet(self, generation, std::move(h));
+    } else {
       dial(self, generation);
+    }
   }
   maybe_activate(self);
 }
@@ -202,7 +212,7 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
         std::vector<std::string> missing;
         if (self->state.view.generation == 0) missing.push_back("no member view yet");
         for (auto& [generation, p] : self->state.peers)
-          if (older(self, generation) && !p.handle)
+          if (older(self, generation) && !p.handle && p.name != self->state.cfg.name)
             missing.push_back("'" + p.name + "' at " + p.address + ": " + p.why);
         return missing;
       },
@@ -221,11 +231,26 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
   };
 }
 
+// What the node publishes: the hello, and nothing else, handed to the peers actor. Remote
+// nodes can send any message to a published actor (CAF does not filter by its interface), so
+// the peers actor's local protocol (views, attach) stays out of their reach. Linked: it ends
+// with the peers actor.
+node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers) {
+  self->link_to(peers);
+  return {
+      [self, peers](hello_atom, std::string& name, int64_t generation,
+                    caf::actor& caller) -> caf::delegated<std::string, int64_t> {
+        return self->delegate(peers, hello_atom::value, std::move(name), generation,
+                              std::move(caller));
+      },
+  };
+}
+
 }  // namespace
 
 spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg) {
   auto actor = system.spawn(peers, std::move(cfg));
-  return {caf::actor_cast<peers_actor>(actor), caf::actor_cast<node_actor>(actor)};
+  return {caf::actor_cast<peers_actor>(actor), system.spawn(gateway, actor)};
 }
 
 }  // namespace tessera::runtime::cluster

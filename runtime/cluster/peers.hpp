@@ -1,5 +1,5 @@
 // The peers actor: this node's connections to the other alive members, over CAF's middleman.
-// It is also the actor the node publishes (node_actor.hpp: the hello other nodes send).
+// The node publishes a gateway to it that passes on only the hello (node_actor.hpp).
 //
 // It follows the membership actor's views. A member dials every alive member older than
 // itself (a smaller generation) that it is not connected to, says hello, checks the answer
@@ -48,7 +48,7 @@ struct peers_config {
   std::chrono::milliseconds timeout{3000};  // a dial's and a hello's, cluster.lease_ms
 };
 
-// The peers actor, and the same actor as the node publishes it.
+// The peers actor, and the gateway the node publishes (it ends with the peers actor).
 struct spawned_peers {
   peers_actor local;
   node_actor published;
