@@ -61,19 +61,31 @@ member_row member_of(const row& r) {
 
 }  // namespace
 
-member_table::member_table(std::unique_ptr<connection> c) : c_(std::move(c)) {}
+member_table::member_table(std::unique_ptr<connection> c,
+                           std::chrono::milliseconds statement_timeout)
+    : c_(std::move(c)), statement_timeout_(statement_timeout) {}
 member_table::~member_table() = default;
 
-caf::expected<std::unique_ptr<member_table>> member_table::open(const std::string& conninfo) {
+caf::expected<std::unique_ptr<member_table>> member_table::open(
+    const std::string& conninfo, std::chrono::milliseconds statement_timeout) {
   auto c = connection::open(conninfo, statements());
   if (!c) return c.error();
-  return std::unique_ptr<member_table>{new member_table(std::move(*c))};
+  std::unique_ptr<member_table> t{new member_table(std::move(*c), statement_timeout)};
+  if (auto err = t->limit_statements()) return err;
+  return t;
+}
+
+caf::error member_table::limit_statements() {
+  auto set = c_->exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
+  return set ? caf::error{} : set.error();
 }
 
 caf::expected<rows> member_table::run(std::string_view statement,
                                       const std::vector<std::string>& args) {
-  if (c_->broken())
+  if (c_->broken()) {
     if (auto err = c_->reset()) return err;
+    if (auto err = limit_statements()) return err;
+  }
   std::vector<param> params;
   for (auto& a : args) params.push_back(param::of_text(a));
   return c_->run(statement, params);

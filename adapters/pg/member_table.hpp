@@ -52,8 +52,12 @@ struct member_list {
 class member_table {
  public:
   // Connects (its own connection: heartbeats never wait behind writes). The schema must exist
-  // (pg_store::open made it).
-  static caf::expected<std::unique_ptr<member_table>> open(const std::string& conninfo);
+  // (pg_store::open made it). Every statement is cancelled by PostgreSQL after
+  // `statement_timeout` (the lease: a heartbeat stuck longer has failed anyway), so a stalled
+  // database never holds the membership actor, or a shutdown, for long.
+  static caf::expected<std::unique_ptr<member_table>> open(
+      const std::string& conninfo,
+      std::chrono::milliseconds statement_timeout = std::chrono::seconds(3));
   ~member_table();
 
   caf::expected<int64_t> join(const std::string& name, const std::string& address,
@@ -65,12 +69,14 @@ class member_table {
   caf::error leave(int64_t generation);
 
  private:
-  explicit member_table(std::unique_ptr<connection> c);
+  member_table(std::unique_ptr<connection> c, std::chrono::milliseconds statement_timeout);
+  caf::error limit_statements();
   // Runs a statement, reconnecting once first when the connection broke.
   caf::expected<std::vector<std::vector<std::optional<std::string>>>> run(
       std::string_view statement, const std::vector<std::string>& args);
 
   std::unique_ptr<connection> c_;
+  std::chrono::milliseconds statement_timeout_;
 };
 
 }  // namespace tessera::adapters::pg

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <future>
 #include <thread>
 
 #include "adapters/error.hpp"
@@ -153,5 +154,31 @@ TEST_SUITE("adapters.pg.member_table") {
     auto back = t->heartbeat(a);
     REQUIRE_MESSAGE(back, detail_of(back.error()));
     CHECK(*back);
+  }
+
+  TEST_CASE("a statement stuck behind a lock fails after the statement timeout") {
+    auto url = fresh_cluster_database();
+    auto t = pg::member_table::open(url, 300ms);
+    REQUIRE(t);
+    auto a = (*t)->join("a", "a:1", "a:2").value();
+    auto holder = pg::connection::open(url, {});
+    REQUIRE(holder);
+    REQUIRE((*holder)->exec("BEGIN; UPDATE tessera_members SET http = 'held' WHERE generation = " +
+                            std::to_string(a)));
+    // Without the timeout the heartbeat waits for the lock: it is let go after 5 s, and the
+    // heartbeat then succeeds, which fails the checks below instead of hanging the test.
+    std::promise<void> answered;
+    std::thread release{[&, done = answered.get_future()] {
+      done.wait_for(5s);
+      (void)(*holder)->exec("ROLLBACK");
+    }};
+    auto started = std::chrono::steady_clock::now();
+    auto stuck = (*t)->heartbeat(a);
+    auto took = std::chrono::steady_clock::now() - started;
+    answered.set_value();
+    release.join();
+    CHECK_FALSE(stuck);
+    CHECK(took < 4s);
+    CHECK((*t)->heartbeat(a).value());  // the table serves again
   }
 }

@@ -225,7 +225,7 @@ membership_metrics::membership_metrics(prometheus::Registry& registry) {
 }
 
 caf::expected<membership_actor> join_cluster(caf::actor_system& system, membership_config cfg) {
-  auto table = adapters::pg::member_table::open(cfg.conninfo);
+  auto table = adapters::pg::member_table::open(cfg.conninfo, cfg.lease);
   if (!table) return table.error();
   auto generation = (*table)->join(cfg.name, cfg.address, cfg.http);
   if (!generation) return generation.error();
