@@ -17,35 +17,15 @@ namespace {
 
 // A store whose first write waits until released, so that commits sent meanwhile form the
 // committer's next batch together.
-struct held_first_write final : adapters::kv_store {
-  std::shared_ptr<adapters::kv_store> inner;
+struct held_first_write final : adapters::testing::forwarding_store {
   std::shared_future<void> released;
   std::atomic<int> writes{0};
   held_first_write(std::shared_ptr<adapters::kv_store> s, std::shared_future<void> r)
-      : inner(std::move(s)), released(std::move(r)) {}
-  caf::expected<std::optional<std::string>> get(std::string_view key) const override {
-    return inner->get(key);
-  }
+      : forwarding_store(std::move(s)), released(std::move(r)) {}
   caf::error write(const std::vector<adapters::write_op>& ops) override {
     if (writes++ == 0) released.wait();
     return inner->write(ops);
   }
-  caf::expected<adapters::kv_rows> scan(std::string_view p, std::string_view a,
-                                        size_t n) const override {
-    return inner->scan(p, a, n);
-  }
-  caf::expected<adapters::kv_rows> range(std::string_view f, std::string_view t, size_t n,
-                                         bool r) const override {
-    return inner->range(f, t, n, r);
-  }
-  caf::expected<adapters::change_page> changes_after(uint64_t a, size_t n) const override {
-    return inner->changes_after(a, n);
-  }
-  caf::expected<std::shared_ptr<adapters::kv_store>> read_view() const override {
-    return inner->read_view();
-  }
-  caf::error flush() override { return inner->flush(); }
-  bool healthy() const override { return inner->healthy(); }
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
 #include "adapters/kv/rocks_store.hpp"
+#include "adapters/kv/test_backends.hpp"
 #include "runtime/blocking_pool.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/system.hpp"
@@ -62,35 +63,15 @@ nlohmann::json data_of(const caf::expected<storage_record>& r) {
 
 // A store whose point reads fail while `failing` is set (a cancelled query, say), and
 // otherwise read through to `inner`.
-struct flaky_reads final : adapters::kv_store {
-  std::shared_ptr<adapters::kv_store> inner;
+struct flaky_reads final : adapters::testing::forwarding_store {
   std::atomic<bool> failing{false};
   std::atomic<int> gets{0};
-  explicit flaky_reads(std::shared_ptr<adapters::kv_store> s) : inner(std::move(s)) {}
+  explicit flaky_reads(std::shared_ptr<adapters::kv_store> s) : forwarding_store(std::move(s)) {}
   caf::expected<std::optional<std::string>> get(std::string_view key) const override {
     ++const_cast<std::atomic<int>&>(gets);
     if (failing) return make_error(errc::storage_failure, "canceling statement (57014)");
     return inner->get(key);
   }
-  caf::error write(const std::vector<adapters::write_op>& ops) override {
-    return inner->write(ops);
-  }
-  caf::expected<adapters::kv_rows> scan(std::string_view p, std::string_view a,
-                                        size_t n) const override {
-    return inner->scan(p, a, n);
-  }
-  caf::expected<adapters::kv_rows> range(std::string_view f, std::string_view t, size_t n,
-                                         bool r) const override {
-    return inner->range(f, t, n, r);
-  }
-  caf::expected<adapters::change_page> changes_after(uint64_t a, size_t n) const override {
-    return inner->changes_after(a, n);
-  }
-  caf::expected<std::shared_ptr<adapters::kv_store>> read_view() const override {
-    return inner->read_view();
-  }
-  caf::error flush() override { return inner->flush(); }
-  bool healthy() const override { return inner->healthy(); }
 };
 
 template <class Pred>

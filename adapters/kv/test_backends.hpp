@@ -20,6 +20,30 @@ namespace tessera::adapters::testing {
 
 using tessera::testing::throwaway_postgres;
 
+// A store that passes every call to `inner`: a test's store decorator overrides only the calls
+// it changes (holding a write, failing reads).
+struct forwarding_store : kv_store {
+  std::shared_ptr<kv_store> inner;
+  explicit forwarding_store(std::shared_ptr<kv_store> s) : inner(std::move(s)) {}
+  caf::expected<std::optional<std::string>> get(std::string_view key) const override {
+    return inner->get(key);
+  }
+  caf::error write(const std::vector<write_op>& ops) override { return inner->write(ops); }
+  caf::expected<kv_rows> scan(std::string_view p, std::string_view a, size_t n) const override {
+    return inner->scan(p, a, n);
+  }
+  caf::expected<kv_rows> range(std::string_view f, std::string_view t, size_t n,
+                               bool r) const override {
+    return inner->range(f, t, n, r);
+  }
+  caf::expected<change_page> changes_after(uint64_t a, size_t n) const override {
+    return inner->changes_after(a, n);
+  }
+  caf::expected<std::shared_ptr<kv_store>> read_view() const override { return inner->read_view(); }
+  caf::error flush() override { return inner->flush(); }
+  bool healthy() const override { return inner->healthy(); }
+};
+
 // A temp dir, removed with its contents when the guard goes.
 struct temp_dir {
   std::filesystem::path path;
