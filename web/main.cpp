@@ -8,15 +8,19 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "actors/panel/panel_codec.hpp"
 #include "actors/panel/panel_directory.hpp"
 #include "actors/sandbox/supervisor.hpp"
+#include "actors/storage/storage_codec.hpp"
 #include "actors/storage/storage_directory.hpp"
 #include "actors/task/messages.hpp"
 #include "actors/task/task_directory.hpp"
 #include "actors/task/task_scheduler.hpp"
 #include "adapters/error.hpp"
+#include "adapters/kv/pg_store.hpp"
 #include "config/settings.hpp"
 #include "runtime/actor_metrics.hpp"
+#include "runtime/cluster/change_feed.hpp"
 #include "runtime/cluster/cluster_node.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
@@ -104,6 +108,28 @@ void load_demos(caf::actor_system& system, const panel::directory_actor& panels,
                  });
 }
 
+// Where the changes other nodes make go: a storage's to the storage directory (its live
+// actor reads it again, or the panels bound to it hear of it), a panel's to the panel
+// directory. Everything else is read from the store when asked for.
+runtime::cluster::change_feed::target change_feed_target(storage::directory_actor storages,
+                                                         panel::directory_actor panels) {
+  auto id_after = [](const std::string& key,
+                     std::string_view prefix) -> std::optional<std::string> {
+    if (key.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+    return key.substr(prefix.size());
+  };
+  return {[=](const adapters::change& c) {
+            if (auto id = id_after(c.key, storage::key_prefix))
+              caf::anon_send(storages, storage::refresh_atom::value, *id);
+            else if (auto id = id_after(c.key, panel::key_prefix))
+              caf::anon_send(panels, storage::refresh_atom::value, *id);
+          },
+          [=] {
+            caf::anon_send(storages, storage::refresh_atom::value);
+            caf::anon_send(panels, storage::refresh_atom::value);
+          }};
+}
+
 // Runs the server until SIGINT/SIGTERM; returns the process exit code.
 int serve(const config::settings& s) {
   auto registry = adapters::make_metrics_registry();
@@ -123,6 +149,21 @@ int serve(const config::settings& s) {
   task::task_metrics task_metrics{*registry};
   auto hub = std::make_shared<web::live_hub>(*registry);
   runtime::cluster::membership_metrics cluster_metrics{*registry};
+  runtime::cluster::change_feed_metrics feed_metrics{*registry};
+  // A cluster's nodes hear of each other's writes (change_feed.hpp). It listens before the
+  // actors load anything, so every change after what they read is handed on to them.
+  std::unique_ptr<runtime::cluster::change_feed> feed;
+  if (s.cluster.enabled) {
+    auto pg = std::dynamic_pointer_cast<adapters::pg_store>(*store);
+    auto listening = runtime::cluster::change_feed::listen(s.postgres_url, pg->origin(),
+                                                           &feed_metrics, s.cluster.heartbeat);
+    if (!listening) {
+      runtime::log_error("cannot follow the cluster's changes: " +
+                         tessera::detail_of(listening.error()));
+      return 1;
+    }
+    feed = std::move(*listening);
+  }
 
   // Declared before the actor system so that the I/O context outlives every actor callback.
   std::unique_ptr<web::http_server> server;
@@ -171,6 +212,7 @@ int serve(const config::settings& s) {
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
   caf::anon_send(directory, storage::watch_atom::value,
                  storage::change_sink{panels});  // storage changes -> panels
+  if (feed) feed->start(change_feed_target(directory, panels));
 
   // Detached for the same reason as the task directory below: when 1,000 tasks fall due in
   // one second, its fire messages spread over the workers instead of being stolen one by one
@@ -238,6 +280,7 @@ int serve(const config::settings& s) {
   web::add_cluster_routes(*routes, ctx, cluster ? std::optional{cluster->peers} : std::nullopt);
   if (auto* err = std::get_if<std::string>(&bound)) {
     runtime::log_error(*err);
+    feed.reset();
     server->clear_handler();  // the routes hold actor handles; the server outlives the system
     hub->stop();
     caf::anon_send_exit(tasks, caf::exit_reason::user_shutdown);
@@ -262,6 +305,7 @@ int serve(const config::settings& s) {
   std::cout << "tessera listening on " << s.listen.host << ":" << port << std::endl;
 
   server->run();
+  feed.reset();  // no more changes from the others
   // Task runs in progress finish (and are recorded) within the grace; no new one starts.
   if (int left = tenv.gate->close_and_wait(std::chrono::steady_clock::now() + s.shutdown_grace))
     runtime::log_warning(std::to_string(left) +

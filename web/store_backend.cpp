@@ -69,6 +69,7 @@ caf::expected<std::shared_ptr<adapters::kv_store>> open_postgres(const config::s
   o.conninfo = s.postgres_url;
   o.pool = s.postgres_pool;
   o.change_retention = s.change_retention;
+  o.notify = s.cluster.enabled;  // the nodes' change feeds follow the commits
   o.on_write = [&latency, &batch](std::chrono::nanoseconds d, size_t ops) {
     latency.Observe(std::chrono::duration<double>(d).count());
     batch.Observe(static_cast<double>(ops));

@@ -1,5 +1,6 @@
 // Opens the durable store that storage.backend names, with its metrics: RocksDB in
-// storage.data_dir, or PostgreSQL at storage.postgres_url (pool storage.postgres_pool).
+// storage.data_dir, or PostgreSQL at storage.postgres_url (pool storage.postgres_pool), which
+// NOTIFYs every commit when cluster.enabled (pg_store.hpp).
 //
 // Contract: the error of a store that cannot be opened is a whole sentence for the operator,
 // naming the data dir or the URL with its password masked (never the password).

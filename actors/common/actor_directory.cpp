@@ -30,6 +30,13 @@ caf::actor actor_directory::find(const std::string& id) const {
   return it == live_.end() ? caf::actor{} : it->second.handle;
 }
 
+std::vector<std::string> actor_directory::live_ids() const {
+  std::vector<std::string> ids;
+  ids.reserve(live_.size());
+  for (auto& [id, _] : live_) ids.push_back(id);
+  return ids;
+}
+
 caf::actor actor_directory::route(const std::string& id) {
   auto it = live_.find(id);
   if (it == live_.end()) {

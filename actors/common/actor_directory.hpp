@@ -34,6 +34,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "adapters/error.hpp"
 #include "runtime/actor_metrics.hpp"
@@ -66,6 +67,7 @@ class actor_directory {
   void down(const caf::down_msg& msg);
   void stop_all();
   size_t live() const { return live_.size(); }
+  std::vector<std::string> live_ids() const;
   caf::error reserve(const std::string& id);
   void release(const std::string& id) { reserved_.erase(id); }
 

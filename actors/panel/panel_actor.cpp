@@ -18,6 +18,7 @@
 #include "adapters/error.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/committer.hpp"
+#include "runtime/log.hpp"
 
 namespace tessera::panel {
 namespace {
@@ -96,19 +97,23 @@ class panel_state {
                   ops)
         .await(
             [this, rp](caf::ok_atom) mutable {
-              if (env_.sink) env_.sink({render_event::kind::deleted, rec_.id, 0, {}});
-              self_->send(directory_, gone_atom::value, rec_.id);
-              auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
-              for (auto& a : actions_) a.rp.deliver(gone);
-              renders_.fail_waiting(gone);
-              updates_.fail_all(gone);
-              actions_.clear();
+              deleted();
               rp.deliver(std::string{R"({"success":true})"});
-              sandbox::discard_warm(env_.atomic.sandbox, warm_key(rec_));
               self_->quit();
             },
             [rp](caf::error& err) mutable { rp.deliver(err); });
     return rp;
+  }
+
+  // Another node changed this panel: `value` is its record now (empty: deleted).
+  void changed_elsewhere(const std::string& value) {
+    if (value.empty()) {
+      deleted();
+      return self_->quit();
+    }
+    auto r = decode(value, env_.limits);
+    if (!r) return runtime::log_error("unreadable panel record for " + rec_.id);
+    if (r->version > rec_.version) adopt(std::move(*r));
   }
 
   caf::result<std::string> export_bundle() {
@@ -160,20 +165,38 @@ class panel_state {
                   ops)
         .then(
             [this, candidate, done](caf::ok_atom) {
-              bool rebound = candidate->storage_ids != rec_.storage_ids;
-              auto old_key = warm_key(rec_);
-              bool limits_changed = candidate->timeout_ms != rec_.timeout_ms;
-              rec_ = *candidate;
-              ++definition_;
-              known_.reset();
-              if (rebound) heard_.clear();
-              if (old_key != warm_key(rec_) || limits_changed)
-                sandbox::discard_warm(env_.atomic.sandbox, old_key);
-              if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
-              renders_.changed();
+              adopt(*candidate);
               done(to_json(rec_).dump());
             },
             [done](caf::error& err) { done(err); });
+  }
+
+  // Makes `next` the definition: what the old one cached is dropped, and the panel renders.
+  void adopt(panel_record next) {
+    bool rebound = next.storage_ids != rec_.storage_ids;
+    auto old_key = warm_key(rec_);
+    bool limits_changed = next.timeout_ms != rec_.timeout_ms;
+    rec_ = std::move(next);
+    ++definition_;
+    known_.reset();
+    if (rebound) heard_.clear();
+    if (old_key != warm_key(rec_) || limits_changed)
+      sandbox::discard_warm(env_.atomic.sandbox, old_key);
+    if (rebound) self_->send(directory_, bound_atom::value, rec_.id, rec_.storage_ids);
+    renders_.changed();
+  }
+
+  // The panel is gone (erased here or elsewhere): subscribers are told, waiting work is
+  // answered not_found, and the directory forgets it; the caller then quits.
+  void deleted() {
+    if (env_.sink) env_.sink({render_event::kind::deleted, rec_.id, 0, {}});
+    self_->send(directory_, gone_atom::value, rec_.id);
+    auto gone = make_error(errc::not_found, "panel '" + rec_.id + "' was deleted");
+    for (auto& a : actions_) a.rp.deliver(gone);
+    renders_.fail_waiting(gone);
+    updates_.fail_all(gone);
+    actions_.clear();
+    sandbox::discard_warm(env_.atomic.sandbox, warm_key(rec_));
   }
 
   // The run of the actions at the queue's head: it commits nothing once the oldest one's
@@ -404,6 +427,9 @@ caf::behavior panel_actor(caf::event_based_actor* self, panel_env env, directory
       [st](export_atom, const std::string&) { return st->export_bundle(); },
       [st](storage::changed_atom, const std::string& id, int64_t version) {
         st->storage_changed(id, version);
+      },
+      [st](storage::refresh_atom, const std::string&, const std::string& record) {
+        st->changed_elsewhere(record);
       },
   };
 }

@@ -139,6 +139,62 @@ class directory {
                                  cfg_.store, id));
   }
 
+  // Another node changed panel `id`: its record, read off the scheduler, goes to its actor (a
+  // newer definition, or none: deleted), or starts one (created elsewhere).
+  void refresh(const std::string& id) {
+    after_load([this, id] { read_again(id); });
+  }
+
+  void read_again(const std::string& id) {
+    runtime::off_scheduler(self_, cfg_.env.atomic.request_timeout,
+                           [store = cfg_.store, id]() -> caf::expected<std::string> {
+                             auto value = store->get(panel_key(id));
+                             if (!value) return value.error();
+                             return value->value_or(std::string{});
+                           })
+        .then(
+            [this, id](std::string& value) {
+              if (auto a = actors_.find(id)) {
+                caf::anon_send(a, storage::refresh_atom::value, id, std::move(value));
+                return;
+              }
+              if (value.empty()) return;
+              auto r = decode(value, cfg_.env.limits);
+              if (!r) return runtime::log_error("unreadable panel record for " + id);
+              if (!actors_.find(id)) start(std::move(*r));
+            },
+            [id](caf::error& err) {
+              runtime::log_error("cannot read panel '" + id +
+                                 "' changed by another node: " + detail_of(err));
+            });
+  }
+
+  // Every panel read again, and told its storages changed (the change feed lost changes);
+  // panels created elsewhere meanwhile are found by a scan.
+  void refresh_all() {
+    after_load([this] {
+      for (auto& [storage_id, _] : bound_) storage_changed(storage_id, -1);
+      runtime::off_scheduler(self_, std::chrono::minutes(5),
+                             [store = cfg_.store]() -> caf::expected<std::vector<std::string>> {
+                               auto rows = store->scan(key_prefix, "", 1'000'000);
+                               if (!rows) return rows.error();
+                               std::vector<std::string> ids;
+                               for (auto& [key, _] : *rows)
+                                 ids.push_back(key.substr(key_prefix.size()));
+                               return ids;
+                             })
+          .then(
+              [this](std::vector<std::string>& ids) {
+                std::set<std::string> all{ids.begin(), ids.end()};
+                for (auto& id : actors_.live_ids()) all.insert(id);  // deleted ones too
+                for (auto& id : all) refresh(id);
+              },
+              [](caf::error& err) {
+                runtime::log_error("cannot read the panels again: " + detail_of(err));
+              });
+    });
+  }
+
   // Every panel: a scan of the whole prefix, so it runs off the scheduler.
   caf::result<std::string> list() {
     auto rp = self_->make_response_promise<std::string>();
@@ -270,7 +326,9 @@ class directory {
       auto now = runtime::now_ms();
       r->version = 1;
       r->created_at = r->updated_at = now;
-      std::vector<adapters::write_op> ops{{panel_key(r->id), encode(*r), false}};
+      // Absent: another node may create the same id meanwhile (one of them wins).
+      std::vector<adapters::write_op> ops{
+          {panel_key(r->id), encode(*r), false, adapters::write_op::absent}};
       self_
           ->request(cfg_.env.atomic.committer, cfg_.env.atomic.request_timeout,
                     runtime::commit_atom::value, ops)
@@ -279,7 +337,11 @@ class directory {
                 start(*r);
                 done(to_json(*r).dump());
               },
-              [done](caf::error& err) { done(err); });
+              [done, id = r->id](caf::error& err) {
+                if (code_of(err) == errc::conflict)
+                  return done(make_error(errc::conflict, "panel '" + id + "' already exists"));
+                done(err);
+              });
     };
     actors::create_definition(self_, cfg_.env.atomic, actors_, r->id, std::move(change), rp);
   }
@@ -360,6 +422,8 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
         dir->rebind(id, storage_ids);
       },
       [dir](gone_atom, const std::string& id) { dir->gone(id); },
+      [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },
+      [dir](storage::refresh_atom) { dir->refresh_all(); },
   };
 }
 

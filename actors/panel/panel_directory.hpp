@@ -19,6 +19,13 @@
 //   (get_atom|update_atom|erase_atom|render_atom|action_atom|export_atom, id, ...) ->
 //       forwarded (delegated) to the panel's actor; an unknown id -> not_found
 //   (storage::changed_atom, storage_id, version) -> no reply; told to each panel bound to it
+//   (storage::refresh_atom, id) -> no reply; another node changed panel `id` (the change feed,
+//       runtime/cluster/change_feed.hpp): its record is read off the scheduler; a live actor
+//       takes a newer definition, or is deleted when the record is gone; a panel created
+//       elsewhere gets its actor here
+//   (storage::refresh_atom) -> no reply; every panel is read again and told that each of its
+//       storages changed (version -1): the feed lost changes, and panels created elsewhere
+//       meanwhile get their actors
 //   (bound_atom, id, storage_ids) and (gone_atom, id) from panel actors -> no reply
 //   (fresh_atom) -> bool: true the first time it is asked on a data dir that holds no storage
 //       and no panel (main then imports the demo bundles); a marker key in the store makes

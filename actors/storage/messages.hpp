@@ -37,6 +37,7 @@ using refused_atom = caf::atom_constant<caf::atom("refused")>;
 using changed_atom = caf::atom_constant<caf::atom("changed")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using lock_atom = caf::atom_constant<caf::atom("lock")>;
+using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 using locked_atom = caf::atom_constant<caf::atom("locked")>;
 
 // One storage as it is after a read or a write.
@@ -100,7 +101,8 @@ typename Inspector::result_type inspect(Inspector& f, txn_entry& x) {
 // If-Match versions; empty means unconditional.
 using version_list = std::vector<int64_t>;
 
-// Who hears of every change: (changed_atom, storage id, version; 0 when erased).
+// Who hears of every change: (changed_atom, storage id, version; 0 when erased, -1 when
+// another node changed it and this node holds no copy: the version is not known here).
 using change_sink = caf::typed_actor<caf::reacts_to<changed_atom, std::string, int64_t>>;
 
 // The storage directory as its clients see it (storage_directory.hpp and storage_actor.hpp
@@ -117,7 +119,8 @@ using directory_actor = caf::typed_actor<
     caf::reacts_to<prepare_atom, std::string, int64_t, std::string, int64_t>,
     caf::reacts_to<lock_atom, std::string, int64_t>,
     caf::replies_to<list_atom, std::string, uint32_t>::with<storage_page>,
-    caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, change_sink>>;
+    caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, change_sink>,
+    caf::reacts_to<refresh_atom, std::string>, caf::reacts_to<refresh_atom>>;
 
 // The directory's own interface: its clients' and the storage actors' passivation handshake.
 using directory_impl =

@@ -47,6 +47,11 @@ class storage_state {
     return rp;
   }
 
+  // Another node wrote this storage: read it again in its turn, telling the watchers.
+  void changed_elsewhere() {
+    later([this] { load(true); });
+  }
+
   using clock = std::chrono::steady_clock;
 
   // A write computed on the state when its turn comes (after the writes queued before it). If
@@ -325,6 +330,10 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_env env, direc
       [st, self](lock_atom, const std::string&, int64_t lease_ms) {
         ++st->handled;
         st->lock(caf::actor_cast<caf::actor>(self->current_sender()), lease_ms);
+      },
+      [st](refresh_atom, const std::string&) {
+        ++st->handled;
+        st->changed_elsewhere();
       },
       [self](retire_atom) { self->quit(); },
       [st, self, directory](passivate_atom) {

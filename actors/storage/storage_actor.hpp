@@ -44,6 +44,9 @@
 //       transaction: requests (locked_atom, storage_record) from T (version 0 when absent) and
 //       handles nothing else until T answers with the storage_record it committed for this
 //       storage (version 0: unchanged). An error leaves the outcome unknown: the actor quits.
+//   (refresh_atom, id)                               -> no reply; another node changed it:
+//       in its turn (after what is in flight or waiting), the record is read again and, when
+//       its version moved, the watchers are told (changed_atom)
 //   (retire_atom)                                    -> quits (from the directory only)
 // A step waits for its transaction at least lease_ms + 5 s (the transaction's own deadline is
 // lease_ms), so it never gives up a lock the transaction may still commit over; an error

@@ -102,6 +102,15 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
         return caf::delegated<bool>{};
       },
       [=](watch_atom, const change_sink& sink) { shared_env->changes = sink; },
+      [=](refresh_atom a, const std::string& id) {
+        if (dir->find(id))
+          self->delegate(dir->route(id), a, id);
+        else if (shared_env->changes)  // no copy here: the panels read it afresh
+          self->send(shared_env->changes, changed_atom::value, id, int64_t{-1});
+      },
+      [=](refresh_atom a) {
+        for (auto& id : dir->live_ids()) self->delegate(dir->route(id), a, id);
+      },
       [=](passivate_atom, const std::string& id, uint64_t handled) {
         if (dir->retire(id, handled, self->current_sender()))
           caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), retire_atom::value);

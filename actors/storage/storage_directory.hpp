@@ -15,6 +15,10 @@
 //   (watch_atom, change_sink sink) -> no reply; storage actors activated afterwards tell `sink`
 //       (changed_atom, id, version) after each change. Send it before serving requests.
 //   (ready_atom) -> bool: the store answers a read (probed on the directory's own thread)
+//   (refresh_atom, id) -> no reply; another node changed the storage (the change feed,
+//       runtime/cluster/change_feed.hpp): its live actor reads it again (and tells the watcher
+//       when the version moved); with none live, the watcher is told (changed_atom, id, -1)
+//   (refresh_atom) -> no reply; the same for every live storage (the feed lost changes)
 //   (passivate_atom, id, uint64_t handled) from a storage actor -> no reply; retires it when
 //       `handled` equals the number of messages delegated to it, so no request is ever lost or
 //       served by a stale instance (the retire message is the last one it gets)

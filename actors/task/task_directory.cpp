@@ -150,8 +150,10 @@ class directory {
       r->created_at = r->updated_at = now;
       task_state s;
       s.last_scheduled = now;  // times before the task existed are not misfires
-      std::vector<adapters::write_op> ops{{task_key(r->id), encode(*r), false},
-                                          {state_key(r->id), encode(s), false}};
+      // Absent: another node may create the same id meanwhile (one of them wins).
+      std::vector<adapters::write_op> ops{
+          {task_key(r->id), encode(*r), false, adapters::write_op::absent},
+          {state_key(r->id), encode(s), false}};
       self_
           ->request(cfg_.env.atomic.committer, cfg_.env.atomic.request_timeout,
                     runtime::commit_atom::value, ops)
@@ -163,7 +165,11 @@ class directory {
                     .then([done](std::string& v) { done(std::move(v)); },
                           [done](caf::error& e) { done(e); });
               },
-              [done](caf::error& err) { done(err); });
+              [done, id = r->id](caf::error& err) {
+                if (code_of(err) == errc::conflict)
+                  return done(make_error(errc::conflict, "task '" + id + "' already exists"));
+                done(err);
+              });
     };
     actors::create_definition(self_, cfg_.env.atomic, actors_, r->id, std::move(change), rp);
     return rp;

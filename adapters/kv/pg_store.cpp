@@ -1,5 +1,9 @@
 #include "adapters/kv/pg_store.hpp"
 
+#include <iomanip>
+#include <random>
+#include <sstream>
+
 #include "adapters/error.hpp"
 #include "adapters/kv/change_log.hpp"
 #include "adapters/pg/connection.hpp"
@@ -72,6 +76,11 @@ statements prepared() {
       {"number",
        "WITH s AS (UPDATE tessera_seq SET last = last + $1 RETURNING last) "
        "INSERT INTO tessera_changes (last_seq, ops, body) SELECT last, $1, $2 FROM s"},
+      // The same, and NOTIFY "<origin $3> <last> <ops>" at the commit (options::notify).
+      {"number_notify",
+       "WITH s AS (UPDATE tessera_seq SET last = last + $1 RETURNING last), "
+       "c AS (INSERT INTO tessera_changes (last_seq, ops, body) SELECT last, $1, $2 FROM s) "
+       "SELECT pg_notify('tessera_changes', $3 || ' ' || last || ' ' || $1) FROM s"},
       // Drops the writes more than $1 changes behind the newest.
       {"trim", "DELETE FROM tessera_changes WHERE last_seq <= (SELECT last FROM tessera_seq) - $1"},
       // The newest number, the sequence's id and up to $2 writes after $1, in one snapshot
@@ -160,7 +169,17 @@ class pg_store::lease {
   std::unique_ptr<pg::connection> c_;
 };
 
-pg_store::pg_store(options opts) : opts_(std::move(opts)) {}
+namespace {
+std::string random_origin() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> any;
+  std::ostringstream hex;
+  hex << std::hex << std::setw(16) << std::setfill('0') << any(rd);
+  return hex.str();
+}
+}  // namespace
+
+pg_store::pg_store(options opts) : opts_(std::move(opts)), origin_(random_origin()) {}
 
 pg_store::~pg_store() = default;  // a view's transaction ends as its connection closes
 
@@ -330,7 +349,11 @@ caf::error pg_store::write(const std::vector<write_op>& ops) {
     statements.push_back({"trim", {pg::param::of_text(retention)}});
   auto n = std::to_string(ops.size());
   auto body = change_log::encode(ops);
-  statements.push_back({"number", {pg::param::of_text(n), {body}}});
+  if (opts_.notify)
+    statements.push_back(
+        {"number_notify", {pg::param::of_text(n), {body}, pg::param::of_text(origin_)}});
+  else
+    statements.push_back({"number", {pg::param::of_text(n), {body}}});
   auto start = std::chrono::steady_clock::now();
   auto err = (*c)->run_pipeline(statements);
   note(err);

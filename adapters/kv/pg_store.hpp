@@ -25,6 +25,12 @@
 // - A bounded pool of `pool` connections serves every call; a call waits at most `pool_wait`
 //   for one, then fails. A connection found broken is reconnected on its next use, so the store
 //   serves again by itself once PostgreSQL is back.
+// - With `notify` (a cluster), each write's commit also sends NOTIFY on `change_channel` with
+//   the payload "<origin> <last> <ops>": this store's origin(), the write's last number and
+//   its number of ops (its numbers are last - ops + 1 .. last). PostgreSQL delivers them in
+//   commit order, which is the numbers' order (the tessera_seq row's lock orders both), so a
+//   listener (runtime/cluster/change_feed.hpp) follows every server's writes as they commit
+//   and tells its own from the others'.
 // - No error, log line or metric holds the password of the connection string.
 #pragma once
 
@@ -48,12 +54,14 @@ class connection;
 class pg_store final : public kv_store, public std::enable_shared_from_this<pg_store> {
  public:
   static constexpr int schema_version = 3;
+  static constexpr const char* change_channel = "tessera_changes";
 
   struct options {
     std::string conninfo;  // a libpq connection string or postgres:// URL
     size_t pool = 8;
     std::chrono::milliseconds pool_wait{5000};
     uint64_t change_retention = 1'000'000;  // changes kept at least
+    bool notify = false;                    // NOTIFY every commit (see the contract)
     // Metrics hooks: after each write (its duration and number of ops); whenever the
     // connections lent or the callers waiting change (called under the pool's lock: keep it
     // to a gauge); at each reconnect of a broken connection.
@@ -82,6 +90,9 @@ class pg_store final : public kv_store, public std::enable_shared_from_this<pg_s
   // lent it answers what the last call found (reachable or not).
   bool healthy() const override;
 
+  // This store's random id (16 hex digits), in the NOTIFY payload of its writes.
+  const std::string& origin() const { return origin_; }
+
   // Connections lent now, and callers waiting for one (metrics).
   size_t in_use() const;
   size_t waiting() const;
@@ -98,6 +109,7 @@ class pg_store final : public kv_store, public std::enable_shared_from_this<pg_s
                                 std::optional<std::string> upper, size_t limit, bool reverse) const;
 
   options opts_;
+  std::string origin_;
   mutable std::mutex mutex_;
   mutable std::condition_variable freed_;
   mutable std::vector<std::unique_ptr<pg::connection>> idle_;

@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <cctype>
+#include <cerrno>
 
 #include "adapters/error.hpp"
 
@@ -230,6 +231,28 @@ caf::error connection::reset() {
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return failure("cannot reconnect to PostgreSQL");
   return prepare_all();
+}
+
+caf::expected<std::vector<std::string>> connection::notifications(
+    std::chrono::milliseconds timeout) {
+  std::vector<std::string> out;
+  auto drain = [&] {
+    while (PGnotify* n = PQnotifies(conn_)) {
+      out.emplace_back(n->extra ? n->extra : "");
+      PQfreemem(n);
+    }
+  };
+  if (broken() || PQconsumeInput(conn_) != 1) return failure("lost the connection to PostgreSQL");
+  drain();
+  if (!out.empty()) return out;
+  pollfd p{PQsocket(conn_), POLLIN, 0};
+  int ready = poll(&p, 1, static_cast<int>(timeout.count()));
+  if (ready < 0 && errno != EINTR) return failure("cannot wait for notifications");
+  if (ready > 0) {
+    if (PQconsumeInput(conn_) != 1) return failure("lost the connection to PostgreSQL");
+    drain();
+  }
+  return out;
 }
 
 caf::expected<rows> connection::exec(const std::string& sql) {

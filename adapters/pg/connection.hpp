@@ -19,6 +19,7 @@
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,11 @@ class connection {
   // transaction (PostgreSQL commits it at the pipeline's sync, or rolls all of it back when
   // one statement fails). Rows are not kept.
   caf::error run_pipeline(const std::vector<pipelined>& statements);
+
+  // After a LISTEN: the payloads of the notifications that arrived, in the order PostgreSQL
+  // sent them (commit order), waiting at most `timeout` for the first (empty: none came).
+  // unavailable when the connection was lost (reset() and LISTEN again).
+  caf::expected<std::vector<std::string>> notifications(std::chrono::milliseconds timeout);
 
   bool broken() const;
   // Reconnects a broken connection and prepares its statements again.

@@ -8,6 +8,7 @@ import time
 
 import postgres
 from harness import run_tessera, wait_until
+from live_client import live, rest, run
 
 HEARTBEAT_MS = 300
 LEASE_MS = 1500
@@ -260,24 +261,25 @@ INCREMENT = ("def on_action(action, payload, storage):\n"
 
 def test_a_node_writing_from_a_stale_copy_is_fenced_off_and_reads_again(server, tmp_path):
     """Versions are the fence: every storage write is conditional on the version its writer
-    read, so a node whose copy is stale (another wrote since) cannot overwrite that write."""
-    url, (a, b) = start_nodes(server, tmp_path, ["a", "b"])
+    read, so a node whose copy is stale cannot overwrite a write made since. Its copy is made
+    stale by a server outside the cluster on the same database, whose writes no node hears of
+    (no NOTIFY), as a paused or cut-off node's would be."""
+    url, (a,) = start_nodes(server, tmp_path, ["a"])
+    outsider = server("--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}")
     assert a.request("POST", "/api/storages", {"id": "s", "data": {"from": []}}).status == 201
-    assert b.request("GET", "/api/storages/s").body["version"] == 1  # b holds version 1 now
-    patched = a.request("PATCH", "/api/storages/s", {"data": {"a": 1}})
+    assert a.request("GET", "/api/storages/s").body["version"] == 1  # a holds version 1 now
+    patched = outsider.request("PATCH", "/api/storages/s", {"data": {"o": 1}})
     assert patched.status == 200 and patched.body["version"] == 2, patched
-    stale = b.request("PATCH", "/api/storages/s", {"data": {"b": 1}})
+    stale = a.request("PATCH", "/api/storages/s", {"data": {"a": 1}})
     assert stale.status == 409, stale
     assert stale.body["code"] == "conflict"
-    # Nothing of b's write landed, and b reads what the store holds.
-    assert a.request("GET", "/api/storages/s").body["data"] == {"from": [], "a": 1}
-    fresh = b.request("GET", "/api/storages/s").body
-    assert fresh["version"] == 2 and fresh["data"] == {"from": [], "a": 1}
-    again = b.request("PATCH", "/api/storages/s", {"data": {"b": 1}})
+    # Nothing of a's write landed, and a reads what the store holds.
+    assert outsider.request("GET", "/api/storages/s").body["data"] == {"from": [], "o": 1}
+    fresh = a.request("GET", "/api/storages/s").body
+    assert fresh["version"] == 2 and fresh["data"] == {"from": [], "o": 1}
+    again = a.request("PATCH", "/api/storages/s", {"data": {"a": 1}})
     assert again.status == 200 and again.body["version"] == 3, again
-    assert again.body["data"] == {"from": [], "a": 1, "b": 1}
-    # a's copy is now the stale one: its next write is fenced off in turn.
-    assert a.request("PATCH", "/api/storages/s", {"data": {"a": 2}}).status == 409
+    assert again.body["data"] == {"from": [], "o": 1, "a": 1}
 
 
 def test_a_panel_action_on_a_stale_node_runs_again_on_what_the_store_holds(server, tmp_path):
@@ -290,7 +292,75 @@ def test_a_panel_action_on_a_stale_node_runs_again_on_what_the_store_holds(serve
     for node in (a, b, a, b, b, a):
         res = node.request("POST", "/api/panels/p/action", {"action": "inc"})
         assert res.status == 200, res
-    # Every increment landed once: the store holds 6 (read through a node started now; until
-    # the change feed, a node's copy may lag another node's writes).
+    # Every increment landed once: the store holds 6, read through a node started now.
     c = server(*cluster_args(url, "c"))
     assert c.request("GET", "/api/storages/c").body["data"] == {"n": 6}
+
+
+COUNTER_TEMPLATE = "p:n={{ c.n }}"
+
+
+def counter_panel(node, template=COUNTER_TEMPLATE):
+    assert node.request("POST", "/api/storages", {"id": "c", "data": {"n": 0}}).status == 201
+    res = node.request("POST", "/api/panels", {"id": "p", "storage_ids": ["c"],
+                                               "template": template, "handler": INCREMENT})
+    assert res.status == 201, res
+
+
+def test_a_write_on_one_node_is_seen_live_by_a_websocket_client_on_another(server, tmp_path):
+    _, (a, b) = start_nodes(server, tmp_path, ["a", "b"])
+    counter_panel(a)
+    # b hears of the panel through its change feed, within milliseconds.
+    wait_until(lambda: b.request("GET", "/api/panels/p").status == 200, 5)
+
+    async def scenario():
+        async with live(a) as ws:
+            first = await ws.subscribe("p")
+            assert first["html"] == "p:n=0"
+            # A REST write on b, then an action on b: each reaches a's subscriber.
+            res = await rest(b, "PATCH", "/api/storages/c", {"data": {"n": 5}})
+            assert res.status == 200, res
+            msg, _ = await ws.render("p", lambda m: m["html"] == "p:n=5", timeout=5)
+            assert msg["version"] > first["version"]
+            res = await rest(b, "POST", "/api/panels/p/action", {"action": "inc"})
+            assert res.status == 200, res
+            msg, _ = await ws.render("p", lambda m: m["html"] == "p:n=6", timeout=5)
+        # a's own copy followed too: it reads and writes on top of b's writes.
+        read = a.request("GET", "/api/storages/c").body
+        assert read["data"] == {"n": 6}
+        res = a.request("POST", "/api/panels/p/action", {"action": "inc"})
+        assert res.status == 200 and "p:n=7" in res.body["html"], res
+
+    run(scenario())
+    assert a.metric("tessera_cluster_change_feed_changes_total") >= 2
+    assert a.metric("tessera_cluster_change_feed_lag") == 0
+
+
+def test_a_panel_created_changed_and_deleted_on_one_node_follows_on_the_others(server, tmp_path):
+    _, (a, b) = start_nodes(server, tmp_path, ["a", "b"])
+    counter_panel(b)
+    # Created on b: a serves it (within the feed's delivery).
+    wait_until(lambda: a.request("GET", "/api/panels/p/render").status == 200, 5)
+    assert a.request("GET", "/api/panels/p/render").body["html"] == "p:n=0"
+
+    async def scenario():
+        async with live(a) as ws:
+            await ws.subscribe("p")
+            res = await rest(b, "PUT", "/api/panels/p/template", {"template": "new:{{ c.n }}"})
+            assert res.status == 200, res
+            await ws.render("p", lambda m: m["html"] == "new:0", timeout=5)
+            res = await rest(b, "DELETE", "/api/panels/p")
+            assert res.status == 200, res
+            await ws.recv_until(lambda m: m["type"] == "deleted" and m.get("panel") == "p", 5,
+                                "p's deletion")
+
+    run(scenario())
+    assert a.request("GET", "/api/panels/p").status == 404
+    # The same id can be made again, on either node, and only once.
+    counter_panel_again = a.request("POST", "/api/panels", {"id": "p", "storage_ids": ["c"],
+                                                            "template": "again",
+                                                            "handler": INCREMENT})
+    assert counter_panel_again.status == 201, counter_panel_again
+    wait_until(lambda: b.request("GET", "/api/panels/p").status == 200, 5)
+    twice = b.request("POST", "/api/panels", {"id": "p", "template": "twice"})
+    assert twice.status == 409, twice
