@@ -22,6 +22,7 @@
 #include "runtime/actor_metrics.hpp"
 #include "runtime/cluster/change_feed.hpp"
 #include "runtime/cluster/cluster_node.hpp"
+#include "runtime/cluster/placement.hpp"
 #include "runtime/committer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/system.hpp"
@@ -112,7 +113,8 @@ void load_demos(caf::actor_system& system, const panel::directory_actor& panels,
 // actor reads it again, or the panels bound to it hear of it), a panel's to the panel
 // directory. Everything else is read from the store when asked for.
 runtime::cluster::change_feed::target change_feed_target(storage::directory_actor storages,
-                                                         panel::directory_actor panels) {
+                                                         panel::directory_actor panels,
+                                                         task::directory_actor tasks) {
   auto id_after = [](const std::string& key,
                      std::string_view prefix) -> std::optional<std::string> {
     if (key.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
@@ -123,6 +125,8 @@ runtime::cluster::change_feed::target change_feed_target(storage::directory_acto
               caf::anon_send(storages, storage::refresh_atom::value, *id);
             else if (auto id = id_after(c.key, panel::key_prefix))
               caf::anon_send(panels, storage::refresh_atom::value, *id);
+            else if (auto id = id_after(c.key, task::key_prefix))
+              caf::anon_send(tasks, storage::refresh_atom::value, *id);
           },
           [=] {
             caf::anon_send(storages, storage::refresh_atom::value);
@@ -212,7 +216,6 @@ int serve(const config::settings& s) {
                    panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
   caf::anon_send(directory, storage::watch_atom::value,
                  storage::change_sink{panels});  // storage changes -> panels
-  if (feed) feed->start(change_feed_target(directory, panels));
 
   // Detached for the same reason as the task directory below: when 1,000 tasks fall due in
   // one second, its fire messages spread over the workers instead of being stolen one by one
@@ -228,11 +231,17 @@ int serve(const config::settings& s) {
   tenv.metrics = &task_metrics;
   tenv.gate = std::make_shared<task::run_gate>();
   tenv.readers = readers;
+  // In a cluster a task's schedule is fired by its owner only (placement.hpp); until this
+  // node's first view of the members it owns none.
+  auto place = std::make_shared<runtime::cluster::placement>();
+  if (s.cluster.enabled)
+    tenv.owns_schedule = [place](const std::string& id) { return place->owns("task/" + id); };
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
   // over the workers. It also does the blocking RocksDB scans of the log queries.
   auto tasks = system.spawn<caf::detached>(task::task_directory, tcfg);
+  if (feed) feed->start(change_feed_target(directory, panels, tasks));
   load_demos(system, panels, tasks, s);
 
   auto auth = std::make_shared<web::authenticator>(s.api_token);
@@ -269,12 +278,16 @@ int serve(const config::settings& s) {
                    opts.threads > 1 ? opts.threads - 1 : 0);
   auto bound = server->start();
   std::optional<runtime::cluster::cluster_node> cluster;
+  caf::actor members_follower;
   if (auto* port = std::get_if<uint16_t>(&bound); port && s.cluster.enabled) {
     // After the bind (the HTTP port is part of the member's row), before any request is served.
     auto joined = runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics);
-    if (joined)
+    if (joined) {
       cluster = *joined;
-    else
+      members_follower = runtime::cluster::follow_members(
+          system, cluster->membership, place,
+          [tasks] { caf::anon_send(tasks, task::placed_atom::value); });
+    } else
       bound = "cannot join the cluster: " + tessera::detail_of(joined.error());
   }
   web::add_cluster_routes(*routes, ctx, cluster ? std::optional{cluster->peers} : std::nullopt);
@@ -311,6 +324,8 @@ int serve(const config::settings& s) {
     runtime::log_warning(std::to_string(left) +
                          " task run(s) still running at the end of the shutdown grace; they "
                          "will be recorded as interrupted");
+  if (members_follower) caf::anon_send_exit(members_follower, caf::exit_reason::user_shutdown);
+  members_follower = nullptr;
   if (cluster) {  // the others take over this node's actors without waiting for its lease
     runtime::cluster::stop_cluster_node(system, *cluster);
     cluster.reset();

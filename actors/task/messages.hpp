@@ -35,6 +35,7 @@ using import_atom = caf::atom_constant<caf::atom("timport")>;
 using schedule_atom = caf::atom_constant<caf::atom("tsched")>;
 using fire_atom = caf::atom_constant<caf::atom("tfire")>;
 using tick_atom = caf::atom_constant<caf::atom("ttick")>;
+using placed_atom = caf::atom_constant<caf::atom("tplaced")>;
 
 // A query of /api/logs (run_log.hpp): the lines of one task or of all, from a level up, in a
 // time window, at most `limit`.
@@ -64,7 +65,8 @@ using directory_actor = caf::typed_actor<
     caf::replies_to<run_atom, std::string>::with<std::string>,
     caf::replies_to<runs_atom, std::string, int64_t, uint32_t>::with<std::string>,
     caf::replies_to<logs_atom, log_query>::with<std::string>,
-    caf::replies_to<purge_atom, int64_t, std::string>::with<std::string>>;
+    caf::replies_to<purge_atom, int64_t, std::string>::with<std::string>,
+    caf::reacts_to<placed_atom>, caf::reacts_to<storage::refresh_atom, std::string>>;
 
 using sweep_atom = caf::atom_constant<caf::atom("tsweep")>;
 

@@ -10,6 +10,14 @@ namespace tessera::task {
 using json = nlohmann::json;
 using ops_t = std::vector<adapters::write_op>;
 
+caf::expected<int64_t> newest_run_seq(const adapters::kv_store& store, const std::string& task_id) {
+  auto rows = store.range(run_key(task_id, 0), run_prefix(task_id) + "~", 1, true);
+  if (!rows) return rows.error();
+  if (rows->empty()) return int64_t{0};
+  auto r = decode_run(rows->front().second);
+  return r ? r->seq : int64_t{0};
+}
+
 caf::expected<std::string> runs_page(const adapters::kv_store& store, const std::string& task_id,
                                      int64_t before_seq, uint32_t limit) {
   auto from = run_key(task_id, 0);
@@ -32,6 +40,12 @@ caf::expected<std::string> runs_page(const adapters::kv_store& store, const std:
 ops_t trim_ops(const adapters::kv_store& store, const std::string& task_id, int64_t newest_seq,
                uint32_t keep_runs, const std::function<bool(int64_t)>& held) {
   ops_t ops;
+  // The newest claims are kept (a race between two owners is about the latest times).
+  auto prefix = claim_prefix(task_id);
+  if (auto claims = store.range(prefix, prefix + "~", kept_claims * 2, false);
+      claims && claims->size() > kept_claims)
+    for (size_t i = 0; i + kept_claims < claims->size(); ++i)
+      ops.push_back({(*claims)[i].first, {}, true});
   auto below = newest_seq - static_cast<int64_t>(keep_runs) + 1;
   if (below <= 1) return ops;
   auto rows = store.range(run_key(task_id, 0), run_key(task_id, below), 64, false);
@@ -47,7 +61,8 @@ ops_t trim_ops(const adapters::kv_store& store, const std::string& task_id, int6
 
 caf::expected<ops_t> erase_task_ops(const adapters::kv_store& store, const std::string& task_id) {
   ops_t ops{{task_key(task_id), {}, true}, {state_key(task_id), {}, true}};
-  for (auto prefix : {run_prefix(task_id), std::string{running_prefix} + task_id + "/"}) {
+  for (auto prefix :
+       {run_prefix(task_id), std::string{running_prefix} + task_id + "/", claim_prefix(task_id)}) {
     auto rows = store.scan(prefix, "", 100'000'000);
     if (!rows) return rows.error();
     for (auto& [key, _] : *rows) ops.push_back({key, {}, true});

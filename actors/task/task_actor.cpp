@@ -28,7 +28,94 @@ task_machine::task_machine(caf::event_based_actor* self, task_env env, directory
 
 void task_machine::start() {
   count_enabled(rec_.enabled);
-  if (rec_.enabled) handle_due();
+  owning_ = owns();
+  if (rec_.enabled && owning_) handle_due();
+}
+
+void task_machine::placed() {
+  bool now = owns();
+  if (now == owning_ || deleted_) return;
+  owning_ = now;
+  if (!owning_) {
+    // Scheduled runs waiting here are the new owner's to plan; manual ones stay.
+    std::deque<pending_run> keep;
+    for (auto& p : pending_)
+      if (p.rp) keep.push_back(std::move(p));
+    pending_ = std::move(keep);
+    return unschedule();
+  }
+  reload_state([this] {
+    if (owning_ && rec_.enabled && !deleted_) handle_due();
+  });
+}
+
+void task_machine::changed_elsewhere(const std::string& record) {
+  if (deleted_) return;
+  if (record.empty()) {  // deleted by another node, which deleted the history too
+    deleted_ = true;
+    unschedule();
+    count_enabled(false);
+    self_->send(directory_, gone_atom::value, rec_.id);
+    for (auto& p : pending_)
+      if (p.rp) p.rp->deliver(gone());
+    for (auto& [_, w] : waiting_) w.deliver(gone());
+    updates_.fail_all(gone());
+    pending_.clear();
+    waiting_.clear();
+    sandbox::discard_warm(env_.atomic.sandbox, warm_key());
+    self_->quit();
+    return;
+  }
+  cron::schedule schedule;
+  auto r = decode(record, &schedule);
+  if (!r || r->version <= rec_.version) return;
+  auto old_key = warm_key();
+  bool limits_changed = r->timeout_ms != rec_.timeout_ms;
+  rec_ = std::move(*r);
+  schedule_ = std::move(schedule);
+  if (old_key != warm_key() || limits_changed) sandbox::discard_warm(env_.atomic.sandbox, old_key);
+  count_enabled(rec_.enabled);
+  // The updating node moved the state on (a re-timing's start): read it, then plan.
+  reload_state([this] {
+    if (deleted_) return;
+    if (rec_.enabled && owning_)
+      handle_due();
+    else
+      reschedule();
+  });
+}
+
+void task_machine::reload_state(std::function<void()> then) {
+  ++commits_in_flight_;  // a deletion waits for it
+  runtime::off_scheduler(self_, env_.readers, env_.atomic.request_timeout,
+                         [store = env_.store, id = rec_.id]() -> caf::expected<std::string> {
+                           auto value = store->get(state_key(id));
+                           if (!value) return value.error();
+                           task_state s;
+                           if (*value)
+                             if (auto d = decode_state(**value)) s = std::move(*d);
+                           auto newest = newest_run_seq(*store, id);
+                           if (!newest) return newest.error();
+                           s.run_seq = std::max(s.run_seq, *newest);
+                           return encode(s);  // (task_state is no message type)
+                         })
+      .then(
+          [this, then](std::string& encoded) {
+            auto s = decode_state(encoded).value_or(task_state{});
+            st_.last_scheduled = std::max(st_.last_scheduled, s.last_scheduled);
+            st_.run_seq = std::max(st_.run_seq, s.run_seq);
+            if (s.last_run > st_.last_run) {
+              st_.last_run = s.last_run;
+              st_.last_status = s.last_status;
+            }
+            committed();
+            then();
+          },
+          [this, then](caf::error& err) {
+            runtime::log_error("task '" + rec_.id + "': cannot read its state: " + detail_of(err));
+            committed();
+            then();
+          });
 }
 
 void task_machine::stopped() {
@@ -41,7 +128,7 @@ std::string task_machine::view() const {
 }
 
 void task_machine::fire(int64_t at) {
-  if (deleted_ || !rec_.enabled || at != next_run_) return;  // superseded
+  if (deleted_ || !rec_.enabled || !owning_ || at != next_run_) return;  // superseded
   // Shutting down: the time stays due (not marked handled), so the next start finds it.
   if (env_.gate && env_.gate->closed()) return;
   next_run_ = 0;
@@ -83,13 +170,14 @@ void task_machine::unschedule() {
 }
 
 void task_machine::reschedule() {
-  if (deleted_ || !rec_.enabled) return unschedule();
+  if (deleted_ || !rec_.enabled || !owning_) return unschedule();
   next_run_ = next_fire(schedule_, st_.last_scheduled, runtime::now_ms());
   self_->send(env_.scheduler, schedule_atom::value, rec_.id, next_run_, caf::actor{self_});
 }
 
 // Every scheduled time after the last one handled, up to now, is due (see the header).
 void task_machine::handle_due() {
+  if (!owning_) return reschedule();
   auto plan =
       plan_due(schedule_, rec_.misfire, env_.max_catch_up, st_.last_scheduled, runtime::now_ms());
   st_.last_scheduled = plan.last_scheduled;
@@ -146,6 +234,10 @@ caf::behavior task_actor(caf::event_based_actor* self, task_env env, directory_i
         return st->runs(before, limit);
       },
       [st](fire_atom, int64_t at) { st->fire(at); },
+      [st](placed_atom) { st->placed(); },
+      [st](storage::refresh_atom, const std::string&, const std::string& record) {
+        st->changed_elsewhere(record);
+      },
   };
 }
 

@@ -233,6 +233,14 @@ std::string run_prefix(std::string_view task_id) { return "run/" + std::string{t
 std::string run_key(std::string_view task_id, int64_t seq) {
   return run_prefix(task_id) + padded(seq);
 }
+std::string claim_prefix(std::string_view task_id) {
+  return "taskclaim/" + std::string{task_id} + "/";
+}
+std::string claim_key(std::string_view task_id, int64_t scheduled_for) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%013lld", static_cast<long long>(scheduled_for));
+  return claim_prefix(task_id) + buf;
+}
 std::string running_key(std::string_view task_id, int64_t seq) {
   return std::string{running_prefix} + std::string{task_id} + "/" + padded(seq);
 }

@@ -105,6 +105,11 @@ std::string run_key(std::string_view task_id, int64_t seq);
 std::string run_prefix(std::string_view task_id);
 std::string running_key(std::string_view task_id, int64_t seq);
 inline constexpr std::string_view running_prefix = "running/";
+// A scheduled time's claim (empty value): written, on condition that it is absent, with the
+// start of its run (or its skipped record), so that each (task, time) runs once across a
+// cluster even while two nodes both act as its owner.
+std::string claim_key(std::string_view task_id, int64_t scheduled_for);
+std::string claim_prefix(std::string_view task_id);
 
 std::string encode(const run_record& r);
 std::optional<run_record> decode_run(std::string_view value);

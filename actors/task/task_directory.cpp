@@ -175,6 +175,30 @@ class directory {
     return rp;
   }
 
+  // The cluster's members changed: every task actor asks whether it owns its schedule now.
+  void placed() {
+    for (auto& id : actors_.live_ids())
+      if (auto a = actors_.find(id)) caf::anon_send(a, placed_atom::value);
+  }
+
+  // Another node changed task `id`: its record goes to its actor (newer, or empty: deleted),
+  // or a task created elsewhere gets its actor here.
+  void refresh(const std::string& id) {
+    auto value = cfg_.store->get(task_key(id));
+    if (!value) {
+      runtime::log_error("cannot read task '" + id +
+                         "' changed by another node: " + detail_of(value.error()));
+      return;
+    }
+    if (auto a = actors_.find(id)) {
+      caf::anon_send(a, storage::refresh_atom::value, id, value->value_or(std::string{}));
+      return;
+    }
+    if (!*value) return;
+    auto state = cfg_.store->get(state_key(id));
+    start(id, std::move(**value), state && *state ? **state : std::string{});
+  }
+
   caf::result<std::string> logs(const log_query& q) const { return query_logs(*cfg_.store, q); }
 
   caf::result<std::string> purge(int64_t before, const std::string& task_id) {
@@ -269,6 +293,8 @@ directory_impl::behavior_type task_directory(directory_impl::pointer self, direc
       },
       [dir](gone_atom, const std::string& id) { dir->actors().gone(id); },
       [dir](sweep_atom) { dir->sweep(); },
+      [dir](placed_atom) { dir->placed(); },
+      [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },
   };
 }
 

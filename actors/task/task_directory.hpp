@@ -18,6 +18,9 @@
 //   (logs_atom, log_query) -> {"logs":[...], "count"} (run_log.hpp)
 //   (purge_atom, int64_t before_ms, std::string task_id or "") -> {"deleted": n}
 //   (gone_atom, id) from task actors -> no reply
+//   (placed_atom) -> no reply; the cluster's members changed: told to every task actor
+//   (storage::refresh_atom, id) -> no reply; another node changed task `id` (the change
+//       feed): its record goes to its actor, or a task created elsewhere gets one here
 // Shutdown: an exit (user_shutdown) stops every task actor, then the directory.
 #pragma once
 

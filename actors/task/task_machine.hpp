@@ -45,16 +45,23 @@ class task_machine {
   caf::result<std::string> runs(int64_t before, uint32_t limit);
   caf::result<std::string> update(actors::update_request u);
   caf::result<std::string> erase();
+  void placed();
+  void changed_elsewhere(const std::string& record);
 
  private:
   // A run decided but not started (queued by queue_one or catch_up), or a manual one waiting.
   struct pending_run {
     planned_run run;
     std::optional<reply_promise> rp;
+    int attempts = 0;  // starts lost to a run number another node took
   };
 
   // --- task_actor.cpp: scheduling
   std::string warm_key() const;
+  bool owns() const { return !env_.owns_schedule || env_.owns_schedule(rec_.id); }
+  // Reads the stored state (and the newest run's number) and takes what is newer there, then
+  // `then` (also when the read failed: what is in memory stands).
+  void reload_state(std::function<void()> then);
   caf::error gone() const;
   bool busy() const { return running_ > 0 || !pending_.empty(); }
   void count_enabled(bool on);
@@ -67,6 +74,7 @@ class task_machine {
   // --- task_runs.cpp: runs and commits
   void skip_run(const planned_skip& skip);
   void start_run(pending_run pending);
+  void lost_start(pending_run pending, int64_t seq);
   void execute(std::shared_ptr<run_record> r);
   void finish_run(std::shared_ptr<run_record> r, caf::expected<storage::atomic_outcome> out);
   void trim(int64_t seq, std::function<void()> then);
@@ -91,6 +99,7 @@ class task_machine {
   int running_ = 0;
   int in_gate_ = 0;  // runs counted in env_.gate
   bool deleted_ = false;
+  bool owning_ = true;  // this node fires the task's schedule (env.owns_schedule)
   int commits_in_flight_ = 0;
   std::optional<reply_promise> erase_promise_;  // while the erase waits or commits
   bool counted_enabled_ = false;

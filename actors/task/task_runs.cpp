@@ -41,8 +41,14 @@ void task_machine::skip_run(const planned_skip& skip) {
   }
   auto r = begin_run(rec_.id, ++st_.run_seq, skip.run, runtime::now_ms(), "skipped");
   r.error = {{"kind", skip.reason}, {"message", skip.message}};
-  ops_t ops{{state_key(rec_.id), encode(st_), false}, {run_key(rec_.id, r.seq), encode(r), false}};
+  ops_t ops{{state_key(rec_.id), encode(st_), false},
+            {run_key(rec_.id, r.seq), encode(r), false, adapters::write_op::absent}};
+  if (skip.run.scheduled_for)
+    ops.push_back(
+        {claim_key(rec_.id, skip.run.scheduled_for), {}, false, adapters::write_op::absent});
   commit(std::move(ops), [this, seq = r.seq](caf::error err) {
+    // A conflict: another node recorded this time, or took this run number: read the state.
+    if (code_of(err) == errc::conflict) return reload_state([] {});
     if (!err && !deleted_) trim(seq, [] {});
   });
 }
@@ -65,14 +71,66 @@ void task_machine::start_run(pending_run pending) {
         std::chrono::milliseconds{std::max<int64_t>(r->started_at - run.scheduled_for, 0)});
   ++running_;
   if (pending.rp) waiting_.emplace(r->seq, *pending.rp);
-  // Written ahead: the scheduled time counts as handled before the handler runs.
+  // Written ahead: the scheduled time counts as handled before the handler runs. The run
+  // number and the time's claim must be free (another node may run this task too).
   ops_t ops{{state_key(rec_.id), encode(st_), false},
-            {run_key(rec_.id, r->seq), encode(*r), false},
+            {run_key(rec_.id, r->seq), encode(*r), false, adapters::write_op::absent},
             {running_key(rec_.id, r->seq), "", false}};
-  commit(std::move(ops), [this, r](caf::error err) {
+  if (run.scheduled_for)
+    ops.push_back({claim_key(rec_.id, run.scheduled_for), {}, false, adapters::write_op::absent});
+  auto retry = std::make_shared<pending_run>(pending);
+  commit(std::move(ops), [this, r, retry](caf::error err) {
+    if (code_of(err) == errc::conflict && !deleted_) return lost_start(std::move(*retry), r->seq);
     if (err || deleted_)
       return finish_run(r, caf::expected<storage::atomic_outcome>{err ? err : gone()});
     execute(r);
+  });
+}
+
+// A start that conflicted: another node took this run number, or (a scheduled time) ran this
+// time already. Nothing was written; the state is read again, then a manual run or a time
+// nobody claimed starts again with the next free number.
+void task_machine::lost_start(pending_run pending, int64_t seq) {
+  --running_;
+  if (env_.gate && in_gate_ > 0) {
+    --in_gate_;
+    env_.gate->leave();
+  }
+  waiting_.erase(seq);
+  auto at = pending.run.scheduled_for;
+  auto p = std::make_shared<pending_run>(std::move(pending));
+  reload_state([this, p, at] {
+    if (deleted_) {
+      if (p->rp) p->rp->deliver(gone());
+      return start_next();
+    }
+    auto claimed = [store = env_.store, id = rec_.id, at]() -> caf::expected<bool> {
+      if (!at) return false;
+      auto v = store->get(claim_key(id, at));
+      if (!v) return v.error();
+      return v->has_value();
+    };
+    runtime::off_scheduler(self_, env_.readers, env_.atomic.request_timeout, claimed)
+        .then(
+            [this, p](bool taken) {
+              if (taken) {  // another node ran this time
+                if (env_.metrics) env_.metrics->count_skip("claimed_elsewhere");
+                return start_next();
+              }
+              if (++p->attempts >= 3) {
+                if (p->rp)
+                  p->rp->deliver(
+                      make_error(errc::conflict, "task '" + rec_.id +
+                                                     "': other nodes kept taking its run numbers; "
+                                                     "try again"));
+                return start_next();
+              }
+              start_run(std::move(*p));
+            },
+            [this, p](caf::error& err) {
+              if (p->rp) p->rp->deliver(err);
+              start_next();
+            });
   });
 }
 

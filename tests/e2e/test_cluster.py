@@ -2,6 +2,7 @@
 nodes, and the version fence (docs/architecture.md, "Cluster"). Every node runs with a 300 ms
 heartbeat and a 1.5 s lease unless a test says otherwise: a lost node is found within about
 two seconds, and a node slowed down by AddressSanitizer on two cores is not mistaken for one."""
+import datetime
 import signal
 import subprocess
 import time
@@ -364,3 +365,104 @@ def test_a_panel_created_changed_and_deleted_on_one_node_follows_on_the_others(s
     wait_until(lambda: b.request("GET", "/api/panels/p").status == 200, 5)
     twice = b.request("POST", "/api/panels", {"id": "p", "template": "twice"})
     assert twice.status == 409, twice
+
+
+COUNT_RUNS = ("def on_schedule(storage):\n"
+              "    storage['c']['n'] = storage['c'].get('n', 0) + 1\n")
+
+
+def task_runs(node, id="t"):
+    res = node.request("GET", f"/api/tasks/{id}/runs?limit=100")
+    assert res.status == 200, res
+    return res.body["runs"]
+
+
+def runs_done(node):
+    return sum(v for (name, _), v in node.metrics().items() if name == "tessera_task_runs_total")
+
+
+def ts(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node_loss(
+        server, tmp_path):
+    _, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    a = nodes[0]
+    assert a.request("POST", "/api/storages", {"id": "c", "data": {"n": 0}}).status == 201
+    res = a.request("POST", "/api/tasks", {"id": "t", "schedule": "* * * * * *",
+                                           "handler": COUNT_RUNS, "storage_ids": ["c"]})
+    assert res.status == 201, res
+    wait_until(lambda: len([r for r in task_runs(a) if r["status"] == "succeeded"]) >= 3, 20,
+               lambda: task_runs(a))
+    # One node, its owner, runs it: the others' run counters stay still.
+    counts = [runs_done(n) for n in nodes]
+    assert len([c for c in counts if c > 0]) == 1, counts
+    owner = nodes[[c > 0 for c in counts].index(True)]
+    survivors = [n for n in nodes if n is not owner]
+    owner.kill9()
+    killed_at = datetime.datetime.now(datetime.timezone.utc)
+    survivor = survivors[0]
+    # A survivor takes the schedule over within the lease and a second.
+    def first_after_kill():
+        later = [r for r in task_runs(survivor)
+                 if r["status"] == "succeeded" and ts(r["started_at"]) > killed_at]
+        return min(later, key=lambda r: r["started_at"]) if len(later) >= 3 else None
+    first = wait_until(first_after_kill, 20, lambda: task_runs(survivor))
+    takeover = (ts(first["started_at"]) - killed_at).total_seconds()
+    assert takeover < LEASE_MS / 1000 + 1.0 + 0.5, (takeover, first)
+    res = survivor.request("PATCH", "/api/tasks/t", {"enabled": False})
+    assert res.status == 200, res
+    disabled_at = datetime.datetime.now(datetime.timezone.utc)
+    # Disabled on every node (the change feed): the owner stops firing it.
+    for node in survivors:
+        wait_until(lambda: node.request("GET", "/api/tasks/t").body["next_run"] is None, 5,
+                   lambda: node.request("GET", "/api/tasks/t").body)
+
+    def settled():
+        rs = task_runs(survivor)
+        return rs if all(r["status"] != "running" or ts(r["started_at"]) < killed_at
+                         for r in rs) else None
+    rs = wait_until(settled, 10)
+    late = [r for r in rs if ts(r["scheduled_for"]) > disabled_at + datetime.timedelta(seconds=1)]
+    assert not late, late
+    # Exactly one run per scheduled second, before and after the loss.
+    slots = [r["scheduled_for"] for r in rs if r["scheduled_for"]]
+    assert len(slots) == len(set(slots)), sorted(slots)
+    succeeded = len([r for r in rs if r["status"] == "succeeded"])
+    cut_off = len([r for r in rs if r["status"] == "running"])  # in flight on the killed node
+    n = survivor.request("GET", "/api/storages/c").body["data"]["n"]
+    assert succeeded <= n <= succeeded + cut_off, (n, succeeded, cut_off)
+    # The two survivors split nothing: one of them ran it after the loss.
+    assert len([s for s in survivors if runs_done(s) > 0]) == 1
+
+
+def test_two_servers_firing_one_task_on_one_database_run_each_second_once(server, tmp_path):
+    """Without the cluster every server fires every task it knows: the claims make each
+    scheduled second run once, and run numbers taken by the other server are not reused."""
+    url = postgres.shared().database_for(tmp_path / "shared")
+    shared = ("--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}")
+    one = server(*shared)
+    assert one.request("POST", "/api/storages", {"id": "c", "data": {"n": 0}}).status == 201
+    res = one.request("POST", "/api/tasks", {"id": "t", "schedule": "* * * * * *",
+                                             "handler": COUNT_RUNS, "storage_ids": ["c"]})
+    assert res.status == 201, res
+    two = server(*shared)  # loads t at start, and fires it too
+    wait_until(lambda: len([r for r in task_runs(one) if r["status"] == "succeeded"]) >= 6, 20,
+               lambda: task_runs(one))
+    for node in (one, two):  # neither hears of the other's update: disable on both
+        assert node.request("PATCH", "/api/tasks/t", {"enabled": False}).status == 200
+    rs = wait_until(lambda: (lambda rs: rs if all(r["status"] != "running" for r in rs)
+                             else None)(task_runs(one)), 10)
+    slots = [r["scheduled_for"] for r in rs if r["scheduled_for"]]
+    assert len(slots) == len(set(slots)), sorted(slots)
+    seqs = [r["run_id"] for r in rs]
+    assert len(seqs) == len(set(seqs)), seqs
+    succeeded = len([r for r in rs if r["status"] == "succeeded"])
+    assert one.request("GET", "/api/storages/c").body["data"]["n"] == succeeded
+    assert runs_done(one) + runs_done(two) >= succeeded
+    # Both fired: the later one lost its claim on the seconds the other had run.
+    lost = sum(n.metric("tessera_task_skips_total", reason="claimed_elsewhere") for n in (one, two))
+    assert lost >= 1

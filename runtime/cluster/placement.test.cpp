@@ -1,0 +1,65 @@
+// Placement (placement.hpp): rendezvous hashing and what a node owns.
+#include "runtime/cluster/placement.hpp"
+
+#include <doctest/doctest.h>
+
+#include <map>
+
+using namespace tessera::runtime::cluster;
+
+namespace {
+
+std::vector<std::string> keys(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back("task/t" + std::to_string(i));
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("runtime.cluster.placement") {
+  TEST_CASE("every node computes the same owner whatever order it lists the members in") {
+    std::vector<std::string> abc{"a", "b", "c"}, cab{"c", "a", "b"};
+    for (auto& k : keys(200)) CHECK(owner_of(k, abc) == owner_of(k, cab));
+    CHECK(owner_of("task/x", {}).empty());
+    CHECK(owner_of("task/x", {"only"}) == "only");
+  }
+
+  TEST_CASE("keys spread over the members") {
+    std::map<std::string, int> count;
+    for (auto& k : keys(3000)) ++count[owner_of(k, {"a", "b", "c"})];
+    REQUIRE(count.size() == 3);
+    for (auto& [member, n] : count) CHECK_MESSAGE(n > 800, member << " owns " << n);
+  }
+
+  TEST_CASE("a member's loss moves only what it owned") {
+    int moved = 0;
+    for (auto& k : keys(1000)) {
+      auto before = owner_of(k, {"a", "b", "c"});
+      auto after = owner_of(k, {"a", "c"});
+      if (before != "b") CHECK(after == before);
+      if (before == "b") ++moved;
+    }
+    CHECK(moved > 0);
+  }
+
+  TEST_CASE("a node owns nothing before its first view or while it is not alive") {
+    placement p;
+    CHECK_FALSE(p.owns("task/x"));
+    CHECK(p.set("a", {"a"}));
+    CHECK(p.owns("task/x"));
+    CHECK_FALSE(p.set("a", {"a"}));  // nothing changed: same epoch
+    auto epoch = p.epoch();
+    CHECK(p.set("a", {"b", "c"}));  // a paused past its lease: not among the alive
+    CHECK(p.epoch() == epoch + 1);
+    for (auto& k : keys(50)) CHECK_FALSE(p.owns(k));
+  }
+
+  TEST_CASE("of three alive nodes each owns exactly the keys owner_of gives it") {
+    placement a, b, c;
+    a.set("a", {"a", "b", "c"});
+    b.set("b", {"c", "b", "a"});
+    c.set("c", {"b", "a", "c"});
+    for (auto& k : keys(300)) CHECK(int{a.owns(k)} + int{b.owns(k)} + int{c.owns(k)} == 1);
+  }
+}
