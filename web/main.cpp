@@ -154,6 +154,7 @@ int serve(const config::settings& s) {
   auto hub = std::make_shared<web::live_hub>(*registry);
   runtime::cluster::membership_metrics cluster_metrics{*registry};
   runtime::cluster::change_feed_metrics feed_metrics{*registry};
+  runtime::cluster::forward_metrics forwarded{*registry};
   // A cluster's nodes hear of each other's writes (change_feed.hpp). It listens before the
   // actors load anything, so every change after what they read is handed on to them.
   std::unique_ptr<runtime::cluster::change_feed> feed;
@@ -195,6 +196,12 @@ int serve(const config::settings& s) {
   senv.readers = readers;
   senv.commits = &commits;
   senv.committer = committer;
+  // In a cluster, where each key's owner is (placement.hpp): storage requests go there.
+  auto place = std::make_shared<runtime::cluster::placement>();
+  if (s.cluster.enabled) {
+    senv.placement = place;
+    senv.forwarded = forwarded.storage;
+  }
   auto directory =
       system.spawn(storage::storage_directory, senv, actor_metrics.for_kind("storage"));
   if (s.sandbox_isolation == "process")
@@ -233,7 +240,6 @@ int serve(const config::settings& s) {
   tenv.readers = readers;
   // In a cluster a task's schedule is fired by its owner only (placement.hpp); until this
   // node's first view of the members it owns none.
-  auto place = std::make_shared<runtime::cluster::placement>();
   if (s.cluster.enabled)
     tenv.owns_schedule = [place](const std::string& id) { return place->owns("task/" + id); };
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
@@ -281,7 +287,9 @@ int serve(const config::settings& s) {
   caf::actor members_follower;
   if (auto* port = std::get_if<uint16_t>(&bound); port && s.cluster.enabled) {
     // After the bind (the HTTP port is part of the member's row), before any request is served.
-    auto joined = runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics);
+    auto joined =
+        runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics, place,
+                                             {{"storage", caf::actor_cast<caf::actor>(directory)}});
     if (joined) {
       cluster = *joined;
       members_follower = runtime::cluster::follow_members(

@@ -75,6 +75,7 @@
 #include "adapters/kv/kv_store.hpp"
 #include "config/settings.hpp"
 #include "runtime/blocking_pool.hpp"
+#include "runtime/cluster/placement.hpp"
 #include "runtime/committer.hpp"
 
 namespace prometheus {
@@ -95,6 +96,10 @@ struct storage_env {
   size_t max_live = 0;  // the directory passivates the least recently used beyond it (0: none)
   // Where the load runs (runtime/blocking_pool.hpp); without one, on a one-shot thread.
   std::shared_ptr<runtime::blocking_pool> readers = nullptr;
+  // In a cluster: where each storage's owner is (the directory forwards to it), and the
+  // forwarding's metrics. None: every storage is served here.
+  std::shared_ptr<runtime::cluster::placement> placement = nullptr;
+  runtime::cluster::forward_metrics::kind forwarded{};
 
   // storage.idle_passivate_ms, storage.max_live, config::actor_wait; the store, the committer
   // and the metrics are the caller's to set.

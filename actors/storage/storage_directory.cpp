@@ -1,10 +1,13 @@
 #include "actors/storage/storage_directory.hpp"
 
 #include <caf/all.hpp>
+#include <tuple>
+#include <type_traits>
 
 #include "actors/common/actor_directory.hpp"
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
+#include "runtime/cluster/node_actor.hpp"
 
 namespace tessera::storage {
 namespace {
@@ -57,18 +60,72 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
     dir->stop_all();
     self->quit(caf::exit_reason::user_shutdown);  // the linked catalog quits with us
   });
+  // In a cluster, the node actor of the node owning `id` when that is another node and the
+  // request came from this one (a request from another node is served here: it was sent here
+  // as to the owner).
+  auto owner_elsewhere = [=](const std::string& id) -> caf::actor {
+    if (!shared_env->placement) return {};
+    auto& sender = self->current_sender();
+    if (sender && sender->node() != self->node()) return {};
+    return shared_env->placement->gateway_for(std::string{key_prefix} + id);
+  };
+  // The request `msg` for `id` sent to its owner's node, whose answer goes to the requester.
+  // When the owner does not answer (lost, or paused past the wait), a read is served here; a
+  // write is answered storage_failure, its outcome unknown.
+  auto forward = [=](caf::actor owner, const std::string& id, bool read,
+                     caf::message msg) -> caf::result<storage_record> {
+    auto rp = self->make_response_promise<storage_record>();
+    auto m = shared_env->forwarded;
+    if (m.requests) m.requests->Increment();
+    auto start = std::chrono::steady_clock::now();
+    self->request(owner, shared_env->commit_timeout, runtime::cluster::forward_atom::value,
+                  std::string{"storage"}, msg)
+        .then(
+            [=](storage_record& r) mutable {
+              if (m.seconds)
+                m.seconds->Observe(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                        .count());
+              rp.deliver(std::move(r));
+            },
+            [=](caf::error& err) mutable {
+              if (err.category() == error_category) return rp.deliver(err);  // the owner's answer
+              if (m.failures) m.failures->Increment();
+              if (!read)
+                return rp.deliver(make_error(
+                    errc::storage_failure,
+                    "the node owning storage '" + id + "' did not answer the write (" +
+                        self->system().render(err) + "); it may or may not have landed"));
+              auto local = dir->route(id);
+              self->request(local, shared_env->commit_timeout, msg)
+                  .then([=](storage_record& r) mutable { rp.deliver(std::move(r)); },
+                        [=](caf::error& e) mutable { rp.deliver(e); });
+            });
+    return rp;
+  };
   // A request for `id` delegated to its actor (which answers the requester), or invalid_argument.
   auto to_owner = [=](const std::string& id, auto... xs) -> caf::result<storage_record> {
     if (!valid_storage_id(id)) return bad_id(id);
+    if (auto owner = owner_elsewhere(id)) {
+      bool read = std::is_same_v<std::tuple_element_t<0, std::tuple<decltype(xs)...>>, read_atom>;
+      return forward(owner, id, read, caf::make_message(xs...));
+    }
     return dir->forward<storage_record>(id, xs...);
   };
   // A transaction step for `id`; a bad id is refused to the transaction at once.
   auto step = [=](const std::string& id, auto... xs) {
-    if (valid_storage_id(id))
-      self->delegate(dir->route(id), xs...);
-    else
+    if (!valid_storage_id(id)) {
       caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), refused_atom::value, id,
                      bad_id(id));
+      return;
+    }
+    if (auto owner = owner_elsewhere(id)) {
+      if (auto m = shared_env->forwarded; m.requests) m.requests->Increment();
+      self->delegate(owner, runtime::cluster::forward_atom::value, std::string{"storage"},
+                     caf::make_message(xs...));
+      return;
+    }
+    self->delegate(dir->route(id), xs...);
   };
   return {
       [=](read_atom a, const std::string& id) { return to_owner(id, a, id); },

@@ -77,10 +77,13 @@ caf::error configure_cluster_transport(caf::actor_system_config& cfg,
 }
 
 caf::expected<cluster_node> start_cluster_node(caf::actor_system& system, const config::settings& s,
-                                               uint16_t http_port, membership_metrics& metrics) {
+                                               uint16_t http_port, membership_metrics& metrics,
+                                               std::shared_ptr<placement> place,
+                                               std::map<std::string, caf::actor> locals) {
   auto& c = s.cluster;
   auto name = node_name(s, http_port);
-  auto peers = spawn_peers(system, {name, c.tls(), c.heartbeat, c.lease});
+  auto peers = spawn_peers(
+      system, {name, std::move(place), std::move(locals), c.tls(), c.heartbeat, c.lease});
   auto stop_peers = [&] { caf::anon_send_exit(peers.local, caf::exit_reason::user_shutdown); };
   auto port = publish_node(peers.published, c.listen, c.tls());
   if (!port) {

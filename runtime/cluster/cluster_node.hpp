@@ -17,6 +17,7 @@
 #include "runtime/cluster/membership.hpp"
 #include "runtime/cluster/node_actor.hpp"
 #include "runtime/cluster/peers.hpp"
+#include "runtime/cluster/placement.hpp"
 
 namespace tessera::runtime::cluster {
 
@@ -25,8 +26,12 @@ struct cluster_node {
   peers_actor peers;  // also the published node actor
 };
 
+// `place` learns the connected peers' node actors; `locals` are the directories the node
+// actor hands forwarded requests to, by kind (node_actor.hpp).
 caf::expected<cluster_node> start_cluster_node(caf::actor_system& system, const config::settings& s,
-                                               uint16_t http_port, membership_metrics& metrics);
+                                               uint16_t http_port, membership_metrics& metrics,
+                                               std::shared_ptr<placement> place,
+                                               std::map<std::string, caf::actor> locals);
 
 void stop_cluster_node(caf::actor_system& system, cluster_node& node);
 

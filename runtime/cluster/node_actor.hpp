@@ -1,6 +1,7 @@
 // What a node publishes on cluster.listen (CAF's middleman, over TLS with cluster.tls_*), the
 // other nodes' way in, and how nodes reach each other. The published actor is a gateway that
-// hands the hello to the peers actor (peers.hpp) and answers nothing else.
+// hands the hello to the peers actor (peers.hpp), and forwarded requests to this node's
+// directories, and answers nothing else.
 //
 // Protocol (node_actor):
 //   (hello_atom, caller name, caller generation, caller's actor) -> (name, generation) of this
@@ -9,6 +10,10 @@
 //       over TLS, CAF 0.17 drops a pair's connection when the second side dials too). Safe
 //       to repeat. The caller compares the answer with the member row it dialled, so an
 //       address reused by another process is not mistaken for the member.
+//   (forward_atom, kind, message) -> whatever `message` gets from this node's directory of
+//       `kind` ("storage"), which it is delegated to: the requester (on the sending node)
+//       gets the answer, and the directory, seeing a requester on another node, serves it
+//       here (placement.hpp). An unknown kind: invalid_argument.
 //
 // Transport: `publish_node` binds the listen address (blocking, at start); `connect_atom`
 // requests to `transport_of(system)` connect to a peer without blocking (a frozen peer would
@@ -26,9 +31,11 @@
 namespace tessera::runtime::cluster {
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using forward_atom = caf::atom_constant<caf::atom("forward")>;
 
 using node_actor = caf::typed_actor<
-    caf::replies_to<hello_atom, std::string, int64_t, caf::actor>::with<std::string, int64_t>>;
+    caf::replies_to<hello_atom, std::string, int64_t, caf::actor>::with<std::string, int64_t>,
+    caf::reacts_to<forward_atom, std::string, caf::message>>;
 
 // Publishes `node` at `listen` (port 0 picks one); returns the port. Plain TCP unless `tls`.
 caf::expected<uint16_t> publish_node(const node_actor& node, const config::listen_address& listen,

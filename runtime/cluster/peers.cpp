@@ -4,14 +4,17 @@
 #include <caf/all.hpp>
 #include <map>
 
+#include "adapters/error.hpp"
 #include "runtime/log.hpp"
 
 namespace tessera::runtime::cluster {
 namespace {
 
 using redial_atom = caf::atom_constant<caf::atom("redial")>;
+using gateway_atom = caf::atom_constant<caf::atom("gateway")>;
 using peers_impl =
-    peers_actor::extend_with<node_actor>::extend<caf::reacts_to<redial_atom, int64_t>>;
+    peers_actor::extend_with<node_actor>::extend<caf::reacts_to<redial_atom, int64_t>,
+                                                 caf::reacts_to<gateway_atom, caf::actor>>;
 
 struct peer {
   std::string name;
@@ -29,10 +32,20 @@ struct peers_state {
   // Newer members that said hello before this node's view showed them alive, by generation.
   std::map<int64_t, std::pair<std::string, caf::actor>> introduced;
   bool activating = false;
+  caf::actor gateway;  // this node's published node actor
   static inline const char* name = "cluster_peers";
 };
 
 using self_ptr = peers_impl::stateful_pointer<peers_state>;
+
+// The node actors this node is connected to, by member name, for the placement.
+void publish_routes(const self_ptr& self) {
+  if (!self->state.cfg.place) return;
+  std::map<std::string, caf::actor> by_name;
+  for (auto& [_, p] : self->state.peers)
+    if (p.handle) by_name[p.name] = p.handle;
+  self->state.cfg.place->set_gateways(std::move(by_name));
+}
 
 bool older(const self_ptr& self, int64_t generation) {
   return generation < self->state.view.generation;
@@ -61,6 +74,7 @@ void reached(self_ptr self, int64_t generation, caf::actor h) {
   log_info("cluster: connected to '" + p.name + "' (generation " + std::to_string(generation) +
            ") at " + p.address);
   p.why.clear();
+  publish_routes(self);
   maybe_activate(self);
 }
 
@@ -77,6 +91,7 @@ void failed(self_ptr self, int64_t generation, std::string why) {
                                                std::to_string(self->state.cfg.retry.count()) + " ms"
                                          : "; waiting for it to dial again"));
   p.why = std::move(why);
+  publish_routes(self);
   if (older(self, generation))
     self->delayed_send(self, self->state.cfg.retry, redial_atom::value, generation);
 }
@@ -84,8 +99,9 @@ void failed(self_ptr self, int64_t generation, std::string why) {
 // Says hello to an older member over `h`, and keeps `h` once it answers as the member.
 void greet(self_ptr self, int64_t generation, caf::actor h) {
   auto& st = self->state;
+  auto me = st.gateway ? st.gateway : caf::actor_cast<caf::actor>(self);
   self->request(caf::actor_cast<node_actor>(h), st.cfg.timeout, hello_atom::value, st.cfg.name,
-                st.view.generation, caf::actor_cast<caf::actor>(self))
+                st.view.generation, me)
       .then(
           [self, generation, h](std::string& name, int64_t answered) {
             auto it = self->state.peers.find(generation);
@@ -148,6 +164,7 @@ void follow(self_ptr self, const member_view& v) {
   for (auto& [generation, p] : st.peers)
     if (!next.count(generation) && p.handle) self->demonitor(p.handle);
   st.peers = std::move(next);
+  publish_routes(self);
   // Newer members that introduced themselves before they showed as alive here: adopted once
   // alive, dropped once dead.
   for (auto it = st.introduced.begin(); it != st.introduced.end();) {
@@ -217,6 +234,8 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
         return missing;
       },
       [self](redial_atom, int64_t generation) { dial(self, generation); },
+      [self](gateway_atom, caf::actor g) { self->state.gateway = std::move(g); },
+      [](forward_atom, const std::string&, const caf::message&) {},  // only the gateway's
       [self](hello_atom, const std::string& name, int64_t generation, caf::actor caller) {
         auto& st = self->state;
         if (caller && generation > st.view.generation) {
@@ -235,9 +254,19 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
 // nodes can send any message to a published actor (CAF does not filter by its interface), so
 // the peers actor's local protocol (views, attach) stays out of their reach. Linked: it ends
 // with the peers actor.
-node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers) {
+node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers,
+                                  std::map<std::string, caf::actor> locals) {
   self->link_to(peers);
   return {
+      [self, locals](forward_atom, const std::string& kind, caf::message& inner) {
+        auto it = locals.find(kind);
+        if (it == locals.end()) {
+          auto rp = self->make_response_promise();
+          rp.deliver(make_error(errc::invalid_argument, "this node serves no '" + kind + "'"));
+          return;
+        }
+        self->delegate(it->second, std::move(inner));
+      },
       [self, peers](hello_atom, std::string& name, int64_t generation,
                     caf::actor& caller) -> caf::delegated<std::string, int64_t> {
         return self->delegate(peers, hello_atom::value, std::move(name), generation,
@@ -249,8 +278,11 @@ node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers) {
 }  // namespace
 
 spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg) {
+  auto locals = cfg.locals;
   auto actor = system.spawn(peers, std::move(cfg));
-  return {caf::actor_cast<peers_actor>(actor), system.spawn(gateway, actor)};
+  auto published = system.spawn(gateway, actor, std::move(locals));
+  caf::anon_send(actor, gateway_atom::value, caf::actor_cast<caf::actor>(published));
+  return {caf::actor_cast<peers_actor>(actor), published};
 }
 
 }  // namespace tessera::runtime::cluster

@@ -4,7 +4,8 @@
 // It follows the membership actor's views. A member dials every alive member older than
 // itself (a smaller generation) that it is not connected to, says hello, checks the answer
 // (the name and generation of the member row it dialled), and watches the connection; the
-// older member keeps the caller's actor from the hello as its way back. After a loss the
+// older member keeps the caller's node actor from the hello as its way back; every node actor
+// connected is given to the placement (placement.hpp), by member name. After a loss the
 // newer one dials again every cluster.heartbeat_ms. Every dial and hello has a timeout
 // (cluster.lease_ms): a frozen peer never holds it. While this node is joining (at start, and
 // after it joined again as a newer generation: then it says hello again over the connections
@@ -25,11 +26,14 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 #include <chrono>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/cluster/membership.hpp"
 #include "runtime/cluster/node_actor.hpp"
+#include "runtime/cluster/placement.hpp"
 
 namespace tessera::runtime::cluster {
 
@@ -42,7 +46,9 @@ using peers_actor =
                      caf::replies_to<reached_atom>::with<std::vector<std::string>>>;
 
 struct peers_config {
-  std::string name;  // this node's
+  std::string name;                          // this node's
+  std::shared_ptr<placement> place;          // told the connected peers' node actors (may be null)
+  std::map<std::string, caf::actor> locals;  // the directories forwarded requests go to, by kind
   bool tls = false;
   std::chrono::milliseconds retry{1000};    // cluster.heartbeat_ms
   std::chrono::milliseconds timeout{3000};  // a dial's and a hello's, cluster.lease_ms

@@ -60,6 +60,40 @@ bool placement::owns(std::string_view key) const {
   return owner_of(key, alive_) == self_;
 }
 
+void placement::set_gateways(std::map<std::string, caf::actor> by_name) {
+  std::lock_guard lock{mutex_};
+  gateways_ = std::move(by_name);
+}
+
+caf::actor placement::gateway_for(std::string_view key) const {
+  std::lock_guard lock{mutex_};
+  if (alive_.empty()) return {};
+  auto owner = owner_of(key, alive_);
+  if (owner == self_) return {};
+  auto it = gateways_.find(owner);
+  return it == gateways_.end() ? caf::actor{} : it->second;
+}
+
+forward_metrics::forward_metrics(prometheus::Registry& registry) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("tessera_cluster_forwarded_requests_total")
+                       .Help("Requests this node forwarded to the node owning their actor")
+                       .Register(registry);
+  auto& failures = prometheus::BuildCounter()
+                       .Name("tessera_cluster_forward_failures_total")
+                       .Help("Forwarded requests the owning node did not answer")
+                       .Register(registry);
+  auto& seconds = prometheus::BuildHistogram()
+                      .Name("tessera_cluster_forward_seconds")
+                      .Help("Round trip of a forwarded request, owner's work included")
+                      .Register(registry);
+  storage.requests = &requests.Add({{"kind", "storage"}});
+  storage.failures = &failures.Add({{"kind", "storage"}});
+  storage.seconds = &seconds.Add({{"kind", "storage"}}, prometheus::Histogram::BucketBoundaries{
+                                                            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                            0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+}
+
 uint64_t placement::epoch() const {
   std::lock_guard lock{mutex_};
   return epoch_;

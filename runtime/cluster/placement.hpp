@@ -12,13 +12,24 @@
 //   its lease, joining again), it owns nothing, so two nodes never both act as owner for
 //   longer than one heartbeat plus a lease. Each set() that changes the alive members raises
 //   the epoch.
+// - set_gateways() keeps the node actors (node_actor.hpp) of the peers this node is connected
+//   to, by name (peers.hpp publishes them); gateway_for(key) is the owner's when another
+//   alive member owns `key` and is connected, else null: this node serves it (it owns it, or
+//   the owner cannot be reached now, or there is no cluster view yet; the version fence keeps
+//   two servers of one key from overwriting each other).
 // - follow_members spawns an actor that subscribes to the membership actor and keeps a
 //   placement up to date, calling `changed` (on that actor) after each change of the members.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,6 +48,8 @@ class placement {
   // is alive). False when nothing changed.
   bool set(std::string self, std::vector<std::string> alive);
   bool owns(std::string_view key) const;
+  void set_gateways(std::map<std::string, caf::actor> by_name);
+  caf::actor gateway_for(std::string_view key) const;
   uint64_t epoch() const;
   std::vector<std::string> members() const;
 
@@ -44,7 +57,21 @@ class placement {
   mutable std::mutex mutex_;
   std::string self_;
   std::vector<std::string> alive_;  // sorted
+  std::map<std::string, caf::actor> gateways_;
   uint64_t epoch_ = 0;
+};
+
+// tessera_cluster_forwarded_requests_total{kind}, ..._forward_failures_total{kind} and
+// tessera_cluster_forward_seconds{kind}: requests this node sent to their owner, those that
+// got no answer, and their round trips.
+struct forward_metrics {
+  explicit forward_metrics(prometheus::Registry& registry);
+  struct kind {
+    prometheus::Counter* requests = nullptr;
+    prometheus::Counter* failures = nullptr;
+    prometheus::Histogram* seconds = nullptr;
+  };
+  kind storage;
 };
 
 caf::actor follow_members(caf::actor_system& system, const membership_actor& membership,

@@ -5,6 +5,7 @@ two seconds, and a node slowed down by AddressSanitizer on two cores is not mist
 import datetime
 import signal
 import subprocess
+import threading
 import time
 
 import postgres
@@ -466,3 +467,57 @@ def test_two_servers_firing_one_task_on_one_database_run_each_second_once(server
     # Both fired: the later one lost its claim on the seconds the other had run.
     lost = sum(n.metric("tessera_task_skips_total", reason="claimed_elsewhere") for n in (one, two))
     assert lost >= 1
+
+
+def forwarded(node):
+    return node.metric("tessera_cluster_forwarded_requests_total", kind="storage")
+
+
+def test_a_write_through_one_node_is_read_back_at_once_through_any_other(server, tmp_path):
+    """Every storage has one owner (rendezvous hashing over the alive members); the others
+    forward its requests there, so a read anywhere sees every write acknowledged before."""
+    _, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    ids = [f"s{i}" for i in range(24)]
+    for i, id in enumerate(ids):
+        res = nodes[i % 3].request("POST", "/api/storages", {"id": id, "data": {"v": 0}})
+        assert res.status == 201, res
+    for round in range(1, 4):
+        for i, id in enumerate(ids):
+            writer, reader = nodes[(i + round) % 3], nodes[(i + round + 1) % 3]
+            res = writer.request("PATCH", f"/api/storages/{id}", {"data": {"v": round}})
+            assert res.status == 200, res
+            read = reader.request("GET", f"/api/storages/{id}").body
+            assert (read["version"], read["data"]) == (res.body["version"], {"v": round}), \
+                (id, res.body, read)
+    # Each node forwarded the requests for the storages it does not own.
+    assert all(forwarded(n) > 0 for n in nodes), [forwarded(n) for n in nodes]
+
+
+def test_concurrent_actions_through_three_nodes_on_one_storage_count_exactly(server, tmp_path):
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    counter_panel(nodes[0])
+    for node in nodes:
+        wait_until(lambda: node.request("GET", "/api/panels/p").status == 200, 5)
+    per_node, threads = 20, []
+    failures = []
+
+    def hammer(node):
+        for _ in range(per_node):
+            res = node.request("POST", "/api/panels/p/action", {"action": "inc"})
+            if res.status != 200:
+                failures.append(res)
+
+    for node in nodes:
+        for _ in range(2):
+            threads.append(threading.Thread(target=hammer, args=(node,)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    for node in nodes:
+        assert node.request("GET", "/api/storages/c").body["data"] == {"n": 6 * per_node}
