@@ -255,10 +255,18 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
 // the peers actor's local protocol (views, attach) stays out of their reach. Linked: it ends
 // with the peers actor.
 node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers,
-                                  std::map<std::string, caf::actor> locals) {
+                                  std::map<std::string, caf::actor> locals,
+                                  std::shared_ptr<placement> place) {
   self->link_to(peers);
   return {
-      [self, locals](forward_atom, const std::string& kind, caf::message& inner) {
+      [self, locals, place](forward_atom, const std::string& kind, caf::message& inner) {
+        // Only from the peers this node said hello with (TLS, when set, verified them).
+        auto& sender = self->current_sender();
+        if (!sender || !place || !place->connected(sender->node())) {
+          self->make_response_promise().deliver(
+              make_error(errc::unauthorized, "forwarded requests come from connected peers only"));
+          return;
+        }
         auto it = locals.find(kind);
         if (it == locals.end()) {
           auto rp = self->make_response_promise();
@@ -279,8 +287,9 @@ node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers,
 
 spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg) {
   auto locals = cfg.locals;
+  auto place = cfg.place;
   auto actor = system.spawn(peers, std::move(cfg));
-  auto published = system.spawn(gateway, actor, std::move(locals));
+  auto published = system.spawn(gateway, actor, std::move(locals), std::move(place));
   caf::anon_send(actor, gateway_atom::value, caf::actor_cast<caf::actor>(published));
   return {caf::actor_cast<peers_actor>(actor), published};
 }

@@ -74,6 +74,13 @@ caf::actor placement::gateway_for(std::string_view key) const {
   return it == gateways_.end() ? caf::actor{} : it->second;
 }
 
+bool placement::connected(const caf::node_id& node) const {
+  std::lock_guard lock{mutex_};
+  for (auto& [_, g] : gateways_)
+    if (g && g.node() == node) return true;
+  return false;
+}
+
 forward_metrics::forward_metrics(prometheus::Registry& registry) {
   auto& requests = prometheus::BuildCounter()
                        .Name("tessera_cluster_forwarded_requests_total")

@@ -50,6 +50,8 @@ class placement {
   bool owns(std::string_view key) const;
   void set_gateways(std::map<std::string, caf::actor> by_name);
   caf::actor gateway_for(std::string_view key) const;
+  // Whether `node` is a peer this node is connected to (said hello over a verified row).
+  bool connected(const caf::node_id& node) const;
   uint64_t epoch() const;
   std::vector<std::string> members() const;
 
