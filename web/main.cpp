@@ -131,6 +131,7 @@ runtime::cluster::change_feed::target change_feed_target(storage::directory_acto
           [=] {
             caf::anon_send(storages, storage::refresh_atom::value);
             caf::anon_send(panels, storage::refresh_atom::value);
+            caf::anon_send(tasks, storage::refresh_atom::value);
           }};
 }
 
@@ -220,7 +221,7 @@ int serve(const config::settings& s) {
   penv.metrics = &panel_metrics;
   auto panels =
       system.spawn(panel::panel_directory,
-                   panel::directory_config{*store, penv, actor_metrics.for_kind("panel")});
+                   panel::directory_config{*store, penv, actor_metrics.for_kind("panel"), readers});
   caf::anon_send(directory, storage::watch_atom::value,
                  storage::change_sink{panels});  // storage changes -> panels
 

@@ -80,6 +80,12 @@ void actor_directory::gone(const std::string& id) {
   forget(it);
 }
 
+void actor_directory::gone(const std::string& id, const caf::strong_actor_ptr& sender) {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.handle != caf::actor_cast<caf::actor>(sender)) return;
+  gone(id);
+}
+
 void actor_directory::down(const caf::down_msg& msg) {
   auto by = by_address_.find(msg.source);
   if (by == by_address_.end()) return;

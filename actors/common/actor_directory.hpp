@@ -64,6 +64,9 @@ class actor_directory {
   caf::actor route(const std::string& id);
   bool retire(const std::string& id, uint64_t handled, const caf::strong_actor_ptr& sender);
   void gone(const std::string& id);
+  // The same, told by `sender`: ignored unless it is the live actor of `id` (a report of an
+  // actor replaced meanwhile, by one created again for the id, changes nothing).
+  void gone(const std::string& id, const caf::strong_actor_ptr& sender);
   void down(const caf::down_msg& msg);
   void stop_all();
   size_t live() const { return live_.size(); }

@@ -113,7 +113,11 @@ class panel_state {
     }
     auto r = decode(value, env_.limits);
     if (!r) return runtime::log_error("unreadable panel record for " + rec_.id);
-    if (r->version > rec_.version) adopt(std::move(*r));
+    // Newer; or created again (another created_at); or another node's update of the same
+    // version won the race (what the store holds is the definition everywhere).
+    if (r->version > rec_.version || r->created_at != rec_.created_at ||
+        (r->version == rec_.version && encode(*r) != encode(rec_)))
+      adopt(std::move(*r));
   }
 
   caf::result<std::string> export_bundle() {

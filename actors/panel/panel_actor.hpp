@@ -42,8 +42,9 @@
 //       the commit checks every version, and a stale guess only costs a conflict or a call.
 //   (export_atom, id) -> {"metadata":{...,"storages":{id: data}},"template","handler"}
 //   (storage::refresh_atom, id, record) from the directory -> no reply; another node changed
-//       the panel: a record with a newer version becomes the definition (as an update's), an
-//       empty one (deleted elsewhere) ends the panel as erase does, without writing
+//       the panel: a record with a newer version (or created again, or the same version with
+//       another content: the store's wins) becomes the definition (as an update's), an empty
+//       one (deleted elsewhere) ends the panel as erase does, without writing
 //   (storage::changed_atom, storage_id, version) from the directory -> no reply; invalidates
 //       the render cache, re-renders when subscribed. Renders coalesce: one in flight at a time;
 //       changes meanwhile make one more render of the latest state (counted as coalesced).

@@ -146,7 +146,7 @@ class directory {
   }
 
   void read_again(const std::string& id) {
-    runtime::off_scheduler(self_, cfg_.env.atomic.request_timeout,
+    runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
                            [store = cfg_.store, id]() -> caf::expected<std::string> {
                              auto value = store->get(panel_key(id));
                              if (!value) return value.error();
@@ -155,6 +155,8 @@ class directory {
         .then(
             [this, id](std::string& value) {
               if (auto a = actors_.find(id)) {
+                // Deleted: forgotten now, so a panel created again meanwhile gets an actor.
+                if (value.empty()) forget(id);
                 caf::anon_send(a, storage::refresh_atom::value, id, std::move(value));
                 return;
               }
@@ -275,7 +277,13 @@ class directory {
     bindings_[id] = storage_ids;
   }
 
-  void gone(const std::string& id) {
+  void gone(const std::string& id, const caf::strong_actor_ptr& sender) {
+    auto a = actors_.find(id);
+    if (!a || a != caf::actor_cast<caf::actor>(sender)) return;  // replaced meanwhile
+    forget(id);
+  }
+
+  void forget(const std::string& id) {
     actors_.gone(id);
     unbind(id);
     bindings_.erase(id);
@@ -421,7 +429,7 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
       [dir](bound_atom, const std::string& id, const std::vector<std::string>& storage_ids) {
         dir->rebind(id, storage_ids);
       },
-      [dir](gone_atom, const std::string& id) { dir->gone(id); },
+      [self, dir](gone_atom, const std::string& id) { dir->gone(id, self->current_sender()); },
       [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },
       [dir](storage::refresh_atom) { dir->refresh_all(); },
   };

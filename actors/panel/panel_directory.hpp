@@ -44,6 +44,7 @@
 #include "actors/panel/panel_actor.hpp"
 #include "adapters/kv/kv_store.hpp"
 #include "runtime/actor_metrics.hpp"
+#include "runtime/blocking_pool.hpp"
 
 namespace tessera::panel {
 
@@ -51,6 +52,8 @@ struct directory_config {
   std::shared_ptr<adapters::kv_store> store;
   panel_env env;
   runtime::actor_kind_metrics metrics;
+  // Where reads of records changed by other nodes run (none: a one-shot thread each).
+  std::shared_ptr<runtime::blocking_pool> readers = nullptr;
 };
 
 directory_impl::behavior_type panel_directory(directory_impl::pointer self, directory_config cfg);

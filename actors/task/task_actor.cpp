@@ -36,14 +36,9 @@ void task_machine::placed() {
   bool now = owns();
   if (now == owning_ || deleted_) return;
   owning_ = now;
-  if (!owning_) {
-    // Scheduled runs waiting here are the new owner's to plan; manual ones stay.
-    std::deque<pending_run> keep;
-    for (auto& p : pending_)
-      if (p.rp) keep.push_back(std::move(p));
-    pending_ = std::move(keep);
-    return unschedule();
-  }
+  // Runs already queued here still run (their times count as handled in this node's state);
+  // their claims decide against the new owner.
+  if (!owning_) return unschedule();
   reload_state([this] {
     if (owning_ && rec_.enabled && !deleted_) handle_due();
   });
@@ -68,7 +63,11 @@ void task_machine::changed_elsewhere(const std::string& record) {
   }
   cron::schedule schedule;
   auto r = decode(record, &schedule);
-  if (!r || r->version <= rec_.version) return;
+  // Newer; or created again (another created_at); or another node's update of the same
+  // version won the race (what the store holds is the definition everywhere).
+  if (!r || !(r->version > rec_.version || r->created_at != rec_.created_at ||
+              (r->version == rec_.version && encode(*r) != encode(rec_))))
+    return;
   auto old_key = warm_key();
   bool limits_changed = r->timeout_ms != rec_.timeout_ms;
   rec_ = std::move(*r);

@@ -17,19 +17,20 @@
 //       "next_cursor": seq | null}; before_seq 0: from the newest
 //   (fire_atom, int64_t at_ms) from the scheduler -> no reply (see below)
 //   (placed_atom) -> no reply; the cluster's members changed: the actor asks env.owns_schedule
-//       again. Losing the schedule unregisters it (runs in flight finish; scheduled runs
-//       waiting are dropped, for the new owner's plan); gaining it reads the task's state
+//       again. Losing the schedule unregisters it (runs in flight and queued ones still run,
+//       their claims deciding against the new owner); gaining it reads the task's state
 //       from the store (another owner moved it on), then handles what fell due meanwhile by
 //       the misfire policy.
 //   (storage::refresh_atom, id, record) from the directory -> no reply; another node changed
-//       the task: a newer record becomes the definition (its state read again), an empty one
-//       (deleted elsewhere) ends the actor without writing
+//       the task: a newer record (or one created again, or the same version with another
+//       content: the store's wins) becomes the definition (its state read again), an empty
+//       one (deleted elsewhere) ends the actor without writing
 // In a cluster only the owner of a task's schedule fires it; manual runs and the API are
 // served by any node. Each scheduled time's run (or skipped record) is written with its claim
 // (task_codec.hpp, claim_key) on condition that the claim and the run record are absent: a
 // second owner during a handover loses that write, runs nothing and reads the state again; a
 // run record whose number another node took meanwhile makes the start read the state again
-// and retry (three times at most).
+// and retry (three attempts in all).
 // Scheduling: while enabled, the actor registers its next fire time with the scheduler. When
 // it fires, every scheduled time after the last one handled up to now is due: one that is at
 // most `misfire_grace` late runs (trigger schedule); more, or a late one, is a misfire and

@@ -191,12 +191,26 @@ class directory {
       return;
     }
     if (auto a = actors_.find(id)) {
+      if (!*value) actors_.gone(id);  // forgotten now: a task created again gets an actor
       caf::anon_send(a, storage::refresh_atom::value, id, value->value_or(std::string{}));
       return;
     }
     if (!*value) return;
     auto state = cfg_.store->get(state_key(id));
     start(id, std::move(**value), state && *state ? **state : std::string{});
+  }
+
+  // Every task read again (the change feed lost changes): the stored ones and the live ones.
+  void refresh_all() {
+    auto rows = cfg_.store->scan(key_prefix, "", 100'000'000);
+    if (!rows) {
+      runtime::log_error("cannot read the tasks again: " + detail_of(rows.error()));
+      return;
+    }
+    std::set<std::string> ids;
+    for (auto& [key, _] : *rows) ids.insert(key.substr(key_prefix.size()));
+    for (auto& id : actors_.live_ids()) ids.insert(id);
+    for (auto& id : ids) refresh(id);
   }
 
   caf::result<std::string> logs(const log_query& q) const { return query_logs(*cfg_.store, q); }
@@ -291,7 +305,10 @@ directory_impl::behavior_type task_directory(directory_impl::pointer self, direc
       [dir](purge_atom, int64_t before, const std::string& task_id) {
         return dir->purge(before, task_id);
       },
-      [dir](gone_atom, const std::string& id) { dir->actors().gone(id); },
+      [self, dir](gone_atom, const std::string& id) {
+        dir->actors().gone(id, self->current_sender());
+      },
+      [dir](storage::refresh_atom) { dir->refresh_all(); },
       [dir](sweep_atom) { dir->sweep(); },
       [dir](placed_atom) { dir->placed(); },
       [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },

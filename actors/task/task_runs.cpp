@@ -91,45 +91,59 @@ void task_machine::start_run(pending_run pending) {
 // time already. Nothing was written; the state is read again, then a manual run or a time
 // nobody claimed starts again with the next free number.
 void task_machine::lost_start(pending_run pending, int64_t seq) {
-  --running_;
-  if (env_.gate && in_gate_ > 0) {
-    --in_gate_;
-    env_.gate->leave();
-  }
+  // The run stays counted (busy, in the gate) until it starts again or is given up, so the
+  // overlap policy and a shutdown see it meanwhile.
   waiting_.erase(seq);
   auto at = pending.run.scheduled_for;
   auto p = std::make_shared<pending_run>(std::move(pending));
-  reload_state([this, p, at] {
-    if (deleted_) {
-      if (p->rp) p->rp->deliver(gone());
-      return start_next();
+  auto give_up = [this, p](std::optional<caf::error> err) {
+    --running_;
+    if (env_.gate && in_gate_ > 0) {
+      --in_gate_;
+      env_.gate->leave();
     }
+    if (p->rp) {
+      if (err)
+        p->rp->deliver(*err);
+      else
+        p->rp->deliver(gone());
+    }
+    start_next();
+  };
+  reload_state([this, p, at, give_up] {
+    if (deleted_) return give_up(std::nullopt);
     auto claimed = [store = env_.store, id = rec_.id, at]() -> caf::expected<bool> {
       if (!at) return false;
       auto v = store->get(claim_key(id, at));
       if (!v) return v.error();
       return v->has_value();
     };
+    ++commits_in_flight_;  // a deletion waits for it
     runtime::off_scheduler(self_, env_.readers, env_.atomic.request_timeout, claimed)
         .then(
-            [this, p](bool taken) {
+            [this, p, give_up](bool taken) {
+              committed();
+              if (deleted_) return give_up(std::nullopt);
               if (taken) {  // another node ran this time
                 if (env_.metrics) env_.metrics->count_skip("claimed_elsewhere");
-                return start_next();
+                return give_up(caf::error{});
               }
-              if (++p->attempts >= 3) {
-                if (p->rp)
-                  p->rp->deliver(
-                      make_error(errc::conflict, "task '" + rec_.id +
-                                                     "': other nodes kept taking its run numbers; "
-                                                     "try again"));
-                return start_next();
+              if (++p->attempts >= 3)
+                return give_up(
+                    make_error(errc::conflict, "task '" + rec_.id +
+                                                   "': other nodes kept taking its run numbers; "
+                                                   "try again"));
+              // Started again: counted anew by start_run.
+              --running_;
+              if (env_.gate && in_gate_ > 0) {
+                --in_gate_;
+                env_.gate->leave();
               }
               start_run(std::move(*p));
             },
-            [this, p](caf::error& err) {
-              if (p->rp) p->rp->deliver(err);
-              start_next();
+            [this, give_up](caf::error& err) {
+              committed();
+              give_up(err);
             });
   });
 }

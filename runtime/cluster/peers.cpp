@@ -42,9 +42,15 @@ using self_ptr = peers_impl::stateful_pointer<peers_state>;
 void publish_routes(const self_ptr& self) {
   if (!self->state.cfg.place) return;
   std::map<std::string, caf::actor> by_name;
+  std::vector<caf::node_id> accepted;
   for (auto& [_, p] : self->state.peers)
-    if (p.handle) by_name[p.name] = p.handle;
-  self->state.cfg.place->set_gateways(std::move(by_name));
+    if (p.handle) {
+      by_name[p.name] = p.handle;
+      accepted.push_back(p.handle.node());
+    }
+  for (auto& [_, introduced] : self->state.introduced)
+    if (introduced.second) accepted.push_back(introduced.second.node());
+  self->state.cfg.place->set_gateways(std::move(by_name), std::move(accepted));
 }
 
 bool older(const self_ptr& self, int64_t generation) {
@@ -198,6 +204,7 @@ void follow(self_ptr self, const member_view& v) {
       dial(self, generation);
     }
   }
+  publish_routes(self);
   maybe_activate(self);
 }
 
@@ -242,8 +249,10 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
           auto it = st.peers.find(generation);
           if (it != st.peers.end() && it->second.name == name)
             reached(self, generation, std::move(caller));
-          else
+          else {
             st.introduced[generation] = {name, std::move(caller)};
+            publish_routes(self);
+          }
         }
         return caf::make_result(st.cfg.name, st.view.generation);
       },

@@ -60,9 +60,11 @@ bool placement::owns(std::string_view key) const {
   return owner_of(key, alive_) == self_;
 }
 
-void placement::set_gateways(std::map<std::string, caf::actor> by_name) {
+void placement::set_gateways(std::map<std::string, caf::actor> by_name,
+                             std::vector<caf::node_id> accepted) {
   std::lock_guard lock{mutex_};
   gateways_ = std::move(by_name);
+  accepted_ = std::move(accepted);
 }
 
 caf::actor placement::gateway_for(std::string_view key) const {
@@ -76,9 +78,7 @@ caf::actor placement::gateway_for(std::string_view key) const {
 
 bool placement::connected(const caf::node_id& node) const {
   std::lock_guard lock{mutex_};
-  for (auto& [_, g] : gateways_)
-    if (g && g.node() == node) return true;
-  return false;
+  return std::find(accepted_.begin(), accepted_.end(), node) != accepted_.end();
 }
 
 forward_metrics::forward_metrics(prometheus::Registry& registry) {

@@ -27,6 +27,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
+#include <caf/node_id.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -48,9 +49,11 @@ class placement {
   // is alive). False when nothing changed.
   bool set(std::string self, std::vector<std::string> alive);
   bool owns(std::string_view key) const;
-  void set_gateways(std::map<std::string, caf::actor> by_name);
+  // `accepted`: the nodes whose forwarded requests this node serves (the peers connected, and
+  // newer members that said hello before this node's view shows them alive).
+  void set_gateways(std::map<std::string, caf::actor> by_name, std::vector<caf::node_id> accepted);
   caf::actor gateway_for(std::string_view key) const;
-  // Whether `node` is a peer this node is connected to (said hello over a verified row).
+  // Whether `node` is among the accepted (set_gateways).
   bool connected(const caf::node_id& node) const;
   uint64_t epoch() const;
   std::vector<std::string> members() const;
@@ -60,6 +63,7 @@ class placement {
   std::string self_;
   std::vector<std::string> alive_;  // sorted
   std::map<std::string, caf::actor> gateways_;
+  std::vector<caf::node_id> accepted_;
   uint64_t epoch_ = 0;
 };
 
