@@ -524,3 +524,76 @@ def test_concurrent_actions_through_three_nodes_on_one_storage_count_exactly(ser
     assert not failures, failures[:3]
     for node in nodes:
         assert node.request("GET", "/api/storages/c").body["data"] == {"n": 6 * per_node}
+
+
+def test_kill_9_of_a_node_under_a_write_load_loses_no_acknowledged_write(server, tmp_path):
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    ids = [f"s{i}" for i in range(12)]
+    for id in ids:
+        assert nodes[0].request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
+    victim, survivors = nodes[2], nodes[:2]
+    acked = {id: set() for id in ids}
+    after_kill = {}  # storage -> seconds from the kill to its first write acknowledged
+    killed_at = [None]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            id = ids[(n * 5 + i) % len(ids)]
+            targets = survivors if killed_at[0] else nodes
+            node = targets[(n + i) % len(targets)]
+            key = f"w{n}_{i}"
+            try:
+                res = node.request("PATCH", f"/api/storages/{id}", {"data": {key: True}})
+            except OSError:
+                continue  # the killed node's connection
+            if res.status == 200:
+                with lock:
+                    acked[id].add(key)
+                    if killed_at[0] and id not in after_kill:
+                        after_kill[id] = time.monotonic() - killed_at[0]
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: sum(len(k) for k in acked.values()) >= 200, 20)
+    victim.kill9()
+    killed_at[0] = time.monotonic()
+    wait_until(lambda: len(after_kill) == len(ids), 15, lambda: sorted(after_kill))
+    stop.set()
+    for t in threads:
+        t.join()
+    # Every storage took writes again through the survivors, within the lease and a second.
+    assert max(after_kill.values()) < LEASE_MS / 1000 + 1.0, after_kill
+    # Every acknowledged write is in the database (read by a server that loads it afresh).
+    reader = server("--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}")
+    for id in ids:
+        data = reader.request("GET", f"/api/storages/{id}").body["data"]
+        missing = acked[id] - set(data)
+        assert not missing, (id, sorted(missing)[:5])
+
+
+def test_every_node_stopped_and_one_started_again_serves_all_the_data(server, tmp_path):
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    for i in range(9):
+        res = nodes[i % 3].request("POST", "/api/storages", {"id": f"s{i}", "data": {"i": i}})
+        assert res.status == 201, res
+    counter_panel(nodes[1])
+    wait_until(lambda: nodes[2].request("GET", "/api/panels/p").status == 200, 5)
+    assert nodes[2].request("POST", "/api/panels/p/action", {"action": "inc"}).status == 200
+    for node in nodes:
+        node.stop()
+    again = server(*cluster_args(url, "b"))
+    assert alive_names(again) == ["b"]
+    for i in range(9):
+        assert again.request("GET", f"/api/storages/s{i}").body["data"] == {"i": i}
+    assert again.request("GET", "/api/storages/c").body["data"] == {"n": 1}
+    res = again.request("POST", "/api/panels/p/action", {"action": "inc"})
+    assert res.status == 200 and "p:n=2" in res.body["html"], res
