@@ -597,3 +597,45 @@ def test_every_node_stopped_and_one_started_again_serves_all_the_data(server, tm
     assert again.request("GET", "/api/storages/c").body["data"] == {"n": 1}
     res = again.request("POST", "/api/panels/p/action", {"action": "inc"})
     assert res.status == 200 and "p:n=2" in res.body["html"], res
+
+
+def test_a_paused_owner_resumed_after_the_takeover_runs_no_slot_twice(server, tmp_path):
+    """The owner of a task's schedule is frozen past its lease; a survivor takes the schedule
+    over. Resumed, the old owner finds itself dead (it owns nothing then) and joins again;
+    whatever it fires meanwhile loses its claim: one run per second, and the counter agrees."""
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    a = nodes[0]
+    assert a.request("POST", "/api/storages", {"id": "c", "data": {"n": 0}}).status == 201
+    res = a.request("POST", "/api/tasks", {"id": "t", "schedule": "* * * * * *",
+                                           "handler": COUNT_RUNS, "storage_ids": ["c"]})
+    assert res.status == 201, res
+    wait_until(lambda: any(runs_done(n) > 0 for n in nodes), 10)
+    owner = next(n for n in nodes if runs_done(n) > 0)
+    others = [n for n in nodes if n is not owner]
+    old = generation_of(owner)
+    owner.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: any(s == "dead" for (_, g), s in states(others[0]).items()
+                               if g == old), LEASE_MS / 1000 + 2, "the owner declared dead")
+        before = sum(runs_done(n) for n in others)
+        wait_until(lambda: sum(runs_done(n) for n in others) >= before + 2, 10,
+                   "a survivor to run the task")
+    finally:
+        owner.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: generation_of(owner) != old, 10, "the old owner to join again")
+    # Alive again under its name, it owns the schedule again: the runs go on.
+    rejoined = sum(runs_done(n) for n in nodes)
+    wait_until(lambda: sum(runs_done(n) for n in nodes) >= rejoined + 3, 10)
+    res = others[0].request("PATCH", "/api/tasks/t", {"enabled": False})
+    assert res.status == 200, res
+    for node in nodes:
+        wait_until(lambda: node.request("GET", "/api/tasks/t").body["next_run"] is None, 5)
+    rs = wait_until(lambda: (lambda rs: rs if all(r["status"] != "running" for r in rs)
+                             else None)(task_runs(others[0])), 10)
+    slots = [r["scheduled_for"] for r in rs if r["scheduled_for"]]
+    assert len(slots) == len(set(slots)), sorted(slots)
+    succeeded = len([r for r in rs if r["status"] == "succeeded"])
+    fresh = server("--set", "storage.backend=postgres", "--set", f"storage.postgres_url={url}")
+    assert fresh.request("GET", "/api/storages/c").body["data"]["n"] == succeeded
