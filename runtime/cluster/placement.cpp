@@ -114,12 +114,12 @@ std::vector<std::string> placement::members() const {
 caf::actor follow_members(caf::actor_system& system, const membership_actor& membership,
                           std::shared_ptr<placement> place, std::function<void()> changed) {
   auto follower = system.spawn(
-      [](caf::event_based_actor*, std::shared_ptr<placement> place,
-         std::function<void()> changed) -> caf::behavior {
-        return {[place, changed](const member_view& view) {
+      [](caf::event_based_actor*, std::shared_ptr<placement> kept,
+         std::function<void()> on_change) -> caf::behavior {
+        return {[kept, on_change](const member_view& view) {
           std::vector<std::string> alive;
           for (auto& m : view.alive()) alive.push_back(m.name);
-          if (place->set(view.self, std::move(alive)) && changed) changed();
+          if (kept->set(view.self, std::move(alive)) && on_change) on_change();
         }};
       },
       std::move(place), std::move(changed));
