@@ -219,9 +219,12 @@ int serve(const config::settings& s) {
   penv.sink = [hub](const panel::render_event& e) { hub->publish(e); };
   penv.watched = [hub](const std::string& id) { return hub->watched(id); };
   penv.metrics = &panel_metrics;
-  auto panels =
-      system.spawn(panel::panel_directory,
-                   panel::directory_config{*store, penv, actor_metrics.for_kind("panel"), readers});
+  panel::directory_config pcfg{*store, penv, actor_metrics.for_kind("panel"), readers};
+  if (s.cluster.enabled) {
+    pcfg.placement = place;
+    pcfg.forwarded = forwarded.panel;
+  }
+  auto panels = system.spawn(panel::panel_directory, pcfg);
   caf::anon_send(directory, storage::watch_atom::value,
                  storage::change_sink{panels});  // storage changes -> panels
 
@@ -290,7 +293,8 @@ int serve(const config::settings& s) {
     // After the bind (the HTTP port is part of the member's row), before any request is served.
     auto joined =
         runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics, place,
-                                             {{"storage", caf::actor_cast<caf::actor>(directory)}});
+                                             {{"storage", caf::actor_cast<caf::actor>(directory)},
+                                              {"panel", caf::actor_cast<caf::actor>(panels)}});
     if (joined) {
       cluster = *joined;
       members_follower = runtime::cluster::follow_members(

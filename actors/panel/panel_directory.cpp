@@ -6,6 +6,7 @@
 
 #include "actors/common/actor_directory.hpp"
 #include "actors/common/definition_update.hpp"
+#include "actors/common/forwarding.hpp"
 #include "actors/panel/panel_ops.hpp"
 #include "actors/storage/messages.hpp"
 #include "adapters/error.hpp"
@@ -72,6 +73,7 @@ class directory {
                 cfg_.metrics) {}
 
   actors::actor_directory& actors() { return actors_; }
+  const directory_config& config() const { return cfg_; }
 
   // Spawns an actor for every panel in the store: the scan runs off the scheduler, and what
   // waits for it (first_start) runs once the actors are there.
@@ -407,6 +409,21 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
   auto forward = [dir](const std::string& id, auto... xs) {
     return dir->actors().forward<std::string>(id, xs...);
   };
+  // An action, update or deletion: to the node owning the panel when it is another.
+  auto to_owner = [self, dir, forward](const std::string& id,
+                                       auto... xs) -> caf::result<std::string> {
+    auto& cfg = dir->config();
+    auto owner = actors::owner_elsewhere(self, cfg.placement, std::string{key_prefix} + id);
+    if (!owner) return forward(id, xs...);
+    return actors::forward_to_owner<std::string>(
+        self, owner, "panel", caf::make_message(xs...), cfg.env.atomic.call_timeout, cfg.forwarded,
+        [self, id](caf::typed_response_promise<std::string>& rp, const caf::error& err) {
+          rp.deliver(make_error(errc::storage_failure,
+                                "the node owning panel '" + id + "' did not answer (" +
+                                    self->system().render(err) +
+                                    "); the change may or may not have landed"));
+        });
+  };
   return {
       [dir](list_atom) { return dir->list(); },
       [dir](fresh_atom) { return dir->first_start(); },
@@ -415,13 +432,13 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
         return dir->import(text, replace);
       },
       [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
-      [forward](update_atom a, const std::string& id, const std::string& body,
-                const std::vector<std::string>& allowed,
-                const storage::version_list& m) { return forward(id, a, id, body, allowed, m); },
-      [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
+      [to_owner](update_atom a, const std::string& id, const std::string& body,
+                 const std::vector<std::string>& allowed,
+                 const storage::version_list& m) { return to_owner(id, a, id, body, allowed, m); },
+      [to_owner](erase_atom a, const std::string& id) { return to_owner(id, a, id); },
       [forward](render_atom a, const std::string& id) { return forward(id, a, id); },
-      [forward](action_atom a, const std::string& id, const std::string& name,
-                const std::string& payload) { return forward(id, a, id, name, payload); },
+      [to_owner](action_atom a, const std::string& id, const std::string& name,
+                 const std::string& payload) { return to_owner(id, a, id, name, payload); },
       [forward](export_atom a, const std::string& id) { return forward(id, a, id); },
       [dir](storage::changed_atom, const std::string& id, int64_t version) {
         dir->storage_changed(id, version);

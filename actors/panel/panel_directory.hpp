@@ -17,7 +17,12 @@
 //       that do not exist are created with their default data. An existing panel is conflict
 //       unless `replace`, which updates its metadata, template and handler.
 //   (get_atom|update_atom|erase_atom|render_atom|action_atom|export_atom, id, ...) ->
-//       forwarded (delegated) to the panel's actor; an unknown id -> not_found
+//       forwarded (delegated) to the panel's actor; an unknown id -> not_found. In a cluster,
+//       actions, updates and deletions of a panel another node owns (cfg.placement) go to that
+//       node (actors/common/forwarding.hpp), so one node runs them in order; without an
+//       answer from it they fail with storage_failure (their outcome unknown). Reads, renders
+//       and exports are served here (every node has every panel's actor, for its own
+//       subscribers).
 //   (storage::changed_atom, storage_id, version) -> no reply; told to each panel bound to it
 //   (storage::refresh_atom, id) -> no reply; another node changed panel `id` (the change feed,
 //       runtime/cluster/change_feed.hpp): its record is read off the scheduler; a live actor
@@ -45,6 +50,7 @@
 #include "adapters/kv/kv_store.hpp"
 #include "runtime/actor_metrics.hpp"
 #include "runtime/blocking_pool.hpp"
+#include "runtime/cluster/placement.hpp"
 
 namespace tessera::panel {
 
@@ -54,6 +60,10 @@ struct directory_config {
   runtime::actor_kind_metrics metrics;
   // Where reads of records changed by other nodes run (none: a one-shot thread each).
   std::shared_ptr<runtime::blocking_pool> readers = nullptr;
+  // In a cluster: where each panel's owner is (actions, updates and deletions go there), and
+  // the forwarding's metrics. None: every panel is served here.
+  std::shared_ptr<runtime::cluster::placement> placement = nullptr;
+  runtime::cluster::forward_metrics::kind forwarded{};
 };
 
 directory_impl::behavior_type panel_directory(directory_impl::pointer self, directory_config cfg);

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "actors/common/actor_directory.hpp"
+#include "actors/common/forwarding.hpp"
 #include "actors/storage/storage_codec.hpp"
 #include "adapters/error.hpp"
 #include "runtime/cluster/node_actor.hpp"
@@ -60,48 +61,26 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
     dir->stop_all();
     self->quit(caf::exit_reason::user_shutdown);  // the linked catalog quits with us
   });
-  // In a cluster, the node actor of the node owning `id` when that is another node and the
-  // request came from this one (a request from another node is served here: it was sent here
-  // as to the owner).
-  auto owner_elsewhere = [=](const std::string& id) -> caf::actor {
-    if (!shared_env->placement) return {};
-    auto& sender = self->current_sender();
-    if (sender && sender->node() != self->node()) return {};
-    return shared_env->placement->gateway_for(std::string{key_prefix} + id);
+  // In a cluster, the node owning `id` when it is another (actors/common/forwarding.hpp).
+  auto owner_elsewhere = [=](const std::string& id) {
+    return actors::owner_elsewhere(self, shared_env->placement, std::string{key_prefix} + id);
   };
-  // The request `msg` for `id` sent to its owner's node, whose answer goes to the requester.
-  // When the owner does not answer (lost, or paused past the wait), a read is served here; a
-  // write is answered storage_failure, its outcome unknown.
+  // The request `msg` for `id` sent to its owner's node. When the owner does not answer, a
+  // read is served here; a write is answered storage_failure, its outcome unknown.
   auto forward = [=](caf::actor owner, const std::string& id, bool read,
                      caf::message msg) -> caf::result<storage_record> {
-    auto rp = self->make_response_promise<storage_record>();
-    auto m = shared_env->forwarded;
-    if (m.requests) m.requests->Increment();
-    auto start = std::chrono::steady_clock::now();
-    self->request(owner, shared_env->commit_timeout, runtime::cluster::forward_atom::value,
-                  std::string{"storage"}, msg)
-        .then(
-            [=](storage_record& r) mutable {
-              if (m.seconds)
-                m.seconds->Observe(
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                        .count());
-              rp.deliver(std::move(r));
-            },
-            [=](caf::error& err) mutable {
-              if (err.category() == error_category) return rp.deliver(err);  // the owner's answer
-              if (m.failures) m.failures->Increment();
-              if (!read)
-                return rp.deliver(make_error(
-                    errc::storage_failure,
-                    "the node owning storage '" + id + "' did not answer the write (" +
-                        self->system().render(err) + "); it may or may not have landed"));
-              auto local = dir->route(id);
-              self->request(local, shared_env->commit_timeout, msg)
-                  .then([=](storage_record& r) mutable { rp.deliver(std::move(r)); },
-                        [=](caf::error& e) mutable { rp.deliver(e); });
-            });
-    return rp;
+    return actors::forward_to_owner<storage_record>(
+        self, owner, "storage", msg, shared_env->commit_timeout, shared_env->forwarded,
+        [=](caf::typed_response_promise<storage_record>& rp, const caf::error& err) {
+          if (!read)
+            return rp.deliver(
+                make_error(errc::storage_failure,
+                           "the node owning storage '" + id + "' did not answer the write (" +
+                               self->system().render(err) + "); it may or may not have landed"));
+          self->request(dir->route(id), shared_env->commit_timeout, msg)
+              .then([rp](storage_record& r) mutable { rp.deliver(std::move(r)); },
+                    [rp](caf::error& e) mutable { rp.deliver(e); });
+        });
   };
   // A request for `id` delegated to its actor (which answers the requester), or invalid_argument.
   auto to_owner = [=](const std::string& id, auto... xs) -> caf::result<storage_record> {

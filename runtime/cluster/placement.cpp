@@ -94,11 +94,14 @@ forward_metrics::forward_metrics(prometheus::Registry& registry) {
                       .Name("tessera_cluster_forward_seconds")
                       .Help("Round trip of a forwarded request, owner's work included")
                       .Register(registry);
-  storage.requests = &requests.Add({{"kind", "storage"}});
-  storage.failures = &failures.Add({{"kind", "storage"}});
-  storage.seconds = &seconds.Add({{"kind", "storage"}}, prometheus::Histogram::BucketBoundaries{
-                                                            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
-                                                            0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+  auto add = [&](const std::string& name) {
+    return kind{&requests.Add({{"kind", name}}), &failures.Add({{"kind", name}}),
+                &seconds.Add({{"kind", name}}, prometheus::Histogram::BucketBoundaries{
+                                                   0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                                   0.1, 0.25, 0.5, 1, 2.5, 5})};
+  };
+  storage = add("storage");
+  panel = add("panel");
 }
 
 uint64_t placement::epoch() const {

@@ -78,6 +78,7 @@ struct forward_metrics {
     prometheus::Histogram* seconds = nullptr;
   };
   kind storage;
+  kind panel;
 };
 
 caf::actor follow_members(caf::actor_system& system, const membership_actor& membership,

@@ -524,6 +524,11 @@ def test_concurrent_actions_through_three_nodes_on_one_storage_count_exactly(ser
     assert not failures, failures[:3]
     for node in nodes:
         assert node.request("GET", "/api/storages/c").body["data"] == {"n": 6 * per_node}
+    # The two nodes that do not own the panel sent their actions to the one that does, which
+    # ran all of them in order.
+    panel_forwards = [n.metric("tessera_cluster_forwarded_requests_total", kind="panel")
+                      for n in nodes]
+    assert sorted(panel_forwards) == [0, 2 * per_node, 2 * per_node], panel_forwards
 
 
 def test_kill_9_of_a_node_under_a_write_load_loses_no_acknowledged_write(server, tmp_path):
