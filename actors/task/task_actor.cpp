@@ -48,18 +48,7 @@ void task_machine::changed_elsewhere(const std::string& record) {
   if (deleted_) return;
   if (record.empty()) {  // deleted by another node, which deleted the history too
     deleted_ = true;
-    unschedule();
-    count_enabled(false);
-    self_->send(directory_, gone_atom::value, rec_.id);
-    for (auto& p : pending_)
-      if (p.rp) p.rp->deliver(gone());
-    for (auto& [_, w] : waiting_) w.deliver(gone());
-    updates_.fail_all(gone());
-    pending_.clear();
-    waiting_.clear();
-    sandbox::discard_warm(env_.atomic.sandbox, warm_key());
-    self_->quit();
-    return;
+    return end();
   }
   cron::schedule schedule;
   auto r = decode(record, &schedule);

@@ -92,6 +92,22 @@ void task_machine::erase_history() {
             [this](caf::error& err) { erase_failed(err); });
 }
 
+// The task is gone (deleted here or elsewhere): waiting work is answered not_found, the
+// directory told, and the actor quits.
+void task_machine::end() {
+  unschedule();
+  count_enabled(false);
+  self_->send(directory_, gone_atom::value, rec_.id);
+  for (auto& p : pending_)
+    if (p.rp) p.rp->deliver(gone());
+  for (auto& [_, w] : waiting_) w.deliver(gone());
+  updates_.fail_all(gone());
+  pending_.clear();
+  waiting_.clear();
+  sandbox::discard_warm(env_.atomic.sandbox, warm_key());
+  self_->quit();
+}
+
 void task_machine::erase_failed(const caf::error& err) {
   // Nothing was deleted: the task carries on as before.
   deleted_ = false;
@@ -107,19 +123,9 @@ void task_machine::erase_commit(ops_t ops) {
                 std::move(ops))
       .then(
           [this](caf::ok_atom) {
-            unschedule();
-            count_enabled(false);
-            self_->send(directory_, gone_atom::value, rec_.id);
-            for (auto& p : pending_)
-              if (p.rp) p.rp->deliver(gone());
-            for (auto& [_, w] : waiting_) w.deliver(gone());
-            updates_.fail_all(gone());
-            pending_.clear();
-            waiting_.clear();
             erase_promise_->deliver(std::string{R"({"success":true})"});
             erase_promise_.reset();
-            sandbox::discard_warm(env_.atomic.sandbox, warm_key());
-            self_->quit();
+            end();
           },
           [this](caf::error& err) { erase_failed(err); });
 }

@@ -88,6 +88,7 @@ class task_machine {
   void erase_history();
   void erase_commit(ops_t ops);
   void erase_failed(const caf::error& err);
+  void end();
 
   caf::event_based_actor* self_;
   task_env env_;

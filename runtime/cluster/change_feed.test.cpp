@@ -55,6 +55,27 @@ std::shared_ptr<adapters::pg_store> notifying_store(const std::string& url) {
   return *s;
 }
 
+// Two stores on one fresh database, as two nodes, and "here"'s change feed.
+struct two_nodes {
+  std::string url = tessera::testing::throwaway_postgres::shared().fresh_database();
+  std::shared_ptr<adapters::pg_store> here = notifying_store(url);
+  std::shared_ptr<adapters::pg_store> there = notifying_store(url);
+  heard h;
+  prometheus::Registry registry;
+  change_feed_metrics metrics{registry};
+  std::unique_ptr<change_feed> feed;  // destroyed first: it calls into `h`
+
+  void listen() {
+    auto f = change_feed::listen(url, here->origin(), &metrics, 100ms);
+    REQUIRE_MESSAGE(f, detail_of(f.error()));
+    feed = std::move(*f);
+  }
+  void follow() {
+    listen();
+    feed->start(h.target());
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("runtime.cluster.change_feed") {
@@ -109,76 +130,54 @@ TEST_SUITE("runtime.cluster.change_feed") {
   }
 
   TEST_CASE("a node's feed hands on every change another node commits, in order, and not its own") {
-    auto url = tessera::testing::throwaway_postgres::shared().fresh_database();
-    auto here = notifying_store(url);
-    auto there = notifying_store(url);
+    two_nodes n;
     // A change committed before the feed starts is in the store already: not handed on.
-    REQUIRE_FALSE(there->write({{"storage/before", "v1 1 0 0 {}"}}));
-    heard h;
-    prometheus::Registry registry;
-    change_feed_metrics metrics{registry};
-    auto feed = change_feed::listen(url, here->origin(), &metrics, 100ms);
-    REQUIRE_MESSAGE(feed, detail_of(feed.error()));
+    REQUIRE_FALSE(n.there->write({{"storage/before", "v1 1 0 0 {}"}}));
+    n.listen();
     // Committed after the feed listens, before it starts: it waits for the start.
-    REQUIRE_FALSE(there->write({{"storage/between", "x"}}));
-    (*feed)->start(h.target());
+    REQUIRE_FALSE(n.there->write({{"storage/between", "x"}}));
+    n.feed->start(n.h.target());
 
-    REQUIRE_FALSE(there->write({{"storage/a", "x"}, {"panel/p", "y"}}));
-    REQUIRE_FALSE(here->write({{"storage/mine", "z"}}));
-    REQUIRE_FALSE(there->write({{"storage/a", {}, true}}));
-    auto keys = h.wait_for(4);
+    REQUIRE_FALSE(n.there->write({{"storage/a", "x"}, {"panel/p", "y"}}));
+    REQUIRE_FALSE(n.here->write({{"storage/mine", "z"}}));
+    REQUIRE_FALSE(n.there->write({{"storage/a", {}, true}}));
+    auto keys = n.h.wait_for(4);
     CHECK(keys == std::vector<std::string>{"storage/between", "storage/a", "panel/p",
                                            "storage/a (erased)"});
     // Its own write came between: it was skipped, not read.
-    REQUIRE_FALSE(there->write({{"storage/b", "w"}}));
-    CHECK(h.wait_for(5).back() == "storage/b");
-    CHECK(metrics.changes->Value() == 5);
-    CHECK(metrics.catch_ups->Value() == 0);
+    REQUIRE_FALSE(n.there->write({{"storage/b", "w"}}));
+    CHECK(n.h.wait_for(5).back() == "storage/b");
+    CHECK(n.metrics.changes->Value() == 5);
+    CHECK(n.metrics.catch_ups->Value() == 0);
   }
 
   TEST_CASE("a write made without notices is caught up at the next notice") {
-    auto url = tessera::testing::throwaway_postgres::shared().fresh_database();
-    auto here = notifying_store(url);
-    auto there = notifying_store(url);
-    auto quiet = adapters::pg_store::open(url, 1);  // a server outside the cluster
+    two_nodes n;
+    auto quiet = adapters::pg_store::open(n.url, 1);  // a server outside the cluster
     REQUIRE(quiet);
-    heard h;
-    prometheus::Registry registry;
-    change_feed_metrics metrics{registry};
-    auto feed = change_feed::listen(url, here->origin(), &metrics, 100ms);
-    REQUIRE(feed);
-    (*feed)->start(h.target());
+    n.follow();
     REQUIRE_FALSE((*quiet)->write({{"storage/unnoticed", "1"}}));
-    REQUIRE_FALSE(there->write({{"storage/noticed", "2"}}));
-    CHECK(h.wait_for(2) == std::vector<std::string>{"storage/unnoticed", "storage/noticed"});
-    CHECK(metrics.catch_ups->Value() == 1);
+    REQUIRE_FALSE(n.there->write({{"storage/noticed", "2"}}));
+    CHECK(n.h.wait_for(2) == std::vector<std::string>{"storage/unnoticed", "storage/noticed"});
+    CHECK(n.metrics.catch_ups->Value() == 1);
   }
 
   TEST_CASE("a feed whose connection is cut reconnects and reads what it missed") {
-    auto url = tessera::testing::throwaway_postgres::shared().fresh_database();
-    auto here = notifying_store(url);
-    auto there = notifying_store(url);
-    heard h;
-    prometheus::Registry registry;
-    change_feed_metrics metrics{registry};
-    auto feed = change_feed::listen(url, here->origin(), &metrics, 100ms);
-    REQUIRE(feed);
-    (*feed)->start(h.target());
-    REQUIRE_FALSE(there->write({{"storage/first", "1"}}));
-    REQUIRE(h.wait_for(1).size() == 1);
+    two_nodes n;
+    n.follow();
+    REQUIRE_FALSE(n.there->write({{"storage/first", "1"}}));
+    REQUIRE(n.h.wait_for(1).size() == 1);
     // Every LISTEN connection of this database is terminated, as by a restart of PostgreSQL.
-    auto admin = adapters::pg_store::open(url, 1);
-    REQUIRE(admin);
-    auto killer = adapters::pg::connection::open(url, {});
+    auto killer = adapters::pg::connection::open(n.url, {});
     REQUIRE(killer);
     auto cut = (*killer)->exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
         "AND pid <> pg_backend_pid()");
     REQUIRE_MESSAGE(cut, detail_of(cut.error()));
-    REQUIRE_FALSE(there->write({{"storage/while_away", "2"}}));
-    REQUIRE_FALSE(there->write({{"storage/after", "3"}}));
-    CHECK(h.wait_for(3) ==
+    REQUIRE_FALSE(n.there->write({{"storage/while_away", "2"}}));
+    REQUIRE_FALSE(n.there->write({{"storage/after", "3"}}));
+    CHECK(n.h.wait_for(3) ==
           std::vector<std::string>{"storage/first", "storage/while_away", "storage/after"});
-    CHECK(metrics.reconnects->Value() >= 1);
+    CHECK(n.metrics.reconnects->Value() >= 1);
   }
 }

@@ -386,9 +386,9 @@ def ts(text):
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node_loss(
-        server, tmp_path):
-    _, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+def three_nodes_with_a_task_every_second(server, tmp_path):
+    """Nodes a, b, c, all alive; task t counting its runs in storage c, every second."""
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
     for node in nodes:
         wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
     a = nodes[0]
@@ -396,6 +396,13 @@ def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node
     res = a.request("POST", "/api/tasks", {"id": "t", "schedule": "* * * * * *",
                                            "handler": COUNT_RUNS, "storage_ids": ["c"]})
     assert res.status == 201, res
+    return url, nodes
+
+
+def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node_loss(
+        server, tmp_path):
+    _, nodes = three_nodes_with_a_task_every_second(server, tmp_path)
+    a = nodes[0]
     wait_until(lambda: len([r for r in task_runs(a) if r["status"] == "succeeded"]) >= 3, 20,
                lambda: task_runs(a))
     # One node, its owner, runs it: the others' run counters stay still.
@@ -608,14 +615,8 @@ def test_a_paused_owner_resumed_after_the_takeover_runs_no_slot_twice(server, tm
     """The owner of a task's schedule is frozen past its lease; a survivor takes the schedule
     over. Resumed, the old owner finds itself dead (it owns nothing then) and joins again;
     whatever it fires meanwhile loses its claim: one run per second, and the counter agrees."""
-    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
-    for node in nodes:
-        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    url, nodes = three_nodes_with_a_task_every_second(server, tmp_path)
     a = nodes[0]
-    assert a.request("POST", "/api/storages", {"id": "c", "data": {"n": 0}}).status == 201
-    res = a.request("POST", "/api/tasks", {"id": "t", "schedule": "* * * * * *",
-                                           "handler": COUNT_RUNS, "storage_ids": ["c"]})
-    assert res.status == 201, res
     wait_until(lambda: any(runs_done(n) > 0 for n in nodes), 10)
     owner = next(n for n in nodes if runs_done(n) > 0)
     others = [n for n in nodes if n is not owner]
