@@ -48,7 +48,8 @@ void task_machine::changed_elsewhere(const std::string& record) {
   if (deleted_) return;
   if (record.empty()) {  // deleted by another node, which deleted the history too
     deleted_ = true;
-    return end();
+    end();
+    return self_->quit();
   }
   cron::schedule schedule;
   auto r = decode(record, &schedule);

@@ -93,7 +93,7 @@ void task_machine::erase_history() {
 }
 
 // The task is gone (deleted here or elsewhere): waiting work is answered not_found, the
-// directory told, and the actor quits.
+// directory told; the caller then quits.
 void task_machine::end() {
   unschedule();
   count_enabled(false);
@@ -105,7 +105,6 @@ void task_machine::end() {
   pending_.clear();
   waiting_.clear();
   sandbox::discard_warm(env_.atomic.sandbox, warm_key());
-  self_->quit();
 }
 
 void task_machine::erase_failed(const caf::error& err) {
@@ -123,9 +122,10 @@ void task_machine::erase_commit(ops_t ops) {
                 std::move(ops))
       .then(
           [this](caf::ok_atom) {
+            end();  // first: the reply finds the task gone from the metrics too
             erase_promise_->deliver(std::string{R"({"success":true})"});
             erase_promise_.reset();
-            end();
+            self_->quit();
           },
           [this](caf::error& err) { erase_failed(err); });
 }
