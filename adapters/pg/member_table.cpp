@@ -1,6 +1,9 @@
 #include "adapters/pg/member_table.hpp"
 
 #include <charconv>
+#include <iomanip>
+#include <random>
+#include <sstream>
 
 #include "adapters/pg/connection.hpp"
 
@@ -45,6 +48,12 @@ std::vector<std::pair<std::string, std::string>> statements() {
                    ", floor(extract(epoch FROM now()) * 1000)::bigint::text"
                    " FROM tessera_members ORDER BY name, generation"},
       {"leave", "UPDATE tessera_members SET state = 'dead' WHERE generation = $1::bigint"},
+      // The cluster's secret: the first node's random one, kept in tessera_kv.
+      {"secret_put",
+       "INSERT INTO tessera_kv (key, value) VALUES (convert_to($1, 'UTF8'),"
+       " convert_to($2, 'UTF8')) ON CONFLICT (key) DO NOTHING"},
+      {"secret_get",
+       "SELECT convert_from(value, 'UTF8') FROM tessera_kv WHERE key = convert_to($1, 'UTF8')"},
   };
 }
 
@@ -89,6 +98,19 @@ caf::expected<rows> member_table::run(std::string_view statement,
   std::vector<param> params;
   for (auto& a : args) params.push_back(param::of_text(a));
   return c_->run(statement, params);
+}
+
+caf::expected<std::string> member_table::secret() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> any;
+  std::ostringstream hex;
+  for (int i = 0; i < 4; ++i) hex << std::hex << std::setw(16) << std::setfill('0') << any(rd);
+  if (auto put = run("secret_put", {std::string{secret_key}, hex.str()}); !put) return put.error();
+  auto r = run("secret_get", {std::string{secret_key}});
+  if (!r) return r.error();
+  if (r->empty() || !(*r)[0][0] || (*r)[0][0]->size() < 32)
+    return make_error(errc::storage_failure, "the cluster's secret is missing or too short");
+  return *(*r)[0][0];
 }
 
 caf::expected<int64_t> member_table::join(const std::string& name, const std::string& address,

@@ -67,6 +67,12 @@ class member_table {
   caf::expected<std::vector<member_row>> expire(int64_t self, std::chrono::milliseconds lease);
   caf::expected<member_list> list();
   caf::error leave(int64_t generation);
+  // The cluster's shared secret (64 hex digits) under `secret_key` in tessera_kv: made at
+  // random by the first node that asks, the same for every node of the database after. Nodes
+  // prove with it that they are members (peers.hpp): only a process that can read the
+  // database can. Never logged.
+  caf::expected<std::string> secret();
+  static constexpr std::string_view secret_key = "meta/cluster_secret";
 
  private:
   member_table(std::unique_ptr<connection> c, std::chrono::milliseconds statement_timeout);

@@ -181,4 +181,13 @@ TEST_SUITE("adapters.pg.member_table") {
     CHECK(took < 4s);
     CHECK((*t)->heartbeat(a).value());  // the table serves again
   }
+
+  TEST_CASE("the cluster's secret is made by the first node that asks and shared by every other") {
+    auto url = fresh_cluster_database();
+    auto first = table_on(url)->secret();
+    REQUIRE_MESSAGE(first, detail_of(first.error()));
+    CHECK(first->size() == 64);
+    CHECK(table_on(url)->secret().value() == *first);
+    CHECK(table_on(fresh_cluster_database())->secret().value() != *first);  // per database
+  }
 }

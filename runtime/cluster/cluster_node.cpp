@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "adapters/error.hpp"
+#include "adapters/pg/member_table.hpp"
 #include "runtime/log.hpp"
 
 namespace tessera::runtime::cluster {
@@ -82,8 +83,16 @@ caf::expected<cluster_node> start_cluster_node(caf::actor_system& system, const 
                                                std::map<std::string, caf::actor> locals) {
   auto& c = s.cluster;
   auto name = node_name(s, http_port);
-  auto peers = spawn_peers(
-      system, {name, std::move(place), std::move(locals), c.tls(), c.heartbeat, c.lease});
+  std::string secret;
+  {
+    auto table = adapters::pg::member_table::open(s.postgres_url, c.lease);
+    if (!table) return table.error();
+    auto got = (*table)->secret();
+    if (!got) return got.error();
+    secret = std::move(*got);
+  }
+  auto peers = spawn_peers(system, {name, std::move(secret), std::move(place), std::move(locals),
+                                    c.tls(), c.heartbeat, c.lease});
   auto stop_peers = [&] { caf::anon_send_exit(peers.local, caf::exit_reason::user_shutdown); };
   auto port = publish_node(peers.published, c.listen, c.tls());
   if (!port) {

@@ -1,5 +1,8 @@
 #include "runtime/cluster/peers.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <caf/all.hpp>
 #include <map>
@@ -107,15 +110,18 @@ void greet(self_ptr self, int64_t generation, caf::actor h) {
   auto& st = self->state;
   auto me = st.gateway ? st.gateway : caf::actor_cast<caf::actor>(self);
   self->request(caf::actor_cast<node_actor>(h), st.cfg.timeout, hello_atom::value, st.cfg.name,
-                st.view.generation, me)
+                st.view.generation, me,
+                hello_proof(st.cfg.secret, "hello", st.cfg.name, st.view.generation))
       .then(
-          [self, generation, h](std::string& name, int64_t answered) {
+          [self, generation, h](std::string& name, int64_t answered, std::string& proof) {
             auto it = self->state.peers.find(generation);
             if (it == self->state.peers.end()) return;
             if (name != it->second.name || answered != generation)
               return failed(self, generation,
                             "it answered as '" + name + "' generation " + std::to_string(answered) +
                                 ", not the member dialled");
+            if (proof != hello_proof(self->state.cfg.secret, "welcome", name, answered))
+              return failed(self, generation, "its answer holds no proof of the cluster's secret");
             reached(self, generation, h);
           },
           [self, generation](caf::error& e) {
@@ -243,8 +249,14 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
       [self](redial_atom, int64_t generation) { dial(self, generation); },
       [self](gateway_atom, caf::actor g) { self->state.gateway = std::move(g); },
       [](forward_atom, const std::string&, const caf::message&) {},  // only the gateway's
-      [self](hello_atom, const std::string& name, int64_t generation, caf::actor caller) {
+      [self](hello_atom, const std::string& name, int64_t generation, caf::actor caller,
+             const std::string& proof) -> caf::result<std::string, int64_t, std::string> {
         auto& st = self->state;
+        if (proof != hello_proof(st.cfg.secret, "hello", name, generation)) {
+          log_warning("cluster: refused a hello as '" + name +
+                      "' without a proof of the cluster's secret");
+          return make_error(errc::unauthorized, "no proof of the cluster's secret");
+        }
         if (caller && generation > st.view.generation) {
           auto it = st.peers.find(generation);
           if (it != st.peers.end() && it->second.name == name)
@@ -254,7 +266,9 @@ peers_impl::behavior_type peers(self_ptr self, peers_config cfg) {
             publish_routes(self);
           }
         }
-        return caf::make_result(st.cfg.name, st.view.generation);
+        return caf::make_result(
+            st.cfg.name, st.view.generation,
+            hello_proof(st.cfg.secret, "welcome", st.cfg.name, st.view.generation));
       },
   };
 }
@@ -284,15 +298,31 @@ node_actor::behavior_type gateway(node_actor::pointer self, peers_impl peers,
         }
         self->delegate(it->second, std::move(inner));
       },
-      [self, peers](hello_atom, std::string& name, int64_t generation,
-                    caf::actor& caller) -> caf::delegated<std::string, int64_t> {
+      [self, peers](hello_atom, std::string& name, int64_t generation, caf::actor& caller,
+                    std::string& proof) -> caf::delegated<std::string, int64_t, std::string> {
         return self->delegate(peers, hello_atom::value, std::move(name), generation,
-                              std::move(caller));
+                              std::move(caller), std::move(proof));
       },
   };
 }
 
 }  // namespace
+
+std::string hello_proof(const std::string& secret, std::string_view role, const std::string& name,
+                        int64_t generation) {
+  auto text = std::string{role} + "\n" + name + "\n" + std::to_string(generation);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(text.data()), text.size(), mac, &len);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += digits[mac[i] >> 4];
+    hex += digits[mac[i] & 15];
+  }
+  return hex;
+}
 
 spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg) {
   auto locals = cfg.locals;

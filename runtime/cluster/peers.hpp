@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/cluster/membership.hpp"
@@ -46,7 +47,8 @@ using peers_actor =
                      caf::replies_to<reached_atom>::with<std::vector<std::string>>>;
 
 struct peers_config {
-  std::string name;                          // this node's
+  std::string name;    // this node's
+  std::string secret;  // the cluster's (member_table.hpp): hellos carry proofs made with it
   std::shared_ptr<placement> place;          // told the connected peers' node actors (may be null)
   std::map<std::string, caf::actor> locals;  // the directories forwarded requests go to, by kind
   bool tls = false;
@@ -61,5 +63,9 @@ struct spawned_peers {
 };
 
 spawned_peers spawn_peers(caf::actor_system& system, peers_config cfg);
+
+// HMAC-SHA256 under `secret` of `role` ("hello" or "welcome"), `name` and `generation`, in hex.
+std::string hello_proof(const std::string& secret, std::string_view role, const std::string& name,
+                        int64_t generation);
 
 }  // namespace tessera::runtime::cluster
