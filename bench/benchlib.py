@@ -8,12 +8,14 @@ import threading
 
 def start_tessera(binary, *args):
     """Starts `binary serve` on a free loopback port with a fresh data dir (no TESSERA_*
-    environment); returns (process, port, temp dir). Exits the script if it does not start."""
+    environment), its stderr in <temp dir>/stderr.log; returns (process, port, temp dir).
+    Exits the script if it does not start."""
     tmp = tempfile.mkdtemp(prefix="tessera-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", tmp + "/data", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    with open(tmp + "/stderr.log", "w") as log:  # the server's log, read when a figure fails
+        proc = subprocess.Popen(
+            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", tmp + "/data", *args],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     line = proc.stdout.readline()
     m = re.search(r"tessera listening on \S+:(\d+)$", line.strip())
     if not m:

@@ -75,6 +75,8 @@ class Node:
     def request(self, method, path, body=None, timeout=10):
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        elif self.conn.sock is not None:
+            self.conn.sock.settimeout(timeout)
         try:
             self.conn.request(method, path, json.dumps(body) if body is not None else None,
                               {"Content-Type": "application/json"})
@@ -287,14 +289,23 @@ def fig_failover(binary, pg, args):
         assert survivor.request("PATCH", f"/api/storages/{id}", {"data": {"t": trial}})[0] == 200
         nodes[victim].kill9()
         t = time.perf_counter()
+        last = None
         while True:
             try:
-                status, _ = survivor.request("PATCH", f"/api/storages/{id}",
-                                             {"data": {"after": trial}}, timeout=5)
-                if status == 200:
+                last, body = survivor.request("PATCH", f"/api/storages/{id}",
+                                              {"data": {"after": trial}}, timeout=5)
+                if last == 200:
                     break
-            except (OSError, http.client.HTTPException):
-                pass
+                last = (last, body)
+            except (OSError, http.client.HTTPException) as e:
+                last = repr(e)
+            if time.perf_counter() - t > 30:
+                for n in nodes.values():
+                    print(f"--- {n.name} (port {n.port}) log tail:", file=sys.stderr)
+                    with open(n.tmp + "/stderr.log") as f:
+                        print("".join(f.readlines()[-30:]), file=sys.stderr)
+                raise SystemExit(f"trial {trial}: {survivor.name} did not take a PATCH of {id} "
+                                 f"within 30 s after {victim} was killed; last answer: {last}")
             time.sleep(0.02)
         times.append(time.perf_counter() - t)
         nodes[victim] = Node(binary, url, victim)

@@ -297,6 +297,14 @@ int serve(const config::settings& s) {
                                               {"panel", caf::actor_cast<caf::actor>(panels)}});
     if (joined) {
       cluster = *joined;
+      // Forwards waiting on a lost or dead peer stop waiting (actors/common/forwarding.hpp).
+      place->on_gateway_lost(
+          [storages = caf::actor_cast<caf::weak_actor_ptr>(directory),
+           panel_dir = caf::actor_cast<caf::weak_actor_ptr>(panels)](const caf::actor& gateway) {
+            for (auto& weak : {storages, panel_dir})
+              if (auto d = caf::actor_cast<caf::actor>(weak))
+                caf::anon_send(d, storage::peer_lost_atom::value, gateway);
+          });
       members_follower = runtime::cluster::follow_members(
           system, cluster->membership, place,
           [tasks] { caf::anon_send(tasks, task::placed_atom::value); });

@@ -49,7 +49,8 @@ using directory_actor = caf::typed_actor<
     caf::replies_to<action_atom, std::string, std::string, std::string>::with<std::string>,
     caf::replies_to<export_atom, std::string>::with<std::string>,
     caf::reacts_to<storage::changed_atom, std::string, int64_t>,
-    caf::reacts_to<storage::refresh_atom, std::string>, caf::reacts_to<storage::refresh_atom>>;
+    caf::reacts_to<storage::refresh_atom, std::string>, caf::reacts_to<storage::refresh_atom>,
+    caf::reacts_to<storage::peer_lost_atom, caf::actor>>;
 
 // The directory's own interface: its clients' and its panel actors' reports.
 using directory_impl =

@@ -147,6 +147,32 @@ class directory {
     after_load([this, id] { read_again(id); });
   }
 
+  // A request sent here by another node, as to the owner, for a panel not held here: that
+  // node has seen the panel created and this node's change feed has not yet. The store is
+  // read first; then the request is served, or answered not_found if the store has no such
+  // panel either.
+  template <class... Ts>
+  caf::result<std::string> serve_unseen(const std::string& id, Ts... xs) {
+    auto rp = self_->make_response_promise<std::string>();
+    runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
+                           [store = cfg_.store, id]() -> caf::expected<std::string> {
+                             auto value = store->get(panel_key(id));
+                             if (!value) return value.error();
+                             return value->value_or(std::string{});
+                           })
+        .then(
+            [this, rp, id, xs...](std::string& value) mutable {
+              if (!actors_.find(id) && !value.empty())
+                if (auto r = decode(value, cfg_.env.limits)) start(std::move(*r));
+              if (auto a = actors_.find(id))
+                rp.delegate(a, xs...);
+              else
+                rp.deliver(actors_.not_found(id));
+            },
+            [rp](caf::error& err) mutable { rp.deliver(err); });
+    return rp;
+  }
+
   void read_again(const std::string& id) {
     runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
                            [store = cfg_.store, id]() -> caf::expected<std::string> {
@@ -400,7 +426,10 @@ caf::expected<bundle> parse_bundle(const std::string& text) {
 directory_impl::behavior_type panel_directory(directory_impl::pointer self, directory_config cfg) {
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
-  self->set_down_handler([dir](caf::down_msg& msg) { dir->actors().down(msg); });
+  auto in_flight = std::make_shared<actors::forwards_in_flight>();
+  self->set_down_handler([dir, in_flight](caf::down_msg& msg) {
+    if (!in_flight->down(msg)) dir->actors().down(msg);
+  });
   self->set_exit_handler([self, dir](caf::exit_msg&) {
     dir->actors().stop_all();
     self->quit(caf::exit_reason::user_shutdown);
@@ -410,18 +439,24 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
     return dir->actors().forward<std::string>(id, xs...);
   };
   // An action, update or deletion: to the node owning the panel when it is another.
-  auto to_owner = [self, dir, forward](const std::string& id,
-                                       auto... xs) -> caf::result<std::string> {
+  auto to_owner = [self, dir, forward, in_flight](const std::string& id,
+                                                  auto... xs) -> caf::result<std::string> {
     auto& cfg = dir->config();
     auto owner = actors::owner_elsewhere(self, cfg.placement, std::string{key_prefix} + id);
-    if (!owner) return forward(id, xs...);
+    if (!owner) {
+      auto& sender = self->current_sender();
+      if (sender && sender->node() != self->node() && !dir->actors().find(id))
+        return dir->serve_unseen(id, xs...);
+      return forward(id, xs...);
+    }
     return actors::forward_to_owner<std::string>(
-        self, owner, "panel", caf::make_message(xs...), cfg.env.atomic.call_timeout, cfg.forwarded,
+        self, in_flight, owner, "panel", caf::make_message(xs...), cfg.env.atomic.call_timeout,
+        cfg.forwarded,
         [self, id](caf::typed_response_promise<std::string>& rp, const caf::error& err) {
-          rp.deliver(make_error(errc::storage_failure,
-                                "the node owning panel '" + id + "' did not answer (" +
-                                    self->system().render(err) +
-                                    "); the change may or may not have landed"));
+          rp.deliver(make_error(errc::unavailable, "the node owning panel '" + id +
+                                                       "' did not answer (" +
+                                                       self->system().render(err) +
+                                                       "); the change may or may not have landed"));
         });
   };
   return {
@@ -449,6 +484,9 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
       [self, dir](gone_atom, const std::string& id) { dir->gone(id, self->current_sender()); },
       [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },
       [dir](storage::refresh_atom) { dir->refresh_all(); },
+      [in_flight](storage::peer_lost_atom, const caf::actor& gateway) {
+        in_flight->lost(gateway.address(), caf::make_error(caf::sec::request_receiver_down));
+      },
   };
 }
 

@@ -38,6 +38,9 @@ using changed_atom = caf::atom_constant<caf::atom("changed")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using lock_atom = caf::atom_constant<caf::atom("lock")>;
 using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
+// (peer_lost_atom, gateway): the node behind another node's gateway is lost (runtime/cluster/
+// placement.hpp); requests forwarded to it stop waiting (actors/common/forwarding.hpp).
+using peer_lost_atom = caf::atom_constant<caf::atom("peerlost")>;
 using locked_atom = caf::atom_constant<caf::atom("locked")>;
 
 // One storage as it is after a read or a write.
@@ -120,7 +123,8 @@ using directory_actor = caf::typed_actor<
     caf::reacts_to<lock_atom, std::string, int64_t>,
     caf::replies_to<list_atom, std::string, uint32_t>::with<storage_page>,
     caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, change_sink>,
-    caf::reacts_to<refresh_atom, std::string>, caf::reacts_to<refresh_atom>>;
+    caf::reacts_to<refresh_atom, std::string>, caf::reacts_to<refresh_atom>,
+    caf::reacts_to<peer_lost_atom, caf::actor>>;
 
 // The directory's own interface: its clients' and the storage actors' passivation handshake.
 using directory_impl =

@@ -56,7 +56,10 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
   auto dir = std::make_shared<actors::actor_directory>(self, std::move(policy), metrics);
   auto catalog = self->spawn<caf::detached + caf::linked>(catalog_actor, env.store);
   auto store = env.store;
-  self->set_down_handler([=](caf::down_msg& msg) { dir->down(msg); });
+  auto in_flight = std::make_shared<actors::forwards_in_flight>();
+  self->set_down_handler([=](caf::down_msg& msg) {
+    if (!in_flight->down(msg)) dir->down(msg);
+  });
   self->set_exit_handler([=](caf::exit_msg&) {
     dir->stop_all();
     self->quit(caf::exit_reason::user_shutdown);  // the linked catalog quits with us
@@ -66,17 +69,18 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
     return actors::owner_elsewhere(self, shared_env->placement, std::string{key_prefix} + id);
   };
   // The request `msg` for `id` sent to its owner's node. When the owner does not answer, a
-  // read is served here; a write is answered storage_failure, its outcome unknown.
+  // read is served here; a write is answered unavailable (503), its outcome unknown.
   auto forward = [=](caf::actor owner, const std::string& id, bool read,
                      caf::message msg) -> caf::result<storage_record> {
     return actors::forward_to_owner<storage_record>(
-        self, owner, "storage", msg, shared_env->commit_timeout, shared_env->forwarded,
+        self, in_flight, owner, "storage", msg, shared_env->commit_timeout, shared_env->forwarded,
         [=](caf::typed_response_promise<storage_record>& rp, const caf::error& err) {
           if (!read)
             return rp.deliver(
-                make_error(errc::storage_failure,
+                make_error(errc::unavailable,
                            "the node owning storage '" + id + "' did not answer the write (" +
-                               self->system().render(err) + "); it may or may not have landed"));
+                               self->system().render(err) +
+                               "); it may or may not have landed: read the storage, or retry"));
           self->request(dir->route(id), shared_env->commit_timeout, msg)
               .then([rp](storage_record& r) mutable { rp.deliver(std::move(r)); },
                     [rp](caf::error& e) mutable { rp.deliver(e); });
@@ -146,6 +150,9 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
       },
       [=](refresh_atom a) {
         for (auto& id : dir->live_ids()) self->delegate(dir->route(id), a, id);
+      },
+      [=](peer_lost_atom, const caf::actor& gateway) {
+        in_flight->lost(gateway.address(), caf::make_error(caf::sec::request_receiver_down));
       },
       [=](passivate_atom, const std::string& id, uint64_t handled) {
         if (dir->retire(id, handled, self->current_sender()))

@@ -62,9 +62,24 @@ bool placement::owns(std::string_view key) const {
 
 void placement::set_gateways(std::map<std::string, caf::actor> by_name,
                              std::vector<caf::node_id> accepted) {
+  std::vector<caf::actor> lost;
+  std::function<void(const caf::actor&)> tell;
+  {
+    std::lock_guard lock{mutex_};
+    for (auto& [name, gateway] : gateways_)
+      if (auto it = by_name.find(name); it == by_name.end() || it->second != gateway)
+        lost.push_back(gateway);
+    gateways_ = std::move(by_name);
+    accepted_ = std::move(accepted);
+    tell = lost_;
+  }
+  if (tell)
+    for (auto& gateway : lost) tell(gateway);
+}
+
+void placement::on_gateway_lost(std::function<void(const caf::actor&)> lost) {
   std::lock_guard lock{mutex_};
-  gateways_ = std::move(by_name);
-  accepted_ = std::move(accepted);
+  lost_ = std::move(lost);
 }
 
 caf::actor placement::gateway_for(std::string_view key) const {

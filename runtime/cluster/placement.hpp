@@ -16,7 +16,8 @@
 //   to, by name (peers.hpp publishes them); gateway_for(key) is the owner's when another
 //   alive member owns `key` and is connected, else null: this node serves it (it owns it, or
 //   the owner cannot be reached now, or there is no cluster view yet; the version fence keeps
-//   two servers of one key from overwriting each other).
+//   two servers of one key from overwriting each other). on_gateway_lost() hears of each
+//   gateway dropped.
 // - follow_members spawns an actor that subscribes to the membership actor and keeps a
 //   placement up to date, calling `changed` (on that actor) after each change of the members.
 #pragma once
@@ -53,6 +54,10 @@ class placement {
   // newer members that said hello before this node's view shows them alive).
   void set_gateways(std::map<std::string, caf::actor> by_name, std::vector<caf::node_id> accepted);
   caf::actor gateway_for(std::string_view key) const;
+  // `lost` is called (on the caller's thread, outside the lock) with each gateway a later
+  // set_gateways no longer holds: its node's connection was lost, or it was declared dead
+  // (a frozen node keeps its connection open). Forwards waiting on it stop waiting.
+  void on_gateway_lost(std::function<void(const caf::actor&)> lost);
   // Whether `node` is among the accepted (set_gateways).
   bool connected(const caf::node_id& node) const;
   uint64_t epoch() const;
@@ -64,6 +69,7 @@ class placement {
   std::vector<std::string> alive_;  // sorted
   std::map<std::string, caf::actor> gateways_;
   std::vector<caf::node_id> accepted_;
+  std::function<void(const caf::actor&)> lost_;
   uint64_t epoch_ = 0;
 };
 

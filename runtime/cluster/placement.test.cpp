@@ -3,7 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <caf/all.hpp>
 #include <map>
+
+#include "runtime/system.hpp"
 
 using namespace tessera::runtime::cluster;
 
@@ -61,5 +64,27 @@ TEST_SUITE("runtime.cluster.placement") {
     b.set("b", {"c", "b", "a"});
     c.set("c", {"b", "a", "c"});
     for (auto& k : keys(300)) CHECK(int{a.owns(k)} + int{b.owns(k)} + int{c.owns(k)} == 1);
+  }
+
+  TEST_CASE("a gateway dropped or replaced is reported lost once, and the kept one is not") {
+    tessera::runtime::system_config cfg{1, {}};
+    caf::actor_system sys{cfg};
+    auto idle = [](caf::event_based_actor*) -> caf::behavior { return {[](int) {}}; };
+    auto b1 = sys.spawn(idle), b2 = sys.spawn(idle), c1 = sys.spawn(idle);
+    placement a;
+    a.set("a", {"a", "b", "c"});
+    std::vector<caf::actor> lost;
+    a.on_gateway_lost([&](const caf::actor& g) { lost.push_back(g); });
+    a.set_gateways({{"b", b1}, {"c", c1}}, {});
+    CHECK(lost.empty());
+    a.set_gateways({{"b", b2}, {"c", c1}}, {});  // b joined again: its old gateway is gone
+    REQUIRE(lost.size() == 1);
+    CHECK(lost[0] == b1);
+    a.set_gateways({{"b", b2}}, {});  // c was declared dead
+    REQUIRE(lost.size() == 2);
+    CHECK(lost[1] == c1);
+    a.set_gateways({{"b", b2}}, {});
+    CHECK(lost.size() == 2);
+    for (auto& h : {b1, b2, c1}) caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   }
 }

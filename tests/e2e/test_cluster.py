@@ -592,6 +592,44 @@ def test_kill_9_of_a_node_under_a_write_load_loses_no_acknowledged_write(server,
         assert not missing, (id, sorted(missing)[:5])
 
 
+def owned_by_the_other(node, ids):
+    """The first of `ids` (storages) that a PATCH through `node` forwards to another node."""
+    for id in ids:
+        before = node.metric("tessera_cluster_forwarded_requests_total", kind="storage")
+        assert node.request("PATCH", f"/api/storages/{id}", {"data": {"probe": 1}}).status == 200
+        if node.metric("tessera_cluster_forwarded_requests_total", kind="storage") > before:
+            return id
+    raise AssertionError(f"every one of {ids} is owned by the node itself")
+
+
+def test_a_write_forwarded_to_a_frozen_owner_is_answered_once_the_owner_is_declared_dead(
+        server, tmp_path):
+    """A frozen owner (SIGSTOP) keeps its connection open, so only the membership can tell it
+    is gone: the write waiting on it is answered (its outcome unknown) when the owner is
+    declared dead, not at the actors' 30 s timeout, and the next write lands on the survivor."""
+    _, (a, b) = start_nodes(server, tmp_path, ["a", "b"])
+    for node in (a, b):
+        wait_until(lambda: alive_names(node) == ["a", "b"], 5)
+    ids = [f"s{i}" for i in range(8)]
+    for id in ids:
+        assert a.request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
+    id = owned_by_the_other(a, ids)
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        res = a.request("PATCH", f"/api/storages/{id}", {"data": {"during": 1}})
+        waited = time.monotonic() - started
+        assert res.status in (200, 503), res
+        assert waited < LEASE_MS / 1000 + 2.5, waited
+        if res.status == 503:
+            assert "may or may not have landed" in res.body["detail"], res
+        res = a.request("PATCH", f"/api/storages/{id}", {"data": {"after": 1}})
+        assert res.status == 200, res
+        assert res.body["data"]["after"] == 1
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+
+
 def test_every_node_stopped_and_one_started_again_serves_all_the_data(server, tmp_path):
     url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
     for node in nodes:
