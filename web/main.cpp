@@ -246,6 +246,7 @@ int serve(const config::settings& s) {
   // node's first view of the members it owns none.
   if (s.cluster.enabled)
     tenv.owns_schedule = [place](const std::string& id) { return place->owns("task/" + id); };
+  tenv.took_schedule = [place](const std::string& id) { place->claim("task/" + id); };
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
@@ -305,9 +306,19 @@ int serve(const config::settings& s) {
               if (auto d = caf::actor_cast<caf::actor>(weak))
                 caf::anon_send(d, storage::peer_lost_atom::value, gateway);
           });
+      // The leases of the actors this node serves as owner (membership.hpp claim_atom).
+      place->on_claim([membership = caf::actor_cast<caf::weak_actor_ptr>(cluster->membership)](
+                          const std::string& key) {
+        if (auto m = caf::actor_cast<caf::actor>(membership))
+          caf::anon_send(m, runtime::cluster::claim_atom::value, std::vector<std::string>{key});
+      });
       members_follower = runtime::cluster::follow_members(
           system, cluster->membership, place,
-          [tasks] { caf::anon_send(tasks, task::placed_atom::value); });
+          [tasks, storages = caf::actor_cast<caf::weak_actor_ptr>(directory)] {
+            caf::anon_send(tasks, task::placed_atom::value);
+            if (auto d = caf::actor_cast<caf::actor>(storages))
+              caf::anon_send(d, storage::placed_atom::value);
+          });
     } else
       bound = "cannot join the cluster: " + tessera::detail_of(joined.error());
   }

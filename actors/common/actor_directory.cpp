@@ -62,6 +62,11 @@ void actor_directory::ask_least_recent() {
   }
 }
 
+void actor_directory::passivate(const std::string& id) {
+  if (auto it = live_.find(id); it != live_.end())
+    caf::anon_send(it->second.handle, passivate_atom::value);
+}
+
 bool actor_directory::retire(const std::string& id, uint64_t handled,
                              const caf::strong_actor_ptr& sender) {
   auto it = live_.find(id);

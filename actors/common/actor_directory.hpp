@@ -16,6 +16,8 @@
 //     equals the messages delegated to it, so no request is lost or served by a stale instance;
 //     true: the caller sends it its last message (retire). Until it exits it is still stopped
 //     by stop_all().
+//   - passivate(id) asks `id`'s live actor to passivate (the same handshake: it answers with
+//     retire() once idle); nothing when it is not live.
 //   - gone(id): the actor ended itself on purpose (deleted); its exit is then ignored.
 //   - down(msg), the kind's down handler: an actor that stops while live is forgotten and
 //     policy.stopped(id) is told (panels and tasks start it again from the store).
@@ -63,6 +65,7 @@ class actor_directory {
   caf::actor find(const std::string& id) const;
   caf::actor route(const std::string& id);
   bool retire(const std::string& id, uint64_t handled, const caf::strong_actor_ptr& sender);
+  void passivate(const std::string& id);
   void gone(const std::string& id);
   // The same, told by `sender`: ignored unless it is the live actor of `id` (a report of an
   // actor replaced meanwhile, by one created again for the id, changes nothing).

@@ -41,6 +41,9 @@ using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 // (peer_lost_atom, gateway): the node behind another node's gateway is lost (runtime/cluster/
 // placement.hpp); requests forwarded to it stop waiting (actors/common/forwarding.hpp).
 using peer_lost_atom = caf::atom_constant<caf::atom("peerlost")>;
+// (placed_atom): the cluster's members changed; the directory passivates the storages another
+// node owns now and claims the leases of those it owns (runtime/cluster/placement.hpp).
+using placed_atom = caf::atom_constant<caf::atom("splaced")>;
 using locked_atom = caf::atom_constant<caf::atom("locked")>;
 
 // One storage as it is after a read or a write.
@@ -124,7 +127,7 @@ using directory_actor = caf::typed_actor<
     caf::replies_to<list_atom, std::string, uint32_t>::with<storage_page>,
     caf::replies_to<ready_atom>::with<bool>, caf::reacts_to<watch_atom, change_sink>,
     caf::reacts_to<refresh_atom, std::string>, caf::reacts_to<refresh_atom>,
-    caf::reacts_to<peer_lost_atom, caf::actor>>;
+    caf::reacts_to<peer_lost_atom, caf::actor>, caf::reacts_to<placed_atom>>;
 
 // The directory's own interface: its clients' and the storage actors' passivation handshake.
 using directory_impl =

@@ -51,6 +51,10 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
   auto shared_env = std::make_shared<storage_env>(env);
   actors::directory_policy policy{"storage", nullptr, nullptr, env.max_live};
   policy.activate = [self, shared_env](const std::string& id) {
+    // The owner serving it: its lease is claimed (a node serving it while the owner cannot be
+    // reached does not claim).
+    if (auto& place = shared_env->placement; place && place->owns(std::string{key_prefix} + id))
+      place->claim(std::string{key_prefix} + id);
     return self->spawn(storage_actor, *shared_env, caf::actor_cast<directory_impl>(self), id);
   };
   auto dir = std::make_shared<actors::actor_directory>(self, std::move(policy), metrics);
@@ -150,6 +154,17 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
       },
       [=](refresh_atom a) {
         for (auto& id : dir->live_ids()) self->delegate(dir->route(id), a, id);
+      },
+      [=](placed_atom) {
+        auto& place = shared_env->placement;
+        if (!place) return;
+        for (auto& id : dir->live_ids()) {
+          auto key = std::string{key_prefix} + id;
+          if (place->owns(key))
+            place->claim(key);
+          else if (place->gateway_for(key))
+            dir->passivate(id);  // another node owns it now: its requests go there
+        }
       },
       [=](peer_lost_atom, const caf::actor& gateway) {
         in_flight->lost(gateway.address(), caf::make_error(caf::sec::request_receiver_down));

@@ -29,6 +29,7 @@ task_machine::task_machine(caf::event_based_actor* self, task_env env, directory
 void task_machine::start() {
   count_enabled(rec_.enabled);
   owning_ = owns();
+  if (owning_ && env_.took_schedule) env_.took_schedule(rec_.id);
   if (rec_.enabled && owning_) handle_due();
 }
 
@@ -39,6 +40,7 @@ void task_machine::placed() {
   // Runs already queued here still run (their times count as handled in this node's state);
   // their claims decide against the new owner.
   if (!owning_) return unschedule();
+  if (env_.took_schedule) env_.took_schedule(rec_.id);
   reload_state([this] {
     if (owning_ && rec_.enabled && !deleted_) handle_due();
   });

@@ -82,6 +82,9 @@ struct task_env {
   // In a cluster: does this node own the task's schedule now (runtime/cluster/placement.hpp)?
   // Unset: always (a single server).
   std::function<bool(const std::string& id)> owns_schedule;
+  // In a cluster: told when this node starts firing the task's schedule (its lease is
+  // claimed). Unset: nothing.
+  std::function<void(const std::string& id)> took_schedule;
 
   // atomic_env's settings, the call limits, tasks.keep_runs, tasks.max_catch_up; the store,
   // the actors, the metrics and the gate are the caller's to set.

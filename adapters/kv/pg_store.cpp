@@ -56,6 +56,14 @@ const char* const upgrade_v2_v3 =
     "CREATE INDEX tessera_members_live ON tessera_members (name) WHERE state <> 'dead';"
     "UPDATE tessera_schema SET version = 3;";
 
+// Version 4: the cluster's ownership leases (adapters/pg/member_table.hpp, `claim`): which
+// member holds each actor key, and an epoch raised at every change of holder.
+const char* const upgrade_v3_v4 =
+    "CREATE TABLE tessera_leases (key text PRIMARY KEY, owner text NOT NULL,"
+    " generation bigint NOT NULL, epoch bigint NOT NULL,"
+    " claimed_at timestamptz NOT NULL DEFAULT now());"
+    "UPDATE tessera_schema SET version = 4;";
+
 std::string select_name(bool inclusive, bool bounded, bool reverse) {
   return std::string{"sel_"} + (inclusive ? "ge" : "gt") + (bounded ? "_lt" : "") +
          (reverse ? "_desc" : "");
@@ -147,6 +155,10 @@ caf::error prepare_schema(pg::connection& c) {
   if (found == 2) {
     if (auto up = c.exec(upgrade_v2_v3); !up) return rollback(up.error());
     found = 3;
+  }
+  if (found == 3) {
+    if (auto up = c.exec(upgrade_v3_v4); !up) return rollback(up.error());
+    found = 4;
   }
   if (auto done = c.exec("COMMIT"); !done) return done.error();
   return {};

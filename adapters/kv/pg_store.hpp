@@ -11,6 +11,9 @@
 //   tessera_members(generation, name, state, address, http, joined_at, heartbeat_at)
 //                                                   -- the cluster's members (member_table.hpp)
 //                                                   (v3)
+//   tessera_leases(key text primary key, owner, generation, epoch, claimed_at)
+//                                                   -- who holds each actor (member_table.hpp)
+//                                                   (v4)
 // `open` creates the schema in an empty database and upgrades an older one, under an advisory
 // lock (servers starting together do it once); it refuses a schema newer than it knows, naming
 // both versions.
@@ -53,7 +56,7 @@ class connection;
 
 class pg_store final : public kv_store, public std::enable_shared_from_this<pg_store> {
  public:
-  static constexpr int schema_version = 3;
+  static constexpr int schema_version = 4;
   static constexpr const char* change_channel = "tessera_changes";
 
   struct options {

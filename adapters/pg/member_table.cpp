@@ -48,6 +48,23 @@ std::vector<std::pair<std::string, std::string>> statements() {
                    ", floor(extract(epoch FROM now()) * 1000)::bigint::text"
                    " FROM tessera_members ORDER BY name, generation"},
       {"leave", "UPDATE tessera_members SET state = 'dead' WHERE generation = $1::bigint"},
+      // Leases: the keys ($1, one per line) pass to the alive member $2 (named $3) when another
+      // generation holds them, or none; the epoch goes up by one at each change of holder. The
+      // CTEs share one snapshot, so `held` is who held each key before.
+      {"claim",
+       "WITH k AS (SELECT DISTINCT unnest(string_to_array($1, E'\\n')) AS key),"
+       " held AS (SELECT l.key, l.generation FROM tessera_leases l JOIN k USING (key)),"
+       " up AS (INSERT INTO tessera_leases AS l (key, owner, generation, epoch)"
+       " SELECT key, $3, $2::bigint, 1 FROM k WHERE EXISTS (SELECT 1 FROM tessera_members"
+       " WHERE generation = $2::bigint AND state = 'alive')"
+       " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner,"
+       " generation = EXCLUDED.generation, epoch = l.epoch + 1, claimed_at = now()"
+       " WHERE l.generation <> EXCLUDED.generation RETURNING l.key, l.epoch)"
+       " SELECT up.key, up.epoch::text, coalesce(held.generation, 0)::text"
+       " FROM up LEFT JOIN held USING (key) ORDER BY up.key"},
+      {"leases",
+       "SELECT key, owner, generation::text, epoch::text FROM tessera_leases"
+       " WHERE key >= $1 AND key < $1 || chr(1114111) ORDER BY key"},
       // The cluster's secret: the first node's random one, kept in tessera_kv.
       {"secret_put",
        "INSERT INTO tessera_kv (key, value) VALUES (convert_to($1, 'UTF8'),"
@@ -98,6 +115,33 @@ caf::expected<rows> member_table::run(std::string_view statement,
   std::vector<param> params;
   for (auto& a : args) params.push_back(param::of_text(a));
   return c_->run(statement, params);
+}
+
+caf::expected<std::vector<lease_claim>> member_table::claim(const std::vector<std::string>& keys,
+                                                            const std::string& name,
+                                                            int64_t generation) {
+  std::string lines;
+  for (auto& k : keys) {
+    if (k.find('\n') != std::string::npos)
+      return make_error(errc::invalid_argument, "a lease key holds a line break");
+    if (!lines.empty()) lines += '\n';
+    lines += k;
+  }
+  if (lines.empty()) return std::vector<lease_claim>{};
+  auto r = run("claim", {lines, std::to_string(generation), name});
+  if (!r) return r.error();
+  std::vector<lease_claim> out;
+  for (auto& each : *r) out.push_back({each[0].value_or(""), number(each[1]), number(each[2])});
+  return out;
+}
+
+caf::expected<std::vector<lease_row>> member_table::leases(const std::string& prefix) {
+  auto r = run("leases", {prefix});
+  if (!r) return r.error();
+  std::vector<lease_row> out;
+  for (auto& each : *r)
+    out.push_back({each[0].value_or(""), each[1].value_or(""), number(each[2]), number(each[3])});
+  return out;
 }
 
 caf::expected<std::string> member_table::secret() {

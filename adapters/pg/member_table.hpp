@@ -17,6 +17,11 @@
 //   older than `lease`, each with one conditional UPDATE: when several nodes race, exactly one
 //   declares each member, and only that one gets it back.
 // - `leave` declares `self` dead (a clean stop: the others take over without waiting).
+// - `claim` makes this member (alive, `generation`) the holder of each key's lease (schema v4
+//   `tessera_leases`, one statement): a key another generation held, or none, passes to it
+//   with its epoch raised by one; a key it holds already is left as it is. It returns the keys
+//   whose holder changed, with their new epoch and the generation that held them before (0:
+//   none): a takeover. A member that is not alive claims nothing.
 // - Errors: errc::unavailable when PostgreSQL cannot be reached (nothing happened; retry), and
 //   errc::storage_failure when it refused a statement. No message holds a password.
 // - Not thread-safe: one thread (the membership actor's) uses a table at a time.
@@ -44,6 +49,19 @@ struct member_row {
   int64_t heartbeat_at_ms = 0;  // Unix milliseconds, the database's clock
 };
 
+struct lease_claim {
+  std::string key;
+  int64_t epoch = 0;
+  int64_t previous = 0;  // the generation that held it before; 0: nobody
+};
+
+struct lease_row {
+  std::string key;
+  std::string owner;  // the member's name
+  int64_t generation = 0;
+  int64_t epoch = 0;
+};
+
 struct member_list {
   std::vector<member_row> members;  // by name, then generation
   int64_t now_ms = 0;               // the database's clock when read
@@ -67,6 +85,10 @@ class member_table {
   caf::expected<std::vector<member_row>> expire(int64_t self, std::chrono::milliseconds lease);
   caf::expected<member_list> list();
   caf::error leave(int64_t generation);
+  caf::expected<std::vector<lease_claim>> claim(const std::vector<std::string>& keys,
+                                                const std::string& name, int64_t generation);
+  // The leases whose key starts with `prefix`, by key.
+  caf::expected<std::vector<lease_row>> leases(const std::string& prefix);
   // The cluster's shared secret (64 hex digits) under `secret_key` in tessera_kv: made at
   // random by the first node that asks, the same for every node of the database after. Nodes
   // prove with it that they are members (peers.hpp): only a process that can read the

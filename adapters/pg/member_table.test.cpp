@@ -133,6 +133,50 @@ TEST_SUITE("adapters.pg.member_table") {
     CHECK_FALSE(t->heartbeat(first).value());
   }
 
+  TEST_CASE(
+      "a lease passes to the claiming member with its epoch raised, and a claim it holds "
+      "changes nothing") {
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto a = t->join("a", "a:1", "a:2").value();
+    auto b = t->join("b", "b:1", "b:2").value();
+    REQUIRE(t->activate(a));
+    REQUIRE(t->activate(b));
+    auto first = t->claim({"storage/x", "storage/y", "storage/x"}, "a", a);
+    REQUIRE_MESSAGE(first, detail_of(first.error()));
+    REQUIRE(first->size() == 2);
+    CHECK((*first)[0].key == "storage/x");
+    CHECK((*first)[0].epoch == 1);
+    CHECK((*first)[0].previous == 0);
+    CHECK(t->claim({"storage/x"}, "a", a).value().empty());  // held already
+    auto taken = t->claim({"storage/x"}, "b", b);
+    REQUIRE(taken);
+    REQUIRE(taken->size() == 1);
+    CHECK((*taken)[0].epoch == 2);
+    CHECK((*taken)[0].previous == a);
+    auto rows = t->leases("storage/");
+    REQUIRE(rows);
+    REQUIRE(rows->size() == 2);
+    CHECK((*rows)[0].key == "storage/x");
+    CHECK((*rows)[0].owner == "b");
+    CHECK((*rows)[0].generation == b);
+    CHECK((*rows)[0].epoch == 2);
+    CHECK((*rows)[1].owner == "a");
+    CHECK(t->leases("task/").value().empty());
+  }
+
+  TEST_CASE("a member that is not alive claims nothing, and a key with a line break is refused") {
+    auto url = fresh_cluster_database();
+    auto t = table_on(url);
+    auto a = t->join("a", "a:1", "a:2").value();  // joining
+    CHECK(t->claim({"storage/x"}, "a", a).value().empty());
+    REQUIRE(t->activate(a));
+    REQUIRE_FALSE(t->leave(a));  // dead
+    CHECK(t->claim({"storage/x"}, "a", a).value().empty());
+    CHECK(t->leases("").value().empty());
+    CHECK(code_of(t->claim({"bad\nkey"}, "a", a).error()) == errc::invalid_argument);
+  }
+
   TEST_CASE("a member that leaves is dead for the others without waiting for its lease") {
     auto url = fresh_cluster_database();
     auto t = table_on(url);

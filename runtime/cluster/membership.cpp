@@ -5,6 +5,8 @@
 
 #include <caf/all.hpp>
 #include <csignal>
+#include <set>
+#include <utility>
 
 #include "adapters/error.hpp"
 #include "adapters/pg/member_table.hpp"
@@ -16,10 +18,12 @@ namespace {
 using namespace std::chrono;
 using tick_atom = caf::atom_constant<caf::atom("mtick")>;
 using expire_atom = caf::atom_constant<caf::atom("mexpire")>;
+using claim_now_atom = caf::atom_constant<caf::atom("mclaim")>;
 
 // What the actor handles: its clients' protocol and its own timers.
 using membership_impl =
-    membership_actor::extend<caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom>>;
+    membership_actor::extend<caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom>,
+                             caf::reacts_to<claim_now_atom>>;
 
 member member_of(const adapters::pg::member_row& r) {
   return {r.name, r.generation, r.state, r.address, r.http, r.heartbeat_at_ms, false};
@@ -33,9 +37,28 @@ struct membership_state {
   steady_clock::time_point renewed;
   steady_clock::time_point quiet_until;  // failures are logged at most once per lease
   bool expire_pending = false;
+  std::set<std::string> to_claim;  // claims queued since the last statement
+  bool claim_pending = false;
   static inline const char* name = "cluster_membership";
 
   bool self_alive() const { return steady_clock::now() - renewed < cfg.lease; }
+
+  // Takes the leases queued, in one statement.
+  void claim() {
+    claim_pending = false;
+    if (to_claim.empty()) return;
+    std::vector<std::string> keys{to_claim.begin(), to_claim.end()};
+    to_claim.clear();
+    auto got = table->claim(keys, cfg.name, view.generation);
+    if (!got) return failed("claiming leases", got.error());
+    size_t takeovers = 0;
+    for (auto& c : *got)
+      if (c.previous != 0) ++takeovers;
+    if (cfg.metrics) {
+      cfg.metrics->lease_claims->Increment(static_cast<double>(got->size()));
+      cfg.metrics->lease_takeovers->Increment(static_cast<double>(takeovers));
+    }
+  }
 
   void failed(std::string_view step, const caf::error& err) {
     if (steady_clock::now() < quiet_until) return;
@@ -175,6 +198,14 @@ membership_impl::behavior_type membership(membership_impl::stateful_pointer<memb
                              expire_atom::value);
         }
       },
+      [self](claim_atom, std::vector<std::string>& keys) {
+        auto& st = self->state;
+        st.to_claim.insert(std::make_move_iterator(keys.begin()),
+                           std::make_move_iterator(keys.end()));
+        // Behind the claims queued now: they all go in one statement.
+        if (!std::exchange(st.claim_pending, true)) self->send(self, claim_now_atom::value);
+      },
+      [self](claim_now_atom) { self->state.claim(); },
       [self](expire_atom) {
         auto& st = self->state;
         st.expire_pending = false;
@@ -222,6 +253,18 @@ membership_metrics::membership_metrics(prometheus::Registry& registry) {
                  .Help("Times this node found itself declared dead and joined again")
                  .Register(registry)
                  .Add({});
+  lease_claims = &prometheus::BuildCounter()
+                      .Name("tessera_cluster_lease_claims_total")
+                      .Help("Actor leases this node took (it became the owner of the key)")
+                      .Register(registry)
+                      .Add({});
+  lease_takeovers = &prometheus::BuildCounter()
+                         .Name("tessera_cluster_lease_takeovers_total")
+                         .Help(
+                             "Actor leases this node took over from another member (a lost "
+                             "node's, or one whose keys moved here)")
+                         .Register(registry)
+                         .Add({});
 }
 
 caf::expected<membership_actor> join_cluster(caf::actor_system& system, membership_config cfg) {

@@ -26,6 +26,13 @@
 //   (leave_atom) -> bool                       declares this member dead (a clean stop; the
 //                                              others take over at once); false when
 //                                              PostgreSQL could not be told. Then it quits.
+//   (claim_atom, keys) -> void                 this node (alive) takes the leases of `keys`
+//                                              (actor keys it now owns: "storage/<id>",
+//                                              "task/<id>"; member_table.hpp `claim`). Claims
+//                                              queued meanwhile go in one statement; a key
+//                                              another generation held counts as a takeover.
+//                                              Lost when PostgreSQL cannot be reached (the
+//                                              lease is a record; versions are the fence).
 #pragma once
 
 #include <prometheus/registry.h>
@@ -84,13 +91,17 @@ typename Inspector::result_type inspect(Inspector& f, member_view& x) {
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using activate_atom = caf::atom_constant<caf::atom("activate")>;
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
 
 using membership_actor = caf::typed_actor<
     caf::replies_to<caf::get_atom>::with<member_view>, caf::reacts_to<subscribe_atom, caf::actor>,
-    caf::replies_to<activate_atom, int64_t>::with<bool>, caf::replies_to<leave_atom>::with<bool>>;
+    caf::replies_to<activate_atom, int64_t>::with<bool>, caf::replies_to<leave_atom>::with<bool>,
+    caf::reacts_to<claim_atom, std::vector<std::string>>>;
 
 // The per-node cluster metrics: tessera_cluster_members{state}, and the counters of
-// heartbeats that failed, peers this node declared dead, and rejoins.
+// heartbeats that failed, peers this node declared dead, rejoins, leases this node took
+// (tessera_cluster_lease_claims_total) and those of them another member held
+// (tessera_cluster_lease_takeovers_total).
 struct membership_metrics {
   explicit membership_metrics(prometheus::Registry& registry);
   prometheus::Gauge* joining;
@@ -99,6 +110,8 @@ struct membership_metrics {
   prometheus::Counter* heartbeat_failures;
   prometheus::Counter* declared_dead;
   prometheus::Counter* rejoins;
+  prometheus::Counter* lease_claims;
+  prometheus::Counter* lease_takeovers;
 };
 
 struct membership_config {

@@ -77,6 +77,20 @@ void placement::set_gateways(std::map<std::string, caf::actor> by_name,
     for (auto& gateway : lost) tell(gateway);
 }
 
+void placement::claim(const std::string& key) const {
+  std::function<void(const std::string&)> f;
+  {
+    std::lock_guard lock{mutex_};
+    f = claim_;
+  }
+  if (f) f(key);
+}
+
+void placement::on_claim(std::function<void(const std::string&)> claim) {
+  std::lock_guard lock{mutex_};
+  claim_ = std::move(claim);
+}
+
 void placement::on_gateway_lost(std::function<void(const caf::actor&)> lost) {
   std::lock_guard lock{mutex_};
   lost_ = std::move(lost);

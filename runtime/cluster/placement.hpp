@@ -58,6 +58,10 @@ class placement {
   // set_gateways no longer holds: its node's connection was lost, or it was declared dead
   // (a frozen node keeps its connection open). Forwards waiting on it stop waiting.
   void on_gateway_lost(std::function<void(const caf::actor&)> lost);
+  // The lease of `key` (an actor this node now serves as owner) is claimed through the
+  // callback on_claim() set (membership.hpp claim_atom); nothing before it is set.
+  void claim(const std::string& key) const;
+  void on_claim(std::function<void(const std::string&)> claim);
   // Whether `node` is among the accepted (set_gateways).
   bool connected(const caf::node_id& node) const;
   uint64_t epoch() const;
@@ -70,6 +74,7 @@ class placement {
   std::map<std::string, caf::actor> gateways_;
   std::vector<caf::node_id> accepted_;
   std::function<void(const caf::actor&)> lost_;
+  std::function<void(const std::string&)> claim_;
   uint64_t epoch_ = 0;
 };
 

@@ -78,6 +78,15 @@ def generation_of(node):
     return members(node)["generation"]
 
 
+def leases(url, prefix):
+    """{key: (owner, epoch)} of the cluster's leases whose key starts with `prefix`."""
+    out = postgres.shared().psql(
+        f"SELECT key, owner, epoch FROM tessera_leases WHERE key LIKE '{prefix}%'",
+        database=url.split("=")[-1])
+    rows = [line.split("|") for line in out.splitlines() if line]
+    return {key: (owner, int(epoch)) for key, owner, epoch in rows}
+
+
 def test_three_nodes_list_each_other_as_alive_members_with_their_addresses(server, tmp_path):
     _, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
     for node in nodes:
@@ -403,7 +412,7 @@ def three_nodes_with_a_task_every_second(server, tmp_path):
 
 def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node_loss(
         server, tmp_path):
-    _, nodes = three_nodes_with_a_task_every_second(server, tmp_path)
+    url, nodes = three_nodes_with_a_task_every_second(server, tmp_path)
     a = nodes[0]
     wait_until(lambda: len([r for r in task_runs(a) if r["status"] == "succeeded"]) >= 3, 20,
                lambda: task_runs(a))
@@ -411,7 +420,10 @@ def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node
     counts = [runs_done(n) for n in nodes]
     assert len([c for c in counts if c > 0]) == 1, counts
     owner = nodes[[c > 0 for c in counts].index(True)]
+    owner_name = "abc"[nodes.index(owner)]
     survivors = [n for n in nodes if n is not owner]
+    # It holds the task's lease, taken once.
+    assert leases(url, "task/") == {"task/t": (owner_name, 1)}
     owner.kill9()
     killed_at = datetime.datetime.now(datetime.timezone.utc)
     survivor = survivors[0]
@@ -445,8 +457,11 @@ def test_a_task_every_second_runs_once_per_slot_on_its_owner_and_moves_on_a_node
     cut_off = len([r for r in rs if r["status"] == "running"])  # in flight on the killed node
     n = survivor.request("GET", "/api/storages/c").body["data"]["n"]
     assert succeeded <= n <= succeeded + cut_off, (n, succeeded, cut_off)
-    # The two survivors split nothing: one of them ran it after the loss.
-    assert len([s for s in survivors if runs_done(s) > 0]) == 1
+    # The two survivors split nothing: one of them ran it after the loss, and took the lease.
+    ran = [s for s in survivors if runs_done(s) > 0]
+    assert len(ran) == 1
+    assert leases(url, "task/") == {"task/t": ("abc"[nodes.index(ran[0])], 2)}
+    assert ran[0].metric("tessera_cluster_lease_takeovers_total") >= 1
 
 
 def test_two_servers_firing_one_task_on_one_database_run_each_second_once(server, tmp_path):
@@ -628,6 +643,65 @@ def test_a_write_forwarded_to_a_frozen_owner_is_answered_once_the_owner_is_decla
         assert res.body["data"]["after"] == 1
     finally:
         b.proc.send_signal(signal.SIGCONT)
+
+
+def test_the_owner_of_a_storage_holds_its_lease_and_a_survivor_takes_it_over_after_a_kill(
+        server, tmp_path):
+    url, nodes = start_nodes(server, tmp_path, ["a", "b", "c"])
+    by_name = dict(zip(["a", "b", "c"], nodes))
+    for node in nodes:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 5)
+    ids = [f"s{i}" for i in range(9)]
+    for id in ids:
+        assert nodes[0].request("POST", "/api/storages", {"id": id, "data": {}}).status == 201
+    keys = {f"storage/{id}" for id in ids}
+    held = wait_until(lambda: (lambda l: l if set(l) == keys else None)(leases(url, "storage/")),
+                      5, lambda: leases(url, "storage/"))
+    assert all(epoch == 1 for _, epoch in held.values()), held
+    # The holder is the owner: a write through it is served there, not forwarded.
+    for id in ids:
+        holder = by_name[held[f"storage/{id}"][0]]
+        before = holder.metric("tessera_cluster_forwarded_requests_total", kind="storage")
+        assert holder.request("PATCH", f"/api/storages/{id}", {"data": {"x": 1}}).status == 200
+        assert holder.metric("tessera_cluster_forwarded_requests_total", kind="storage") == before
+    victim_name = held["storage/s0"][0]
+    victim = by_name[victim_name]
+    lost = {k for k, (owner, _) in held.items() if owner == victim_name}
+    survivors = [n for name, n in by_name.items() if name != victim_name]
+    victim.kill9()
+    rest = sorted(n for n in by_name if n != victim_name)
+    for node in survivors:
+        wait_until(lambda: alive_names(node) == rest, LEASE_MS / 1000 + 2)
+    # Actors activate on use (as in Orleans): the new owner takes the lease when it serves one.
+    for key in lost:
+        res = survivors[0].request("PATCH", "/api/" + key.replace("storage/", "storages/"),
+                                   {"data": {"y": 1}})
+        assert res.status == 200, res
+    after = wait_until(lambda: (lambda l: l if all(l[k][0] != victim_name for k in lost)
+                                else None)(leases(url, "storage/")), 5,
+                       lambda: leases(url, "storage/"))
+    for key in lost:
+        assert after[key][1] == 2, after
+    for key in keys - lost:
+        assert after[key] == held[key], (key, after[key], held[key])
+    takeovers = sum(n.metric("tessera_cluster_lease_takeovers_total") for n in survivors)
+    assert takeovers == len(lost), (takeovers, lost)
+    # Started again under its name, the node owns its storages again: the survivors let go of
+    # theirs (passivated), and the node takes each lease back when it serves it.
+    again = server(*cluster_args(url, victim_name))
+    for node in survivors + [again]:
+        wait_until(lambda: alive_names(node) == ["a", "b", "c"], 10)
+    wait_until(lambda: sum(n.metric("tessera_actors_live", kind="storage") for n in survivors)
+               == len(keys - lost), 5,
+               lambda: [n.metric("tessera_actors_live", kind="storage") for n in survivors])
+    for key in lost:
+        res = survivors[1].request("PATCH", "/api/" + key.replace("storage/", "storages/"),
+                                   {"data": {"z": 1}})
+        assert res.status == 200, res
+    back = wait_until(lambda: (lambda l: l if all(l[k][0] == victim_name for k in lost)
+                               else None)(leases(url, "storage/")), 5,
+                      lambda: leases(url, "storage/"))
+    assert all(back[k][1] == 3 for k in lost), back
 
 
 def test_every_node_stopped_and_one_started_again_serves_all_the_data(server, tmp_path):
