@@ -244,9 +244,12 @@ int serve(const config::settings& s) {
   tenv.readers = readers;
   // In a cluster a task's schedule is fired by its owner only (placement.hpp); until this
   // node's first view of the members it owns none.
-  if (s.cluster.enabled)
+  if (s.cluster.enabled) {
     tenv.owns_schedule = [place](const std::string& id) { return place->owns("task/" + id); };
-  tenv.took_schedule = [place](const std::string& id) { place->claim("task/" + id); };
+    tenv.took_schedule = [place](const std::string& id) { place->claim("task/" + id); };
+    tcfg.placement = place;
+    tcfg.forwarded = forwarded.task;
+  }
   // Detached: the directory spawns (and at shutdown stops) every task actor, and CAF 0.17's
   // work stealing takes O(queue length) per steal from one worker's queue, which made 100,000
   // actors spawned from a scheduler thread quadratic. From a thread of its own they are spread
@@ -295,14 +298,16 @@ int serve(const config::settings& s) {
     auto joined =
         runtime::cluster::start_cluster_node(system, s, *port, cluster_metrics, place,
                                              {{"storage", caf::actor_cast<caf::actor>(directory)},
-                                              {"panel", caf::actor_cast<caf::actor>(panels)}});
+                                              {"panel", caf::actor_cast<caf::actor>(panels)},
+                                              {"task", caf::actor_cast<caf::actor>(tasks)}});
     if (joined) {
       cluster = *joined;
       // Forwards waiting on a lost or dead peer stop waiting (actors/common/forwarding.hpp).
       place->on_gateway_lost(
           [storages = caf::actor_cast<caf::weak_actor_ptr>(directory),
-           panel_dir = caf::actor_cast<caf::weak_actor_ptr>(panels)](const caf::actor& gateway) {
-            for (auto& weak : {storages, panel_dir})
+           panel_dir = caf::actor_cast<caf::weak_actor_ptr>(panels),
+           task_dir = caf::actor_cast<caf::weak_actor_ptr>(tasks)](const caf::actor& gateway) {
+            for (auto& weak : {storages, panel_dir, task_dir})
               if (auto d = caf::actor_cast<caf::actor>(weak))
                 caf::anon_send(d, storage::peer_lost_atom::value, gateway);
           });

@@ -147,10 +147,10 @@ class directory {
     after_load([this, id] { read_again(id); });
   }
 
-  // A request sent here by another node, as to the owner, for a panel not held here: that
-  // node has seen the panel created and this node's change feed has not yet. The store is
-  // read first; then the request is served, or answered not_found if the store has no such
-  // panel either.
+  // In a cluster, a request for a panel not held here: another node has seen it created and
+  // this node's change feed has not yet (a request forwarded here as to the owner, or a read
+  // just after a create through another node). The store is read first; then the request is
+  // served, or answered not_found if the store has no such panel either.
   template <class... Ts>
   caf::result<std::string> serve_unseen(const std::string& id, Ts... xs) {
     auto rp = self_->make_response_promise<std::string>();
@@ -466,12 +466,20 @@ directory_impl::behavior_type panel_directory(directory_impl::pointer self, dire
       [dir](import_atom, const std::string& text, bool replace) {
         return dir->import(text, replace);
       },
-      [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
+      [dir, forward](get_atom a, const std::string& id) -> caf::result<std::string> {
+        // In a cluster, a panel created through another node just now may not have come
+        // through the change feed yet: the store is read before not_found.
+        if (dir->config().placement && !dir->actors().find(id)) return dir->serve_unseen(id, a, id);
+        return forward(id, a, id);
+      },
       [to_owner](update_atom a, const std::string& id, const std::string& body,
                  const std::vector<std::string>& allowed,
                  const storage::version_list& m) { return to_owner(id, a, id, body, allowed, m); },
       [to_owner](erase_atom a, const std::string& id) { return to_owner(id, a, id); },
-      [forward](render_atom a, const std::string& id) { return forward(id, a, id); },
+      [dir, forward](render_atom a, const std::string& id) -> caf::result<std::string> {
+        if (dir->config().placement && !dir->actors().find(id)) return dir->serve_unseen(id, a, id);
+        return forward(id, a, id);
+      },
       [to_owner](action_atom a, const std::string& id, const std::string& name,
                  const std::string& payload) { return to_owner(id, a, id, name, payload); },
       [forward](export_atom a, const std::string& id) { return forward(id, a, id); },

@@ -67,7 +67,7 @@ using directory_actor = caf::typed_actor<
     caf::replies_to<logs_atom, log_query>::with<std::string>,
     caf::replies_to<purge_atom, int64_t, std::string>::with<std::string>,
     caf::reacts_to<placed_atom>, caf::reacts_to<storage::refresh_atom, std::string>,
-    caf::reacts_to<storage::refresh_atom>>;
+    caf::reacts_to<storage::refresh_atom>, caf::reacts_to<storage::peer_lost_atom, caf::actor>>;
 
 using sweep_atom = caf::atom_constant<caf::atom("tsweep")>;
 

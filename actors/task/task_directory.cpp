@@ -6,6 +6,7 @@
 
 #include "actors/common/actor_directory.hpp"
 #include "actors/common/definition_update.hpp"
+#include "actors/common/forwarding.hpp"
 #include "actors/sandbox/messages.hpp"
 #include "actors/storage/messages.hpp"
 #include "actors/task/messages.hpp"
@@ -29,6 +30,8 @@ class directory {
                 cfg_.metrics) {}
 
   actors::actor_directory& actors() { return actors_; }
+
+  const directory_config& config() const { return cfg_; }
 
   void load() {
     auto began = std::chrono::steady_clock::now();
@@ -279,7 +282,10 @@ directory_impl::behavior_type task_directory(directory_impl::pointer self, direc
   auto dir = std::make_shared<directory>(self, std::move(cfg));
   dir->load();
   dir->sweep();
-  self->set_down_handler([dir](caf::down_msg& msg) { dir->actors().down(msg); });
+  auto in_flight = std::make_shared<actors::forwards_in_flight>();
+  self->set_down_handler([dir, in_flight](caf::down_msg& msg) {
+    if (!in_flight->down(msg)) dir->actors().down(msg);
+  });
   self->set_exit_handler([self, dir](caf::exit_msg&) {
     dir->actors().stop_all();
     self->quit(caf::exit_reason::user_shutdown);
@@ -287,17 +293,43 @@ directory_impl::behavior_type task_directory(directory_impl::pointer self, direc
   auto forward = [dir](const std::string& id, auto... xs) {
     return dir->actors().forward<std::string>(id, xs...);
   };
+  // An update, deletion or run: to the node owning the task when it is another. The owner
+  // asked by another node about a task its change feed has not brought yet reads it first.
+  auto to_owner = [self, dir, forward, in_flight](const std::string& id,
+                                                  auto... xs) -> caf::result<std::string> {
+    auto& cfg = dir->config();
+    auto owner = actors::owner_elsewhere(self, cfg.placement, "task/" + id);
+    if (!owner) {
+      auto& sender = self->current_sender();
+      if (sender && sender->node() != self->node() && !dir->actors().find(id)) dir->refresh(id);
+      return forward(id, xs...);
+    }
+    return actors::forward_to_owner<std::string>(
+        self, in_flight, owner, "task", caf::make_message(xs...), cfg.env.atomic.call_timeout,
+        cfg.forwarded,
+        [self, id](caf::typed_response_promise<std::string>& rp, const caf::error& err) {
+          rp.deliver(make_error(errc::unavailable, "the node owning task '" + id +
+                                                       "' did not answer (" +
+                                                       self->system().render(err) +
+                                                       "); the change may or may not have landed"));
+        });
+  };
   return {
       [dir](list_atom, const std::string& after, uint32_t limit) {
         return dir->list(after, limit);
       },
       [dir](create_atom, const std::string& body) { return dir->create(body); },
-      [forward](get_atom a, const std::string& id) { return forward(id, a, id); },
-      [forward](update_atom a, const std::string& id, const std::string& body,
-                const std::vector<std::string>& allowed,
-                const storage::version_list& m) { return forward(id, a, id, body, allowed, m); },
-      [forward](erase_atom a, const std::string& id) { return forward(id, a, id); },
-      [forward](run_atom a, const std::string& id) { return forward(id, a, id); },
+      [dir, forward](get_atom a, const std::string& id) {
+        // In a cluster, a task created through another node just now may not have come
+        // through the change feed yet: the store is read before not_found.
+        if (dir->config().placement && !dir->actors().find(id)) dir->refresh(id);
+        return forward(id, a, id);
+      },
+      [to_owner](update_atom a, const std::string& id, const std::string& body,
+                 const std::vector<std::string>& allowed,
+                 const storage::version_list& m) { return to_owner(id, a, id, body, allowed, m); },
+      [to_owner](erase_atom a, const std::string& id) { return to_owner(id, a, id); },
+      [to_owner](run_atom a, const std::string& id) { return to_owner(id, a, id); },
       [forward](runs_atom a, const std::string& id, int64_t before, uint32_t limit) {
         return forward(id, a, id, before, limit);
       },
@@ -312,6 +344,9 @@ directory_impl::behavior_type task_directory(directory_impl::pointer self, direc
       [dir](sweep_atom) { dir->sweep(); },
       [dir](placed_atom) { dir->placed(); },
       [dir](storage::refresh_atom, const std::string& id) { dir->refresh(id); },
+      [in_flight](storage::peer_lost_atom, const caf::actor& gateway) {
+        in_flight->lost(gateway.address(), caf::make_error(caf::sec::request_receiver_down));
+      },
   };
 }
 

@@ -14,7 +14,11 @@
 //       sandbox_failed (the handler does not compile or defines no on_schedule). Missing
 //       storages of storage_ids are created empty. The task is durable before the reply.
 //   (get_atom|update_atom|erase_atom|run_atom|runs_atom, id, ...) -> forwarded to the task's
-//       actor; an unknown id -> not_found
+//       actor; an unknown id -> not_found. In a cluster, updates, deletions and runs of a task
+//       another node owns (cfg.placement) go to that node (actors/common/forwarding.hpp; no
+//       answer: unavailable, outcome unknown), and an id not held here is read from the store
+//       before not_found (the change feed may not have brought it yet)
+//   (storage::peer_lost_atom, gateway) -> no reply; forwards waiting on it stop waiting
 //   (logs_atom, log_query) -> {"logs":[...], "count"} (run_log.hpp)
 //   (purge_atom, int64_t before_ms, std::string task_id or "") -> {"deleted": n}
 //   (gone_atom, id) from task actors -> no reply
@@ -30,6 +34,7 @@
 #include "actors/task/run_log.hpp"
 #include "actors/task/task_actor.hpp"
 #include "runtime/actor_metrics.hpp"
+#include "runtime/cluster/placement.hpp"
 
 namespace tessera::task {
 
@@ -38,6 +43,10 @@ struct directory_config {
   task_env env;
   runtime::actor_kind_metrics metrics;
   std::chrono::hours log_retention{0};  // log lines older than this are deleted
+  // In a cluster: updates, deletions and runs of a task another node owns go there
+  // (actors/common/forwarding.hpp), counted in `forwarded`.
+  std::shared_ptr<runtime::cluster::placement> placement = nullptr;
+  runtime::cluster::forward_metrics::kind forwarded{};
 
   // task_env's settings and tasks.log_retention_days; the rest is the caller's to set.
   static directory_config from_settings(const config::settings& s) {

@@ -131,6 +131,7 @@ forward_metrics::forward_metrics(prometheus::Registry& registry) {
   };
   storage = add("storage");
   panel = add("panel");
+  task = add("task");
 }
 
 uint64_t placement::epoch() const {

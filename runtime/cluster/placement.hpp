@@ -90,6 +90,7 @@ struct forward_metrics {
   };
   kind storage;
   kind panel;
+  kind task;
 };
 
 caf::actor follow_members(caf::actor_system& system, const membership_actor& membership,
