@@ -18,8 +18,9 @@ using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
 // Stands for another node's gateway: (forward_atom, kind, (ask_atom, word)) answers "owner
 // <word>", the word "refuse" gets a tessera error, and the word "hold" is never answered;
-// (retire_atom) ends it, as a lost connection ends a gateway's proxy.
-caf::behavior owner(caf::event_based_actor* self) {
+// (retire_atom) ends it, as a lost connection ends a gateway's proxy. `unused`: CAF 0.17
+// dereferences a null argument tuple when a function actor is spawned with none.
+caf::behavior owner(caf::event_based_actor* self, int /*unused*/) {
   auto held = std::make_shared<std::vector<caf::response_promise>>();
   return {
       [=](forward_atom, const std::string&, caf::message& msg) -> caf::result<std::string> {
@@ -85,7 +86,7 @@ struct fixture {
 TEST_CASE("a forwarded request gets the owner's answer, and its error as it is") {
   fixture f;
   auto dir = f.start_forwarder(5000ms);
-  auto to = f.sys.spawn(owner);
+  auto to = f.sys.spawn(owner, 0);
   CHECK(f.ask(dir, "hello", to) == "owner hello");
   CHECK(f.ask(dir, "refuse", to) == "error: the owner says no");
   CHECK(*f.fallbacks == 0);
@@ -97,7 +98,7 @@ TEST_CASE(
     "timeout") {
   fixture f;
   auto dir = f.start_forwarder(60000ms);  // far longer than the test waits
-  auto to = f.sys.spawn(owner);
+  auto to = f.sys.spawn(owner, 0);
   auto held = f.self->request(dir, 5000ms, ask_atom::value, std::string{"hold"}, to);
   CHECK(f.ask(dir, "still there", to) == "owner still there");  // the held one is in flight
   f.self->send(to, retire_atom::value);
@@ -110,7 +111,7 @@ TEST_CASE(
 TEST_CASE("a forward that timed out is answered once, even when its owner is lost later") {
   fixture f;
   auto dir = f.start_forwarder(100ms);
-  auto to = f.sys.spawn(owner);
+  auto to = f.sys.spawn(owner, 0);
   CHECK(f.ask(dir, "hold", to) == "fallback");
   f.self->send(to, retire_atom::value);
   // A request to a lost owner is failed over as well, and answered once.
@@ -121,8 +122,8 @@ TEST_CASE("a forward that timed out is answered once, even when its owner is los
 TEST_CASE("forwards to an owner that is still there are untouched when another is lost") {
   fixture f;
   auto dir = f.start_forwarder(60000ms);
-  auto lost = f.sys.spawn(owner);
-  auto kept = f.sys.spawn(owner);
+  auto lost = f.sys.spawn(owner, 0);
+  auto kept = f.sys.spawn(owner, 0);
   CHECK(f.ask(dir, "one", lost) == "owner one");
   CHECK(f.ask(dir, "two", kept) == "owner two");
   f.self->send(lost, retire_atom::value);
