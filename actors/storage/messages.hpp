@@ -41,8 +41,8 @@ using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 // (peer_lost_atom, gateway): the node behind another node's gateway is lost (runtime/cluster/
 // placement.hpp); requests forwarded to it stop waiting (actors/common/forwarding.hpp).
 using peer_lost_atom = caf::atom_constant<caf::atom("peerlost")>;
-// (placed_atom): the cluster's members changed; the directory passivates the storages another
-// node owns now and claims the leases of those it owns (runtime/cluster/placement.hpp).
+// (placed_atom): the cluster's members changed; the directory passivates the live storages
+// another node owns now and claims the leases of those it owns (runtime/cluster/placement.hpp).
 using placed_atom = caf::atom_constant<caf::atom("splaced")>;
 using locked_atom = caf::atom_constant<caf::atom("locked")>;
 

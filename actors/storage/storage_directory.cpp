@@ -160,10 +160,12 @@ directory_impl::behavior_type storage_directory(directory_impl::pointer self, st
         if (!place) return;
         for (auto& id : dir->live_ids()) {
           auto key = std::string{key_prefix} + id;
+          // Owned by another node now: its requests go there (while that node cannot be reached,
+          // the next one activates it here again).
           if (place->owns(key))
             place->claim(key);
-          else if (place->gateway_for(key))
-            dir->passivate(id);  // another node owns it now: its requests go there
+          else
+            dir->passivate(id);
         }
       },
       [=](peer_lost_atom, const caf::actor& gateway) {
