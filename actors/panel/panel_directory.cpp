@@ -151,52 +151,50 @@ class directory {
   // this node's change feed has not yet (a request forwarded here as to the owner, or a read
   // just after a create through another node). The store is read first; then the request is
   // served, or answered not_found if the store has no such panel either.
+  // Panel `id`'s record as the store holds it now ("" when absent), read on the readers pool.
+  auto read_record(const std::string& id) {
+    return runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
+                                  [store = cfg_.store, id]() -> caf::expected<std::string> {
+                                    auto value = store->get(panel_key(id));
+                                    if (!value) return value.error();
+                                    return value->value_or(std::string{});
+                                  });
+  }
+
   template <class... Ts>
   caf::result<std::string> serve_unseen(const std::string& id, Ts... xs) {
     auto rp = self_->make_response_promise<std::string>();
-    runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
-                           [store = cfg_.store, id]() -> caf::expected<std::string> {
-                             auto value = store->get(panel_key(id));
-                             if (!value) return value.error();
-                             return value->value_or(std::string{});
-                           })
-        .then(
-            [this, rp, id, xs...](std::string& value) mutable {
-              if (!actors_.find(id) && !value.empty())
-                if (auto r = decode(value, cfg_.env.limits)) start(std::move(*r));
-              if (auto a = actors_.find(id))
-                rp.delegate(a, xs...);
-              else
-                rp.deliver(actors_.not_found(id));
-            },
-            [rp](caf::error& err) mutable { rp.deliver(err); });
+    read_record(id).then(
+        [this, rp, id, xs...](std::string& value) mutable {
+          if (!actors_.find(id) && !value.empty())
+            if (auto r = decode(value, cfg_.env.limits)) start(std::move(*r));
+          if (auto a = actors_.find(id))
+            rp.delegate(a, xs...);
+          else
+            rp.deliver(actors_.not_found(id));
+        },
+        [rp](caf::error& err) mutable { rp.deliver(err); });
     return rp;
   }
 
   void read_again(const std::string& id) {
-    runtime::off_scheduler(self_, cfg_.readers, cfg_.env.atomic.request_timeout,
-                           [store = cfg_.store, id]() -> caf::expected<std::string> {
-                             auto value = store->get(panel_key(id));
-                             if (!value) return value.error();
-                             return value->value_or(std::string{});
-                           })
-        .then(
-            [this, id](std::string& value) {
-              if (auto a = actors_.find(id)) {
-                // Deleted: forgotten now, so a panel created again meanwhile gets an actor.
-                if (value.empty()) forget(id);
-                caf::anon_send(a, storage::refresh_atom::value, id, std::move(value));
-                return;
-              }
-              if (value.empty()) return;
-              auto r = decode(value, cfg_.env.limits);
-              if (!r) return runtime::log_error("unreadable panel record for " + id);
-              if (!actors_.find(id)) start(std::move(*r));
-            },
-            [id](caf::error& err) {
-              runtime::log_error("cannot read panel '" + id +
-                                 "' changed by another node: " + detail_of(err));
-            });
+    read_record(id).then(
+        [this, id](std::string& value) {
+          if (auto a = actors_.find(id)) {
+            // Deleted: forgotten now, so a panel created again meanwhile gets an actor.
+            if (value.empty()) forget(id);
+            caf::anon_send(a, storage::refresh_atom::value, id, std::move(value));
+            return;
+          }
+          if (value.empty()) return;
+          auto r = decode(value, cfg_.env.limits);
+          if (!r) return runtime::log_error("unreadable panel record for " + id);
+          if (!actors_.find(id)) start(std::move(*r));
+        },
+        [id](caf::error& err) {
+          runtime::log_error("cannot read panel '" + id +
+                             "' changed by another node: " + detail_of(err));
+        });
   }
 
   // Every panel read again, and told its storages changed (the change feed lost changes);
